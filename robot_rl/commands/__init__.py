@@ -1,0 +1,1 @@
+"""Sub-commands of `robot-rl`; see `robot_rl.cli`."""
