@@ -1,0 +1,122 @@
+"""Actor and critic MLPs shared by the policy-gradient agents, with orthogonal initialisation.
+
+Orthogonal weights (gain √2 on hidden layers) and zero biases are the initialisation PPO's reported
+results depend on (Engstrom et al. 2020, "Implementation Matters"; Andrychowicz et al. 2021). The
+actor's output layer gets gain 0.01 so the initial mean action is ≈ 0 whatever the observation, and
+the critic's gets 1.0.
+
+A deployed robot runs these networks with numpy alone, so `export_layers` hands out the plain weight
+arrays and the activation name: each layer computes `y = x @ W.T + b` (W is `(out_dim, in_dim)`, as
+torch stores it), with the activation after every layer but the last.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from robot_rl.distributions import DiagGaussian, SquashedDiagGaussian
+from robot_rl.errors import ConfigError
+
+#: Activation names accepted by `mlp` (and written into policy bundles).
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+HIDDEN_GAIN = math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class ExportedMLP:
+    """An MLP as plain arrays: `layers[i] = (W (out, in), b (out,))`, float32; `activation` by name."""
+
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    activation: str
+
+
+def activation_module(name: str) -> nn.Module:
+    """The torch module for an activation name; a ConfigError lists the valid names."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"activation: {name!r} is not valid; choose one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "tanh",
+        output_gain: float = 1.0) -> nn.Sequential:
+    """Linear → act → … → Linear, orthogonally initialised (√2 hidden, `output_gain` last), zero biases.
+
+    Input `(batch, in_dim)`, output `(batch, out_dim)`; no activation after the last layer.
+    """
+    activation_module(activation)  # validate before building anything
+    sizes = [in_dim, *hidden, out_dim]
+    modules: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        last = i == len(sizes) - 2
+        layer = nn.Linear(n_in, n_out)
+        nn.init.orthogonal_(layer.weight, gain=output_gain if last else HIDDEN_GAIN)
+        nn.init.zeros_(layer.bias)
+        modules.append(layer)
+        if not last:
+            modules.append(activation_module(activation))
+    return nn.Sequential(*modules)
+
+
+def export_mlp(net: nn.Sequential, activation: str) -> ExportedMLP:
+    """Copy the Linear layers of `net` (built by `mlp`) to numpy float32 arrays."""
+    layers = [(m.weight.detach().cpu().numpy().astype(np.float32, copy=True),
+               m.bias.detach().cpu().numpy().astype(np.float32, copy=True))
+              for m in net if isinstance(m, nn.Linear)]
+    return ExportedMLP(layers=layers, activation=activation)
+
+
+class GaussianActor(nn.Module):
+    """π(a|s) = N(mlp(s), diag(exp(log_std)²)), optionally tanh-squashed; log-std is state-independent.
+
+    The state-independent log-std (a learned `(act_dim,)` parameter) is the PPO/TRPO standard for
+    continuous control: exploration noise decays as the policy learns, independent of the state.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64),
+                 activation: str = "tanh", log_std_init: float = 0.0, squash: bool = False) -> None:
+        super().__init__()
+        self.activation = activation
+        self.squash = squash
+        self.mean_net = mlp(obs_dim, hidden, act_dim, activation, output_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def forward(self, obs: Tensor) -> DiagGaussian | SquashedDiagGaussian:
+        """The action distribution for observations `(batch, obs_dim)`."""
+        mean = self.mean_net(obs)
+        if self.squash:
+            return SquashedDiagGaussian(mean, self.log_std)
+        return DiagGaussian(mean, self.log_std)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor | np.ndarray, deterministic: bool = False) -> Tensor:
+        """Actions `(batch, act_dim)` for observations `(batch, obs_dim)`: the mode, or a sample."""
+        dist = self(torch.as_tensor(obs, dtype=torch.float32))
+        return dist.mode() if deterministic else dist.sample()
+
+    def export_layers(self) -> ExportedMLP:
+        """The mean network as numpy arrays (log-std and squashing are `self.log_std`, `self.squash`)."""
+        return export_mlp(self.mean_net, self.activation)
+
+
+class Critic(nn.Module):
+    """V(s) = mlp(s) with output gain 1.0: observations `(batch, obs_dim)` → values `(batch,)`."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh") -> None:
+        super().__init__()
+        self.activation = activation
+        self.net = mlp(obs_dim, hidden, 1, activation, output_gain=1.0)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Values `(batch,)`."""
+        return self.net(obs).squeeze(-1)
+
+    def export_layers(self) -> ExportedMLP:
+        """The value network as numpy arrays."""
+        return export_mlp(self.net, self.activation)

@@ -1,0 +1,117 @@
+"""MLP construction, orthogonal initialisation, actor/critic shapes and the numpy export."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robot_rl.distributions import DiagGaussian, SquashedDiagGaussian
+from robot_rl.errors import ConfigError
+from robot_rl.networks import Critic, GaussianActor, mlp
+
+
+def _linears(net: nn.Module) -> list[nn.Linear]:
+    return [m for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def _assert_orthogonal(weight: torch.Tensor, gain: float) -> None:
+    w = weight.detach().double()
+    out_dim, in_dim = w.shape
+    gram = w @ w.T if out_dim <= in_dim else w.T @ w  # the smaller Gram matrix is gain² I
+    torch.testing.assert_close(gram, gain**2 * torch.eye(min(out_dim, in_dim), dtype=torch.float64),
+                               atol=1e-5 * max(gain**2, 1.0), rtol=0)
+
+
+@pytest.mark.parametrize("hidden", [(64, 64), (8, 32, 5)])
+def test_mlp_is_orthogonal_with_zero_biases(hidden: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    net = mlp(17, hidden, 4, "relu", output_gain=0.5)
+    layers = _linears(net)
+    sizes = (17, *hidden, 4)
+    assert [(m.in_features, m.out_features) for m in layers] == list(itertools.pairwise(sizes))
+    for layer in layers[:-1]:
+        _assert_orthogonal(layer.weight, math.sqrt(2.0))
+    _assert_orthogonal(layers[-1].weight, 0.5)
+    for layer in layers:
+        assert torch.all(layer.bias == 0.0)
+    assert isinstance(net[1], nn.ReLU) and not isinstance(net[-1], nn.ReLU)
+    assert net(torch.zeros(3, 17)).shape == (3, 4)
+
+
+def test_unknown_activation_lists_the_valid_names() -> None:
+    with pytest.raises(ConfigError, match="tanh, relu, elu"):
+        mlp(3, (4,), 2, "sigmoid")
+    with pytest.raises(ConfigError, match="'swish'"):
+        GaussianActor(3, 2, activation="swish")
+
+
+def test_actor_starts_near_zero_mean_with_the_given_log_std() -> None:
+    torch.manual_seed(1)
+    actor = GaussianActor(11, 3, log_std_init=-0.5)
+    obs = torch.randn(256, 11) * 3.0
+    dist = actor(obs)
+    assert isinstance(dist, DiagGaussian)
+    assert dist.mean.shape == (256, 3)
+    assert dist.mean.abs().max() < 0.1  # output gain 0.01: ≈ 100× smaller than a unit-gain head
+    torch.testing.assert_close(actor.log_std.detach(), torch.full((3,), -0.5))
+    _assert_orthogonal(_linears(actor)[-1].weight, 0.01)
+    assert dist.log_prob(dist.sample()).shape == (256,)
+    # the log-std is learned: it receives a gradient
+    dist.entropy().sum().backward()
+    assert actor.log_std.grad is not None
+
+
+def test_actor_act_and_squash() -> None:
+    torch.manual_seed(2)
+    actor = GaussianActor(4, 2, hidden=(16,), squash=True, log_std_init=1.0)
+    obs = np.random.default_rng(0).normal(size=(50, 4))
+    assert isinstance(actor(torch.as_tensor(obs, dtype=torch.float32)), SquashedDiagGaussian)
+    stochastic = actor.act(obs)
+    assert stochastic.shape == (50, 2) and stochastic.abs().max() <= 1.0 and not stochastic.requires_grad
+    deterministic = actor.act(obs, deterministic=True)
+    torch.testing.assert_close(deterministic, actor.act(obs, deterministic=True))
+    torch.testing.assert_close(deterministic, torch.tanh(actor.mean_net(torch.as_tensor(obs).float())))
+
+
+def test_critic_returns_one_value_per_observation_with_unit_output_gain() -> None:
+    torch.manual_seed(3)
+    critic = Critic(6, hidden=(32, 32), activation="elu")
+    assert critic(torch.randn(9, 6)).shape == (9,)
+    _assert_orthogonal(_linears(critic)[-1].weight, 1.0)
+
+
+def _numpy_forward(layers: list[tuple[np.ndarray, np.ndarray]], activation: str, x: np.ndarray) -> np.ndarray:
+    act = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0),
+           "elu": lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0.0)))}[activation]
+    for i, (w, b) in enumerate(layers):
+        x = x @ w.T + b
+        if i < len(layers) - 1:
+            x = act(x)
+    return x
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+def test_exported_layers_reproduce_the_torch_network_in_numpy(activation: str) -> None:
+    torch.manual_seed(4)
+    actor = GaussianActor(5, 2, hidden=(16, 8), activation=activation)
+    critic = Critic(5, hidden=(12,), activation=activation)
+    with torch.no_grad():  # move off the near-zero init so the check is not trivially ≈ 0
+        for p in actor.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    obs = np.random.default_rng(1).normal(size=(20, 5)).astype(np.float32)
+    exported = actor.export_layers()
+    assert exported.activation == activation
+    assert [w.shape for w, _ in exported.layers] == [(16, 5), (8, 16), (2, 8)]
+    assert all(w.dtype == np.float32 and b.dtype == np.float32 for w, b in exported.layers)
+    expected = actor(torch.from_numpy(obs)).mean.detach().numpy()
+    np.testing.assert_allclose(_numpy_forward(exported.layers, activation, obs), expected, atol=1e-5)
+    values = critic(torch.from_numpy(obs)).detach().numpy()
+    crit = critic.export_layers()
+    np.testing.assert_allclose(_numpy_forward(crit.layers, activation, obs)[:, 0], values, atol=1e-5)
+    # the export is a copy: training further does not change it
+    with torch.no_grad():
+        actor.mean_net[0].weight.add_(1.0)
+    assert not np.allclose(exported.layers[0][0], actor.mean_net[0].weight.detach().numpy())
