@@ -1,0 +1,183 @@
+"""Proximal Policy Optimization (Schulman et al., 2017), as the course presents it.
+
+The surrogate objective L(θ) = E[r_t(θ) Â_t], r_t = π_θ(a_t|s_t) / π_θold(a_t|s_t), is maximised
+within a trust region in one of two ways:
+  clip:       L^CLIP = E[min(r_t Â_t, clip(r_t, 1−ε, 1+ε) Â_t)]
+  kl_penalty: L^KLPEN = E[r_t Â_t − β KL(π_θold ‖ π_θ)], β doubled when KL > 1.5·d_targ and halved
+              when KL < d_targ/1.5 ("from constraint to penalty").
+plus a value loss (optionally clipped around the old values), an entropy bonus κ·H[π], minibatch
+epochs, gradient-norm clipping, early stopping on an approximate KL, and learning-rate annealing.
+Defaults are the original paper's MuJoCo settings (as CleanRL's ppo_continuous_action).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from robot_rl.agents.base import OnPolicyAgent
+from robot_rl.config import check
+from robot_rl.rollout import RolloutBuffer, compute_gae
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    num_steps: int = 2048
+    """Rollout length per environment between updates."""
+    epochs: int = 10
+    minibatch_size: int = 64
+    learning_rate: float = 3e-4
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over training."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    objective: Literal["clip", "kl_penalty"] = "clip"
+    clip_range: float = 0.2
+    """ε of the clipped ratio."""
+    kl_beta: float = 1.0
+    """Initial β of the KL-penalty objective."""
+    kl_target: float = 0.01
+    """d_targ of the KL-penalty objective's β adaptation."""
+    clip_value_loss: bool = True
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    """κ, the entropy bonus."""
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    """Stop the epochs early once the approximate KL exceeds this; None = never."""
+    normalize_advantages: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.num_steps >= 1, "num_steps", "must be >= 1")
+        check(self.epochs >= 1, "epochs", "must be >= 1")
+        check(self.minibatch_size >= 1, "minibatch_size", "must be >= 1")
+        check(self.learning_rate > 0, "learning_rate", "must be > 0")
+        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
+        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]")
+        check(self.clip_range > 0, "clip_range", "must be > 0")
+        check(self.kl_beta > 0 and self.kl_target > 0, "kl_beta", "kl_beta and kl_target must be > 0")
+        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        check(self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0 or null")
+
+
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:
+    """−L^CLIP: the loss to minimise. Its gradient is zero where the clip is the active branch."""
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               clip_range: float | None) -> torch.Tensor:
+    """½(V − R)², or with clipping ½ max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²)."""
+    loss = (values - returns).pow(2)
+    if clip_range is not None:
+        clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+        loss = torch.max(loss, (clipped - returns).pow(2))
+    return 0.5 * loss.mean()
+
+
+def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
+    """The course's β schedule: double when the KL overshoots 1.5·target, halve when under target/1.5."""
+    if kl > 1.5 * target:
+        return beta * 2.0
+    if kl < target / 1.5:
+        return beta / 2.0
+    return beta
+
+
+class PPO(OnPolicyAgent):
+    def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: PPOConfig,
+                 total_updates: int) -> None:
+        super().__init__(obs_dim, act_dim, policy, config, total_updates)
+        params = list(self.actor.parameters()) + list(self.critic.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
+        self.params = params
+        self.kl_beta = config.kl_beta
+        self.generator = torch.Generator().manual_seed(0)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.optimizer}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"kl_beta": self.kl_beta, "generator": self.generator.get_state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.kl_beta = float(state.get("kl_beta", self.config.kl_beta))
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def update(self, buffer: RolloutBuffer, last_values: torch.Tensor) -> dict[str, float]:
+        cfg = self.config
+        advantages, returns = compute_gae(buffer.rewards, buffer.values, buffer.terminated,
+                                          buffer.truncated, buffer.bootstrap_values, last_values,
+                                          cfg.gamma, cfg.gae_lambda)
+        obs, actions = buffer.obs.flatten(0, 1), buffer.actions.flatten(0, 1)
+        old_log_probs, old_values = buffer.log_probs.flatten(0, 1), buffer.values.flatten(0, 1)
+        advantages, returns = advantages.flatten(), returns.flatten()
+        if cfg.anneal_lr:
+            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * self.learning_rate_fraction()
+        if cfg.objective == "kl_penalty":
+            with torch.no_grad():
+                old_dist = self.actor(obs)
+                old_mean, old_log_std = old_dist.mean, old_dist.log_std.expand_as(old_dist.mean)
+
+        batch = obs.shape[0]
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
+        n = 0
+        stopped_early = False
+        for _ in range(cfg.epochs):
+            order = torch.randperm(batch, generator=self.generator)
+            for idx in torch.tensor_split(order, max(1, batch // cfg.minibatch_size)):
+                dist = self.actor(obs[idx])
+                log_ratio = dist.log_prob(actions[idx]) - old_log_probs[idx]
+                ratio = log_ratio.exp()
+                adv = advantages[idx]
+                if cfg.normalize_advantages and len(idx) > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                if cfg.objective == "clip":
+                    pg_loss = clipped_surrogate(ratio, adv, cfg.clip_range)
+                else:
+                    old = type(dist)(old_mean[idx], old_log_std[idx])
+                    pg_loss = -(ratio * adv).mean() + self.kl_beta * old.kl(dist).mean()
+                v_loss = value_loss(self.critic(obs[idx]), old_values[idx], returns[idx],
+                                    cfg.clip_range if cfg.clip_value_loss else None)
+                entropy = dist.entropy().mean()
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():  # k3 estimator of KL(old ‖ new), low variance and ≥ 0
+                    approx_kl = ((ratio - 1) - log_ratio).mean().item()
+                    stats["clip_frac"] += ((ratio - 1).abs() > cfg.clip_range).float().mean().item()
+                stats["policy_loss"] += pg_loss.item()
+                stats["value_loss"] += v_loss.item()
+                stats["entropy"] += entropy.item()
+                stats["approx_kl"] += approx_kl
+                n += 1
+            if cfg.target_kl is not None and approx_kl > cfg.target_kl:
+                stopped_early = True
+                break
+        stats = {k: v / max(n, 1) for k, v in stats.items()}
+        if cfg.objective == "kl_penalty":
+            with torch.no_grad():
+                kl = old_dist.kl(self.actor(obs)).mean().item()
+            self.kl_beta = adapt_kl_beta(self.kl_beta, kl, cfg.kl_target)
+            stats.update(kl=kl, kl_beta=self.kl_beta)
+        self.updates_done += 1
+        stats.update(learning_rate=self.optimizer.param_groups[0]["lr"], stopped_early=float(stopped_early),
+                     explained_variance=explained_variance(old_values, returns))
+        return stats
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 − Var[target − predicted] / Var[target]: 1 is a perfect critic, ≤ 0 is no better than a mean."""
+    var = target.var()
+    return float("nan") if var == 0 else float(1 - (target - predicted).var() / var)

@@ -1,0 +1,66 @@
+"""`robot-rl train FILE [--set KEY=VALUE ...] [--out DIR] [--resume DIR]` and `robot-rl launch FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from robot_rl.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a policy from a launch file",
+                       description="Train a policy from a launch file (launch/<task>_<algo>.yaml).")
+    p.add_argument("file", nargs="?", help="launch file (YAML); optional with --resume")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a launch-file field by its dotted name, e.g. --set ppo.epochs=5")
+    p.add_argument("--out", help="run directory (default: runs/<task>_<algo>_s<seed>_<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the final evaluation as one JSON line")
+    p.set_defaults(run=run_train)
+
+    p = sub.add_parser("launch", help="run a launch file (training files: the same as `train`)")
+    p.add_argument("file", help="launch file (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_launch, resume=None)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from robot_rl.launch import load_train_config
+    from robot_rl.trainer import Trainer
+
+    if args.resume:
+        if args.overrides:
+            raise ConfigError("--set cannot change a run being resumed; its config.yaml is authoritative")
+        trainer = Trainer.resume(args.resume)
+    else:
+        if not args.file:
+            raise ConfigError("a launch file is required (or --resume RUN_DIR)")
+        config = load_train_config(args.file, args.overrides)
+        out = args.out or f"runs/{config.task.replace(':', '_')}_{config.algo}_s{config.seed}_" \
+                          f"{time.strftime('%Y%m%d-%H%M%S')}"
+        if Path(out, "checkpoints").is_dir() and any(Path(out, "checkpoints").iterdir()):
+            raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it")
+        trainer = Trainer(config, out)
+    result = trainer.train()
+    summary = {"run_dir": str(trainer.run_dir), "step": result["step"],
+               "mean_return": result["mean_return"], "std_return": result["std_return"],
+               "episodes": result["episodes"], "wall_time_s": round(result["wall_time_s"], 2)}
+    print(json.dumps(summary) if args.json else
+          f"done: {summary['step']} steps in {summary['wall_time_s']} s; evaluation return "
+          f"{summary['mean_return']:.1f} ± {summary['std_return']:.1f} over {summary['episodes']} episodes; "
+          f"run directory {summary['run_dir']}")
+    return 0
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from robot_rl.launch import read_launch_file
+
+    kind = read_launch_file(args.file, args.overrides).get("kind", "train")
+    if kind != "train":
+        raise ConfigError(f"{args.file}: kind {kind!r} is not valid; choose one of: train")
+    return run_train(args)

@@ -1,0 +1,196 @@
+"""Launch files: the YAML schema of a training run, validated into typed configs.
+
+A launch file names the task, the algorithm and its hyperparameters, seeds, budget, evaluation and
+logging. Every section is a frozen dataclass whose defaults reproduce our benchmarks; the file and
+`--set KEY=VALUE` overrides are merged first and validated once, so an unknown key, a wrong type or a
+bad value is one `ConfigError` naming the dotted key. The algorithm's own section (`ppo:`, `trpo:`,
+...) is validated by that algorithm's config class, looked up in `ALGORITHMS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
+from robot_rl.errors import ConfigError
+
+# algorithm name -> (module, config class, agent class). Explicit: the error lists these names.
+ALGORITHMS: dict[str, tuple[str, str, str]] = {
+    "ppo": ("robot_rl.agents.ppo", "PPOConfig", "PPO"),
+    "trpo": ("robot_rl.agents.trpo", "TRPOConfig", "TRPO"),
+    "reinforce": ("robot_rl.agents.reinforce", "ReinforceConfig", "Reinforce"),
+    "vpg": ("robot_rl.agents.vpg", "VPGConfig", "VPG"),
+}
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Actor and critic networks."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the actor MLP."""
+    critic_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the critic MLP."""
+    activation: Literal["tanh", "relu", "elu"] = "tanh"
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian (state-independent, learned)."""
+    squash: bool = False
+    """Squash actions with tanh (log-prob corrected); otherwise the Gaussian sample is clipped."""
+
+    def __post_init__(self) -> None:
+        check(all(h > 0 for h in self.hidden), "policy.hidden", "layer widths must be positive")
+        check(all(h > 0 for h in self.critic_hidden), "policy.critic_hidden", "widths must be positive")
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    """Running observation normalisation and return-based reward scaling (saved in checkpoints)."""
+
+    observations: bool = True
+    rewards: bool = True
+    clip_observations: float = 10.0
+    clip_rewards: float = 10.0
+
+    def __post_init__(self) -> None:
+        check(self.clip_observations > 0, "normalize.clip_observations", "must be > 0")
+        check(self.clip_rewards > 0, "normalize.clip_rewards", "must be > 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Deterministic evaluation (the Gaussian mean), on its own environment and seeds."""
+
+    episodes: int = 10
+    every_steps: int = 0
+    """Evaluate every this many environment steps; 0 = only at the end of training."""
+    seed: int = 1_000_000
+    """Seed of the evaluation environment; episode i uses seed + i."""
+
+    def __post_init__(self) -> None:
+        check(self.episodes >= 1, "eval.episodes", "must be >= 1")
+        check(self.every_steps >= 0, "eval.every_steps", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    tensorboard: bool = True
+    progress_bar: bool = True
+    checkpoint_every_steps: int = 50_000
+    """Write a checkpoint after the first update past every multiple of this; 0 = only at the end."""
+    keep_checkpoints: int = 3
+    plot: bool = True
+    """Write learning_curve.png at the end (needs matplotlib)."""
+
+    def __post_init__(self) -> None:
+        check(self.checkpoint_every_steps >= 0, "log.checkpoint_every_steps", "must be >= 0")
+        check(self.keep_checkpoints >= 1, "log.keep_checkpoints", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Only the section of the chosen algorithm may be given."""
+
+    task: str
+    """A task id of robot_rl.sim, e.g. Hopper-v5 or dmc:cheetah-run."""
+    algo: str
+    """One of ALGORITHMS: ppo, trpo, reinforce, vpg."""
+    seed: int = 1
+    total_steps: int = 1_000_000
+    """Environment steps, summed over the vector env's sub-environments."""
+    num_envs: int = 1
+    vectorization: Literal["sync", "async"] = "sync"
+    torch_threads: int = 1
+    """Threads torch may use; small networks on 2 cores run fastest on one."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    algorithm: Any = None
+    """The algorithm's own config (e.g. PPOConfig); written in a launch file under the algo's name."""
+
+    def __post_init__(self) -> None:
+        check_choice(self.algo, "algo", ALGORITHMS)
+        check(self.total_steps >= 1, "total_steps", "must be >= 1")
+        check(self.num_envs >= 1, "num_envs", "must be >= 1")
+        check(self.torch_threads >= 1, "torch_threads", "must be >= 1")
+        if self.algorithm is None:
+            object.__setattr__(self, "algorithm", algorithm_config_class(self.algo)())
+
+
+def algorithm_config_class(algo: str) -> type:
+    check_choice(algo, "algo", ALGORITHMS)
+    module, config_name, _ = ALGORITHMS[algo]
+    return getattr(importlib.import_module(module), config_name)
+
+
+def agent_class(algo: str) -> type:
+    check_choice(algo, "algo", ALGORITHMS)
+    module, _, agent_name = ALGORITHMS[algo]
+    return getattr(importlib.import_module(module), agent_name)
+
+
+def parse_train_config(data: dict[str, Any]) -> TrainConfig:
+    """Validate a launch file's mapping (overrides already applied) into a TrainConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError("a launch file must be a mapping of keys to values")
+    data = dict(data)
+    data.pop("kind", None)
+    algo = data.get("algo")
+    if algo is None:
+        raise ConfigError(f"missing key 'algo'; choose one of: {', '.join(ALGORITHMS)}")
+    check_choice(algo, "algo", ALGORITHMS)
+    if "task" not in data:
+        raise ConfigError("missing key 'task' (a task id such as Hopper-v5; see `robot-rl tasks`)")
+    others = [name for name in ALGORITHMS if name != algo and name in data]
+    if others:
+        raise ConfigError(f"section {others[0]!r} given, but algo is {algo!r}; "
+                          f"use a section named {algo!r} for its hyperparameters")
+    section = data.pop(algo, None)
+    data.pop("algorithm", None)
+    config = from_dict(TrainConfig, data)
+    algorithm = from_dict(algorithm_config_class(algo), section, algo)
+    _check_task(config.task)
+    return dataclasses.replace(config, algorithm=algorithm)
+
+
+def read_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a YAML launch file and apply `--set` overrides; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"launch file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a launch file must be a mapping of keys to values")
+    return apply_overrides(data, overrides)
+
+
+def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    data = read_launch_file(path, overrides)
+    try:
+        return parse_train_config(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def config_to_yaml_dict(config: TrainConfig) -> dict[str, Any]:
+    """The resolved config as a launch-file mapping (the algorithm section under its name)."""
+    data = to_dict(config)
+    data[config.algo] = data.pop("algorithm")
+    return data
+
+
+def _check_task(task: str) -> None:
+    from robot_rl.sim import task_names
+
+    names = task_names()
+    if task not in names:
+        raise ConfigError(f"task: unknown task {task!r}; valid tasks: {', '.join(names)}")

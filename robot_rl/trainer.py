@@ -1,0 +1,364 @@
+"""The on-policy training loop: collect a rollout, update the agent, log, checkpoint, evaluate.
+
+The run directory holds everything a user needs to watch, resume and export a run:
+  config.yaml          the resolved launch file (every default filled in)
+  progress.csv         one row per update (steps, SPS, returns, losses)
+  events.out.tfevents  TensorBoard
+  checkpoints/         atomic checkpoints (agent, optimisers, normalisers, RNG state, step)
+  eval.json            the final deterministic evaluation
+  learning_curve.png   return against steps
+A killed run resumes from its newest readable checkpoint with the same step count, optimiser and
+normaliser state. A non-finite loss or parameter stops training with an error that names the step;
+the last good checkpoint is never overwritten by a diverged state.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from robot_rl.agents.base import OnPolicyAgent
+from robot_rl.checkpoint import atomic_write_text, load_latest_checkpoint, save_checkpoint
+from robot_rl.errors import RobotRLError
+from robot_rl.evaluation import evaluate
+from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, parse_train_config
+from robot_rl.normalization import ObservationNormalizer, RewardScaler
+from robot_rl.rollout import RolloutBuffer
+from robot_rl.spec import action_to_robot
+
+
+class TrainingDiverged(RobotRLError):
+    """A loss or a parameter became NaN/Inf."""
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
+        from robot_rl.sim import get_spec, make
+
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(config.torch_threads)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
+                         vectorization=config.vectorization)
+        self.spec = get_spec(config.task)
+        self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
+        algo_cfg = config.algorithm
+        steps_per_update = algo_cfg.num_steps * config.num_envs
+        self.total_updates = math.ceil(config.total_steps / steps_per_update)
+        self.agent: OnPolicyAgent = agent_class(config.algo)(
+            self.obs_dim, self.act_dim, config.policy, algo_cfg, self.total_updates)
+        if hasattr(self.agent, "seed"):
+            self.agent.seed(config.seed)
+        norm = config.normalize
+        self.obs_normalizer = ObservationNormalizer((self.obs_dim,), clip=norm.clip_observations) \
+            if norm.observations else None
+        gamma = float(getattr(algo_cfg, "gamma", 0.99))
+        self.reward_scaler = RewardScaler(config.num_envs, gamma=gamma, clip=norm.clip_rewards) \
+            if norm.rewards else None
+        self.buffer = RolloutBuffer(algo_cfg.num_steps, config.num_envs, self.obs_dim, self.act_dim)
+        self.step = 0
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+        self._writer = None
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def resume(cls, run_dir: str | Path) -> Trainer:
+        """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
+        run_dir = Path(run_dir)
+        config_file = run_dir / "config.yaml"
+        if not config_file.is_file():
+            raise RobotRLError(f"{run_dir} is not a run directory (no config.yaml)")
+        config = parse_train_config(yaml.safe_load(config_file.read_text()))
+        trainer = cls(config, run_dir)
+        state, path = load_latest_checkpoint(run_dir)
+        trainer.load_state(state)
+        trainer._truncate_progress(trainer.step)
+        print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
+        return trainer
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "agent": self.agent.state_dict(),
+            "obs_normalizer": _to_tensors(self.obs_normalizer.state_dict()) if self.obs_normalizer
+            else None,
+            "reward_scaler": _to_tensors(self.reward_scaler.state_dict()) if self.reward_scaler else None,
+            "torch_rng": torch.get_rng_state(),
+            "config": config_to_yaml_dict(self.config),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.agent.load_state_dict(state["agent"])
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(_to_numpy(state["obs_normalizer"]))
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(_to_numpy(state["reward_scaler"]))
+        torch.set_rng_state(state["torch_rng"])
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, Any]:
+        cfg = self.config
+        resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
+        atomic_write_text(self.run_dir / "config.yaml", resolved)
+        obs_raw, _ = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)
+        running_return = np.zeros(cfg.num_envs)
+        running_length = np.zeros(cfg.num_envs, dtype=np.int64)
+        bar = self._progress_bar()
+        start, start_step = time.perf_counter(), self.step
+        next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
+        next_eval = self._next_multiple(cfg.eval.every_steps)
+        progress_rows = []
+        try:
+            while self.step < cfg.total_steps:
+                t0 = time.perf_counter()
+                obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
+                                                                        running_length)
+                last_values = self.agent.value(self._obs_tensor(obs_raw, update=False))
+                metrics = self.agent.update(self.buffer, last_values)
+                self._check_finite(metrics)
+                row = self._progress_row(metrics, start, start_step, time.perf_counter() - t0)
+                if next_eval and self.step >= next_eval:
+                    row["eval_return"] = self.evaluate(cfg.eval.episodes)["mean_return"]
+                    next_eval = self._next_multiple(cfg.eval.every_steps)
+                self._log(row)
+                progress_rows.append(row)
+                if bar is not None:
+                    bar.update(self.step - bar.n)
+                    bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['episode_return']:.1f}")
+                if next_checkpoint and self.step >= next_checkpoint:
+                    self.save_checkpoint()
+                    next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
+        finally:
+            if bar is not None:
+                bar.close()
+            self.envs.close()
+        self.save_checkpoint()
+        result = self.evaluate(cfg.eval.episodes)
+        result["step"] = self.step
+        result["wall_time_s"] = time.perf_counter() - start
+        atomic_write_text(self.run_dir / "eval.json", json.dumps(result, indent=2))
+        if self._writer is not None:
+            self._writer.add_scalar("eval/mean_return", result["mean_return"], self.step)
+            self._writer.close()
+        if cfg.log.plot:
+            plot_learning_curve(self.run_dir)
+        return result
+
+    def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
+        """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
+        buf, spec = self.buffer, self.spec
+        buf.reset()
+        for _ in range(buf.num_steps):
+            obs = self._obs_tensor(obs_raw, update=True)
+            actions, log_probs, values = self.agent.act(obs)
+            robot_actions = action_to_robot(spec, actions.numpy().astype(np.float64))
+            next_obs, rewards, terminated, truncated, info = self.envs.step(robot_actions)
+            running_return += rewards
+            running_length += 1
+            done = terminated | truncated
+            bootstrap = torch.zeros(self.config.num_envs)
+            truncated_only = truncated & ~terminated
+            if truncated_only.any():
+                final = np.stack([info["final_obs"][i] for i in np.flatnonzero(truncated_only)])
+                bootstrap[torch.as_tensor(np.flatnonzero(truncated_only))] = self.agent.value(
+                    self._obs_tensor(final, update=False))
+            scaled = self.reward_scaler.step(rewards, done) if self.reward_scaler else rewards
+            buf.add(obs, actions, log_probs, scaled, values, terminated, truncated_only, bootstrap)
+            for i in np.flatnonzero(done):
+                self.episode_returns.append(float(running_return[i]))
+                self.episode_lengths.append(int(running_length[i]))
+            running_return[done] = 0.0
+            running_length[done] = 0
+            obs_raw = next_obs
+        self.step += buf.num_steps * self.config.num_envs
+        return obs_raw, running_return, running_length
+
+    def _obs_tensor(self, obs_raw: np.ndarray, update: bool) -> torch.Tensor:
+        obs_raw = np.asarray(obs_raw, dtype=np.float64)
+        if self.obs_normalizer is not None:
+            if update:
+                self.obs_normalizer.update(obs_raw)
+            obs_raw = self.obs_normalizer.normalize(obs_raw)
+        return torch.as_tensor(obs_raw, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ evaluation, logging, saving
+    def policy_fn(self):
+        """The deterministic policy on raw observations, as a deployment runs it."""
+        return make_policy_fn(self.agent, self.obs_normalizer)
+
+    def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
+        return evaluate(self.config.task, self.policy_fn(), episodes,
+                        self.config.eval.seed if seed is None else seed)
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
+        if bad or not self.agent.parameters_finite():
+            what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
+            raise TrainingDiverged(f"training diverged at step {self.step} (update {self.agent.updates_done}): "
+                                   f"{what} is not finite; the last good checkpoint in "
+                                   f"{self.run_dir / 'checkpoints'} is intact")
+
+    def _progress_row(self, metrics: dict[str, float], start: float, start_step: int,
+                      update_time: float) -> dict[str, Any]:
+        recent = self.episode_returns[-20:]
+        lengths = self.episode_lengths[-20:]
+        elapsed = time.perf_counter() - start
+        row: dict[str, Any] = {
+            "step": self.step,
+            "update": self.agent.updates_done,
+            "time_s": round(elapsed, 3),
+            "sps": (self.step - start_step) / max(elapsed, 1e-9),
+            "episode_return": float(np.mean(recent)) if recent else float("nan"),
+            "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
+            "episodes": len(self.episode_returns),
+        }
+        row.update(metrics)
+        return row
+
+    def _log(self, row: dict[str, Any]) -> None:
+        path = self.run_dir / "progress.csv"
+        new = not path.exists() or path.stat().st_size == 0
+        fields = _PROGRESS_FIELDS + sorted(k for k in row if k not in _PROGRESS_FIELDS)
+        if not new:
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), fields)
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        writer_tb = self._tensorboard()
+        if writer_tb is not None:
+            for key, value in row.items():
+                if key not in ("step",) and isinstance(value, (int, float)) and math.isfinite(value):
+                    writer_tb.add_scalar(f"train/{key}", value, self.step)
+
+    def _tensorboard(self):
+        if not self.config.log.tensorboard:
+            return None
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step or None)
+        return self._writer
+
+    def _truncate_progress(self, step: int) -> None:
+        """Drop progress rows logged after the checkpoint we resume from (they will be redone)."""
+        path = self.run_dir / "progress.csv"
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        header, body = rows[0], rows[1:]
+        kept = [r for r in body if r and int(float(r[0])) <= step]
+        import io
+
+        out = io.StringIO()
+        csv.writer(out).writerows([header, *kept])
+        atomic_write_text(path, out.getvalue())
+
+    def _progress_bar(self):
+        if not self.config.log.progress_bar:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.config.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                    desc=f"{self.config.task} {self.config.algo}")
+
+    def _next_multiple(self, every: int) -> int:
+        return 0 if every <= 0 else (self.step // every + 1) * every
+
+
+_PROGRESS_FIELDS = ["step", "update", "time_s", "sps", "episode_return", "episode_length", "episodes",
+                    "eval_return"]
+
+
+def plot_learning_curve(run_dir: str | Path) -> Path | None:
+    """learning_curve.png from progress.csv: mean training return (and evaluations) against steps."""
+    run_dir = Path(run_dir)
+    path = run_dir / "progress.csv"
+    if not path.exists():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = [float(r["step"]) for r in rows]
+    returns = [float(r["episode_return"] or "nan") for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, returns, label="training episodes (last 20)")
+    evals = [(float(r["step"]), float(r["eval_return"])) for r in rows if r.get("eval_return")]
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="deterministic evaluation")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = run_dir / "learning_curve.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _to_tensors(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+def _to_numpy(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def load_run_policy(run_dir: str | Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
+    """(config, deterministic policy on raw observations, checkpoint) of a run's newest checkpoint."""
+    from robot_rl.sim import get_spec
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise RobotRLError(f"{run_dir} is not a run directory (no config.yaml)")
+    config = parse_train_config(yaml.safe_load(config_file.read_text()))
+    state, _ = load_latest_checkpoint(run_dir)
+    spec = get_spec(config.task)
+    agent = agent_class(config.algo)(spec.obs_dim, spec.act_dim, config.policy, config.algorithm, 1)
+    agent.load_state_dict(state["agent"])
+    normalizer = None
+    if state.get("obs_normalizer") is not None:
+        normalizer = ObservationNormalizer((spec.obs_dim,), clip=config.normalize.clip_observations)
+        normalizer.load_state_dict(_to_numpy(state["obs_normalizer"]))
+
+    return config, make_policy_fn(agent, normalizer), state
+
+
+def make_policy_fn(agent: OnPolicyAgent, normalizer: ObservationNormalizer | None):
+    """raw observation (obs_dim,) -> deterministic normalised action (act_dim,)."""
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float64)[None]
+        if normalizer is not None:
+            x = normalizer.normalize(x)
+        return agent.act_deterministic(torch.as_tensor(x, dtype=torch.float32))[0].numpy()
+
+    return policy
