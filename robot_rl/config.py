@@ -124,7 +124,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         if origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            pairs = enumerate(zip(args, value, strict=True))
+            return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in pairs)
         item = args[0] if args else Any
         out = [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
@@ -161,7 +162,9 @@ def _join(path: str, key: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+    if isinstance(value, (dict, list)):
+        return type(value).__name__
+    return f"{type(value).__name__} {value!r}"
 
 
 def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -211,7 +211,8 @@ class Trainer:
         bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
         if bad or not self.agent.parameters_finite():
             what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
-            raise TrainingDiverged(f"training diverged at step {self.step} (update {self.agent.updates_done}): "
+            raise TrainingDiverged(f"training diverged at step {self.step} "
+                                   f"(update {self.agent.updates_done}): "
                                    f"{what} is not finite; the last good checkpoint in "
                                    f"{self.run_dir / 'checkpoints'} is intact")
 
