@@ -1,0 +1,165 @@
+"""On-policy rollout storage and the return estimators of the policy-gradient agents.
+
+Termination and time-limit truncation are different (STYLE.md, lesson 5). At a step that ended by
+*termination* the future is worth nothing: no bootstrap. At a step that ended by *truncation* (a time
+limit) the episode could have gone on: the TD target bootstraps from V(real final observation), which
+the collector evaluates before the vector env auto-resets and stores as `bootstrap_values[t]`. The
+return recursion never flows across an episode boundary of either kind, because `values[t + 1]`
+there is the value of the *next* episode's first observation. If a step is both terminated and
+truncated, termination wins.
+
+All tensors are time-major, `(T, N)` = `(num_steps, num_envs)`; one backward loop over time,
+vectorised over envs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _next_values(values: Tensor, terminated: Tensor, truncated: Tensor, bootstrap_values: Tensor,
+                 last_values: Tensor) -> Tensor:
+    """The value each step's TD target bootstraps from: V(s_{t+1}), V(final obs), or 0. `(T, N)`."""
+    following = torch.cat((values[1:], last_values.reshape(1, -1).to(values.dtype)), dim=0)
+    following = torch.where(truncated.bool(), bootstrap_values.to(values.dtype), following)
+    return following.masked_fill(terminated.bool(), 0.0)
+
+
+def compute_gae(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor,
+                bootstrap_values: Tensor, last_values: Tensor, gamma: float,
+                lam: float) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) with correct episode boundaries.
+
+    δ_t = r_t + γ·next_t − V(s_t), next_t = V(s_{t+1}) | bootstrap_values[t] (truncated) | 0
+    (terminated), and last_values `(N,)` for the rollout's last step;
+    A_t = δ_t + γλ·(1 − done_t)·A_{t+1}, done = terminated or truncated.
+    Inputs `(T, N)` (terminated/truncated bool or 0/1); returns `(advantages, returns)`, both `(T, N)`,
+    returns = advantages + values (the critic's regression target).
+    """
+    values = values.detach()
+    next_values = _next_values(values, terminated, truncated, bootstrap_values, last_values.detach())
+    deltas = rewards + gamma * next_values - values
+    carry = (1.0 - (terminated.bool() | truncated.bool()).to(values.dtype)) * (gamma * lam)
+    advantages = torch.empty_like(deltas)
+    running = torch.zeros_like(deltas[0])
+    for t in range(deltas.shape[0] - 1, -1, -1):
+        running = deltas[t] + carry[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def discounted_returns(rewards: Tensor, terminated: Tensor, truncated: Tensor, bootstrap_values: Tensor,
+                       last_values: Tensor, gamma: float) -> Tensor:
+    """Monte-Carlo returns G_t = r_t + γ·G_{t+1} for REINFORCE/VPG, `(T, N)`.
+
+    Same boundary rules as `compute_gae`: G_{t+1} is replaced by 0 after a termination, by
+    bootstrap_values[t] after a truncation, and by last_values `(N,)` after the rollout's last step
+    (pass zeros for pure Monte-Carlo returns over complete episodes).
+    """
+    terminated = terminated.bool()
+    truncated = truncated.bool()
+    returns = torch.empty_like(rewards)
+    following = last_values.reshape(-1).to(rewards.dtype)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        following = torch.where(truncated[t], bootstrap_values[t].to(rewards.dtype), following)
+        following = following.masked_fill(terminated[t], 0.0)
+        following = rewards[t] + gamma * following
+        returns[t] = following
+    return returns
+
+
+class Minibatch(NamedTuple):
+    """One minibatch of flattened rollout data; leading dimension B."""
+
+    obs: Tensor  # (B, obs_dim)
+    actions: Tensor  # (B, act_dim)
+    log_probs: Tensor  # (B,)
+    values: Tensor  # (B,)
+    advantages: Tensor  # (B,)
+    returns: Tensor  # (B,)
+
+
+class RolloutBuffer:
+    """Preallocated float32 storage for one on-policy rollout, `(num_steps, num_envs, ...)`.
+
+    Fill with `add` once per vector step, then `compute_returns(last_values, gamma, lam)`, then iterate
+    `minibatches`. Inputs may be numpy arrays or tensors; they are copied into place.
+    """
+
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, act_dim: int,
+                 device: torch.device | str = "cpu") -> None:
+        self.num_steps = int(num_steps)
+        self.num_envs = int(num_envs)
+        shape = (self.num_steps, self.num_envs)
+        kw = {"dtype": torch.float32, "device": device}
+        self.obs = torch.zeros((*shape, obs_dim), **kw)
+        self.actions = torch.zeros((*shape, act_dim), **kw)
+        self.log_probs = torch.zeros(shape, **kw)
+        self.rewards = torch.zeros(shape, **kw)
+        self.values = torch.zeros(shape, **kw)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.truncated = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.bootstrap_values = torch.zeros(shape, **kw)
+        self.advantages = torch.zeros(shape, **kw)
+        self.returns = torch.zeros(shape, **kw)
+        self.step = 0
+
+    @property
+    def full(self) -> bool:
+        """True once `num_steps` steps were added."""
+        return self.step == self.num_steps
+
+    def reset(self) -> None:
+        """Start a new rollout (the storage is reused, not cleared)."""
+        self.step = 0
+
+    def add(self, obs: Tensor | np.ndarray, actions: Tensor | np.ndarray, log_probs: Tensor | np.ndarray,
+            rewards: Tensor | np.ndarray, values: Tensor | np.ndarray, terminated: Tensor | np.ndarray,
+            truncated: Tensor | np.ndarray, bootstrap_values: Tensor | np.ndarray | None = None) -> None:
+        """Store one vector step: obs `(N, obs_dim)` seen, actions `(N, act_dim)` taken, and `(N,)` rest.
+
+        `bootstrap_values[i]` is V(real final observation) where env i was truncated (ignored elsewhere);
+        None means no env was truncated.
+        """
+        if self.step >= self.num_steps:
+            raise IndexError(f"rollout buffer is full ({self.num_steps} steps); call reset() first")
+        t = self.step
+        self.obs[t].copy_(torch.as_tensor(obs))
+        self.actions[t].copy_(torch.as_tensor(actions).reshape(self.num_envs, -1))
+        self.log_probs[t].copy_(torch.as_tensor(log_probs))
+        self.rewards[t].copy_(torch.as_tensor(rewards))
+        self.values[t].copy_(torch.as_tensor(values))
+        self.terminated[t].copy_(torch.as_tensor(terminated))
+        self.truncated[t].copy_(torch.as_tensor(truncated))
+        if bootstrap_values is None:
+            self.bootstrap_values[t].zero_()
+        else:
+            self.bootstrap_values[t].copy_(torch.as_tensor(bootstrap_values))
+        self.step += 1
+
+    def compute_returns(self, last_values: Tensor | np.ndarray, gamma: float, lam: float) -> None:
+        """Fill `advantages` and `returns` by GAE; `last_values` `(N,)` = V(obs after the last step)."""
+        last = torch.as_tensor(last_values, dtype=torch.float32, device=self.values.device)
+        self.advantages, self.returns = compute_gae(
+            self.rewards, self.values, self.terminated, self.truncated, self.bootstrap_values, last,
+            gamma, lam)
+
+    def minibatches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Minibatch]:
+        """Shuffled minibatches over all `num_steps * num_envs` samples, each used exactly once.
+
+        The data is split into `max(1, n // batch_size)` near-equal parts (sizes differ by at most 1),
+        so no minibatch is a tiny remainder (whose advantage std would be meaningless).
+        """
+        n = self.num_steps * self.num_envs
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        flat = (self.obs.reshape(n, -1), self.actions.reshape(n, -1), self.log_probs.reshape(n),
+                self.values.reshape(n), self.advantages.reshape(n), self.returns.reshape(n))
+        order = torch.randperm(n, generator=generator, device=self.obs.device)
+        for idx in torch.tensor_split(order, max(1, n // batch_size)):
+            yield Minibatch(*(x[idx] for x in flat))
