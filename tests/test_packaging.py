@@ -1,0 +1,63 @@
+"""The set-up contract: CI runs the README's test command; the import rules of ARCHITECTURE.md hold."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return [b.strip() for b in blocks]
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    commands = _readme_commands()
+    tests = [c for c in commands if "pytest" in c]
+    assert len(tests) == 1, "the README must hold exactly one test command"
+    assert tests[0] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_readme_main_job_trains_from_a_launch_file() -> None:
+    main_job = [c for c in _readme_commands() if "pytest" not in c]
+    assert main_job and "torch==2.13.0" in main_job[0]
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
+
+
+def test_importing_robot_rl_and_robot_side_packages_does_not_import_heavy_dependencies() -> None:
+    code = ("import sys, robot_rl, robot_rl.spec, robot_rl.sim, robot_rl.policies, robot_rl.hardware, "
+            "robot_rl.cli\n"
+            "heavy = [m for m in ('torch', 'mujoco', 'gymnasium', 'dm_control', 'rclpy') if m in sys.modules]\n"
+            "print(heavy)")
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_spec_module_imports_nothing_else_of_the_project() -> None:
+    source = (ROOT / "robot_rl" / "spec.py").read_text()
+    imports = re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, flags=re.M)
+    assert not [m for m in imports if m.startswith("robot_rl")], imports
+
+
+@pytest.mark.parametrize("folder", ["sim"])
+def test_sim_knows_nothing_of_algorithms_policies_or_transports(folder: str) -> None:
+    forbidden = re.compile(r"^\s*(?:from|import)\s+robot_rl\.(agents|trainer|policies|hardware|tabular)",
+                           flags=re.M)
+    offenders = [str(p) for p in (ROOT / folder).rglob("*.py") if forbidden.search(p.read_text())]
+    assert offenders == []
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run(["robot-rl", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "train" in result.stdout and "tabular" in result.stdout
