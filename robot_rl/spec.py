@@ -1,0 +1,488 @@
+"""The task spec: what a policy observes and commands, shared by simulation, policy bundles and robots.
+
+A `TaskSpec` names the joints (in policy order), lists the observation as named terms over *state
+fields* (plain named arrays such as `qpos`, `qvel`, or a dm_control observation key), and says what the
+policy's normalised action in [-1, 1] means on the robot. `ObservationBuilder` turns a state mapping
+into the observation vector. The simulator builds every observation through it, and so does the
+hardware layer from a robot's state: the observation a policy sees in training is, by construction,
+the one it sees on the robot.
+
+Conventions (fixed, because a bundle's manifest stores the spec):
+- A state field is flattened in C (row-major) order; an `ObsTerm` picks `indices` of that flat array
+  (`None`: the whole field), then applies `transform` (sin/cos), then `clip` (in the transformed
+  field's units), then multiplies by `scale`. With `history` > 1 the term holds that many frames,
+  newest first; after `reset()` the first frame fills every slot.
+- Actions: robot = offset + scale * action, clipped to [low, high] (robot units per joint: N·m or N
+  for torques, rad or m for positions, rad/s or m/s for velocities). NaN passes through unchanged:
+  rejecting it is the safety filter's job.
+- In `to_dict`, ±inf (an unlimited joint, a one-sided clip) is written as null, so a manifest is
+  strict JSON.
+
+This module imports numpy and the standard library only: a robot computer needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+TRANSFORMS = ("none", "sin", "cos")
+ACTION_KINDS = ("torque", "position", "velocity")
+# Relative tolerance for "control_period is a whole number of physics steps" (float round-off only).
+_PERIOD_RTOL = 1e-9
+
+
+class SpecError(ValueError):
+    """A task spec, a serialised spec, or a state given to it is malformed; the message names the field."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The spec
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsTerm:
+    """One named piece of the observation, read from one state field."""
+
+    name: str
+    """Label of the term (unique within a spec), e.g. "joint_vel"."""
+    source: str
+    """The state field it reads, e.g. "qvel", "cfrc_ext" or a dm_control observation key."""
+    indices: tuple[int, ...] | None = None
+    """Which elements of the flattened field, in this order; None for the whole field."""
+    transform: str = "none"
+    """"none", "sin" or "cos", applied element-wise (e.g. to hinge angles in radians)."""
+    scale: float = 1.0
+    """Multiplies the (transformed, clipped) values."""
+    clip: tuple[float, float] | None = None
+    """(low, high) applied after the transform and before the scale; None for no clipping."""
+    history: int = 1
+    """Frames stacked, newest first; 1 for the current frame only."""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
+        _check(isinstance(self.source, str) and self.source != "", "source", "must be a non-empty string")
+        if self.indices is not None:
+            idx = _int_tuple(self.indices, "indices")
+            _check(len(idx) > 0, "indices", "must select at least one element (or be null for all)")
+            _check(all(i >= 0 for i in idx), "indices", f"must be non-negative, got {list(idx)}")
+            object.__setattr__(self, "indices", idx)
+        _check(self.transform in TRANSFORMS, "transform",
+               f"{self.transform!r} is not valid; choose one of: {', '.join(TRANSFORMS)}")
+        scale = _number(self.scale, "scale")
+        _check(math.isfinite(scale), "scale", f"must be finite, got {scale}")
+        object.__setattr__(self, "scale", scale)
+        if self.clip is not None:
+            clip = _float_tuple(self.clip, "clip")
+            _check(len(clip) == 2 and clip[0] <= clip[1], "clip",
+                   f"must be (low, high) with low <= high, got {list(clip)}")
+            object.__setattr__(self, "clip", clip)
+        _check(isinstance(self.history, int) and not isinstance(self.history, bool) and self.history >= 1,
+               "history", f"must be an integer >= 1, got {self.history!r}")
+
+    def width(self, field_size: int) -> int:
+        """Elements of one frame of this term, given the size of its source field."""
+        return field_size if self.indices is None else len(self.indices)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionSpec:
+    """What the policy's normalised action in [-1, 1] means on the robot, per joint."""
+
+    kind: str
+    """"torque", "position" or "velocity": the command a joint receives."""
+    low: tuple[float, ...]
+    """Lowest command per joint, robot units (-inf if unbounded)."""
+    high: tuple[float, ...]
+    """Highest command per joint, robot units (+inf if unbounded)."""
+    scale: tuple[float, ...]
+    """robot = offset + scale * action."""
+    offset: tuple[float, ...]
+    """Command for action 0, robot units."""
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ACTION_KINDS, "kind",
+               f"{self.kind!r} is not valid; choose one of: {', '.join(ACTION_KINDS)}")
+        for key in ("low", "high", "scale", "offset"):
+            object.__setattr__(self, key, _float_tuple(getattr(self, key), key))
+        n = len(self.low)
+        _check(n > 0, "low", "must have one entry per joint (at least one)")
+        for key in ("high", "scale", "offset"):
+            _check(len(getattr(self, key)) == n, key, f"has {len(getattr(self, key))} entries, low has {n}")
+        for i, (lo, hi) in enumerate(zip(self.low, self.high, strict=True)):
+            _check(lo <= hi, f"low[{i}]", f"{lo} is above high[{i}] = {hi}")
+        for key in ("scale", "offset"):
+            bad = [v for v in getattr(self, key) if not math.isfinite(v)]
+            _check(not bad, key, f"must be finite, got {bad[0] if bad else None}")
+
+    @classmethod
+    def from_bounds(cls, kind: str, low: Sequence[float], high: Sequence[float]) -> ActionSpec:
+        """The spec that maps [-1, 1] linearly onto [low, high] (both finite)."""
+        lo = np.asarray(low, dtype=np.float64)
+        hi = np.asarray(high, dtype=np.float64)
+        return cls(kind=kind, low=tuple(lo.tolist()), high=tuple(hi.tolist()),
+                   scale=tuple(((hi - lo) / 2).tolist()), offset=tuple(((hi + lo) / 2).tolist()))
+
+    @property
+    def dim(self) -> int:
+        """Number of joints commanded."""
+        return len(self.low)
+
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        keys = ("scale", "offset", "low", "high")
+        arrays = tuple(np.array(getattr(self, k), dtype=np.float64) for k in keys)
+        for a in arrays:
+            a.flags.writeable = False
+        return arrays  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Everything a policy and a robot must agree on. Validated on construction."""
+
+    name: str
+    """Task id, e.g. "Hopper-v5" or "dmc:walker-walk"."""
+    joint_names: tuple[str, ...]
+    """Commanded joints, in the policy's action order."""
+    observation: tuple[ObsTerm, ...]
+    """The observation's terms, concatenated in this order."""
+    action: ActionSpec
+    """Meaning of the policy's action."""
+    joint_limits: tuple[tuple[float, float], ...]
+    """Position limits per joint (rad or m), ±inf where unlimited."""
+    control_period: float
+    """Seconds between two policy actions."""
+    physics_dt: float
+    """Simulator step in seconds; control_period is a whole number of them."""
+    state_fields: Mapping[str, int]
+    """Name -> size (elements, flattened) of every state field the observation reads."""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
+        names = _str_tuple(self.joint_names, "joint_names")
+        _check(len(set(names)) == len(names), "joint_names", f"must be unique, got {list(names)}")
+        object.__setattr__(self, "joint_names", names)
+        _check(isinstance(self.action, ActionSpec), "action", "must be an ActionSpec")
+        _check(self.action.dim == len(names), "action",
+               f"commands {self.action.dim} joints but joint_names has {len(names)}")
+        limits = []
+        for i, pair in enumerate(_as_sequence(self.joint_limits, "joint_limits")):
+            lo, hi = _pair(pair, f"joint_limits[{i}]")
+            _check(lo <= hi, f"joint_limits[{i}]", f"low {lo} is above high {hi}")
+            limits.append((lo, hi))
+        _check(len(limits) == len(names), "joint_limits",
+               f"has {len(limits)} entries for {len(names)} joints")
+        object.__setattr__(self, "joint_limits", tuple(limits))
+
+        fields = {}
+        for key, size in _as_mapping(self.state_fields, "state_fields").items():
+            _check(isinstance(key, str) and key != "", "state_fields",
+                   f"field names must be strings, got {key!r}")
+            _check(isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1,
+                   f"state_fields.{key}", f"must be a positive integer size, got {size!r}")
+            fields[key] = int(size)
+        object.__setattr__(self, "state_fields", types.MappingProxyType(fields))
+
+        terms = tuple(_as_sequence(self.observation, "observation"))
+        _check(len(terms) > 0, "observation", "must have at least one term")
+        seen: set[str] = set()
+        for i, term in enumerate(terms):
+            where = f"observation[{i}]"
+            _check(isinstance(term, ObsTerm), where, "must be an ObsTerm")
+            _check(term.name not in seen, f"{where}.name", f"{term.name!r} is used twice")
+            seen.add(term.name)
+            _check(term.source in fields, f"{where}.source",
+                   f"{term.source!r} is not in state_fields ({', '.join(fields)})")
+            if term.indices is not None:
+                top = max(term.indices)
+                _check(top < fields[term.source], f"{where}.indices",
+                       f"index {top} is out of range for field {term.source!r} of size {fields[term.source]}")
+        object.__setattr__(self, "observation", terms)
+
+        for key in ("control_period", "physics_dt"):
+            value = _number(getattr(self, key), key)
+            _check(math.isfinite(value) and value > 0, key,
+                   f"must be a positive number of seconds, got {value}")
+            object.__setattr__(self, key, value)
+        steps = round(self.control_period / self.physics_dt)
+        error = abs(steps * self.physics_dt - self.control_period)
+        _check(steps >= 1 and error <= _PERIOD_RTOL * self.control_period,
+               "control_period", f"{self.control_period} s is not a whole number of physics steps of "
+               f"{self.physics_dt} s")
+
+    # ---- derived
+    @property
+    def obs_dim(self) -> int:
+        """Length of the observation vector."""
+        return sum(t.width(self.state_fields[t.source]) * t.history for t in self.observation)
+
+    @property
+    def act_dim(self) -> int:
+        """Length of the action vector (= number of joints)."""
+        return len(self.joint_names)
+
+    @property
+    def physics_steps(self) -> int:
+        """Physics steps per control period."""
+        return round(self.control_period / self.physics_dt)
+
+    def observation_slices(self) -> dict[str, slice]:
+        """Where each term lies in the observation vector (all its history frames)."""
+        out, start = {}, 0
+        for t in self.observation:
+            stop = start + t.width(self.state_fields[t.source]) * t.history
+            out[t.name] = slice(start, stop)
+            start = stop
+        return out
+
+    # ---- plain form (manifest.json)
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, strict-JSON-able dict; `TaskSpec.from_dict(spec.to_dict()) == spec`."""
+        a = self.action
+        return {
+            "name": self.name,
+            "joint_names": list(self.joint_names),
+            "observation": [_term_to_dict(t) for t in self.observation],
+            "action": {"kind": a.kind, "low": _enc_list(a.low), "high": _enc_list(a.high),
+                       "scale": list(a.scale), "offset": list(a.offset)},
+            "joint_limits": [_enc_list(pair) for pair in self.joint_limits],
+            "control_period": self.control_period,
+            "physics_dt": self.physics_dt,
+            "state_fields": dict(self.state_fields),
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
+        """Rebuild a spec from `to_dict`'s form; errors name the bad field (e.g. `observation[2].scale`)."""
+        required = ("name", "joint_names", "observation", "action", "joint_limits", "control_period",
+                    "physics_dt", "state_fields")
+        d = _fields(data, "task spec", required, optional=("obs_dim", "act_dim"))
+        terms = _as_sequence(d["observation"], "observation")
+        obs = [_term_from_dict(t, f"observation[{i}]") for i, t in enumerate(terms)]
+        a = _fields(d["action"], "action", ("kind", "low", "high", "scale", "offset"))
+        action = _nested("action", lambda: ActionSpec(
+            kind=a["kind"], low=_dec_list(a["low"], "low", -math.inf),
+            high=_dec_list(a["high"], "high", math.inf), scale=a["scale"], offset=a["offset"]))
+        limits = [_dec_list(p, f"joint_limits[{i}]", None) for i, p in
+                  enumerate(_as_sequence(d["joint_limits"], "joint_limits"))]
+        spec = cls(name=d["name"], joint_names=d["joint_names"], observation=tuple(obs), action=action,
+                   joint_limits=tuple(limits), control_period=d["control_period"], physics_dt=d["physics_dt"],
+                   state_fields=d["state_fields"])
+        for key in ("obs_dim", "act_dim"):
+            if key in d:
+                _check(d[key] == getattr(spec, key), key,
+                       f"says {d[key]!r} but the terms give {getattr(spec, key)}")
+        return spec
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle / deepcopy through the plain form
+        return (TaskSpec.from_dict, (self.to_dict(),))
+
+
+# --------------------------------------------------------------------------------------------------
+# Observations and actions at run time
+
+
+class ObservationBuilder:
+    """Builds observations from state mappings for one spec, keeping the history frames.
+
+    Index arrays and output views are precomputed, so `build` costs a few numpy calls per term.
+    """
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self._buffer = np.zeros(spec.obs_dim, dtype=np.float64)
+        self._terms = []
+        start = 0
+        for t in spec.observation:
+            size = spec.state_fields[t.source]
+            width = t.width(size)
+            select: slice | np.ndarray | None = None
+            if t.indices is not None:
+                idx = np.array(t.indices, dtype=np.intp)
+                step = idx[1] - idx[0] if len(idx) > 1 else 1
+                if step > 0 and np.array_equal(idx, idx[0] + step * np.arange(len(idx))):
+                    select = slice(int(idx[0]), int(idx[-1]) + 1, int(step))  # a view, no copy
+                else:
+                    select = idx
+            frame = self._buffer[start:start + width]
+            shift = None
+            if t.history > 1:  # (destination, source) for moving every frame one slot older
+                shift = (self._buffer[start + width:start + width * t.history],
+                         self._buffer[start:start + width * (t.history - 1)])
+            fill = [self._buffer[start + k * width:start + (k + 1) * width] for k in range(1, t.history)]
+            func = {"none": None, "sin": np.sin, "cos": np.cos}[t.transform]
+            clip = t.clip
+            self._terms.append((t.name, t.source, size, select, func, clip, t.scale, frame, shift, fill))
+            start += width * t.history
+        self._primed = False
+
+    def reset(self) -> None:
+        """Forget the history: the next `build` fills every history slot with its frame."""
+        self._primed = False
+
+    def build(self, state: Mapping[str, Any]) -> np.ndarray:
+        """The observation `(obs_dim,)` float64 for `state` (field name -> array); a fresh array."""
+        primed = self._primed
+        for name, source, size, select, func, clip, scale, frame, shift, fill in self._terms:
+            try:
+                raw = state[source]
+            except KeyError:
+                raise SpecError(f"state has no field {source!r} (read by observation term {name!r}); "
+                                f"it has: {', '.join(map(str, state))}") from None
+            x = np.asarray(raw)
+            if x.size != size:
+                raise SpecError(f"state field {source!r} has {x.size} elements (shape {x.shape}); "
+                                f"the spec expects {size}")
+            flat = x.reshape(-1)
+            values = flat if select is None else flat[select]
+            if shift is not None and primed:
+                shift[0][...] = shift[1]  # numpy handles the overlap
+            if func is not None:
+                func(values, out=frame)
+            else:
+                frame[...] = values
+            if clip is not None:
+                np.clip(frame, clip[0], clip[1], out=frame)
+            if scale != 1.0:
+                frame *= scale
+            if not primed:
+                for slot in fill:
+                    slot[...] = frame
+        self._primed = True
+        return self._buffer.copy()
+
+
+def build_observation(spec: TaskSpec, state: Mapping[str, Any]) -> np.ndarray:
+    """Stateless `(obs_dim,)` observation for a spec without history (builds a one-off builder)."""
+    stacked = [t.name for t in spec.observation if t.history > 1]
+    if stacked:
+        raise SpecError(f"observation terms {stacked} stack history frames; use an ObservationBuilder")
+    return ObservationBuilder(spec).build(state)
+
+
+def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
+    """Normalised action(s) `(..., act_dim)` in [-1, 1] -> robot units, clipped to [low, high]."""
+    a_spec = spec.action if isinstance(spec, TaskSpec) else spec
+    scale, offset, low, high = a_spec._arrays
+    a = np.asarray(action, dtype=np.float64)
+    if a.ndim == 0 or a.shape[-1] != a_spec.dim:
+        raise SpecError(f"action has shape {a.shape}; expected (..., {a_spec.dim})")
+    out = a * scale
+    out += offset
+    return np.clip(out, low, high, out=out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers: validation and the plain form
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise SpecError(f"{key}: {message}")
+
+
+def _nested(prefix: str, build: Any) -> Any:
+    """Run `build()`, prefixing a SpecError's field name with `prefix`."""
+    try:
+        return build()
+    except SpecError as err:
+        raise SpecError(f"{prefix}.{err}") from None
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SpecError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    _check(not math.isnan(value), key, "must not be NaN")
+    return value
+
+
+def _as_sequence(value: Any, key: str) -> Sequence[Any]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray, range)):
+        raise SpecError(f"{key}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _as_mapping(value: Any, key: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{key}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _float_tuple(value: Any, key: str) -> tuple[float, ...]:
+    return tuple(_number(v, f"{key}[{i}]") for i, v in enumerate(_as_sequence(value, key)))
+
+
+def _int_tuple(value: Any, key: str) -> tuple[int, ...]:
+    out = []
+    for i, v in enumerate(_as_sequence(value, key)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise SpecError(f"{key}[{i}]: expected an integer, got {type(v).__name__} {v!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def _str_tuple(value: Any, key: str) -> tuple[str, ...]:
+    out = tuple(_as_sequence(value, key))
+    for i, v in enumerate(out):
+        _check(isinstance(v, str) and v != "", f"{key}[{i}]", f"must be a non-empty string, got {v!r}")
+    return out
+
+
+def _pair(value: Any, key: str) -> tuple[float, float]:
+    pair = _float_tuple(value, key)
+    _check(len(pair) == 2, key, f"must be (low, high), got {list(pair)}")
+    return pair[0], pair[1]
+
+
+def _enc(x: float) -> float | None:
+    return None if math.isinf(x) else x
+
+
+def _enc_list(values: Iterable[float]) -> list[float | None]:
+    return [_enc(v) for v in values]
+
+
+def _dec_list(value: Any, key: str, null: float | None) -> list[float]:
+    """Decode a list where null is ±inf: `null` for every entry, or (None) -inf first and +inf second."""
+    items = list(_as_sequence(value, key))
+    out = []
+    for i, v in enumerate(items):
+        if v is None:
+            out.append(null if null is not None else (-math.inf if i == 0 else math.inf))
+        else:
+            out.append(v)
+    return out
+
+
+def _fields(data: Any, where: str, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
+    d = _as_mapping(data, where)
+    prefix = "" if where == "task spec" else f"{where}."
+    unknown = [k for k in d if k not in required and k not in optional]
+    _check(not unknown, f"{prefix}{unknown[0] if unknown else ''}",
+           f"unknown key in {where}; valid keys: {', '.join((*required, *optional))}")
+    missing = [k for k in required if k not in d]
+    _check(not missing, f"{prefix}{missing[0] if missing else ''}", f"missing from {where}")
+    return dict(d)
+
+
+def _term_to_dict(t: ObsTerm) -> dict[str, Any]:
+    return {"name": t.name, "source": t.source, "indices": None if t.indices is None else list(t.indices),
+            "transform": t.transform, "scale": t.scale,
+            "clip": None if t.clip is None else _enc_list(t.clip), "history": t.history}
+
+
+def _term_from_dict(data: Any, where: str) -> ObsTerm:
+    d = _fields(data, where, ("name", "source"), ("indices", "transform", "scale", "clip", "history"))
+    if d.get("clip") is not None:
+        d["clip"] = _dec_list(d["clip"], f"{where}.clip", None)
+    return _nested(where, lambda: ObsTerm(**d))
