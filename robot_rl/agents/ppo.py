@@ -20,7 +20,7 @@ from torch import nn
 
 from robot_rl.agents.base import OnPolicyAgent
 from robot_rl.config import check
-from robot_rl.rollout import RolloutBuffer, compute_gae
+from robot_rl.rollout import RolloutBuffer
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,8 @@ class PPO(OnPolicyAgent):
 
     def update(self, buffer: RolloutBuffer, last_values: torch.Tensor) -> dict[str, float]:
         cfg = self.config
-        advantages, returns = compute_gae(buffer.rewards, buffer.values, buffer.terminated,
-                                          buffer.truncated, buffer.bootstrap_values, last_values,
-                                          cfg.gamma, cfg.gae_lambda)
+        buffer.compute_returns(last_values, cfg.gamma, cfg.gae_lambda)
+        advantages, returns = buffer.advantages, buffer.returns
         obs, actions = buffer.obs.flatten(0, 1), buffer.actions.flatten(0, 1)
         old_log_probs, old_values = buffer.log_probs.flatten(0, 1), buffer.values.flatten(0, 1)
         advantages, returns = advantages.flatten(), returns.flatten()
@@ -126,7 +125,8 @@ class PPO(OnPolicyAgent):
         if cfg.objective == "kl_penalty":
             with torch.no_grad():
                 old_dist = self.actor(obs)
-                old_mean, old_log_std = old_dist.mean, old_dist.log_std.expand_as(old_dist.mean)
+                old_mean = old_dist.mean.clone()
+                old_log_std = old_dist.log_std.expand_as(old_mean).clone()
 
         batch = obs.shape[0]
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
