@@ -350,8 +350,9 @@ class ObservationBuilder:
                 func(values, out=frame)
             else:
                 frame[...] = values
-            if clip is not None:
-                np.clip(frame, clip[0], clip[1], out=frame)
+            if clip is not None:  # np.maximum/minimum: same result as np.clip, a third of its overhead
+                np.maximum(frame, clip[0], out=frame)
+                np.minimum(frame, clip[1], out=frame)
             if scale != 1.0:
                 frame *= scale
             if not primed:
@@ -378,7 +379,8 @@ def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
         raise SpecError(f"action has shape {a.shape}; expected (..., {a_spec.dim})")
     out = a * scale
     out += offset
-    return np.clip(out, low, high, out=out)
+    np.maximum(out, low, out=out)
+    return np.minimum(out, high, out=out)
 
 
 # --------------------------------------------------------------------------------------------------

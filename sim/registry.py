@@ -1,0 +1,103 @@
+"""The task registry: an explicit dict of task ids -> factories, and `make_env` / `get_spec`.
+
+Ids are Gymnasium's MuJoCo v5 ids and `dmc:<domain>-<task>` for the dm_control suite. The suite tasks
+listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
+Factories import their simulator on call, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from robot_rl.errors import ConfigError
+from robot_rl.spec import TaskSpec
+
+Factory = Callable[..., Any]  # (task_id, seed=None, render_mode=None) -> gymnasium.Env, unwrapped
+
+
+def _locomotion(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .locomotion import LocomotionEnv
+
+    return LocomotionEnv(task_id, seed=seed, render_mode=render_mode)
+
+
+def _dm_control(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .dm_control_tasks import DmControlEnv
+
+    domain, task = task_id.removeprefix("dmc:").split("-")
+    return DmControlEnv(domain, task, seed=seed, render_mode=render_mode)
+
+
+TASKS: dict[str, Factory] = {
+    "InvertedPendulum-v5": _locomotion,
+    "InvertedDoublePendulum-v5": _locomotion,
+    "Hopper-v5": _locomotion,
+    "HalfCheetah-v5": _locomotion,
+    "Walker2d-v5": _locomotion,
+    "Ant-v5": _locomotion,
+    "Humanoid-v5": _locomotion,
+    "dmc:cheetah-run": _dm_control,
+    "dmc:walker-walk": _dm_control,
+    "dmc:cartpole-swingup": _dm_control,
+}
+
+def task_names(all_dm_control: bool = False) -> tuple[str, ...]:
+    """Registered task ids; with `all_dm_control`, every `dmc:` id of the suite as well (imports it)."""
+    names = tuple(TASKS)
+    if all_dm_control:
+        from .dm_control_tasks import suite_tasks
+
+        names += tuple(sorted(f"dmc:{d}-{t}" for d, t in suite_tasks() if f"dmc:{d}-{t}" not in TASKS))
+    return names
+
+
+def resolve(task_id: str) -> Factory:
+    """The factory of `task_id`; a ConfigError listing the valid ids if there is none."""
+    if not isinstance(task_id, str):
+        raise ConfigError(f"task: expected a task id string, got {task_id!r}")
+    if task_id in TASKS:
+        return TASKS[task_id]
+    if task_id.startswith("dmc:"):
+        from .dm_control_tasks import suite_tasks
+
+        parts = tuple(task_id.removeprefix("dmc:").split("-"))
+        suite = suite_tasks()
+        if parts in suite:
+            return _dm_control
+        domain = parts[0]
+        valid = [f"dmc:{d}-{t}" for d, t in suite if d == domain] or [f"dmc:{d}-{t}" for d, t in suite]
+        raise ConfigError(f"task: unknown dm_control task {task_id!r}; valid: {', '.join(valid)}")
+    raise ConfigError(f"task: unknown task {task_id!r}; valid ids: {', '.join(TASKS)} "
+                      f"(or any dm_control suite task as dmc:<domain>-<task>)")
+
+
+def make_env(task_id: str, seed: int | None = None, render_mode: str | None = None,
+             max_episode_steps: int | None = None) -> Any:
+    """One environment: the task's env (with `task_spec` and `robot_state()`) in a TimeLimit.
+
+    `seed` seeds the first `reset()` (and the action space); `max_episode_steps` overrides the
+    episode length (Gymnasium tasks: 1000 steps; dm_control tasks: their own time limit).
+    """
+    import gymnasium
+
+    factory = resolve(task_id)
+    env = factory(task_id, seed=seed, render_mode=render_mode)
+    # Gymnasium tasks carry their registered length; dm_control tasks end their own episodes.
+    steps = max_episode_steps if max_episode_steps is not None else getattr(env, "max_episode_steps", None)
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"max_episode_steps: must be a positive integer, got {steps!r}")
+        env = gymnasium.wrappers.TimeLimit(env, max_episode_steps=steps)
+    return env
+
+
+@functools.cache
+def get_spec(task_id: str) -> TaskSpec:
+    """The task's spec (built once from a fresh env of the task, then cached; specs are immutable)."""
+    env = resolve(task_id)(task_id)
+    try:
+        return env.task_spec
+    finally:
+        env.close()
