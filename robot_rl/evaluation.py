@@ -1,8 +1,9 @@
 """Deterministic evaluation of a policy on a task: the same numbers for a run directory and a bundle.
 
 The policy is any callable from one raw observation `(obs_dim,)` to a normalised action
-`(act_dim,)`; the task spec maps it to robot units exactly as a deployment does. Episode i is reset
-with seed `seed + i`, so two evaluations of the same policy with the same seed give the same returns.
+`(act_dim,)`; the env maps it to robot units through the task spec, exactly as a deployment does.
+Episode i is reset with seed `seed + i`, so two evaluations of the same policy with the same seed give
+the same returns.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.spec import action_to_robot
-
 
 def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int,
              max_steps: int | None = None) -> dict[str, Any]:
@@ -21,14 +20,13 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
     from robot_rl.sim import make_env
 
     env = make_env(task, seed=seed)
-    spec = env.unwrapped.task_spec
     returns, lengths = [], []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
             total, steps, done = 0.0, 0, False
             while not done:
-                action = action_to_robot(spec, np.asarray(policy(obs), dtype=np.float64))
+                action = np.asarray(policy(obs), dtype=np.float32)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 total += float(reward)
                 steps += 1

@@ -32,7 +32,6 @@ from robot_rl.evaluation import evaluate
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, parse_train_config
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
-from robot_rl.spec import action_to_robot
 
 
 class TrainingDiverged(RobotRLError):
@@ -160,13 +159,13 @@ class Trainer:
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
         """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
-        buf, spec = self.buffer, self.spec
+        buf = self.buffer
         buf.reset()
         for _ in range(buf.num_steps):
             obs = self._obs_tensor(obs_raw, update=True)
             actions, log_probs, values = self.agent.act(obs)
-            robot_actions = action_to_robot(spec, actions.numpy().astype(np.float64))
-            next_obs, rewards, terminated, truncated, info = self.envs.step(robot_actions)
+            # the env maps the normalised action onto robot units (and clips) through the task spec
+            next_obs, rewards, terminated, truncated, info = self.envs.step(actions.numpy())
             running_return += rewards
             running_length += 1
             done = terminated | truncated

@@ -1,0 +1,136 @@
+"""The trainer end to end: learning, the run directory, resume after a kill, divergence, eval."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from robot_rl.checkpoint import list_checkpoints, load_checkpoint
+from robot_rl.cli import main
+from robot_rl.launch import load_train_config
+from robot_rl.trainer import Trainer, TrainingDiverged, load_run_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+PENDULUM_PPO = ROOT / "launch" / "invertedpendulum_ppo.yaml"
+QUIET = ["log.progress_bar=false", "log.tensorboard=false", "log.plot=false"]
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "progress.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_ppo_learns_inverted_pendulum_within_50k_steps(tmp_path: Path) -> None:
+    """Issue 3: PPO on InvertedPendulum-v5 reaches >= 500 mean return within 50k steps, < 2 min."""
+    config = load_train_config(PENDULUM_PPO, ["log.progress_bar=false", "log.plot=true"])
+    assert config.total_steps <= 50_000
+    start = time.perf_counter()
+    result = Trainer(config, tmp_path / "run").train()
+    elapsed = time.perf_counter() - start
+    assert result["mean_return"] >= 500, result
+    assert elapsed < 120
+    run = tmp_path / "run"
+    for name in ("config.yaml", "progress.csv", "eval.json", "learning_curve.png"):
+        assert (run / name).is_file(), name
+    assert list(run.glob("events.out.tfevents.*")), "TensorBoard events"
+    assert json.loads((run / "eval.json").read_text())["mean_return"] == result["mean_return"]
+    # `robot-rl eval RUN_DIR` reproduces the final evaluation with the same seed
+    assert main(["eval", str(run), "--episodes", "10", "--seed", str(config.eval.seed), "--json"]) == 0
+
+
+def test_eval_command_prints_the_documented_json(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    config = load_train_config(PENDULUM_PPO, [*QUIET, "total_steps=2048", "eval.episodes=2"])
+    Trainer(config, run).train()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"mean_return", "std_return", "episodes"} and out["episodes"] == 3
+
+
+def test_fixed_seed_reproduces_a_run(tmp_path: Path) -> None:
+    config = load_train_config(PENDULUM_PPO, [*QUIET, "total_steps=4096", "eval.episodes=1"])
+    params = []
+    for name in ("a", "b"):
+        Trainer(config, tmp_path / name).train()
+        state = load_checkpoint(list_checkpoints(tmp_path / name)[-1][1])
+        params.append(state["agent"]["actor"])
+    for key in params[0]:
+        assert torch.equal(params[0][key], params[1][key]), key
+
+
+def test_a_killed_run_resumes_to_the_same_step_count(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    total = 40_960
+    args = [sys.executable, "-m", "robot_rl.cli", "train", str(PENDULUM_PPO), "--out", str(run),
+            "--set", f"total_steps={total}", "--set", "log.checkpoint_every_steps=4096",
+            *[a for q in QUIET for a in ("--set", q)]]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list_checkpoints(run)) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up: as a power cut
+    proc.wait()
+    killed_at = list_checkpoints(run)[-1][0]
+    assert 0 < killed_at < total
+
+    assert main(["train", "--resume", str(run), "--json"]) == 0
+    final_step, _ = list_checkpoints(run)[-1]
+    assert final_step == total
+    steps = [int(r["step"]) for r in _rows(run)]
+    assert steps == sorted(set(steps)) and steps[-1] == total  # no duplicated or missing rows
+    config, policy, state = load_run_policy(run)
+    assert state["step"] == total and config.total_steps == total
+    assert all(torch.isfinite(v).all() for v in state["agent"]["actor"].values())
+    obs = torch.zeros(4).numpy()
+    assert policy(obs).shape == (1,)
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_non_finite_update_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    config = load_train_config(PENDULUM_PPO, [*QUIET, "total_steps=8192", "log.checkpoint_every_steps=1024"])
+    trainer = Trainer(config, tmp_path / "run")
+    real_update = trainer.agent.update
+
+    def update_then_diverge(buffer, last_values):
+        stats = real_update(buffer, last_values)
+        if trainer.step >= 4096:
+            with torch.no_grad():
+                next(trainer.agent.actor.parameters()).fill_(float("nan"))
+        return stats
+
+    trainer.agent.update = update_then_diverge
+    with pytest.raises(TrainingDiverged, match=r"step 4096") as err:
+        trainer.train()
+    assert "not finite" in str(err.value)
+    step, path = list_checkpoints(tmp_path / "run")[-1]
+    assert step < 4096
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    state = load_checkpoint(path)
+    assert all(torch.isfinite(v).all() for v in state["agent"]["actor"].values())
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def test_kl_penalty_variant_trains_through_the_trainer(tmp_path: Path) -> None:
+    config = load_train_config(PENDULUM_PPO, [*QUIET, "total_steps=4096", "ppo.objective=kl_penalty",
+                                              "eval.episodes=1"])
+    assert dataclasses.asdict(config.algorithm)["objective"] == "kl_penalty"
+    Trainer(config, tmp_path / "run").train()
+    rows = _rows(tmp_path / "run")
+    assert "kl_beta" in rows[-1] and float(rows[-1]["kl_beta"]) > 0
