@@ -32,8 +32,8 @@ _FIELD_SIZES: dict[str, Callable[[Any], int]] = {
 }
 
 # Warnings after which MuJoCo has reset the state itself: the step is a physics failure.
-_FAILURE_WARNINGS = tuple(int(getattr(mujoco.mjtWarning, f"mjWARN_{w}")) for w in
-                          ("BADQPOS", "BADQVEL", "BADQACC", "BADCTRL"))
+_FAILURE_WARNINGS = np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}")) for w in
+                              ("BADQPOS", "BADQVEL", "BADQACC", "BADCTRL")])
 
 
 def _tail(m: Any, field: str, skip: int) -> tuple[int, ...]:
@@ -117,8 +117,9 @@ class LocomotionEnv(gymnasium.Env):
     """A Gymnasium v5 MuJoCo task seen through its spec: obs `(obs_dim,)` float64, action in [-1, 1].
 
     `simulator` is Gymnasium's own (unwrapped) environment. A physics failure (MuJoCo found a NaN or
-    huge state and reset it) ends the episode: terminated, `info["physics_failure"] = True`, reward 0
-    if it was not finite. No time limit here: `make_env` adds one of `max_episode_steps` (Gymnasium's).
+    huge state and reset it) ends the episode: terminated, `info["physics_failure"] = True`, reward 0,
+    non-finite observation entries zeroed. No time limit here: `make_env` adds a TimeLimit of
+    `max_episode_steps` (Gymnasium's registered length).
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}  # noqa: RUF012
@@ -154,16 +155,16 @@ class LocomotionEnv(gymnasium.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         ctrl = action_to_robot(self.task_spec, action)
-        warning = self.simulator.data.warning
-        before = [warning[w].number for w in _FAILURE_WARNINGS]
+        counts = self.simulator.data.warning.number  # a view of mjData's warning counters
+        before = counts[_FAILURE_WARNINGS]
         _, reward, terminated, truncated, info = self.simulator.step(ctrl)
         obs = self._builder.build(self.robot_state())
-        failed = any(warning[w].number > n for w, n in zip(_FAILURE_WARNINGS, before, strict=True))
+        failed = bool((counts[_FAILURE_WARNINGS] > before).any())
         if failed or not np.isfinite(obs).all():
             info["physics_failure"] = True
             terminated = True
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
-            reward = reward if np.isfinite(reward) else 0.0
+            reward = 0.0  # computed across MuJoCo's own reset of the state: meaningless
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def render(self) -> Any:
