@@ -51,6 +51,7 @@ GRID_NAMES = ("book", "bridge", "cliff", "cliff2", "discount", "maze")
 _GRID_DIR = Path(__file__).resolve().parent / "grids"
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _SETTING = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(\S+)\s*$")
+_SETTING_LIKE = re.compile(r"^[A-Za-z_]+\s*:")  # 'noise: 0.1' is a mistyped setting, not a row
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +105,7 @@ def parse_grid(text: str, name: str = "<map>") -> GridMap:
         stripped = line.strip()
         if not stripped or stripped.startswith(";"):
             continue
-        if "=" in stripped:
+        if "=" in stripped or _SETTING_LIKE.match(stripped):
             match = _SETTING.match(stripped)
             if not match or match.group(1) not in ("noise", "gamma", "living_reward"):
                 raise ConfigError(f"grid {name}: bad setting line {stripped!r}; "
