@@ -36,6 +36,9 @@ class RunningMeanStd:
         n = batch.shape[0]
         if n == 0:
             return
+        if n == 1:  # the per-step case of a single env: skip np.mean/np.var's overhead
+            self.update_from_moments(batch[0], np.zeros(self.shape), 1)
+            return
         self.update_from_moments(batch.mean(axis=0), batch.var(axis=0), n)
 
     def update_from_moments(self, batch_mean: np.ndarray, batch_var: np.ndarray, batch_count: float) -> None:

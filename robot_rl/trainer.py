@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import yaml
 
+from robot_rl.acting import NumpyActing
 from robot_rl.agents.base import OnPolicyAgent
 from robot_rl.checkpoint import atomic_write_text, load_latest_checkpoint, save_checkpoint
 from robot_rl.errors import RobotRLError
@@ -66,9 +68,11 @@ class Trainer:
         self.reward_scaler = RewardScaler(config.num_envs, gamma=gamma, clip=norm.clip_rewards) \
             if norm.rewards else None
         self.buffer = RolloutBuffer(algo_cfg.num_steps, config.num_envs, self.obs_dim, self.act_dim)
+        self.acting = NumpyActing(self.agent, seed=config.seed)
         self.step = 0
-        self.episode_returns: list[float] = []
-        self.episode_lengths: list[int] = []
+        self.episodes = 0
+        self.episode_returns: deque[float] = deque(maxlen=20)
+        self.episode_lengths: deque[int] = deque(maxlen=20)
         self._writer = None
 
     # ------------------------------------------------------------------ construction helpers
@@ -96,6 +100,7 @@ class Trainer:
             else None,
             "reward_scaler": _to_tensors(self.reward_scaler.state_dict()) if self.reward_scaler else None,
             "torch_rng": torch.get_rng_state(),
+            "acting": self.acting.state(),
             "config": config_to_yaml_dict(self.config),
         }
 
@@ -107,6 +112,8 @@ class Trainer:
         if self.reward_scaler is not None:
             self.reward_scaler.load_state_dict(_to_numpy(state["reward_scaler"]))
         torch.set_rng_state(state["torch_rng"])
+        self.acting.refresh()
+        self.acting.load_state(state["acting"])
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
@@ -126,9 +133,10 @@ class Trainer:
                 t0 = time.perf_counter()
                 obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
                                                                         running_length)
-                last_values = self.agent.value(self._obs_tensor(obs_raw, update=False))
+                last_values = torch.as_tensor(self.acting.value(self._normalize(obs_raw, update=False)))
                 metrics = self.agent.update(self.buffer, last_values)
                 self._check_finite(metrics)
+                self.acting.refresh()
                 row = self._progress_row(metrics, start, start_step, time.perf_counter() - t0)
                 if next_eval and self.step >= next_eval:
                     row["eval_return"] = self.evaluate(cfg.eval.episodes)["mean_return"]
@@ -159,40 +167,43 @@ class Trainer:
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
         """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
-        buf = self.buffer
+        buf, acting = self.buffer, self.acting
         buf.reset()
         for _ in range(buf.num_steps):
-            obs = self._obs_tensor(obs_raw, update=True)
-            actions, log_probs, values = self.agent.act(obs)
+            obs = self._normalize(obs_raw, update=True)
+            actions, log_probs, values = acting.act(obs)
             # the env maps the normalised action onto robot units (and clips) through the task spec
-            next_obs, rewards, terminated, truncated, info = self.envs.step(actions.numpy())
+            next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
             running_return += rewards
             running_length += 1
             done = terminated | truncated
-            bootstrap = torch.zeros(self.config.num_envs)
             truncated_only = truncated & ~terminated
-            if truncated_only.any():
-                final = np.stack([info["final_obs"][i] for i in np.flatnonzero(truncated_only)])
-                bootstrap[torch.as_tensor(np.flatnonzero(truncated_only))] = self.agent.value(
-                    self._obs_tensor(final, update=False))
+            bootstrap = None
+            if truncated_only.any():  # bootstrap from the value of the real final observation
+                idx = np.flatnonzero(truncated_only)
+                bootstrap = np.zeros(self.config.num_envs, dtype=np.float32)
+                final = np.stack([info["final_obs"][i] for i in idx])
+                bootstrap[idx] = acting.value(self._normalize(final, update=False))
             scaled = self.reward_scaler.step(rewards, done) if self.reward_scaler else rewards
             buf.add(obs, actions, log_probs, scaled, values, terminated, truncated_only, bootstrap)
-            for i in np.flatnonzero(done):
-                self.episode_returns.append(float(running_return[i]))
-                self.episode_lengths.append(int(running_length[i]))
-            running_return[done] = 0.0
-            running_length[done] = 0
+            if done.any():
+                for i in np.flatnonzero(done):
+                    self.episode_returns.append(float(running_return[i]))
+                    self.episode_lengths.append(int(running_length[i]))
+                    self.episodes += 1
+                running_return[done] = 0.0
+                running_length[done] = 0
             obs_raw = next_obs
         self.step += buf.num_steps * self.config.num_envs
         return obs_raw, running_return, running_length
 
-    def _obs_tensor(self, obs_raw: np.ndarray, update: bool) -> torch.Tensor:
-        obs_raw = np.asarray(obs_raw, dtype=np.float64)
-        if self.obs_normalizer is not None:
-            if update:
-                self.obs_normalizer.update(obs_raw)
-            obs_raw = self.obs_normalizer.normalize(obs_raw)
-        return torch.as_tensor(obs_raw, dtype=torch.float32)
+    def _normalize(self, obs_raw: np.ndarray, update: bool) -> np.ndarray:
+        """Raw observations → the policy's input, float32 (updating the running statistics if asked)."""
+        if self.obs_normalizer is None:
+            return np.asarray(obs_raw, dtype=np.float32)
+        if update:
+            self.obs_normalizer.update(obs_raw)
+        return self.obs_normalizer.normalize(obs_raw).astype(np.float32)
 
     # ------------------------------------------------------------------ evaluation, logging, saving
     def policy_fn(self):
@@ -217,8 +228,7 @@ class Trainer:
 
     def _progress_row(self, metrics: dict[str, float], start: float, start_step: int,
                       update_time: float) -> dict[str, Any]:
-        recent = self.episode_returns[-20:]
-        lengths = self.episode_lengths[-20:]
+        recent, lengths = self.episode_returns, self.episode_lengths
         elapsed = time.perf_counter() - start
         row: dict[str, Any] = {
             "step": self.step,
@@ -227,7 +237,7 @@ class Trainer:
             "sps": (self.step - start_step) / max(elapsed, 1e-9),
             "episode_return": float(np.mean(recent)) if recent else float("nan"),
             "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
-            "episodes": len(self.episode_returns),
+            "episodes": self.episodes,
         }
         row.update(metrics)
         return row
