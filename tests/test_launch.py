@@ -74,7 +74,7 @@ def test_overrides_apply_by_dotted_name_and_are_validated(tmp_path: Path) -> Non
     path = _write(tmp_path, "task: Hopper-v5\nalgo: ppo\n")
     config = load_train_config(path, ["total_steps=5000", "ppo.epochs=3", "policy.hidden=[32, 32]"])
     assert (config.total_steps, config.algorithm.epochs, config.policy.hidden) == (5000, 3, (32, 32))
-    with pytest.raises(ConfigError, match="ppo.epochz"):
+    with pytest.raises(ConfigError, match=r"ppo\.epochz"):
         load_train_config(path, ["ppo.epochz=3"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         apply_overrides({}, ["epochs"])
