@@ -60,5 +60,5 @@ def test_numpy_mlp_rejects_layers_that_do_not_fit() -> None:
     w1, b1 = np.zeros((8, 4)), np.zeros(8)
     with pytest.raises(ValueError, match="layer 1"):
         NumpyMLP([(w1, b1), (np.zeros((2, 7)), np.zeros(2))], "tanh")
-    with pytest.raises(ValueError, match="sigmoid.*tanh, relu, elu"):
+    with pytest.raises(ValueError, match=r"sigmoid.*tanh, relu, elu"):
         NumpyMLP([(w1, b1)], "sigmoid")
