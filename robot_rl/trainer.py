@@ -334,7 +334,13 @@ def plot_learning_curve(run_dir: str | Path) -> Path | None:
 
 
 def _to_tensors(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+    """numpy arrays → tensors, numpy scalars → Python numbers: what `weights_only` loading accepts."""
+    def convert(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return torch.as_tensor(v)
+        return v.item() if isinstance(v, np.generic) else v
+
+    return {k: convert(v) for k, v in state.items()}
 
 
 def _to_numpy(state: dict[str, Any]) -> dict[str, Any]:
