@@ -120,27 +120,25 @@ class FiniteMDP:
 
     def q_from_v(self, values: np.ndarray) -> np.ndarray:
         """(S, A): Q(s, a) = R(s, a) + γ Σ_s' P(s'|s, a) V(s'), −inf at invalid actions."""
-        plan = self._plan
-        gathered = plan.gather(values)
-        q = np.empty((self.num_actions, self.num_states))
-        for a in range(self.num_actions):
-            plan.action_q(a, gathered, q[a])
-        return np.ascontiguousarray(q.T)
+        values = np.asarray(values, dtype=np.float64)
+        q = self.expected_reward().copy()
+        for k in range(self.next_states.shape[2]):
+            q += self.gamma * self.probs[:, :, k] * values[self.next_states[:, :, k]]
+        q[~self.valid] = -np.inf
+        return q
 
     def max_q(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(S,): max over valid actions of Q(s, a) — one value-iteration backup, Q never stored.
 
         `out`, if given, is an (S,) float64 buffer (not `values` itself).
         """
-        plan = self._plan
-        gathered = plan.gather(values)
-        best = np.empty(self.num_states) if out is None else out
-        plan.action_q(0, gathered, best)
-        q = plan.scratch_q
-        for a in range(1, self.num_actions):
-            plan.action_q(a, gathered, q)
-            np.maximum(best, q, out=best)
-        return best
+        out = np.empty(self.num_states) if out is None else out
+        self._plan.sweep(np.asarray(values, dtype=np.float64), out)
+        return out
+
+    def value_sweep(self, values: np.ndarray, out: np.ndarray) -> float:
+        """One value-iteration sweep of `values` (S,) into `out` (S,); returns max |out − values|."""
+        return self._plan.sweep(np.asarray(values, dtype=np.float64), out)
 
     def transition_matrix(self, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dense P_π (S, S) and R_π (S,) of a policy, for small MDPs (tests' linear solve).
@@ -191,56 +189,142 @@ def uniform_policy(mdp: FiniteMDP) -> np.ndarray:
 
 
 class _SweepPlan:
-    """Precomputed, action-major arrays that make one backup a few contiguous numpy passes.
+    """Precomputed arrays that make one max-backup a few contiguous numpy passes per state.
 
-    Q(·, a) = base_a + Σ_k w_ak · V[next_ak], with base_a the expected reward (−inf where a is
-    invalid) and w_ak = γ · probs[:, a, k]. Slots whose weight is 0 everywhere are dropped; identical
-    successor columns (a grid's N move is also E's slip) are gathered once per sweep; a weight that is
-    the same in every state allowing `a` becomes a scalar (at the other states base_a is −inf anyway).
-    Indices are intp: `np.take(..., mode="clip")` on intp indices is the fastest gather numpy has
-    (the indices were range-checked once, in FiniteMDP's validation).
+    Q(·, a) = base_a + Σ_k w_ak · V[next_ak], base_a the expected reward (−inf where a is invalid),
+    w_ak = γ · probs[:, a, k]. What keeps the passes few:
+    - slots whose weight is 0 wherever `a` is allowed are dropped; a weight that is the same in every
+      state allowing `a` becomes a scalar (elsewhere base_a is −inf anyway);
+    - identical successor columns (a grid's N move is also E's slip) are gathered once;
+    - slots of one action with equal scalar weights are summed before the multiply, and such a sum is
+      shared by every action that has it (a grid's N and S both slip to E + W);
+    - when every action has the same base it is added once, after the max;
+    - an action allowed in few states (a grid's exit) is computed on those states only;
+    - states go in chunks that stay in the CPU cache, so each pass reads cache, not memory.
+    Indices are intp: `np.take(..., mode="clip")` on intp indices is numpy's fastest gather (the
+    indices were range-checked once, in FiniteMDP's validation).
     """
+
+    CHUNK = 16384
 
     def __init__(self, mdp: FiniteMDP) -> None:
         num_states, num_actions, fan_out = mdp.next_states.shape
+        self.num_states = num_states
         er = mdp.expected_reward()
+        counts = mdp.valid.sum(axis=0)
+        dense = [a for a in range(num_actions) if counts[a] * 8 > num_states]
         self.columns: list[np.ndarray] = []
-        self.bases: list[np.ndarray] = []
-        self.terms: list[list[tuple[int, float | np.ndarray]]] = []
-        for a in range(num_actions):
+        self.sums: list[tuple[tuple[int, ...], float]] = []  # shared Σ of gathered columns, × weight
+        self.ops: list[list[tuple[str, int, float | np.ndarray]]] = []  # per dense action
+        bases = []
+        for a in dense:
             allowed = mdp.valid[:, a]
             base = np.array(er[:, a], dtype=np.float64)
             base[~allowed] = -np.inf
-            terms: list[tuple[int, float | np.ndarray]] = []
+            bases.append(base)
+            groups: dict[float, list[int]] = {}
+            ops: list[tuple[str, int, float | np.ndarray]] = []
             for k in range(fan_out):
                 weight = mdp.gamma * mdp.probs[:, a, k]
-                if not np.any(weight[allowed] != 0):
-                    continue
-                column = np.ascontiguousarray(mdp.next_states[:, a, k], dtype=np.intp)
-                cid = next((i for i, c in enumerate(self.columns) if np.array_equal(c, column)), None)
-                if cid is None:
-                    cid = len(self.columns)
-                    self.columns.append(column)
                 on = weight[allowed]
-                terms.append((cid, float(on[0]) if np.all(on == on[0]) else weight))
-            self.bases.append(base)
-            self.terms.append(terms)
-        self.buffers = [np.empty(num_states) for _ in self.columns]
-        self.scratch_q = np.empty(num_states)
-        self.scratch = np.empty(num_states)
+                if not np.any(on != 0):
+                    continue
+                cid = self._column(mdp.next_states[:, a, k])
+                if np.all(on == on[0]):
+                    groups.setdefault(float(on[0]), []).append(cid)
+                else:
+                    ops.append(("array", cid, weight))
+            scaled, summed = [], []
+            for w, cids in groups.items():
+                if len(cids) == 1:
+                    scaled.append(("scaled", cids[0], w))
+                else:
+                    key = (tuple(sorted(cids)), w)
+                    if key not in self.sums:
+                        self.sums.append(key)
+                    summed.append(("sum", self.sums.index(key), w))
+            self.ops.append(scaled + ops + summed)  # a multiply first writes straight into the target
+        self.common_base = bases[0] if bases and all(np.array_equal(b, bases[0]) for b in bases) else None
+        self.bases = [None if self.common_base is not None else b for b in bases]
+        self.sparse = []
+        for a in range(num_actions):
+            if a in dense:
+                continue
+            states = np.flatnonzero(mdp.valid[:, a])
+            live = [k for k in range(fan_out) if np.any(mdp.probs[states, a, k] != 0)]
+            nexts = [np.ascontiguousarray(mdp.next_states[states, a, k], dtype=np.intp) for k in live]
+            weights = [mdp.gamma * mdp.probs[states, a, k] for k in live]
+            self.sparse.append((states, er[states, a], nexts, weights))
+        size = min(self.CHUNK, num_states)
+        self.gathered = [np.empty(size) for _ in self.columns]
+        self.summed = [np.empty(size) for _ in self.sums]
+        self.q = np.empty(size)
+        self.tmp = np.empty(size)
 
-    def gather(self, values: np.ndarray) -> list[np.ndarray]:
-        """V at every distinct successor column; reuses the plan's buffers."""
-        values = np.asarray(values, dtype=np.float64)
-        for column, buf in zip(self.columns, self.buffers, strict=True):
-            np.take(values, column, out=buf, mode="clip")
-        return self.buffers
+    def _column(self, column: np.ndarray) -> int:
+        column = np.ascontiguousarray(column, dtype=np.intp)
+        for i, c in enumerate(self.columns):
+            if np.array_equal(c, column):
+                return i
+        self.columns.append(column)
+        return len(self.columns) - 1
 
-    def action_q(self, a: int, gathered: list[np.ndarray], out: np.ndarray) -> np.ndarray:
-        """Q(·, a) into `out` (S,)."""
-        np.copyto(out, self.bases[a])
-        tmp = self.scratch
-        for cid, weight in self.terms[a]:
-            np.multiply(gathered[cid], weight, out=tmp)
-            out += tmp
-        return out
+    def sweep(self, values: np.ndarray, out: np.ndarray) -> float:
+        """max_a Q(s, a) from `values` into `out`, chunk by chunk; returns max |out − values|."""
+        delta = 0.0
+        for lo in range(0, self.num_states, self.CHUNK):
+            hi = min(lo + self.CHUNK, self.num_states)
+            n = hi - lo
+            g = [np.take(values, c[lo:hi], out=buf[:n], mode="clip")
+                 for c, buf in zip(self.columns, self.gathered, strict=True)]
+            sums = []
+            for (cids, w), buf in zip(self.sums, self.summed, strict=True):
+                acc = np.add(g[cids[0]], g[cids[1]], out=buf[:n])
+                for c in cids[2:]:
+                    acc += g[c]
+                acc *= w
+                sums.append(acc)
+            best = out[lo:hi]
+            if not self.ops:
+                best.fill(-np.inf)
+            for i, ops in enumerate(self.ops):
+                target = best if i == 0 else self.q[:n]
+                self._action(ops, self.bases[i], g, sums, lo, hi, target)
+                if i:
+                    np.maximum(best, target, out=best)
+            if self.common_base is not None:
+                best += self.common_base[lo:hi]
+            for states, base, nexts, weights in self.sparse:
+                i0, i1 = np.searchsorted(states, (lo, hi))
+                if i0 == i1:
+                    continue
+                q = base[i0:i1].copy()
+                for nxt, w in zip(nexts, weights, strict=True):
+                    q += w[i0:i1] * values[nxt[i0:i1]]
+                local = states[i0:i1] - lo
+                best[local] = np.maximum(best[local], q)
+            diff = np.subtract(best, values[lo:hi], out=self.tmp[:n])
+            np.abs(diff, out=diff)
+            delta = max(delta, float(diff.max()))
+        return delta
+
+    def _action(self, ops: list, base: np.ndarray | None, g: list[np.ndarray], sums: list[np.ndarray],
+                lo: int, hi: int, target: np.ndarray) -> None:
+        tmp = self.tmp[: hi - lo]
+        first = True
+        for kind, idx, w in ops:
+            if kind == "sum":
+                if first:
+                    np.copyto(target, sums[idx])
+                else:
+                    target += sums[idx]
+            else:
+                weight = w if kind == "scaled" else w[lo:hi]
+                np.multiply(g[idx], weight, out=target if first else tmp)
+                if not first:
+                    target += tmp
+            first = False
+        if first:
+            target.fill(0.0)
+        if base is not None:
+            target += base[lo:hi]

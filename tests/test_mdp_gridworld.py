@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from robot_rl.errors import ConfigError
 from robot_rl.sim.gridworld import (
     ACTIONS,
     EXIT,
@@ -17,8 +19,6 @@ from robot_rl.sim.gridworld import (
 )
 from robot_rl.sim.mdp import FiniteMDP, policy_matrix, uniform_policy
 from robot_rl.sim.toy_text import make_discrete_env, toy_text_mdp
-
-from robot_rl.errors import ConfigError
 
 N, S, E, W = 0, 1, 2, 3
 
@@ -197,6 +197,43 @@ def test_q_from_v_matches_definition():
                                  zip(mdp.next_states[s, a], mdp.probs[s, a], mdp.rewards[s, a], strict=True))
     assert np.allclose(mdp.q_from_v(v), expected)
     assert np.allclose(mdp.max_q(v), expected.max(axis=1))
+
+
+def random_mdp(num_states: int, num_actions: int, fan_out: int, seed: int) -> FiniteMDP:
+    """Random dynamics, a rarely allowed action, an unused slot, and one terminal state."""
+    rng = np.random.default_rng(seed)
+    valid = rng.random((num_states, num_actions)) < 0.7
+    valid[:, -1] = rng.random(num_states) < 0.02  # allowed in few states: the sparse path
+    valid[~valid.any(axis=1), 0] = True
+    probs = rng.random((num_states, num_actions, fan_out))
+    probs[:, :, -1] = 0.0  # a slot nobody uses
+    probs[:, 1, 1] = 0.0  # action 1 has one successor fewer
+    probs /= probs.sum(axis=2, keepdims=True)
+    probs[~valid] = 0.0
+    next_states = rng.integers(0, num_states, size=(num_states, num_actions, fan_out))
+    rewards = rng.normal(size=(num_states, num_actions, fan_out))
+    terminal = np.zeros(num_states, dtype=bool)
+    terminal[0] = True
+    next_states[0], rewards[0], probs[0], valid[0] = 0, 0.0, 0.0, [True] + [False] * (num_actions - 1)
+    probs[0, 0, 0] = 1.0
+    return FiniteMDP(next_states, probs, rewards, valid, terminal, 0.9, tuple("abcdef"[:num_actions]))
+
+
+@pytest.mark.parametrize("num_states", [7, 40_000])  # one chunk, and several
+def test_value_sweep_matches_q_from_v_on_random_mdps(num_states):
+    mdp = random_mdp(num_states, 4, 3, seed=num_states)
+    v = np.random.default_rng(1).normal(size=num_states)
+    q = mdp.q_from_v(v)
+    out = np.empty(num_states)
+    delta = mdp.value_sweep(v, out)
+    assert np.allclose(out, q.max(axis=1), rtol=0, atol=1e-12)
+    assert delta == pytest.approx(np.max(np.abs(q.max(axis=1) - v)))
+    if num_states == 7:  # the definition, slot by slot
+        for s in range(num_states):
+            for a in range(4):
+                expected = sum(p * (r + 0.9 * v[s2]) for s2, p, r in
+                               zip(mdp.next_states[s, a], mdp.probs[s, a], mdp.rewards[s, a], strict=True))
+                assert q[s, a] == (pytest.approx(expected) if mdp.valid[s, a] else -np.inf)
 
 
 def test_transition_matrix_of_a_policy():

@@ -1,8 +1,8 @@
 """Value iteration: V_{k+1}(s) = max_a [R(s, a) + γ Σ_s' P(s'|s, a) V_k(s')] (Sutton & Barto §4.4).
 
 Synchronous sweeps from V_0 = 0, so V_k is the optimal k-step value (what CS188's gridworld shows
-after k iterations). One sweep is `FiniteMDP.max_q`: a few gathers and multiply-adds over (S,)
-arrays, no Python loop over states; the two value buffers are swapped, never reallocated.
+after k iterations). One sweep is `FiniteMDP.value_sweep`: a few gathers and multiply-adds over
+chunks of states, no Python loop over states; the two value buffers are swapped, never reallocated.
 """
 
 from __future__ import annotations
@@ -24,14 +24,10 @@ def value_iteration(mdp: FiniteMDP, *, tol: float = 1e-8, max_iterations: int = 
     check_stopping(tol, max_iterations, iterations)
     v = initial_values(mdp, values)
     new = np.empty_like(v)
-    diff = np.empty_like(v)
     cap = max_iterations if iterations is None else iterations
     sweeps, delta = 0, np.inf
     while sweeps < cap:
-        mdp.max_q(v, out=new)
-        np.subtract(new, v, out=diff)
-        np.abs(diff, out=diff)
-        delta = float(diff.max())
+        delta = mdp.value_sweep(v, new)
         v, new = new, v
         sweeps += 1
         if iterations is None and delta < tol:
