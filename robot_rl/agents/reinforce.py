@@ -1,0 +1,238 @@
+"""REINFORCE (Williams 1992), as the course presents it: Monte-Carlo returns, one update per step.
+
+For every step of every episode, in order:
+    θ ← θ + α · A_t · ∇_θ log π_θ(a_t|s_t),   A_t = G_t            (no baseline)
+                                              A_t = G_t − b(s_t)   (learned baseline)
+with G_t = r_t + γ r_{t+1} + … the discounted return from t to the episode's end. Each step is its own
+plain SGD step (batch of one), so the policy moves between the steps of an episode, as in the
+textbook's per-step loop. The baseline b is the critic, fitted after the policy steps by regressing
+V(s_t) on G_t (Adam, minibatch epochs); A_t uses the baseline that was in force when the data was
+collected (`buffer.values`), never one fitted on the same returns.
+
+The γ^t factor. Sutton & Barto's episodic REINFORCE multiplies step t's update by γ^t (t counted from
+the episode's start). With γ = 0.99 and 1000-step episodes that factor is 4e-5 by the end, so the
+late part of an episode barely trains; almost every practical implementation drops it (a biased but
+better-behaved estimator, Thomas 2014). `discount_weighting: false` (default) drops it; `true` keeps
+it, with t counted from the episode's start by a per-environment counter that the agent carries
+across rollouts. The counter is not checkpointed: the trainer resets the environments when it
+(re)starts, and the counter restarts at 0 with them.
+
+The unfinished tail. The trainer's rollouts are `num_steps` long per environment and an episode can
+straddle two of them. Steps up to an environment's last episode end inside the rollout have a known
+G_t (an episode begun in an earlier rollout contributes the part that falls in this one). For the
+steps after it (the "tail", whose episode is still running):
+  - without a baseline, G_t is unknown and those steps are dropped: they are not used for any update
+    (their episode's later part is used in the next rollout). Set `num_steps` several episode lengths
+    long so that little is dropped;
+  - with a baseline, G_t bootstraps from it: G_t = r_t + … + γ^k V(s_T), s_T the observation after
+    the rollout's last step (the trainer's `last_values`), i.e. an n-step return.
+A time-limit truncation is a finished episode: without a baseline its return is the sum up to the
+limit; with one, it bootstraps from V(final observation) (`buffer.bootstrap_values`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robot_rl.agents.base import OnPolicyAgent
+from robot_rl.agents.ppo import explained_variance
+from robot_rl.config import check
+from robot_rl.rollout import RolloutBuffer, discounted_returns
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    num_steps: int = 2000
+    """Rollout length per environment between updates (a few episode lengths: see the tail rule)."""
+    gamma: float = 0.99
+    learning_rate: float = 1e-3
+    """α of the per-step SGD update θ ← θ + α A_t ∇log π(a_t|s_t)."""
+    normalize_advantages: bool = True
+    """Standardise A_t over the rollout before the per-step pass. A fixed α then works whatever the
+    reward scale; it subtracts a constant baseline (the batch mean), so it is the usual practical
+    variance reduction, not part of the 1992 algorithm (false gives the textbook update)."""
+    max_grad_norm: float | None = None
+    """Clip each per-step gradient to this norm; None = the textbook update."""
+    baseline: bool = True
+    """Subtract a learned state-value baseline b(s_t) (the critic)."""
+    discount_weighting: bool = False
+    """Multiply step t's update by γ^t, t counted from the episode's start (see the module docstring)."""
+    critic_learning_rate: float = 1e-3
+    critic_epochs: int = 10
+    """Passes of Adam minibatch regression of b(s_t) on G_t per rollout."""
+    critic_minibatch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check(self.num_steps >= 1, "num_steps", "must be >= 1")
+        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
+        check(self.learning_rate > 0, "learning_rate", "must be > 0")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be > 0 or null")
+        check(self.critic_learning_rate > 0, "critic_learning_rate", "must be > 0")
+        check(self.critic_epochs >= 1, "critic_epochs", "must be >= 1")
+        check(self.critic_minibatch_size >= 1, "critic_minibatch_size", "must be >= 1")
+
+
+# ---------------------------------------------------------------------------------- shared pieces
+# (VPG and TRPO use these too.)
+
+def finished_mask(terminated: Tensor, truncated: Tensor) -> Tensor:
+    """`(T, N)` bool: True at the steps whose episode ends inside the rollout (G_t fully known).
+
+    That is every step up to and including an environment's last termination or truncation.
+    """
+    done = (terminated.bool() | truncated.bool()).int()
+    return done.flip(0).cummax(0).values.flip(0).bool()
+
+
+def monte_carlo_returns(buffer: RolloutBuffer, last_values: Tensor, gamma: float,
+                        bootstrap_tail: bool) -> tuple[Tensor, Tensor]:
+    """(G_t, used), both `(T, N)`: discounted returns and the steps whose G_t may be used.
+
+    With `bootstrap_tail` the unfinished tail bootstraps from `last_values` `(N,)` and every step is
+    used; without it the tail's G_t is unknown and `used` is False there (its G_t is then
+    meaningless). Truncated steps bootstrap from `buffer.bootstrap_values` either way (zeros when
+    the agent has no critic).
+    """
+    tail = last_values if bootstrap_tail else torch.zeros(buffer.num_envs)
+    returns = discounted_returns(buffer.rewards, buffer.terminated, buffer.truncated,
+                                 buffer.bootstrap_values, tail, gamma)
+    if bootstrap_tail:
+        return returns, torch.ones_like(returns, dtype=torch.bool)
+    return returns, finished_mask(buffer.terminated, buffer.truncated)
+
+
+def episode_starts(terminated: Tensor, truncated: Tensor) -> Tensor:
+    """`(T, N)` bool: True where a trajectory segment starts (the rollout's first step, or after a done)."""
+    done = terminated.bool() | truncated.bool()
+    starts = torch.ones_like(done)
+    starts[1:] = done[:-1]
+    return starts
+
+
+def episode_time(terminated: Tensor, truncated: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+    """(t, next_start): each step's index within its episode `(T, N)`, and the counters to carry on.
+
+    `start` `(N,)` is the index of the rollout's first step in its episode (steps already taken).
+    """
+    done = terminated.bool() | truncated.bool()
+    index = torch.empty(done.shape, dtype=torch.long)
+    current = start.long().clone()
+    for t in range(done.shape[0]):
+        index[t] = current
+        current = torch.where(done[t], 0, current + 1)
+    return index, current
+
+
+def fit_baseline(critic: nn.Module, optimizer: torch.optim.Optimizer, obs: Tensor, targets: Tensor,
+                 epochs: int, minibatch_size: int, generator: torch.Generator) -> dict[str, float]:
+    """Regress V(s) on `targets` `(B,)` for obs `(B, obs_dim)`: Adam on the mean squared error.
+
+    Returns the mean minibatch loss over the fit (`value_loss`) and the full-batch loss before and
+    after it (`value_loss_before`, `value_loss_after`): the "before" figure is the baseline's error on
+    returns it has not been trained on.
+    """
+    with torch.no_grad():
+        before = (critic(obs) - targets).pow(2).mean().item()
+    total, n = 0.0, 0
+    for _ in range(epochs):
+        order = torch.randperm(obs.shape[0], generator=generator)
+        for idx in torch.tensor_split(order, max(1, obs.shape[0] // minibatch_size)):
+            loss = (critic(obs[idx]) - targets[idx]).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            n += 1
+    with torch.no_grad():
+        after = (critic(obs) - targets).pow(2).mean().item()
+    return {"value_loss": total / max(n, 1), "value_loss_before": before, "value_loss_after": after}
+
+
+def standardize(x: Tensor) -> Tensor:
+    """(x − mean) / std over all elements; unchanged when there are fewer than two."""
+    if x.numel() < 2:
+        return x
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+# ---------------------------------------------------------------------------------- the algorithm
+
+def per_step_updates(actor: nn.Module, optimizer: torch.optim.Optimizer, obs: Tensor, actions: Tensor,
+                     weights: Tensor, max_grad_norm: float | None = None) -> None:
+    """For i = 0, 1, …: one optimizer step on −w_i log π(a_i|s_i) (with SGD: θ ← θ + α w_i ∇log π).
+
+    obs `(B, obs_dim)`, actions `(B, act_dim)`, weights `(B,)`, used in this order.
+    """
+    for i in range(obs.shape[0]):
+        log_prob = actor(obs[i:i + 1]).log_prob(actions[i:i + 1])
+        loss = -(weights[i] * log_prob).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(actor.parameters(), max_grad_norm)
+        optimizer.step()
+
+
+class Reinforce(OnPolicyAgent):
+    def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: ReinforceConfig,
+                 total_updates: int) -> None:
+        self.uses_critic = config.baseline  # the instance attribute decides whether base builds a critic
+        super().__init__(obs_dim, act_dim, policy, config, total_updates)
+        self.policy_optimizer = torch.optim.SGD(self.actor.parameters(), lr=config.learning_rate)
+        self.critic_optimizer = (torch.optim.Adam(self.critic.parameters(), lr=config.critic_learning_rate,
+                                                  eps=1e-5) if self.critic is not None else None)
+        self.generator = torch.Generator().manual_seed(0)
+        self._episode_step: Tensor | None = None  # (N,) steps taken in each env's running episode
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"policy": self.policy_optimizer}
+        if self.critic_optimizer is not None:
+            opts["critic"] = self.critic_optimizer
+        return opts
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def update(self, buffer: RolloutBuffer, last_values: torch.Tensor) -> dict[str, float]:
+        cfg = self.config
+        returns, used = monte_carlo_returns(buffer, last_values, cfg.gamma, bootstrap_tail=cfg.baseline)
+        advantages = returns - buffer.values if cfg.baseline else returns.clone()
+        if self._episode_step is None or self._episode_step.shape[0] != buffer.num_envs:
+            self._episode_step = torch.zeros(buffer.num_envs, dtype=torch.long)
+        t_index, self._episode_step = episode_time(buffer.terminated, buffer.truncated, self._episode_step)
+        # env by env, each in time order: the order the textbook loop visits the steps
+        order = used.T.reshape(-1)
+        obs = buffer.obs.transpose(0, 1).reshape(-1, buffer.obs.shape[-1])[order]
+        actions = buffer.actions.transpose(0, 1).reshape(-1, buffer.actions.shape[-1])[order]
+        weights = advantages.T.reshape(-1)[order]
+        if cfg.normalize_advantages:
+            weights = standardize(weights)
+        if cfg.discount_weighting:
+            weights = weights * cfg.gamma ** t_index.T.reshape(-1)[order].to(weights.dtype)
+        stats: dict[str, float] = {"used_fraction": float(used.float().mean()),
+                                   "policy_updates": float(obs.shape[0])}
+        if obs.shape[0] > 0:
+            with torch.no_grad():
+                dist = self.actor(obs)
+                stats["policy_loss"] = -(weights * dist.log_prob(actions)).mean().item()
+                stats["entropy"] = dist.entropy().mean().item()
+            per_step_updates(self.actor, self.policy_optimizer, obs, actions, weights, cfg.max_grad_norm)
+            targets = returns.T.reshape(-1)[order]
+            stats["mean_return_estimate"] = targets.mean().item()
+            if self.critic is not None:
+                stats.update(fit_baseline(self.critic, self.critic_optimizer, obs, targets, cfg.critic_epochs,
+                                          cfg.critic_minibatch_size, self.generator))
+                stats["explained_variance"] = explained_variance(buffer.values.T.reshape(-1)[order], targets)
+        self.updates_done += 1
+        return stats
