@@ -145,8 +145,10 @@ class FiniteMDP:
 
         `policy` is deterministic (S,) action indices or stochastic (S, A) probabilities.
         """
-        pi = policy_matrix(self, policy)
         num_states = self.num_states
+        if num_states > 5000:
+            raise ConfigError(f"transition_matrix: {num_states} states is too many for a dense (S, S) matrix")
+        pi = policy_matrix(self, policy)
         weights = pi[:, :, None] * self.probs  # (S, A, K)
         p_pi = np.zeros((num_states, num_states))
         rows = np.broadcast_to(np.arange(num_states)[:, None, None], weights.shape)

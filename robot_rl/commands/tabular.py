@@ -2,7 +2,7 @@
 
     robot-rl tabular vi --grid book --iterations 3 --json     value iteration (V_3 and its policy)
     robot-rl tabular pi --grid bridge --noise 0               policy iteration
-    robot-rl tabular pe --grid book --policy EEEx/N#Nx/NWWW   policy evaluation
+    robot-rl tabular pe --grid book --policy EEEx/N#Nx/NWNW   policy evaluation
     robot-rl tabular q-learning --env CliffWalking-v1 --json  Q-learning (SARSA: `sarsa`)
 
 Dynamic programming prints `{"values", "policy", "iterations"}`: for a grid, rows top first with
