@@ -38,7 +38,7 @@ class FiniteMDP:
     gamma: float
     """Discount factor in (0, 1]."""
     action_names: tuple[str, ...]
-    """A names, e.g. ("N", "S", "E", "W", "exit")."""
+    """The A action names, e.g. ("N", "S", "E", "W", "exit")."""
     state_names: tuple[str, ...] | None = None
     """Optional S names (small MDPs only)."""
     grid_index: np.ndarray | None = None
