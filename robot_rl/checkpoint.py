@@ -89,3 +89,23 @@ def load_latest_checkpoint(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
         except RobotRLError as err:
             errors.append(str(err))
     raise RobotRLError(f"{run_dir}: no readable checkpoint ({'; '.join(errors)})")
+
+
+def to_checkpoint_state(state: dict[str, Any]) -> dict[str, Any]:
+    """numpy arrays → tensors, numpy scalars → Python numbers: what `weights_only` loading accepts."""
+    import numpy as np
+    import torch
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return torch.as_tensor(v)
+        return v.item() if isinstance(v, np.generic) else v
+
+    return {k: convert(v) for k, v in state.items()}
+
+
+def from_checkpoint_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `to_checkpoint_state` for one level: tensors → numpy arrays."""
+    import torch
+
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}

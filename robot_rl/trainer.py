@@ -14,7 +14,6 @@ the last good checkpoint is never overwritten by a diverged state.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -28,12 +27,19 @@ import yaml
 
 from robot_rl.acting import NumpyActing
 from robot_rl.agents.base import OnPolicyAgent
-from robot_rl.checkpoint import atomic_write_text, load_latest_checkpoint, save_checkpoint
+from robot_rl.checkpoint import (
+    atomic_write_text,
+    from_checkpoint_state,
+    load_latest_checkpoint,
+    save_checkpoint,
+    to_checkpoint_state,
+)
 from robot_rl.errors import RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, parse_train_config
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
+from robot_rl.run_log import RunLog, truncate_progress
 
 
 class TrainingDiverged(RobotRLError):
@@ -73,7 +79,6 @@ class Trainer:
         self.episodes = 0
         self.episode_returns: deque[float] = deque(maxlen=20)
         self.episode_lengths: deque[int] = deque(maxlen=20)
-        self._writer = None
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -87,18 +92,18 @@ class Trainer:
         trainer = cls(config, run_dir)
         state, path = load_latest_checkpoint(run_dir)
         trainer.load_state(state)
-        trainer._truncate_progress(trainer.step)
+        truncate_progress(run_dir, trainer.step)
         print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
         return trainer
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
+        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler
         return {
             "step": self.step,
             "agent": self.agent.state_dict(),
-            "obs_normalizer": _to_tensors(self.obs_normalizer.state_dict()) if self.obs_normalizer
-            else None,
-            "reward_scaler": _to_tensors(self.reward_scaler.state_dict()) if self.reward_scaler else None,
+            "obs_normalizer": to_checkpoint_state(obs_norm.state_dict()) if obs_norm else None,
+            "reward_scaler": to_checkpoint_state(reward_scaler.state_dict()) if reward_scaler else None,
             "torch_rng": torch.get_rng_state(),
             "acting": self.acting.state(),
             "config": config_to_yaml_dict(self.config),
@@ -108,9 +113,9 @@ class Trainer:
         self.step = int(state["step"])
         self.agent.load_state_dict(state["agent"])
         if self.obs_normalizer is not None:
-            self.obs_normalizer.load_state_dict(_to_numpy(state["obs_normalizer"]))
+            self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
         if self.reward_scaler is not None:
-            self.reward_scaler.load_state_dict(_to_numpy(state["reward_scaler"]))
+            self.reward_scaler.load_state_dict(from_checkpoint_state(state["reward_scaler"]))
         torch.set_rng_state(state["torch_rng"])
         self.acting.refresh()
         self.acting.load_state(state["acting"])
@@ -123,11 +128,10 @@ class Trainer:
         obs_raw, _ = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)
         running_return = np.zeros(cfg.num_envs)
         running_length = np.zeros(cfg.num_envs, dtype=np.int64)
-        bar = self._progress_bar()
+        log = RunLog(self.run_dir, cfg.log, cfg.total_steps, f"{cfg.task} {cfg.algo}", self.step)
         start, start_step = time.perf_counter(), self.step
         next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
         next_eval = self._next_multiple(cfg.eval.every_steps)
-        progress_rows = []
         try:
             while self.step < cfg.total_steps:
                 t0 = time.perf_counter()
@@ -141,28 +145,20 @@ class Trainer:
                 if next_eval and self.step >= next_eval:
                     row["eval_return"] = self.evaluate(cfg.eval.episodes)["mean_return"]
                     next_eval = self._next_multiple(cfg.eval.every_steps)
-                self._log(row)
-                progress_rows.append(row)
-                if bar is not None:
-                    bar.update(self.step - bar.n)
-                    bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['episode_return']:.1f}")
+                log.log(row)
                 if next_checkpoint and self.step >= next_checkpoint:
                     self.save_checkpoint()
                     next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
         finally:
-            if bar is not None:
-                bar.close()
+            log.close()
             self.envs.close()
         self.save_checkpoint()
         result = self.evaluate(cfg.eval.episodes)
         result["step"] = self.step
         result["wall_time_s"] = time.perf_counter() - start
         atomic_write_text(self.run_dir / "eval.json", json.dumps(result, indent=2))
-        if self._writer is not None:
-            self._writer.add_scalar("eval/mean_return", result["mean_return"], self.step)
-            self._writer.close()
-        if cfg.log.plot:
-            plot_learning_curve(self.run_dir)
+        log.scalar("eval/mean_return", result["mean_return"], self.step)
+        log.finish()
         return result
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
@@ -242,109 +238,8 @@ class Trainer:
         row.update(metrics)
         return row
 
-    def _log(self, row: dict[str, Any]) -> None:
-        path = self.run_dir / "progress.csv"
-        new = not path.exists() or path.stat().st_size == 0
-        fields = _PROGRESS_FIELDS + sorted(k for k in row if k not in _PROGRESS_FIELDS)
-        if not new:
-            with open(path, newline="") as f:
-                fields = next(csv.reader(f), fields)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        writer_tb = self._tensorboard()
-        if writer_tb is not None:
-            for key, value in row.items():
-                if key not in ("step",) and isinstance(value, (int, float)) and math.isfinite(value):
-                    writer_tb.add_scalar(f"train/{key}", value, self.step)
-
-    def _tensorboard(self):
-        if not self.config.log.tensorboard:
-            return None
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step or None)
-        return self._writer
-
-    def _truncate_progress(self, step: int) -> None:
-        """Drop progress rows logged after the checkpoint we resume from (they will be redone)."""
-        path = self.run_dir / "progress.csv"
-        if not path.exists():
-            return
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        header, body = rows[0], rows[1:]
-        kept = [r for r in body if r and int(float(r[0])) <= step]
-        import io
-
-        out = io.StringIO()
-        csv.writer(out).writerows([header, *kept])
-        atomic_write_text(path, out.getvalue())
-
-    def _progress_bar(self):
-        if not self.config.log.progress_bar:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=self.config.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                    desc=f"{self.config.task} {self.config.algo}")
-
     def _next_multiple(self, every: int) -> int:
         return 0 if every <= 0 else (self.step // every + 1) * every
-
-
-_PROGRESS_FIELDS = ["step", "update", "time_s", "sps", "episode_return", "episode_length", "episodes",
-                    "eval_return"]
-
-
-def plot_learning_curve(run_dir: str | Path) -> Path | None:
-    """learning_curve.png from progress.csv: mean training return (and evaluations) against steps."""
-    run_dir = Path(run_dir)
-    path = run_dir / "progress.csv"
-    if not path.exists():
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    steps = [float(r["step"]) for r in rows]
-    returns = [float(r["episode_return"] or "nan") for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, returns, label="training episodes (last 20)")
-    evals = [(float(r["step"]), float(r["eval_return"])) for r in rows if r.get("eval_return")]
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="deterministic evaluation")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("return")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    out = run_dir / "learning_curve.png"
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def _to_tensors(state: dict[str, Any]) -> dict[str, Any]:
-    """numpy arrays → tensors, numpy scalars → Python numbers: what `weights_only` loading accepts."""
-    def convert(v: Any) -> Any:
-        if isinstance(v, np.ndarray):
-            return torch.as_tensor(v)
-        return v.item() if isinstance(v, np.generic) else v
-
-    return {k: convert(v) for k, v in state.items()}
-
-
-def _to_numpy(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 def load_run_policy(run_dir: str | Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
@@ -363,7 +258,7 @@ def load_run_policy(run_dir: str | Path) -> tuple[TrainConfig, Any, dict[str, An
     normalizer = None
     if state.get("obs_normalizer") is not None:
         normalizer = ObservationNormalizer((spec.obs_dim,), clip=config.normalize.clip_observations)
-        normalizer.load_state_dict(_to_numpy(state["obs_normalizer"]))
+        normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
 
     return config, make_policy_fn(agent, normalizer), state
 
