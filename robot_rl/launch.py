@@ -20,12 +20,15 @@ import yaml
 from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
 from robot_rl.errors import ConfigError
 
-# algorithm name -> (module, config class, agent class). Explicit: the error lists these names.
-ALGORITHMS: dict[str, tuple[str, str, str]] = {
-    "ppo": ("robot_rl.agents.ppo", "PPOConfig", "PPO"),
-    "trpo": ("robot_rl.agents.trpo", "TRPOConfig", "TRPO"),
-    "reinforce": ("robot_rl.agents.reinforce", "ReinforceConfig", "Reinforce"),
-    "vpg": ("robot_rl.agents.vpg", "VPGConfig", "VPG"),
+# algorithm name -> (module, config class, agent class, trainer "module:class"). Explicit: the error
+# lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`, `train() -> dict`
+# and `policy_from_checkpoint(config, state) -> policy on raw observations`.
+ON_POLICY = "robot_rl.trainer:Trainer"
+ALGORITHMS: dict[str, tuple[str, str, str, str]] = {
+    "ppo": ("robot_rl.agents.ppo", "PPOConfig", "PPO", ON_POLICY),
+    "trpo": ("robot_rl.agents.trpo", "TRPOConfig", "TRPO", ON_POLICY),
+    "reinforce": ("robot_rl.agents.reinforce", "ReinforceConfig", "Reinforce", ON_POLICY),
+    "vpg": ("robot_rl.agents.vpg", "VPGConfig", "VPG", ON_POLICY),
 }
 
 
@@ -125,14 +128,20 @@ class TrainConfig:
 
 def algorithm_config_class(algo: str) -> type:
     check_choice(algo, "algo", ALGORITHMS)
-    module, config_name, _ = ALGORITHMS[algo]
+    module, config_name, _, _ = ALGORITHMS[algo]
     return getattr(importlib.import_module(module), config_name)
 
 
 def agent_class(algo: str) -> type:
     check_choice(algo, "algo", ALGORITHMS)
-    module, _, agent_name = ALGORITHMS[algo]
+    module, _, agent_name, _ = ALGORITHMS[algo]
     return getattr(importlib.import_module(module), agent_name)
+
+
+def trainer_class(algo: str) -> type:
+    check_choice(algo, "algo", ALGORITHMS)
+    module, name = ALGORITHMS[algo][3].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def parse_train_config(data: dict[str, Any]) -> TrainConfig:
@@ -179,6 +188,17 @@ def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
         return parse_train_config(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved config a run directory was trained with (its config.yaml)."""
+    config_file = Path(run_dir) / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    try:
+        return parse_train_config(yaml.safe_load(config_file.read_text()))
+    except ConfigError as err:
+        raise ConfigError(f"{config_file}: {err}") from None
 
 
 def config_to_yaml_dict(config: TrainConfig) -> dict[str, Any]:

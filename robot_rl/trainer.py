@@ -36,7 +36,7 @@ from robot_rl.checkpoint import (
 )
 from robot_rl.errors import RobotRLError
 from robot_rl.evaluation import evaluate
-from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, parse_train_config
+from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
 from robot_rl.run_log import RunLog, truncate_progress
@@ -85,11 +85,7 @@ class Trainer:
     def resume(cls, run_dir: str | Path) -> Trainer:
         """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
         run_dir = Path(run_dir)
-        config_file = run_dir / "config.yaml"
-        if not config_file.is_file():
-            raise RobotRLError(f"{run_dir} is not a run directory (no config.yaml)")
-        config = parse_train_config(yaml.safe_load(config_file.read_text()))
-        trainer = cls(config, run_dir)
+        trainer = cls(read_run_config(run_dir), run_dir)
         state, path = load_latest_checkpoint(run_dir)
         trainer.load_state(state)
         truncate_progress(run_dir, trainer.step)
@@ -210,6 +206,20 @@ class Trainer:
         return evaluate(self.config.task, self.policy_fn(), episodes,
                         self.config.eval.seed if seed is None else seed)
 
+    @staticmethod
+    def policy_from_checkpoint(config: TrainConfig, state: dict[str, Any]):
+        """The deterministic policy (raw observation → normalised action) saved in `state`."""
+        from robot_rl.sim import get_spec
+
+        spec = get_spec(config.task)
+        agent = agent_class(config.algo)(spec.obs_dim, spec.act_dim, config.policy, config.algorithm, 1)
+        agent.load_state_dict(state["agent"])
+        normalizer = None
+        if state.get("obs_normalizer") is not None:
+            normalizer = ObservationNormalizer((spec.obs_dim,), clip=config.normalize.clip_observations)
+            normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
+        return make_policy_fn(agent, normalizer)
+
     def save_checkpoint(self) -> Path:
         return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)
 
@@ -243,24 +253,13 @@ class Trainer:
 
 
 def load_run_policy(run_dir: str | Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
-    """(config, deterministic policy on raw observations, checkpoint) of a run's newest checkpoint."""
-    from robot_rl.sim import get_spec
+    """(config, deterministic policy on raw observations, checkpoint) of a run's newest checkpoint.
 
-    run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise RobotRLError(f"{run_dir} is not a run directory (no config.yaml)")
-    config = parse_train_config(yaml.safe_load(config_file.read_text()))
+    Works for every algorithm: the run's trainer class rebuilds its policy from the checkpoint.
+    """
+    config = read_run_config(run_dir)
     state, _ = load_latest_checkpoint(run_dir)
-    spec = get_spec(config.task)
-    agent = agent_class(config.algo)(spec.obs_dim, spec.act_dim, config.policy, config.algorithm, 1)
-    agent.load_state_dict(state["agent"])
-    normalizer = None
-    if state.get("obs_normalizer") is not None:
-        normalizer = ObservationNormalizer((spec.obs_dim,), clip=config.normalize.clip_observations)
-        normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
-
-    return config, make_policy_fn(agent, normalizer), state
+    return config, trainer_class(config.algo).policy_from_checkpoint(config, state), state
 
 
 def make_policy_fn(agent: OnPolicyAgent, normalizer: ObservationNormalizer | None):

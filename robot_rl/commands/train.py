@@ -30,13 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from robot_rl.launch import load_train_config
-    from robot_rl.trainer import Trainer
+    from robot_rl.launch import load_train_config, read_run_config, trainer_class
 
     if args.resume:
         if args.overrides:
             raise ConfigError("--set cannot change a run being resumed; its config.yaml is authoritative")
-        trainer = Trainer.resume(args.resume)
+        trainer = trainer_class(read_run_config(args.resume).algo).resume(args.resume)
     else:
         if not args.file:
             raise ConfigError("a launch file is required (or --resume RUN_DIR)")
@@ -45,7 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
                           f"{time.strftime('%Y%m%d-%H%M%S')}"
         if Path(out, "checkpoints").is_dir() and any(Path(out, "checkpoints").iterdir()):
             raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it")
-        trainer = Trainer(config, out)
+        trainer = trainer_class(config.algo)(config, out)
     result = trainer.train()
     summary = {"run_dir": str(trainer.run_dir), "step": result["step"],
                "mean_return": result["mean_return"], "std_return": result["std_return"],
