@@ -49,8 +49,10 @@ class ReinforceConfig:
     num_steps: int = 2000
     """Rollout length per environment between updates (a few episode lengths: see the tail rule)."""
     gamma: float = 0.99
-    learning_rate: float = 1e-3
-    """α of the per-step SGD update θ ← θ + α A_t ∇log π(a_t|s_t)."""
+    learning_rate: float = 1e-4
+    """α of the per-step SGD update θ ← θ + α A_t ∇log π(a_t|s_t). Every step moves the policy, so
+    the steps late in a rollout are scored under a policy that has already moved: α much above 1e-4
+    lets the log-std collapse and the updates blow up (3e-4 diverged on InvertedPendulum)."""
     normalize_advantages: bool = True
     """Standardise A_t over the rollout before the per-step pass. A fixed α then works whatever the
     reward scale; it subtracts a constant baseline (the batch mean), so it is the usual practical

@@ -13,9 +13,12 @@ REINFORCE's rule (robot_rl.agents.reinforce): dropped without a baseline (G_t un
 from V(s_T) with one. Without reward-to-go, R(τ) of a segment that began in an earlier rollout is the
 return from the segment's first step.
 
-Defaults follow Spinning Up's VPG (4000 steps per epoch, policy Adam 3e-4, baseline Adam 1e-3 × 80
-full-batch steps, γ 0.99, standardised advantages), except that Spinning Up's advantages are GAE(λ =
-0.97) and ours are the Monte-Carlo G_t − b(s_t) of the course's VPG (λ = 1).
+Defaults are CS285's (Berkeley, fall 2023) homework-2 policy-gradient settings, `run_hw2.py -rtg
+--use_baseline -na`: 1000 steps per batch, policy Adam 5e-3, baseline Adam 5e-3 × 5 full-batch steps,
+(64, 64) tanh networks, standardised advantages, with γ = 0.99 (hw2's own default is 1.0) and λ = 1
+(Monte-Carlo G_t − b, no GAE). The homework's InvertedPendulum target is the maximum return 1000
+within 100k environment steps, which these defaults reach (robot_rl's trainer, seeds 1-3,
+deterministic evaluation 1000/1000 at 100k steps).
 """
 
 from __future__ import annotations
@@ -35,19 +38,19 @@ from robot_rl.rollout import RolloutBuffer
 
 @dataclass(frozen=True)
 class VPGConfig:
-    num_steps: int = 4000
+    num_steps: int = 1000
     """Rollout length per environment between updates (one gradient step each)."""
     gamma: float = 0.99
-    learning_rate: float = 3e-4
+    learning_rate: float = 5e-3
     """Adam step size of the policy."""
     baseline: bool = True
     """Subtract a learned state-value baseline b(s_t) (the critic)."""
     reward_to_go: bool = True
     """Weight ∇log π(a_t|s_t) by G_t (true) or by the whole trajectory's return R(τ) (false)."""
     normalize_advantages: bool = True
-    """Standardise the weights Ψ_t − b(s_t) over the batch (Spinning Up does)."""
-    critic_learning_rate: float = 1e-3
-    critic_epochs: int = 80
+    """Standardise the weights Ψ_t − b(s_t) over the batch."""
+    critic_learning_rate: float = 5e-3
+    critic_epochs: int = 5
     """Passes of the baseline regression per batch."""
     critic_minibatch_size: int | None = None
     """Minibatch size of the baseline regression; None = the whole batch (one step per pass)."""
