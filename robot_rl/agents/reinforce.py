@@ -235,6 +235,8 @@ class Reinforce(OnPolicyAgent):
             if self.critic is not None:
                 stats.update(fit_baseline(self.critic, self.critic_optimizer, obs, targets, cfg.critic_epochs,
                                           cfg.critic_minibatch_size, self.generator))
-                stats["explained_variance"] = explained_variance(buffer.values.T.reshape(-1)[order], targets)
+                if targets.numel() > 1:
+                    stats["explained_variance"] = explained_variance(buffer.values.T.reshape(-1)[order],
+                                                                     targets)
         self.updates_done += 1
         return stats

@@ -135,6 +135,7 @@ class VPG(OnPolicyAgent):
                 minibatch = cfg.critic_minibatch_size or b["obs"].shape[0]
                 stats.update(fit_baseline(self.critic, self.critic_optimizer, b["obs"], b["returns"],
                                           cfg.critic_epochs, minibatch, self.generator))
-                stats["explained_variance"] = explained_variance(b["values"], b["returns"])
+                if b["returns"].numel() > 1:
+                    stats["explained_variance"] = explained_variance(b["values"], b["returns"])
         self.updates_done += 1
         return stats
