@@ -161,7 +161,10 @@ def parse_train_config(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"section {others[0]!r} given, but algo is {algo!r}; "
                           f"use a section named {algo!r} for its hyperparameters")
     section = data.pop(algo, None)
-    data.pop("algorithm", None)
+    valid = sorted({f.name for f in dataclasses.fields(TrainConfig)} - {"algorithm"} | {"kind", algo})
+    unknown = [k for k in data if k not in valid]
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
     config = from_dict(TrainConfig, data)
     algorithm = from_dict(algorithm_config_class(algo), section, algo)
     _check_task(config.task)

@@ -1,4 +1,4 @@
-"""`robot-rl train FILE [--set KEY=VALUE ...] [--out DIR] [--resume DIR]` and `robot-rl launch FILE`."""
+"""`robot-rl train FILE [--set KEY=VALUE ...] [--out DIR] [--resume DIR]`: train from a launch file."""
 
 from __future__ import annotations
 
@@ -20,13 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p.add_argument("--json", action="store_true", help="print the final evaluation as one JSON line")
     p.set_defaults(run=run_train)
-
-    p = sub.add_parser("launch", help="run a launch file (training files: the same as `train`)")
-    p.add_argument("file", help="launch file (YAML)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", help="run directory")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(run=run_launch, resume=None)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -54,12 +47,3 @@ def run_train(args: argparse.Namespace) -> int:
           f"{summary['mean_return']:.1f} ± {summary['std_return']:.1f} over {summary['episodes']} episodes; "
           f"run directory {summary['run_dir']}")
     return 0
-
-
-def run_launch(args: argparse.Namespace) -> int:
-    from robot_rl.launch import read_launch_file
-
-    kind = read_launch_file(args.file, args.overrides).get("kind", "train")
-    if kind != "train":
-        raise ConfigError(f"{args.file}: kind {kind!r} is not valid; choose one of: train")
-    return run_train(args)
