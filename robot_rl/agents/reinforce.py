@@ -28,6 +28,11 @@ steps after it (the "tail", whose episode is still running):
     the rollout's last step (the trainer's `last_values`), i.e. an n-step return.
 A time-limit truncation is a finished episode: without a baseline its return is the sum up to the
 limit; with one, it bootstraps from V(final observation) (`buffer.bootstrap_values`).
+
+Defaults. There is no field-standard benchmark of the per-step textbook REINFORCE, so the defaults
+are tuned here on InvertedPendulum-v5 (launch/invertedpendulum_reinforce.yaml): α = 1e-4 plain SGD,
+2000-step rollouts, a baseline fitted by Adam 1e-3 × 10 epochs of 64, standardised advantages. They
+reach the maximum deterministic evaluation return (1000) within 100k steps for seeds 1-3.
 """
 
 from __future__ import annotations
