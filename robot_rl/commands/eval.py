@@ -1,34 +1,58 @@
-"""`robot-rl eval RUN_DIR --episodes N [--seed S] [--json]`: deterministic evaluation of a trained policy."""
+"""`robot-rl eval PATH --episodes N [--seed S] [--json]`: deterministic evaluation of a trained policy.
+
+PATH is a run directory (its newest checkpoint) or a policy bundle (a folder with manifest.json, or
+`zoo:<name>`); both go through `robot_rl.evaluation.evaluate` and print the same JSON.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a run directory's policy deterministically")
-    p.add_argument("path", help="a run directory")
+    p = sub.add_parser("eval", help="evaluate a run directory's or a bundle's policy deterministically")
+    p.add_argument("path", help="a run directory, a bundle folder (manifest.json) or zoo:<name>")
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=None, help="seed of episode 0 (default: the run's eval.seed)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of episode 0 (default: the run's eval.seed, or the bundle's evaluation seed)")
+    p.add_argument("--runtime", choices=("numpy", "onnx", "torch"), default="numpy",
+                   help="runtime for a bundle (default: numpy)")
     p.add_argument("--json", action="store_true",
                    help='print {"mean_return": ..., "std_return": ..., "episodes": N}')
     p.set_defaults(run=run_eval)
 
 
+def is_bundle(path: str) -> bool:
+    return path.startswith("zoo:") or (Path(path) / "manifest.json").is_file()
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from robot_rl.errors import ConfigError
     from robot_rl.evaluation import evaluate
-    from robot_rl.trainer import load_run_policy
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
-    config, policy, _ = load_run_policy(args.path)
-    seed = config.eval.seed if args.seed is None else args.seed
-    result = evaluate(config.task, policy, args.episodes, seed)
+    if is_bundle(args.path):
+        from robot_rl.policies import load
+
+        policy = load(args.path, runtime=args.runtime)
+        prov = policy.manifest.provenance
+        recorded = prov.get("evaluation") or {}
+        seed = args.seed if args.seed is not None else int(recorded.get("seed", 0))
+        task, label = policy.spec.name, f"{prov.get('algorithm')} bundle ({args.runtime})"
+        result = evaluate(task, policy.act_normalized, args.episodes, seed)
+    else:
+        from robot_rl.trainer import load_run_policy
+
+        config, policy_fn, _ = load_run_policy(args.path)
+        seed = config.eval.seed if args.seed is None else args.seed
+        task, label = config.task, config.algo
+        result = evaluate(task, policy_fn, args.episodes, seed)
     if args.json:
         print(json.dumps({k: result[k] for k in ("mean_return", "std_return", "episodes")}))
     else:
-        print(f"{config.task} {config.algo}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
+        print(f"{task} {label}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
               f"over {args.episodes} episodes (seed {seed})")
     return 0

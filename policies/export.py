@@ -1,0 +1,128 @@
+"""Run directory → policy bundle: the newest checkpoint's actor, normaliser and spec, then an evaluation.
+
+The actor is rebuilt from the run's config and checkpoint (`torch.load(weights_only=True)` through
+the trainer's loader), its mean network copied to float32 arrays (`GaussianActor.export_layers`), and
+the bundle written by `write_bundle`. The bundle is then evaluated *as shipped* — read back from disk
+on the numpy runtime, through `robot_rl.evaluation.evaluate`, in the task's simulator — and the result
+goes into its manifest's provenance. With the run's eval seed and episode count this is the run's own
+evaluation, so a bundle's return can be compared with eval.json's.
+
+torch, the trainer and the simulator are imported inside the functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.policies.bundle import Bundle, BundleError, Normalizer, update_provenance, write_bundle
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a bundle's numbers depend on (those installed)."""
+    import robot_rl
+
+    versions = {"robot_rl": robot_rl.__version__, "python": platform.python_version()}
+    for name in ("numpy", "torch", "mujoco", "gymnasium", "dm_control", "onnx"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def evaluate_bundle(path: str | Path, episodes: int, seed: int, runtime: str = "numpy") -> dict[str, Any]:
+    """`robot_rl.evaluation.evaluate` of a bundle's deterministic policy in its task's simulator."""
+    from robot_rl.evaluation import evaluate
+    from robot_rl.policies import load
+
+    policy = load(path, runtime=runtime)
+    return evaluate(policy.spec.name, policy.act_normalized, episodes, seed)
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, episodes: int | None = None,
+               seed: int | None = None, onnx: bool | None = None, force: bool = False) -> Bundle:
+    """Export a run's newest checkpoint to a bundle at `out` and evaluate it there.
+
+    `episodes`/`seed` default to the run's `eval` settings (0 episodes: no evaluation, provenance
+    `evaluation` is null). `onnx`: see `write_bundle`.
+    """
+    from robot_rl.networks import GaussianActor
+    from robot_rl.sim import get_spec
+    from robot_rl.trainer import load_run_policy
+
+    run_dir = Path(run_dir)
+    config, _, state = load_run_policy(run_dir)
+    actor_state = state["agent"]["actor"]
+    if "log_std" not in actor_state:
+        raise BundleError(f"{run_dir}: the {config.algo} agent has no Gaussian actor; only Gaussian "
+                          f"policies (ppo, trpo, vpg, reinforce) export here")
+    spec = get_spec(config.task)
+    p = config.policy
+    actor = GaussianActor(spec.obs_dim, spec.act_dim, hidden=p.hidden, activation=p.activation,
+                          log_std_init=p.log_std_init, squash=p.squash)
+    actor.load_state_dict(actor_state)
+    exported = actor.export_layers()
+
+    normalizer = None
+    if state.get("obs_normalizer") is not None:
+        n = state["obs_normalizer"]
+        normalizer = Normalizer(mean=_array(n["mean"]), var=_array(n["var"]), clip=float(n["clip"]),
+                                eps=float(n["eps"]))
+
+    from robot_rl.launch import config_to_yaml_dict
+
+    provenance = {
+        "task": config.task,
+        "algorithm": config.algo,
+        "steps": int(state["step"]),
+        "seed": int(config.seed),
+        "evaluation": None,
+        "versions": package_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run": run_dir.resolve().name,
+        "run_evaluation": _run_evaluation(run_dir, int(state["step"]), int(config.eval.seed)),
+        "training_config": config_to_yaml_dict(config),
+    }
+    head = {"squash": "tanh" if actor.squash else "none",
+            "log_std": actor.log_std.detach().double().numpy().tolist()}
+    bundle = write_bundle(out, spec=spec, kind="gaussian", layers=exported.layers,
+                          activation=exported.activation, head=head, normalizer=normalizer,
+                          provenance=provenance, onnx=onnx, force=force)
+    episodes = config.eval.episodes if episodes is None else episodes
+    if episodes < 0:
+        raise BundleError(f"--episodes must be >= 0, got {episodes}")
+    if episodes:
+        seed = config.eval.seed if seed is None else seed
+        result = evaluate_bundle(bundle.path, episodes, seed)
+        bundle = update_provenance(bundle.path, evaluation={
+            "mean_return": result["mean_return"], "std_return": result["std_return"],
+            "episodes": episodes, "seed": seed, "returns": result["returns"], "runtime": "numpy"})
+    return bundle
+
+
+def _array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _run_evaluation(run_dir: Path, step: int, seed: int) -> dict[str, Any] | None:
+    """The trainer's own final evaluation (eval.json), if it was made at the exported step."""
+    file = run_dir / "eval.json"
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("step") != step:
+        return None
+    return {"mean_return": data.get("mean_return"), "std_return": data.get("std_return"),
+            "episodes": data.get("episodes"), "seed": seed}
