@@ -15,6 +15,10 @@ Conventions (fixed, because a bundle's manifest stores the spec):
 - Actions: robot = offset + scale * action, clipped to [low, high] (robot units per joint: N·m or N
   for torques, rad or m for positions, rad/s or m/s for velocities). NaN passes through unchanged:
   rejecting it is the safety filter's job.
+- A "discrete" action (n choices, e.g. CartPole's push left/right) is one command, the action index
+  0 … n−1: low 0, high n−1, scale 1, offset 0, so the plain form needs nothing new. Its robot command
+  is the index itself; a non-integer, NaN or out-of-range index is refused (an index cannot be clipped
+  to a neighbouring action without changing its meaning).
 - In `to_dict`, ±inf (an unlimited joint, a one-sided clip) is written as null, so a manifest is
   strict JSON.
 
@@ -33,7 +37,7 @@ from typing import Any
 import numpy as np
 
 TRANSFORMS = ("none", "sin", "cos")
-ACTION_KINDS = ("torque", "position", "velocity")
+ACTION_KINDS = ("torque", "position", "velocity", "discrete")
 # Relative tolerance for "control_period is a whole number of physics steps" (float round-off only).
 _PERIOD_RTOL = 1e-9
 
@@ -93,10 +97,10 @@ class ObsTerm:
 
 @dataclasses.dataclass(frozen=True)
 class ActionSpec:
-    """What the policy's normalised action in [-1, 1] means on the robot, per joint."""
+    """What the policy's action means on the robot: per joint, or one index of n discrete choices."""
 
     kind: str
-    """"torque", "position" or "velocity": the command a joint receives."""
+    """"torque", "position" or "velocity": the command a joint receives; "discrete": an action index."""
     low: tuple[float, ...]
     """Lowest command per joint, robot units (-inf if unbounded)."""
     high: tuple[float, ...]
@@ -120,6 +124,32 @@ class ActionSpec:
         for key in ("scale", "offset"):
             bad = [v for v in getattr(self, key) if not math.isfinite(v)]
             _check(not bad, key, f"must be finite, got {bad[0] if bad else None}")
+        if self.kind == "discrete":
+            _check(n == 1, "low", f"a discrete action is one index: one entry each, got {n}")
+            _check(self.low[0] == 0.0, "low", f"a discrete action's first index is 0, got {self.low[0]}")
+            top = self.high[0]
+            _check(math.isfinite(top) and top == int(top) and top >= 1, "high",
+                   f"the last action index n - 1 must be a whole number >= 1, got {top}")
+            _check(self.scale == (1.0,) and self.offset == (0.0,), "scale",
+                   f"a discrete action is an index, not scaled: scale [1], offset [0], got "
+                   f"{list(self.scale)} and {list(self.offset)}")
+
+    @classmethod
+    def discrete(cls, n: int) -> ActionSpec:
+        """n discrete actions: the policy picks an index 0 … n−1, which is also the robot's command."""
+        _check(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 2, "num_actions",
+               f"must be an integer >= 2, got {n!r}")
+        return cls(kind="discrete", low=(0.0,), high=(float(n - 1),), scale=(1.0,), offset=(0.0,))
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.kind == "discrete"
+
+    @property
+    def num_actions(self) -> int:
+        """Number of choices of a discrete action (a SpecError for a continuous one)."""
+        _check(self.is_discrete, "num_actions", f"a {self.kind} action is continuous, not discrete")
+        return int(self.high[0]) + 1
 
     @classmethod
     def from_bounds(cls, kind: str, low: Sequence[float], high: Sequence[float]) -> ActionSpec:
@@ -225,7 +255,7 @@ class TaskSpec:
 
     @property
     def act_dim(self) -> int:
-        """Length of the action vector (= number of joints)."""
+        """Length of the action vector (= number of joints; 1 for a discrete action, its index)."""
         return len(self.joint_names)
 
     @property
@@ -371,8 +401,14 @@ def build_observation(spec: TaskSpec, state: Mapping[str, Any]) -> np.ndarray:
 
 
 def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
-    """Normalised action(s) `(..., act_dim)` in [-1, 1] -> robot units, clipped to [low, high]."""
+    """Normalised action(s) `(..., act_dim)` in [-1, 1] -> robot units, clipped to [low, high].
+
+    A discrete action: index or indices of any shape (a scalar, `(n,)` or `(..., 1)`), whole numbers
+    (float or int) -> the same indices as int64, the same shape; anything else is a SpecError.
+    """
     a_spec = spec.action if isinstance(spec, TaskSpec) else spec
+    if a_spec.kind == "discrete":
+        return _action_index(a_spec, action)
     scale, offset, low, high = a_spec._arrays
     a = np.asarray(action, dtype=np.float64)
     if a.ndim == 0 or a.shape[-1] != a_spec.dim:
@@ -381,6 +417,23 @@ def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
     out += offset
     np.maximum(out, low, out=out)
     return np.minimum(out, high, out=out)
+
+
+def _action_index(a_spec: ActionSpec, action: Any) -> np.ndarray:
+    a = np.asarray(action)
+    if a.dtype.kind in "iu":
+        index = a.astype(np.int64, copy=False)
+    elif a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            index = a.astype(np.int64)
+        if not np.array_equal(index, a):  # NaN, ±inf and fractions differ from their int cast
+            raise SpecError(f"a discrete action must be a whole action index, got {a.tolist()}")
+    else:
+        raise SpecError(f"a discrete action must be an action index, got {action!r}")
+    n = int(a_spec.high[0]) + 1
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise SpecError(f"action index out of range 0..{n - 1}: {index.tolist()}")
+    return index
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The task registry: an explicit dict of task ids -> factories, and `make_env` / `get_spec`.
 
-Ids are Gymnasium's MuJoCo v5 ids and `dmc:<domain>-<task>` for the dm_control suite. The suite tasks
-listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
+Ids are Gymnasium's MuJoCo v5 ids and `dmc:<domain>-<task>` for the dm_control suite (continuous
+actions), Gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3 (the last needs
+Gymnasium's box2d extra) and the course's grid worlds as `grid:<name>` (discrete actions). The suite
+tasks listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
 Factories import their simulator on call, so importing this module is cheap.
 """
 
@@ -30,6 +32,18 @@ def _dm_control(task_id: str, seed: int | None = None, render_mode: str | None =
     return DmControlEnv(domain, task, seed=seed, render_mode=render_mode)
 
 
+def _classic_control(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .classic_control import ClassicControlEnv
+
+    return ClassicControlEnv(task_id, seed=seed, render_mode=render_mode)
+
+
+def _grid(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .grid_tasks import GridTaskEnv
+
+    return GridTaskEnv(task_id, seed=seed, render_mode=render_mode)
+
+
 TASKS: dict[str, Factory] = {
     "InvertedPendulum-v5": _locomotion,
     "InvertedDoublePendulum-v5": _locomotion,
@@ -41,6 +55,16 @@ TASKS: dict[str, Factory] = {
     "dmc:cheetah-run": _dm_control,
     "dmc:walker-walk": _dm_control,
     "dmc:cartpole-swingup": _dm_control,
+    "CartPole-v1": _classic_control,
+    "Acrobot-v1": _classic_control,
+    "MountainCar-v0": _classic_control,
+    "LunarLander-v3": _classic_control,
+    "grid:book": _grid,
+    "grid:bridge": _grid,
+    "grid:cliff": _grid,
+    "grid:cliff2": _grid,
+    "grid:discount": _grid,
+    "grid:maze": _grid,
 }
 
 def task_names(all_dm_control: bool = False) -> tuple[str, ...]:

@@ -249,3 +249,35 @@ def test_spec_module_imports_only_numpy_and_stdlib():
               if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     stdlib = {"__future__", "dataclasses", "math", "types", "collections", "functools", "typing"}
     assert roots <= stdlib | {"numpy"}
+
+
+# ---------------------------------------------------------------------------------------- discrete actions
+
+
+def test_discrete_action_is_an_index_and_round_trips_exactly():
+    spec = make_spec(joint_names=("action",), action=ActionSpec.discrete(3),
+                     joint_limits=((-math.inf, math.inf),))
+    assert spec.act_dim == 1 and spec.action.num_actions == 3 and spec.action.is_discrete
+    assert spec.action.low == (0.0,) and spec.action.high == (2.0,)
+    back = TaskSpec.from_dict(json.loads(json.dumps(spec.to_dict(), allow_nan=False)))
+    assert back == spec and back.action.num_actions == 3
+    out = action_to_robot(spec, 2)
+    assert out.dtype == np.int64 and out.shape == () and int(out) == 2
+    np.testing.assert_array_equal(action_to_robot(spec, np.array([[0.0], [2.0], [1.0]])), [[0], [2], [1]])
+    for bad in (3, -1, 1.5, np.nan, np.inf):  # never clipped to a neighbouring action, never NaN
+        with pytest.raises(SpecError, match="index"):
+            action_to_robot(spec, bad)
+    with pytest.raises(SpecError, match="num_actions"):
+        make_spec().action.num_actions  # noqa: B018  a continuous action has no count
+
+
+@pytest.mark.parametrize(("action", "field"), [
+    (lambda: ActionSpec("discrete", (0.0,), (2.5,), (1.0,), (0.0,)), "high"),
+    (lambda: ActionSpec("discrete", (1.0,), (2.0,), (1.0,), (0.0,)), "low"),
+    (lambda: ActionSpec("discrete", (0.0, 0.0), (1.0, 1.0), (1.0, 1.0), (0.0, 0.0)), "low"),
+    (lambda: ActionSpec("discrete", (0.0,), (2.0,), (2.0,), (0.0,)), "scale"),
+    (lambda: ActionSpec.discrete(1), "num_actions"),
+])
+def test_invalid_discrete_action_names_the_field(action, field):
+    with pytest.raises(SpecError, match=rf"^{field}:"):
+        action()

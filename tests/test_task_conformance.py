@@ -22,12 +22,20 @@ from gymnasium.utils.env_checker import check_env
 
 from robot_rl import sim
 from robot_rl.errors import ConfigError
+from robot_rl.sim.classic_control import TASKS as CLASSIC_TASKS
+from robot_rl.sim.classic_control import box2d_available
+from robot_rl.sim.locomotion import OBSERVATIONS as LOCOMOTION_TASKS
 from robot_rl.spec import TaskSpec, action_to_robot, build_observation
 
 get_spec, make, make_env = sim.get_spec, sim.make, sim.make_env
-ALL = sim.task_names()
-LOCOMOTION = [t for t in ALL if not t.startswith("dmc:")]
-DM_CONTROL = [t for t in ALL if t.startswith("dmc:")]
+_NEEDS_BOX2D = pytest.mark.skipif(not box2d_available(), reason='needs Box2D: pip install "gymnasium[box2d]"')
+ALL = [pytest.param(t, marks=_NEEDS_BOX2D) if t == "LunarLander-v3" else t for t in sim.task_names()]
+LOCOMOTION = [t for t in sim.task_names() if t in LOCOMOTION_TASKS]
+DM_CONTROL = [t for t in sim.task_names() if t.startswith("dmc:")]
+CONTINUOUS = LOCOMOTION + DM_CONTROL
+CLASSIC = [p for p in ALL if getattr(p, "values", (p,))[0] in CLASSIC_TASKS]
+GRIDS = [t for t in sim.task_names() if t.startswith("grid:")]
+DISCRETE = CLASSIC + GRIDS
 
 # Gymnasium's documented observation sizes of the v5 tasks with default arguments.
 GYMNASIUM_OBS_DIM = {"InvertedPendulum-v5": 4, "InvertedDoublePendulum-v5": 9, "Hopper-v5": 11,
@@ -50,13 +58,19 @@ def envs():
 
 
 def _actions(task: str, n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, get_spec(task).act_dim))
+    """n random actions: `(n, act_dim)` in [-1, 1], or `(n,)` indices for a discrete task."""
+    spec, rng = get_spec(task), np.random.default_rng(seed)
+    if spec.action.is_discrete:
+        return rng.integers(spec.action.num_actions, size=n)
+    return rng.uniform(-1.0, 1.0, size=(n, spec.act_dim))
 
 
 def test_registry_lists_the_briefed_tasks():
-    assert set(ALL) == {"InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Hopper-v5", "HalfCheetah-v5",
-                        "Walker2d-v5", "Ant-v5", "Humanoid-v5", "dmc:cheetah-run", "dmc:walker-walk",
-                        "dmc:cartpole-swingup"}
+    assert set(sim.task_names()) == {
+        "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5",
+        "Ant-v5", "Humanoid-v5", "dmc:cheetah-run", "dmc:walker-walk", "dmc:cartpole-swingup",
+        "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
+        "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze"}
 
 
 # ---------------------------------------------------------------------------------------- every task
@@ -71,7 +85,7 @@ def test_spec_validates_and_round_trips(task, envs):
     assert envs(task).unwrapped.task_spec == spec  # a fresh env declares the same spec
 
 
-@pytest.mark.parametrize("task", ALL)
+@pytest.mark.parametrize("task", CONTINUOUS)
 def test_dims_match_the_spaces(task, envs):
     env, spec = envs(task), get_spec(task)
     assert env.observation_space.shape == (spec.obs_dim,)
@@ -95,9 +109,12 @@ def test_control_period_is_a_whole_number_of_physics_steps(task, envs):
     if task in LOCOMOTION:
         assert spec.control_period == pytest.approx(env.simulator.dt, rel=1e-12)
         assert spec.physics_dt == env.simulator.model.opt.timestep
-    else:
+    elif task in DM_CONTROL:
         assert spec.control_period == pytest.approx(env.dm_env.control_timestep(), rel=1e-12)
         assert spec.physics_dt == env.dm_env.physics.timestep()
+    else:  # Gymnasium's own step lengths (MountainCar and the grids have no clock: 1 s)
+        period = {"CartPole-v1": 0.02, "Acrobot-v1": 0.2, "LunarLander-v3": 1 / 50}.get(task, 1.0)
+        assert spec.control_period == spec.physics_dt == pytest.approx(period, rel=1e-12)
 
 
 @pytest.mark.parametrize("task", ALL)
@@ -113,7 +130,8 @@ def test_same_seed_same_trajectory_other_seed_differs(task):
         if step_a[2] or step_a[3]:
             break
     np.testing.assert_array_equal(a.reset(seed=7)[0], first_a)  # reset(seed=...) reseeds
-    assert not np.array_equal(a.reset(seed=8)[0], first_a)  # reset is randomised
+    if not task.startswith("grid:"):  # a grid's start cell is fixed; its seed drives the slips
+        assert not np.array_equal(a.reset(seed=8)[0], first_a)  # reset is randomised
     a.close()
     b.close()
 
@@ -125,7 +143,7 @@ def test_gymnasium_env_checker_passes(task, envs):
         check_env(envs(task).unwrapped, skip_render_check=True)
 
 
-@pytest.mark.parametrize("task", ALL)
+@pytest.mark.parametrize("task", CONTINUOUS)
 def test_action_reaches_the_actuators_through_the_spec(task, envs):
     env, spec = envs(task), get_spec(task)
     env.reset(seed=1)
@@ -176,6 +194,82 @@ def test_observation_equals_flattened_dm_control_observation(task, envs):
         expected = flatten_observation(u.timestep.observation)["observations"]
         np.testing.assert_allclose(obs, expected, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(obs, build_observation(u.task_spec, u.robot_state()))
+
+
+@pytest.mark.parametrize("task", CLASSIC)
+def test_discrete_observation_and_dynamics_equal_gymnasium(task):
+    """Step for step under the same seed and actions: Gymnasium's obs (float32), reward, episode end."""
+    import gymnasium
+
+    ours, ref = make_env(task, seed=3), gymnasium.make(task)
+    spec = get_spec(task)
+    assert ours.observation_space.shape == ref.observation_space.shape == (spec.obs_dim,)
+    assert ours.action_space == ref.action_space == gymnasium.spaces.Discrete(spec.action.num_actions)
+    obs, _ = ours.reset()
+    expected, _ = ref.reset(seed=3)
+    np.testing.assert_allclose(obs, expected, rtol=1e-6, atol=1e-7)
+    ends = 0
+    for action in _actions(task, 600, seed=4):
+        obs, reward, terminated, truncated, _ = ours.step(float(action))  # as `evaluate` passes it
+        expected, r, term, trunc, _ = ref.step(int(action))
+        assert obs.dtype == np.float64 and isinstance(reward, float)
+        np.testing.assert_allclose(obs, expected, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(obs, build_observation(spec, ours.unwrapped.robot_state()))
+        assert (reward, terminated, truncated) == pytest.approx((r, term, trunc), rel=1e-12)
+        if terminated or truncated:
+            ends += 1
+            obs, _ = ours.reset()
+            np.testing.assert_allclose(obs, ref.reset()[0], rtol=1e-6, atol=1e-7)
+    assert ends > 0  # random actions end episodes (or reach the time limit): the resets were checked
+    ours.close()
+    ref.close()
+
+
+@pytest.mark.parametrize("task", GRIDS)
+def test_grid_observation_is_the_one_hot_state_of_the_grid_env(task):
+    from robot_rl.sim.gridworld import make_grid_env
+
+    ours, ref = make_env(task, seed=5), make_grid_env(task.removeprefix("grid:"))
+    spec = get_spec(task)
+    num_states = ref.unwrapped.mdp.num_states
+    assert spec.obs_dim == num_states and spec.action.num_actions == 4
+    assert ours.action_space.n == ref.action_space.n == 4
+    obs, _ = ours.reset()
+    index, _ = ref.reset(seed=5)
+    np.testing.assert_array_equal(obs, np.eye(num_states)[index])
+    for action in _actions(task, 300, seed=6):
+        obs, reward, terminated, truncated, _ = ours.step(action)
+        index, r, term, trunc, _ = ref.step(int(action))
+        np.testing.assert_array_equal(obs, np.eye(num_states)[index])
+        assert (reward, terminated, truncated) == (r, term, trunc)
+        if terminated or truncated:
+            obs, _ = ours.reset()
+            np.testing.assert_array_equal(obs, np.eye(num_states)[ref.reset()[0]])
+    ours.close()
+
+
+@pytest.mark.parametrize("task", DISCRETE)
+def test_discrete_action_spec_is_an_index(task, envs):
+    spec = get_spec(task)
+    n = spec.action.num_actions
+    assert spec.action.kind == "discrete" and spec.act_dim == 1 and spec.joint_names == ("action",)
+    np.testing.assert_array_equal(action_to_robot(spec, np.arange(n, dtype=np.float32)), np.arange(n))
+    env = envs(task)
+    env.reset(seed=0)
+    for bad in (n, -1, 0.5, np.nan):
+        with pytest.raises(ValueError, match="index"):
+            env.step(bad)
+
+
+def test_vector_discrete_task_takes_index_actions():
+    vec = make("CartPole-v1", num_envs=3, seed=0)
+    try:
+        obs, _ = vec.reset()
+        assert obs.shape == (3, 4) and obs.dtype == np.float64
+        obs, reward, terminated, truncated, _ = vec.step(np.array([0, 1, 1]))
+        assert obs.shape == (3, 4) and reward.shape == terminated.shape == truncated.shape == (3,)
+    finally:
+        vec.close()
 
 
 # ---------------------------------------------------------------------------------------- specs
@@ -322,7 +416,7 @@ def test_vector_dm_control_shapes_and_spec():
 def test_unknown_task_lists_valid_ids():
     with pytest.raises(ConfigError) as err:
         make_env("Hoper-v5")
-    for task in ALL:
+    for task in sim.task_names():
         assert task in str(err.value)
     with pytest.raises(ConfigError, match="dmc:cheetah-run"):
         get_spec("dmc:cheetah-fly")
