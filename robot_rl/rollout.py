@@ -188,3 +188,61 @@ class RolloutBuffer:
 
 def _numpy(x: Tensor | np.ndarray | float) -> np.ndarray | float:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else x
+
+
+# ---------------------------------------------------------------------------------- Monte-Carlo helpers
+# (REINFORCE, VPG and TRPO use these.)
+
+def finished_mask(terminated: Tensor, truncated: Tensor) -> Tensor:
+    """`(T, N)` bool: True at the steps whose episode ends inside the rollout (G_t fully known).
+
+    That is every step up to and including an environment's last termination or truncation.
+    """
+    done = (terminated.bool() | truncated.bool()).int()
+    return done.flip(0).cummax(0).values.flip(0).bool()
+
+
+def monte_carlo_returns(buffer: RolloutBuffer, last_values: Tensor, gamma: float,
+                        bootstrap_tail: bool) -> tuple[Tensor, Tensor]:
+    """(G_t, used), both `(T, N)`: discounted returns and the steps whose G_t may be used.
+
+    With `bootstrap_tail` the unfinished tail bootstraps from `last_values` `(N,)` and every step is
+    used; without it the tail's G_t is unknown and `used` is False there (its G_t is then
+    meaningless). Truncated steps bootstrap from `buffer.bootstrap_values` either way (zeros when
+    the agent has no critic).
+    """
+    tail = last_values if bootstrap_tail else torch.zeros(buffer.num_envs)
+    returns = discounted_returns(buffer.rewards, buffer.terminated, buffer.truncated,
+                                 buffer.bootstrap_values, tail, gamma)
+    if bootstrap_tail:
+        return returns, torch.ones_like(returns, dtype=torch.bool)
+    return returns, finished_mask(buffer.terminated, buffer.truncated)
+
+
+def episode_starts(terminated: Tensor, truncated: Tensor) -> Tensor:
+    """`(T, N)` bool: True where a trajectory segment starts (the rollout's first step, or after a done)."""
+    done = terminated.bool() | truncated.bool()
+    starts = torch.ones_like(done)
+    starts[1:] = done[:-1]
+    return starts
+
+
+def episode_time(terminated: Tensor, truncated: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+    """(t, next_start): each step's index within its episode `(T, N)`, and the counters to carry on.
+
+    `start` `(N,)` is the index of the rollout's first step in its episode (steps already taken).
+    """
+    done = terminated.bool() | truncated.bool()
+    index = torch.empty(done.shape, dtype=torch.long)
+    current = start.long().clone()
+    for t in range(done.shape[0]):
+        index[t] = current
+        current = torch.where(done[t], 0, current + 1)
+    return index, current
+
+
+def standardize(x: Tensor) -> Tensor:
+    """(x − mean) / std over all elements; unchanged when there are fewer than two."""
+    if x.numel() < 2:
+        return x
+    return (x - x.mean()) / (x.std() + 1e-8)

@@ -7,19 +7,13 @@ import copy
 import pytest
 import torch
 
-from robot_rl.agents.reinforce import (
-    Reinforce,
-    ReinforceConfig,
-    episode_time,
-    finished_mask,
-    fit_baseline,
-    monte_carlo_returns,
-)
+from robot_rl.agents.base import fit_baseline
+from robot_rl.agents.reinforce import Reinforce, ReinforceConfig
 from robot_rl.agents.vpg import VPG, VPGConfig, vpg_loss
 from robot_rl.errors import ConfigError
 from robot_rl.launch import PolicyConfig
 from robot_rl.networks import Critic
-from robot_rl.rollout import RolloutBuffer
+from robot_rl.rollout import RolloutBuffer, episode_time, finished_mask, monte_carlo_returns
 
 POLICY = PolicyConfig(hidden=(8,), critic_hidden=(8,), log_std_init=-0.5)
 OBS_DIM, ACT_DIM = 3, 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 from robot_rl.launch import PolicyConfig
 from robot_rl.networks import Critic, GaussianActor
@@ -96,3 +97,34 @@ class OnPolicyAgent:
     def learning_rate_fraction(self) -> float:
         """1 → 0 linearly over training, for learning-rate annealing."""
         return max(0.0, 1.0 - self.updates_done / self.total_updates)
+
+
+def fit_baseline(critic: nn.Module, optimizer: torch.optim.Optimizer, obs: Tensor, targets: Tensor,
+                 epochs: int, minibatch_size: int, generator: torch.Generator) -> dict[str, float]:
+    """Regress V(s) on `targets` `(B,)` for obs `(B, obs_dim)`: Adam on the mean squared error.
+
+    Returns the mean minibatch loss over the fit (`value_loss`) and the full-batch loss before and
+    after it (`value_loss_before`, `value_loss_after`): the "before" figure is the baseline's error on
+    returns it has not been trained on.
+    """
+    with torch.no_grad():
+        before = (critic(obs) - targets).pow(2).mean().item()
+    total, n = 0.0, 0
+    for _ in range(epochs):
+        order = torch.randperm(obs.shape[0], generator=generator)
+        for idx in torch.tensor_split(order, max(1, obs.shape[0] // minibatch_size)):
+            loss = (critic(obs[idx]) - targets[idx]).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            n += 1
+    with torch.no_grad():
+        after = (critic(obs) - targets).pow(2).mean().item()
+    return {"value_loss": total / max(n, 1), "value_loss_before": before, "value_loss_after": after}
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 − Var[target − predicted] / Var[target]: 1 is a perfect critic, ≤ 0 is no better than a mean."""
+    var = target.var()
+    return float("nan") if var == 0 else float(1 - (target - predicted).var() / var)

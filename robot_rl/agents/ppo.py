@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from robot_rl.agents.base import OnPolicyAgent
+from robot_rl.agents.base import OnPolicyAgent, explained_variance
 from robot_rl.config import check
 from robot_rl.rollout import RolloutBuffer
 
@@ -176,9 +176,3 @@ class PPO(OnPolicyAgent):
         stats.update(learning_rate=self.optimizer.param_groups[0]["lr"], stopped_early=float(stopped_early),
                      explained_variance=explained_variance(old_values, returns))
         return stats
-
-
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
-    """1 − Var[target − predicted] / Var[target]: 1 is a perfect critic, ≤ 0 is no better than a mean."""
-    var = target.var()
-    return float("nan") if var == 0 else float(1 - (target - predicted).var() / var)

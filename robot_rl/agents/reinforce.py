@@ -43,10 +43,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robot_rl.agents.base import OnPolicyAgent
-from robot_rl.agents.ppo import explained_variance
+from robot_rl.agents.base import OnPolicyAgent, explained_variance, fit_baseline
 from robot_rl.config import check
-from robot_rl.rollout import RolloutBuffer, discounted_returns
+from robot_rl.rollout import RolloutBuffer, episode_time, monte_carlo_returns, standardize
 
 
 @dataclass(frozen=True)
@@ -81,89 +80,6 @@ class ReinforceConfig:
         check(self.critic_learning_rate > 0, "critic_learning_rate", "must be > 0")
         check(self.critic_epochs >= 1, "critic_epochs", "must be >= 1")
         check(self.critic_minibatch_size >= 1, "critic_minibatch_size", "must be >= 1")
-
-
-# ---------------------------------------------------------------------------------- shared pieces
-# (VPG and TRPO use these too.)
-
-def finished_mask(terminated: Tensor, truncated: Tensor) -> Tensor:
-    """`(T, N)` bool: True at the steps whose episode ends inside the rollout (G_t fully known).
-
-    That is every step up to and including an environment's last termination or truncation.
-    """
-    done = (terminated.bool() | truncated.bool()).int()
-    return done.flip(0).cummax(0).values.flip(0).bool()
-
-
-def monte_carlo_returns(buffer: RolloutBuffer, last_values: Tensor, gamma: float,
-                        bootstrap_tail: bool) -> tuple[Tensor, Tensor]:
-    """(G_t, used), both `(T, N)`: discounted returns and the steps whose G_t may be used.
-
-    With `bootstrap_tail` the unfinished tail bootstraps from `last_values` `(N,)` and every step is
-    used; without it the tail's G_t is unknown and `used` is False there (its G_t is then
-    meaningless). Truncated steps bootstrap from `buffer.bootstrap_values` either way (zeros when
-    the agent has no critic).
-    """
-    tail = last_values if bootstrap_tail else torch.zeros(buffer.num_envs)
-    returns = discounted_returns(buffer.rewards, buffer.terminated, buffer.truncated,
-                                 buffer.bootstrap_values, tail, gamma)
-    if bootstrap_tail:
-        return returns, torch.ones_like(returns, dtype=torch.bool)
-    return returns, finished_mask(buffer.terminated, buffer.truncated)
-
-
-def episode_starts(terminated: Tensor, truncated: Tensor) -> Tensor:
-    """`(T, N)` bool: True where a trajectory segment starts (the rollout's first step, or after a done)."""
-    done = terminated.bool() | truncated.bool()
-    starts = torch.ones_like(done)
-    starts[1:] = done[:-1]
-    return starts
-
-
-def episode_time(terminated: Tensor, truncated: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
-    """(t, next_start): each step's index within its episode `(T, N)`, and the counters to carry on.
-
-    `start` `(N,)` is the index of the rollout's first step in its episode (steps already taken).
-    """
-    done = terminated.bool() | truncated.bool()
-    index = torch.empty(done.shape, dtype=torch.long)
-    current = start.long().clone()
-    for t in range(done.shape[0]):
-        index[t] = current
-        current = torch.where(done[t], 0, current + 1)
-    return index, current
-
-
-def fit_baseline(critic: nn.Module, optimizer: torch.optim.Optimizer, obs: Tensor, targets: Tensor,
-                 epochs: int, minibatch_size: int, generator: torch.Generator) -> dict[str, float]:
-    """Regress V(s) on `targets` `(B,)` for obs `(B, obs_dim)`: Adam on the mean squared error.
-
-    Returns the mean minibatch loss over the fit (`value_loss`) and the full-batch loss before and
-    after it (`value_loss_before`, `value_loss_after`): the "before" figure is the baseline's error on
-    returns it has not been trained on.
-    """
-    with torch.no_grad():
-        before = (critic(obs) - targets).pow(2).mean().item()
-    total, n = 0.0, 0
-    for _ in range(epochs):
-        order = torch.randperm(obs.shape[0], generator=generator)
-        for idx in torch.tensor_split(order, max(1, obs.shape[0] // minibatch_size)):
-            loss = (critic(obs[idx]) - targets[idx]).pow(2).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            n += 1
-    with torch.no_grad():
-        after = (critic(obs) - targets).pow(2).mean().item()
-    return {"value_loss": total / max(n, 1), "value_loss_before": before, "value_loss_after": after}
-
-
-def standardize(x: Tensor) -> Tensor:
-    """(x − mean) / std over all elements; unchanged when there are fewer than two."""
-    if x.numel() < 2:
-        return x
-    return (x - x.mean()) / (x.std() + 1e-8)
 
 
 # ---------------------------------------------------------------------------------- the algorithm

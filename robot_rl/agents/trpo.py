@@ -31,9 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robot_rl.agents.base import OnPolicyAgent
-from robot_rl.agents.ppo import explained_variance
-from robot_rl.agents.reinforce import fit_baseline, standardize
+from robot_rl.agents.base import OnPolicyAgent, explained_variance, fit_baseline
 from robot_rl.config import check
 from robot_rl.conjugate_gradient import (
     conjugate_gradient,
@@ -42,7 +40,7 @@ from robot_rl.conjugate_gradient import (
     flat_params,
     set_flat_params,
 )
-from robot_rl.rollout import RolloutBuffer, compute_gae
+from robot_rl.rollout import RolloutBuffer, compute_gae, standardize
 
 
 @dataclass(frozen=True)

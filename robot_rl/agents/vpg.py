@@ -29,11 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robot_rl.agents.base import OnPolicyAgent
-from robot_rl.agents.ppo import explained_variance
-from robot_rl.agents.reinforce import episode_starts, fit_baseline, monte_carlo_returns, standardize
+from robot_rl.agents.base import OnPolicyAgent, explained_variance, fit_baseline
 from robot_rl.config import check
-from robot_rl.rollout import RolloutBuffer
+from robot_rl.rollout import RolloutBuffer, episode_starts, monte_carlo_returns, standardize
 
 
 @dataclass(frozen=True)
