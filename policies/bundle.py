@@ -447,7 +447,23 @@ def dumps(data: Any, indent: int | None = None) -> str:
             return json.dumps(data, allow_nan=False)
         return _pretty(data, indent, 0)
     except ValueError as err:
-        raise BundleError(f"manifest: {err} (the manifest must be strict JSON)") from None
+        where = _non_finite_path(data, "")
+        raise BundleError(f"manifest: {where or 'a value'}: {err} (a manifest is strict JSON: no NaN or "
+                          f"Infinity)") from None
+
+
+def _non_finite_path(value: Any, path: str) -> str | None:
+    """The dotted path of the first NaN/Inf in a JSON-like value, e.g. "normalizer.mean[1]"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        found = _non_finite_path(item, sub)
+        if found:
+            return found
+    return None
 
 
 def _pretty(value: Any, indent: int, level: int) -> str:
@@ -464,19 +480,41 @@ def _pretty(value: Any, indent: int, level: int) -> str:
 # --------------------------------------------------------------------------------------------------
 # Running
 
+# Below this bound on every pre-activation, float32 arithmetic cannot overflow (max ≈ 3.4e38), so the
+# network's output is finite whenever its input is: the per-step output check can be skipped.
+_SAFE_BOUND = 1e30
+
+
+def output_bound(bundle: Bundle) -> float:
+    """An upper bound on |every pre-activation| for any finite observation (inf without normaliser).
+
+    Interval arithmetic: |W x + b| ≤ max_row ‖W_row‖₁ · ‖x‖∞ + max |b|; tanh bounds by 1, relu keeps
+    the bound, elu's negative side is bounded by 1. With a normaliser the input is clipped to ±clip.
+    """
+    m = bundle.manifest
+    bound = m.normalizer.clip if m.normalizer is not None else math.inf
+    peak = 0.0
+    for i, (w, b) in enumerate(bundle.layers):
+        w64, b64 = w.astype(np.float64), b.astype(np.float64)
+        bound = float(np.abs(w64).sum(axis=1).max() * bound + np.abs(b64).max())
+        peak = max(peak, bound)
+        if i != len(bundle.layers) - 1:
+            bound = min(bound, 1.0) if m.activation == "tanh" else max(bound, 1.0)
+    return peak
+
 
 class Policy:
     """A loaded bundle on one runtime. Not thread-safe (history and scratch buffers are per policy).
 
-    `forward` is the runtime's network: raw observations `(n, obs_dim)` float64 (validated) → the
-    deterministic normalised action `(n, act_dim)` (gaussian: mean, tanh'd if squashed) or the
-    Q-values `(n, num_actions)` (argmax). `forward_one` is the same for one `(obs_dim,)` observation;
-    runtimes give a faster one for the per-step path.
+    `forward` is the runtime's network on raw, validated observations `(obs_dim,)` or `(n, obs_dim)`
+    float64: the deterministic normalised action (gaussian: the mean, tanh'd if squashed) or the
+    Q-values (argmax), with the same leading shape. `robot`, if a runtime has one, is a fused path
+    to robot units for gaussian bundles; it is used only where `output_bound` proves the output
+    finite (otherwise the output is checked before the clip to [low, high] could hide an Inf).
     """
 
-    def __init__(self, bundle: Bundle, runtime: str,
-                 forward: Callable[[np.ndarray], np.ndarray],
-                 forward_one: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(self, bundle: Bundle, runtime: str, forward: Callable[[np.ndarray], np.ndarray],
+                 robot: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.bundle = bundle
         self.manifest = bundle.manifest
         self.spec = bundle.manifest.spec
@@ -485,11 +523,13 @@ class Policy:
         self.obs_dim = self.spec.obs_dim
         self.act_dim = self.spec.act_dim
         self.control_period = self.spec.control_period
+        self._obs_shape = (self.obs_dim,)
         self._forward = forward
-        self._forward_one = forward_one or (lambda x: forward(x[None])[0])
         self._builder = ObservationBuilder(self.spec)
-        scale, offset, low, high = self.spec.action._arrays
-        self._scale, self._offset, self._low, self._high = scale, offset, low, high
+        self._scale, self._offset, self._low, self._high = self.spec.action._arrays
+        self.output_bound = output_bound(bundle)
+        self._check_output = not self.output_bound < _SAFE_BOUND
+        self._robot = robot if robot is not None and not self._check_output else None
         table = bundle.manifest.head.get("actions") if self.kind == "argmax" else None
         self._table = None if table is None else np.array(table, dtype=np.float64)
 
@@ -500,14 +540,19 @@ class Policy:
 
     def observation(self, x: Any) -> np.ndarray:
         """The validated observation `(obs_dim,)` float64 for a vector or a state mapping."""
-        if isinstance(x, Mapping):
+        if type(x) is np.ndarray and x.dtype == np.float64 and x.shape == self._obs_shape:  # fast path
+            obs = x
+        elif isinstance(x, Mapping):
             try:
                 obs = self._builder.build(x)
             except SpecError as err:
                 raise ObservationError(f"state: {err}") from None
         else:
-            obs = np.asarray(x, dtype=np.float64)
-            if obs.shape != (self.obs_dim,):
+            try:
+                obs = np.asarray(x, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise ObservationError(f"observation is not a numeric vector: {err}") from None
+            if obs.shape != self._obs_shape:
                 raise ObservationError(f"observation has shape {obs.shape}; this policy "
                                        f"({self.spec.name}) takes ({self.obs_dim},)")
         # a dot product is NaN/Inf if any entry is (or on overflow: then check exactly)
@@ -522,70 +567,61 @@ class Policy:
         return (f"observation holds NaN/Inf at index {bad.tolist()[:8]} (term {', '.join(terms)}); "
                 f"refused, no action computed")
 
-    # ---- actions
-    def act(self, x: Any) -> np.ndarray:
-        """Deterministic action in robot units, `(act_dim,)` float64 (argmax without table: `(1,)`)."""
-        obs = self.observation(x)
-        y = self._forward_one(obs)
-        if self.kind == "argmax":
-            return self._argmax_to_robot(y[None])[0]
-        if not math.isfinite(y.sum()) and not np.isfinite(y).all():  # before clipping could hide Inf
-            raise ActionError(f"the network's action is not finite ({y.tolist()}) for a finite "
-                              f"observation; refused")
-        out = y * self._scale
-        out += self._offset
-        np.maximum(out, self._low, out=out)
-        return np.minimum(out, self._high, out=out)
-
-    def act_normalized(self, x: Any) -> np.ndarray:
-        """The deterministic action before robot-unit mapping, `(act_dim,)` float64 (what an env takes).
-
-        gaussian: the mean (tanh'd if squashed); argmax: the table row (or the index, `(1,)`).
-        """
-        y = self._forward_one(self.observation(x))
-        if self.kind == "argmax":
-            return self._argmax_normalized(y[None])[0]
-        y = np.asarray(y, dtype=np.float64)
-        if not np.isfinite(y).all():
-            raise ActionError(f"the network's action is not finite ({y.tolist()}); refused")
-        return y
-
-    def act_batch(self, observations: np.ndarray, normalized: bool = False) -> np.ndarray:
-        """Actions `(n, act_dim)` float64 for observation vectors `(n, obs_dim)` (no history)."""
+    def _batch(self, observations: Any) -> np.ndarray:
         obs = np.asarray(observations, dtype=np.float64)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise ObservationError(f"observations have shape {obs.shape}; expected (n, {self.obs_dim})")
         if not np.isfinite(obs).all():
             rows = np.flatnonzero(~np.isfinite(obs).all(axis=1))
             raise ObservationError(f"observations hold NaN/Inf in rows {rows.tolist()[:8]}; refused")
-        y = self._forward(obs)
-        if self.kind == "argmax":
-            return self._argmax_normalized(y) if normalized else self._argmax_to_robot(y)
-        y = np.asarray(y, dtype=np.float64)
-        out = y if normalized else np.clip(y * self._scale + self._offset, self._low, self._high)
-        if not np.isfinite(out).all():
-            raise ActionError("the network's action is not finite for a finite observation; refused")
-        return out
+        return obs
 
-    def q_values(self, observations: np.ndarray) -> np.ndarray:
+    # ---- actions
+    def act(self, x: Any) -> np.ndarray:
+        """Deterministic action in robot units, `(act_dim,)` float64 (argmax without table: `(1,)`)."""
+        obs = self.observation(x)
+        if self._robot is not None:
+            return self._robot(obs)
+        return self._to_robot(self._forward(obs))
+
+    def act_normalized(self, x: Any) -> np.ndarray:
+        """The deterministic action before robot-unit mapping, `(act_dim,)` float64 (what an env takes).
+
+        gaussian: the mean (tanh'd if squashed); argmax: the table row (or the index, `(1,)`).
+        """
+        return self._normalized(self._forward(self.observation(x)))
+
+    def act_batch(self, observations: Any, normalized: bool = False) -> np.ndarray:
+        """Actions `(n, act_dim)` float64 for observation vectors `(n, obs_dim)` (no history)."""
+        obs = self._batch(observations)
+        if normalized:
+            return self._normalized(self._forward(obs))
+        if self._robot is not None:
+            return self._robot(obs)
+        return self._to_robot(self._forward(obs))
+
+    def q_values(self, observations: Any) -> np.ndarray:
         """argmax bundles: Q-values `(n, num_actions)` for observations `(n, obs_dim)`."""
         if self.kind != "argmax":
             raise BundleError(f"q_values: a {self.kind} bundle has no Q-values")
-        return np.asarray(self._forward(np.asarray(observations, dtype=np.float64)), dtype=np.float64)
+        return np.asarray(self._forward(self._batch(observations)), dtype=np.float64)
 
-    def _argmax_normalized(self, q: np.ndarray) -> np.ndarray:
-        if not np.isfinite(q).all():
-            raise ActionError("the network's Q-values are not finite; refused")
-        index = np.argmax(q, axis=-1)
-        if self._table is None:
-            return index[:, None].astype(np.float64)
-        return self._table[index]
+    def _normalized(self, y: np.ndarray) -> np.ndarray:
+        if self._check_output and not np.isfinite(y).all():
+            raise ActionError("the network's output is not finite for a finite observation; refused")
+        if self.kind == "argmax":
+            index = np.argmax(y, axis=-1)
+            return index[..., None].astype(np.float64) if self._table is None else self._table[index]
+        return np.asarray(y, dtype=np.float64)
 
-    def _argmax_to_robot(self, q: np.ndarray) -> np.ndarray:
-        a = self._argmax_normalized(q)
-        if self._table is None:
+    def _to_robot(self, y: np.ndarray) -> np.ndarray:
+        a = self._normalized(y)
+        if self.kind == "argmax" and self._table is None:
             return a
-        return np.clip(a * self._scale + self._offset, self._low, self._high)
+        out = a * self._scale
+        out += self._offset
+        np.maximum(out, self._low, out=out)
+        return np.minimum(out, self._high, out=out)
 
     def __call__(self, x: Any) -> np.ndarray:
         return self.act(x)

@@ -123,7 +123,8 @@ def policy_from_bundle(bundle: Bundle) -> Policy:
                           f"{[i.name for i in inputs]} -> {outputs}")
 
     def forward(obs: np.ndarray) -> np.ndarray:
-        return session.run([out], {INPUT: np.ascontiguousarray(obs, dtype=np.float64)})[0]
+        x = np.ascontiguousarray(obs, dtype=np.float64)
+        return session.run([out], {INPUT: x[None] if obs.ndim == 1 else x})[0][0 if obs.ndim == 1 else ...]
 
     _check_against_weights(bundle, forward)
     return Policy(bundle, "onnx", forward)
@@ -138,7 +139,7 @@ def _check_against_weights(bundle: Bundle, forward: Any) -> None:
     probe = rng.standard_normal((16, m.spec.obs_dim))
     if m.normalizer is not None:
         probe = m.normalizer.mean + np.sqrt(m.normalizer.var) * probe
-    expected = NumpyForward(bundle).batch(probe)
+    expected = NumpyForward(bundle).normalized(probe)
     got = forward(probe)
     if got.shape != expected.shape:
         raise BundleError(f"{bundle.path / ONNX}: outputs shape {got.shape}; weights.npz gives "

@@ -53,7 +53,8 @@ def policy_from_bundle(bundle: Bundle) -> Policy:
 
     @torch.inference_mode()
     def forward(obs: np.ndarray) -> np.ndarray:
-        return module(torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float64))).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float64))
+        return module(x[None])[0].numpy() if obs.ndim == 1 else module(x).numpy()
 
     policy = Policy(bundle, "torch", forward)
     policy.module = module  # type: ignore[attr-defined]
