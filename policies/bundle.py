@@ -418,6 +418,7 @@ def write_bundle(out: str | Path, *, spec: TaskSpec, kind: str,
         read_bundle(tmp)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""The zoo: trained bundles shipped as package data, so a fresh clone deploys without training."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+import pytest
+
+from robot_rl.cli import main
+from robot_rl.evaluation import evaluate
+from robot_rl.policies import ZOO, load, read_bundle, zoo_names
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = ("InvertedPendulum-v5_ppo", "Hopper-v5_ppo", "HalfCheetah-v5_ppo")
+# What each shipped policy reached (PPO with the launch files' settings, 1M steps for the locomotion
+# tasks; see the manifests); a replaced bundle must not be worse than these floors.
+MIN_RETURN = {"InvertedPendulum-v5_ppo": 1000.0, "Hopper-v5_ppo": 1500.0, "HalfCheetah-v5_ppo": 1500.0}
+
+
+def test_the_zoo_holds_the_required_bundles() -> None:
+    assert set(REQUIRED) <= set(zoo_names())
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_zoo_bundle_is_valid_small_and_named_after_its_task_and_algorithm(name: str) -> None:
+    bundle = read_bundle(ZOO / name)
+    prov = bundle.manifest.provenance
+    assert name == f"{prov['task']}_{prov['algorithm']}"
+    assert bundle.spec.name == prov["task"]
+    size = sum(p.stat().st_size for p in (ZOO / name).iterdir())
+    assert size < 100_000, f"{name} is {size} bytes; keep zoo bundles to KBs"
+    for path in (ZOO / name).iterdir():  # setup.py ships policies/zoo/*/* as package data
+        assert fnmatch.fnmatch(path.relative_to(ZOO.parent).as_posix(), "zoo/*/*")
+    assert "zoo/*/*" in (ROOT / "setup.py").read_text()
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_zoo_bundle_reproduces_its_recorded_evaluation(name: str) -> None:
+    """The manifest's return is what the shipped numpy runtime gets, episode for episode."""
+    policy = load(f"zoo:{name}")
+    recorded = policy.manifest.provenance["evaluation"]
+    assert recorded is not None and recorded["episodes"] >= 10 and recorded["runtime"] == "numpy"
+    result = evaluate(policy.spec.name, policy.act_normalized, recorded["episodes"], recorded["seed"])
+    assert result["returns"] == recorded["returns"]
+    assert result["mean_return"] == recorded["mean_return"]
+    assert recorded["mean_return"] >= MIN_RETURN.get(name, -float("inf"))
+
+
+def test_eval_command_runs_a_zoo_bundle(capsys) -> None:
+    assert main(["eval", "zoo:InvertedPendulum-v5_ppo", "--episodes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == {"mean_return": 1000.0, "std_return": 0.0, "episodes": 2}
