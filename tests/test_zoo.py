@@ -38,14 +38,21 @@ def test_zoo_bundle_is_valid_small_and_named_after_its_task_and_algorithm(name: 
 
 @pytest.mark.parametrize("name", zoo_names())
 def test_zoo_bundle_reproduces_its_recorded_evaluation(name: str) -> None:
-    """The manifest's return is what the shipped numpy runtime gets, episode for episode."""
+    """The manifest's return is what the shipped numpy runtime gets for the recorded seed.
+
+    On the machine that recorded it the returns are identical episode for episode. Another CPU or BLAS
+    build rounds float32 sums differently (~1e-7), and Hopper's and HalfCheetah's contacts amplify that
+    into different individual episodes: perturbing every action by 1e-7 (3 trials) moved single
+    episodes by up to 8% but the 10-episode mean by at most 0.9%; hence 5% on the mean.
+    """
     policy = load(f"zoo:{name}")
     recorded = policy.manifest.provenance["evaluation"]
     assert recorded is not None and recorded["episodes"] >= 10 and recorded["runtime"] == "numpy"
-    result = evaluate(policy.spec.name, policy.act_normalized, recorded["episodes"], recorded["seed"])
-    assert result["returns"] == recorded["returns"]
-    assert result["mean_return"] == recorded["mean_return"]
     assert recorded["mean_return"] >= MIN_RETURN.get(name, -float("inf"))
+    result = evaluate(policy.spec.name, policy.act_normalized, recorded["episodes"], recorded["seed"])
+    assert result["mean_return"] == pytest.approx(recorded["mean_return"], rel=0.05)
+    if name == "InvertedPendulum-v5_ppo":  # balanced for the whole episode: no chaos to amplify
+        assert result["returns"] == recorded["returns"]
 
 
 def test_eval_command_runs_a_zoo_bundle(capsys) -> None:
