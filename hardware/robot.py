@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,14 @@ class Robot:
     joint_names: tuple[str, ...] = ()
     command_kind: str = "torque"
     """"torque", "position" or "velocity": what `write_command` values mean."""
+    realtime: bool = True
+    """False for a simulated robot whose time advances only when it is commanded: a control loop then
+    runs it as fast as possible instead of sleeping to the control period's deadlines."""
+    last_reward: float | None = None
+    """Reward of the last command's step, for a simulated backend that computes one (else None)."""
+    episode_over: bool = False
+    """True once a simulated backend's episode has ended (terminated or time limit); a real robot's
+    never does. The next activation starts a new one."""
 
     def __init__(self) -> None:
         self._lifecycle = Lifecycle.UNCONFIGURED
@@ -98,6 +107,11 @@ class Robot:
     @property
     def lifecycle(self) -> Lifecycle:
         return self._lifecycle
+
+    def clock(self) -> float:
+        """Now, in seconds on the clock of `RobotState.timestamp` (the host's monotonic clock unless a
+        backend says otherwise: a simulator's own time). The safety filter measures staleness on it."""
+        return time.monotonic()
 
     def configure(self) -> None:
         """Open the connection and check the robot is the one expected (joints, protocol version)."""

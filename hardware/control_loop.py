@@ -1,0 +1,316 @@
+"""The fixed-rate control loop: a policy bundle on a robot, at its trained control period.
+
+Each tick: `robot.read_state()` -> `policy.act(state.observation_fields())` -> safety filter ->
+`robot.write_command()`. Ticks fall on absolute deadlines `t0 + k * period` (perf_counter), so
+timing errors do not accumulate; a tick that ends after the next deadline is an *overrun*, and the
+loop then skips the deadlines it missed and resumes on the next one ahead, rather than bursting
+commands to catch up (a burst would send several commands computed from nearly the same state).
+
+Before activating, the loop maps the robot's joint names onto the policy's order by name and refuses
+a mismatch (count or names), and checks the robot's state carries every field the policy's
+observation reads. Cleanup is guaranteed: the robot is deactivated (and, by default, closed) whatever
+happens, and an e-stop (`ControlLoop.estop`, from any thread) stops it within one tick.
+
+A simulated robot that is not `realtime` runs as fast as possible: no sleeping, same ticks.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from robot_rl.errors import RobotRLError
+from robot_rl.hardware.robot import HardwareError, Lifecycle, Robot, RobotState
+from robot_rl.hardware.safety import SafetyConfig, SafetyFilter
+
+# The last stretch before a deadline is spent spinning: sleep() overshoots by up to ~0.1 ms on Linux.
+_SPIN = 2e-4
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """p50, p99 and max of a timing series, seconds (0 for an empty series)."""
+
+    p50: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float] | np.ndarray) -> Percentiles:
+        a = np.asarray(values, dtype=np.float64)
+        if a.size == 0:
+            return cls(0.0, 0.0, 0.0)
+        p50, p99 = np.percentile(a, [50, 99])
+        return cls(float(p50), float(p99), float(a.max()))
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    """What a run measured. Times in seconds."""
+
+    steps: int
+    """Commands written."""
+    skipped: int
+    """Deadlines missed after overruns (no command was sent for them)."""
+    overruns: int
+    """Ticks that ended after the next tick's deadline."""
+    nominal_period: float
+    period: Percentiles
+    """Time between the starts of consecutive ticks."""
+    jitter: Percentiles
+    """|period - nominal| per tick (skipped deadlines counted in the nominal); real time only."""
+    latency: Percentiles
+    """Compute latency: from the start of the tick (state read) to the command written."""
+    lateness: Percentiles
+    """How late each tick started after its deadline; real time only."""
+    overrun: Percentiles
+    """How far past the next deadline the overrunning ticks ended (zeros if none)."""
+    wall_time: float
+    realtime: bool
+    episode_return: float | None
+    """Sum of the backend's rewards (simulated backends), else None."""
+    stop_reason: str
+    """"steps", "duration", "episode_end", "estop", "interrupted" or "error"."""
+    safety: Mapping[str, Any]
+    """The safety filter's report."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """A few human lines: rate, timing percentiles in ms, interventions."""
+        ms = 1e3
+
+        def line(name: str, p: Percentiles) -> str:
+            return (f"  {name:<9} p50 {p.p50 * ms:8.3f} ms   p99 {p.p99 * ms:8.3f} ms   "
+                    f"max {p.max * ms:8.3f} ms")
+
+        rate = self.steps / self.wall_time if self.wall_time > 0 else 0.0
+        mode = "real time" if self.realtime else "as fast as possible"
+        lines = [f"{self.steps} steps in {self.wall_time:.3f} s ({rate:.1f} Hz, nominal "
+                 f"{1 / self.nominal_period:.1f} Hz, {mode}); stopped by {self.stop_reason}",
+                 line("period", self.period), line("jitter", self.jitter), line("latency", self.latency),
+                 line("lateness", self.lateness),
+                 f"  overruns {self.overruns}, skipped ticks {self.skipped}, worst overrun "
+                 f"{self.overrun.max * ms:.3f} ms"]
+        if self.episode_return is not None:
+            lines.append(f"  return {self.episode_return:.3f}")
+        s = self.safety
+        fired = ", ".join(f"{k} {v}" for k, v in s.get("interventions", {}).items()) or "none"
+        last = f" (last: {s['last_reason']}: {s['last_detail']})" if s.get("last_reason") else ""
+        lines.append(f"  safety interventions: {fired}{last}")
+        return "\n".join(lines)
+
+
+class ControlLoop:
+    """Runs `policy` on `robot` at `period` (default: the policy's control period) through `safety`
+    (default: a `SafetyFilter` with `SafetyConfig()`; the filter is never absent).
+
+    `policy` needs `.spec` (a TaskSpec) and `.act(state_fields) -> (act_dim,)` in robot units; a
+    policy bundle (`robot_rl.policies.load`) is one. `realtime` None: the robot's own `realtime`.
+    """
+
+    def __init__(self, robot: Robot, policy: Any, safety: SafetyFilter | None = None,
+                 period: float | None = None, realtime: bool | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.robot = robot
+        self.policy = policy
+        self.spec = policy.spec
+        self.safety = safety if safety is not None else SafetyFilter(self.spec, SafetyConfig())
+        self.period = float(period if period is not None else self.spec.control_period)
+        if not (math.isfinite(self.period) and self.period > 0):
+            raise HardwareError(f"control period must be a positive number of seconds, got {self.period}")
+        self.realtime = robot.realtime if realtime is None else bool(realtime)
+        self._clock = clock
+        self._estop = threading.Event()
+        self._reset_records()
+
+    # ------------------------------------------------------------------ public
+    def run(self, duration: float | None = None, steps: int | None = None, close: bool = True) -> LoopStats:
+        """Configure (if needed) and activate the robot, run until `steps` commands, `duration`
+        seconds (of ticks), the end of a simulated episode, or an e-stop; always deactivate, and
+        close unless `close` is False (to run the same robot again)."""
+        if steps is not None and steps < 0:
+            raise HardwareError(f"steps must be >= 0, got {steps}")
+        if duration is not None and not duration >= 0:
+            raise HardwareError(f"duration must be >= 0 seconds, got {duration}")
+        self._reset_records()
+        self._estop.clear()
+        try:
+            to_robot, to_policy = self._prepare()
+            self._loop(to_robot, to_policy, duration, steps)
+        except KeyboardInterrupt:
+            self._stop_reason = "interrupted"
+            raise
+        except BaseException:
+            if self._stop_reason == "":
+                self._stop_reason = "error"
+            raise
+        finally:
+            self._cleanup(close)
+        return self.stats()
+
+    def estop(self, reason: str = "e-stop") -> None:
+        """Stop now, from any thread: the filter holds the safe action, the robot is e-stopped, and
+        the loop ends at its next tick."""
+        self._estop.set()
+        self._stop_reason = "estop"
+        self.safety.estop(reason)
+        self.robot.estop(reason)
+
+    def stats(self) -> LoopStats:
+        """What was measured so far (also after a run that raised)."""
+        wall = (self._t_end or self._clock()) - self._t0 if self._t0 is not None else 0.0
+        return LoopStats(
+            steps=self._steps, skipped=self._skipped, overruns=len(self._overrun),
+            nominal_period=self.period, period=Percentiles.of(self._periods),
+            jitter=Percentiles.of(self._jitter), latency=Percentiles.of(self._latency),
+            lateness=Percentiles.of(self._lateness), overrun=Percentiles.of(self._overrun),
+            wall_time=wall, realtime=self.realtime,
+            episode_return=self._return if self._rewarded else None,
+            stop_reason=self._stop_reason or "running", safety=self.safety.report())
+
+    # ------------------------------------------------------------------ steps of a run
+    def _prepare(self) -> tuple[np.ndarray, np.ndarray]:
+        robot = self.robot
+        if robot.lifecycle is Lifecycle.UNCONFIGURED:
+            robot.configure()
+        if robot.lifecycle is not Lifecycle.INACTIVE:
+            raise HardwareError(f"{type(robot).__name__} is {robot.lifecycle.value!r}; the control loop "
+                                f"starts from 'unconfigured' or 'inactive'")
+        to_robot, to_policy = joint_mapping(robot.joint_names, self.spec.joint_names, self.spec.name)
+        probe = robot.read_state()
+        missing = [f for f in self.spec.state_fields if f not in probe.observation_fields()]
+        if missing:
+            raise HardwareError(f"{type(robot).__name__} cannot provide the state field(s) "
+                                f"{', '.join(missing)} that the policy ({self.spec.name}) observes; it "
+                                f"provides: {', '.join(probe.observation_fields())}")
+        state = robot.activate()
+        self.safety.reset(_reorder(state, to_policy))
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+        return to_robot, to_policy
+
+    def _loop(self, to_robot: np.ndarray, to_policy: np.ndarray, duration: float | None,
+              steps: int | None) -> None:
+        robot, clock, period, realtime = self.robot, self._clock, self.period, self.realtime
+        last_tick = None  # (k, start time) of the previous tick
+        k = 0
+        self._t0 = t0 = clock()
+        while True:
+            if self._estop.is_set():
+                self._stop_reason = "estop"
+                return
+            if steps is not None and self._steps >= steps:
+                self._stop_reason = "steps"
+                return
+            if duration is not None and k * period >= duration - 1e-12:
+                self._stop_reason = "duration"
+                return
+            deadline = t0 + k * period
+            if realtime:
+                _sleep_until(deadline, clock)
+            start = clock()
+            try:
+                self._tick(to_robot, to_policy)
+            except HardwareError:
+                if self._estop.is_set():  # the e-stop came from another thread mid-tick
+                    self._stop_reason = "estop"
+                    return
+                raise
+            end = clock()
+            self._latency.append(end - start)
+            if last_tick is not None:
+                self._periods.append(start - last_tick[1])
+            if realtime:  # without pacing there is no deadline to be late for
+                self._lateness.append(max(0.0, start - deadline))
+                if last_tick is not None:
+                    self._jitter.append(abs(start - last_tick[1] - (k - last_tick[0]) * period))
+            last_tick = (k, start)
+            k += 1
+            if realtime and end > t0 + k * period:  # overran the next deadline: skip what was missed
+                self._overrun.append(end - (t0 + k * period))
+                ahead = math.floor((end - t0) / period) + 1
+                self._skipped += ahead - k
+                k = ahead
+            if robot.episode_over:
+                self._stop_reason = "episode_end"
+                return
+
+    def _tick(self, to_robot: np.ndarray, to_policy: np.ndarray) -> None:
+        state = _reorder(self.robot.read_state(), to_policy)
+        now = self.robot.clock()
+        try:
+            command = self.policy.act(state.observation_fields())
+        except RobotRLError as err:  # the bundle refused the observation or its own output
+            safe = self.safety.refuse("policy_error", str(err), state)
+        else:
+            safe = self.safety.filter(command, state, now)
+        self.robot.write_command(safe[to_robot])
+        self._steps += 1
+        reward = self.robot.last_reward
+        if reward is not None:
+            self._return += float(reward)
+            self._rewarded = True
+
+    def _cleanup(self, close: bool) -> None:
+        self._t_end = self._clock()
+        robot = self.robot
+        try:
+            if robot.lifecycle is Lifecycle.ACTIVE:
+                robot.deactivate()
+        finally:
+            if close:
+                robot.close()
+
+    def _reset_records(self) -> None:
+        self._periods: list[float] = []
+        self._jitter: list[float] = []
+        self._latency: list[float] = []
+        self._lateness: list[float] = []
+        self._overrun: list[float] = []
+        self._steps = self._skipped = 0
+        self._return, self._rewarded = 0.0, False
+        self._stop_reason = ""
+        self._t0: float | None = None
+        self._t_end: float | None = None
+
+
+def joint_mapping(robot_joints: tuple[str, ...] | list[str], policy_joints: tuple[str, ...] | list[str],
+                  task: str = "the policy") -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays `(to_robot, to_policy)`: `cmd_robot = cmd_policy[to_robot]` and
+    `x_policy = x_robot[to_policy]`. A HardwareError naming both lists if the joint sets differ."""
+    robot_joints, policy_joints = list(robot_joints), list(policy_joints)
+    if len(robot_joints) != len(policy_joints) or set(robot_joints) != set(policy_joints) \
+            or len(set(robot_joints)) != len(robot_joints):
+        raise HardwareError(f"joint mismatch: the robot has {len(robot_joints)} joints {robot_joints}, "
+                            f"the policy ({task}) commands {len(policy_joints)} joints {policy_joints}; "
+                            f"nothing was sent")
+    to_robot = np.array([policy_joints.index(name) for name in robot_joints], dtype=np.intp)
+    to_policy = np.array([robot_joints.index(name) for name in policy_joints], dtype=np.intp)
+    return to_robot, to_policy
+
+
+def _reorder(state: RobotState, to_policy: np.ndarray) -> RobotState:
+    """The state with its joint arrays in the policy's order (named fields are left as they are)."""
+    if np.array_equal(to_policy, np.arange(len(to_policy))):
+        return state
+    return RobotState(joint_positions=np.asarray(state.joint_positions)[to_policy],
+                      joint_velocities=np.asarray(state.joint_velocities)[to_policy],
+                      timestamp=state.timestamp, sequence=state.sequence, fields=state.fields,
+                      base_orientation=state.base_orientation,
+                      base_angular_velocity=state.base_angular_velocity)
+
+
+def _sleep_until(deadline: float, clock: Callable[[], float]) -> None:
+    remaining = deadline - clock()
+    if remaining > _SPIN:
+        time.sleep(remaining - _SPIN)
+    while clock() < deadline:
+        pass

@@ -1,0 +1,211 @@
+"""The MuJoCo backend: the task's own simulated model used as a robot, through the `Robot` interface.
+
+The plant is `robot_rl.sim.make_env(task, seed)`: the very environment the policy was trained in, so
+a deployment here is the reference the other backends are measured against. Each activation starts a
+new episode, reset with seed `seed + i` for the i-th activation (the convention of
+`robot_rl.evaluation.evaluate`), and each `write_command` advances the physics by one control period.
+`RobotState.fields` holds the spec's state fields (the env's `robot_state()`, e.g. `qpos`, `qvel`);
+`joint_positions`/`joint_velocities` are the commanded joints' coordinates; the timestamp is the
+simulated time (s) and the sequence counts control steps. `last_reward` and `episode_over` report the
+task's reward and its termination or time limit.
+
+`realtime=True` lets a control loop pace the steps to the wall clock (the plant then advances one
+control period per tick, as a robot would); `realtime=False` runs as fast as possible.
+
+Gymnasium MuJoCo tasks are stepped with the robot-unit command directly (exactly what the env does
+after mapping a normalised action), with the env's own physics-failure rule; other tasks (dm_control)
+through the env with the command mapped back to the normalised action.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from robot_rl.hardware.robot import HardwareError, Robot, RobotState
+from robot_rl.spec import TaskSpec
+
+OPTIONS = ("task", "seed", "realtime", "port")
+
+
+class MujocoRobot(Robot):
+    """A simulated robot: `task`'s MuJoCo model. Not thread-safe beyond the base class's lock."""
+
+    backend = "mujoco"
+
+    def __init__(self, task: str, seed: int = 0, realtime: bool = True) -> None:
+        super().__init__()
+        self.task = task
+        self.seed = int(seed)
+        self.realtime = bool(realtime)
+        self.episodes = 0
+        """Activations so far; episode i was reset with seed `seed + i`."""
+        self.spec: TaskSpec | None = None
+        self._env: Any = None
+        self._sequence = 0
+        self._steps = 0
+
+    # ------------------------------------------------------------------ hooks
+    def _configure(self) -> None:
+        from robot_rl.sim import make_env
+
+        env = make_env(self.task, seed=self.seed)
+        try:
+            self._attach(env)
+        except BaseException:
+            env.close()
+            raise
+
+    def _attach(self, env: Any) -> None:
+        inner = env.unwrapped
+        spec = getattr(inner, "task_spec", None)
+        handles = _mujoco_handles(inner)
+        if spec is None or handles is None or not hasattr(inner, "robot_state"):
+            raise HardwareError(f"{self.task} is not a MuJoCo task; the {self.backend} backend runs "
+                                f"Gymnasium MuJoCo and dm_control tasks")
+        if spec.action.kind not in ("torque", "position", "velocity"):
+            raise HardwareError(f"{self.task}: a {spec.action.kind} action is not a joint command")
+        self._model, self._data = handles
+        self._qadr, self._dadr = _coordinates(self._model, spec.joint_names, self.task)
+        self.spec = spec
+        self.joint_names = spec.joint_names
+        self.command_kind = spec.action.kind
+        scale, offset, low, high = spec.action._arrays
+        self._scale, self._offset, self._low, self._high = scale, offset, low, high
+        self._max_steps = getattr(env, "_max_episode_steps", None)
+        self._direct = hasattr(inner, "simulator")
+        self._env, self._inner = env, inner
+
+    def _activate(self) -> RobotState:
+        self._env.reset(seed=self.seed + self.episodes)
+        self.episodes += 1
+        self._steps = 0
+        self.last_reward = None
+        self.episode_over = False
+        self._sequence += 1
+        return self._read_state()
+
+    def _read_state(self) -> RobotState:
+        data = self._data
+        return RobotState(joint_positions=_values(data, "qpos", self._qadr),
+                          joint_velocities=_values(data, "qvel", self._dadr),
+                          timestamp=float(data.time), sequence=self._sequence,
+                          fields=self._inner.robot_state())
+
+    def _write_command(self, command: np.ndarray) -> np.ndarray:
+        if command.shape != self._low.shape:
+            raise HardwareError(f"command has shape {command.shape}; {self.task} takes {self._low.shape}")
+        if not np.isfinite(command).all():
+            raise HardwareError(f"refused a non-finite command {command.tolist()}")
+        if self.episode_over:
+            raise HardwareError(f"{self.task}: the episode has ended; deactivate and activate again "
+                                f"for a new one")
+        sent = np.minimum(np.maximum(command, self._low), self._high)  # the actuators' own ctrlrange
+        if self._direct:
+            reward, terminated, truncated = self._step_direct(sent)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                action = np.where(self._scale != 0, (sent - self._offset) / self._scale, 0.0)
+            _, reward, terminated, truncated, _ = self._env.step(action)
+        self._sequence += 1
+        self.last_reward = float(reward)
+        self.episode_over = bool(terminated or truncated)
+        return sent
+
+    def _step_direct(self, ctrl: np.ndarray) -> tuple[float, bool, bool]:
+        """One control period of the Gymnasium MuJoCo env with robot units (LocomotionEnv.step's rule:
+        a physics failure terminates with reward 0); the time limit counted here."""
+        counts = self._data.warning.number
+        failures = _failure_warnings()
+        before = counts[failures].copy()
+        _, reward, terminated, _, _ = self._inner.simulator.step(ctrl)
+        fields = self._inner.robot_state()
+        failed = bool((counts[failures] > before).any()) or not all(np.isfinite(v).all()
+                                                                      for v in fields.values())
+        if failed:
+            reward, terminated = 0.0, True
+        self._steps += 1
+        truncated = self._max_steps is not None and self._steps >= self._max_steps
+        return float(reward), bool(terminated), bool(truncated)
+
+    def _deactivate(self) -> None:
+        self._zero_controls()
+
+    def _estop(self) -> None:
+        self._zero_controls()
+
+    def _close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def clock(self) -> float:
+        """Simulated time (s): the clock of this robot's timestamps."""
+        return float(self._data.time) if self._env is not None else 0.0
+
+    # ------------------------------------------------------------------ internals
+    def _zero_controls(self) -> None:
+        if self._env is not None:
+            self._data.ctrl[:] = 0.0
+
+
+def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> MujocoRobot:
+    """The MuJoCo robot for `spec`'s task. Options: `task` (another task's model, e.g. to test a
+    mismatch), `seed` (default 0), `realtime` (default True); `port` must be None."""
+    return _make(MujocoRobot, spec, options)
+
+
+def _make(cls: type[MujocoRobot], spec: TaskSpec, options: dict[str, Any] | None) -> Any:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise HardwareError(f"unknown {cls.backend} backend option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+    if options.get("port") is not None:
+        raise HardwareError(f"--port applies to the serial backend, not {cls.backend}")
+    realtime = options.get("realtime")
+    return cls(options.get("task") or spec.name, seed=int(options.get("seed") or 0),
+               realtime=True if realtime is None else bool(realtime))
+
+
+def _mujoco_handles(env: Any) -> tuple[Any, Any] | None:
+    """(MjModel, MjData) of a Gymnasium MuJoCo env or a dm_control env, else None."""
+    sim = getattr(env, "simulator", None)
+    if sim is not None and hasattr(sim, "model") and hasattr(sim, "data"):
+        return sim.model, sim.data
+    dm_env = getattr(env, "dm_env", None)
+    if dm_env is not None:
+        return dm_env.physics.model.ptr, dm_env.physics.data.ptr
+    return None
+
+
+def _coordinates(model: Any, names: tuple[str, ...], task: str) -> tuple[Any, Any]:
+    """qpos and qvel addresses of the named joints; ("ten", ids) for tendons (dm_control)."""
+    import mujoco
+
+    joints = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in names]
+    if all(j >= 0 for j in joints):
+        return (np.array([model.jnt_qposadr[j] for j in joints], dtype=np.intp),
+                np.array([model.jnt_dofadr[j] for j in joints], dtype=np.intp))
+    tendons = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TENDON, n) for n in names]
+    if all(t >= 0 for t in tendons):
+        ids = np.array(tendons, dtype=np.intp)
+        return ("ten_length", ids), ("ten_velocity", ids)
+    missing = [n for n, j in zip(names, joints, strict=True) if j < 0]
+    raise HardwareError(f"{task}: no joint or tendon named {', '.join(missing)} in the model")
+
+
+def _values(data: Any, field: str, address: Any) -> np.ndarray:
+    if isinstance(address, tuple):
+        field, address = address
+    return np.array(getattr(data, field)[address], dtype=np.float64)
+
+
+@functools.cache
+def _failure_warnings() -> np.ndarray:
+    """MuJoCo warnings after which it has reset the state itself (as `sim.locomotion` counts them)."""
+    import mujoco
+
+    return np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}"))
+                     for w in ("BADQPOS", "BADQVEL", "BADQACC", "BADCTRL")])
