@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import platform
 import tempfile
@@ -46,9 +47,9 @@ def make_bundle(folder: Path, hidden: tuple[int, ...], seed: int):
     rng = np.random.default_rng(seed)
     sizes = [spec.obs_dim, *hidden, spec.act_dim]
     layers = [((rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32),
-               (0.1 * rng.standard_normal(o)).astype(np.float32)) for i, o in zip(sizes, sizes[1:], strict=False)]
-    normalizer = Normalizer(mean=rng.standard_normal(spec.obs_dim), var=rng.uniform(0.1, 4.0, spec.obs_dim),
-                            clip=10.0, eps=1e-8)
+               (0.1 * rng.standard_normal(o)).astype(np.float32)) for i, o in itertools.pairwise(sizes)]
+    normalizer = Normalizer(mean=rng.standard_normal(spec.obs_dim),
+                            var=rng.uniform(0.1, 4.0, spec.obs_dim), clip=10.0, eps=1e-8)
     provenance = {"task": TASK, "algorithm": "ppo", "steps": None, "seed": seed, "evaluation": None,
                   "versions": {}, "created": "bench"}
     return write_bundle(folder / f"h{'x'.join(map(str, hidden))}", spec=spec, kind="gaussian", layers=layers,
@@ -110,7 +111,7 @@ def time_methods(table: dict, obs_dim: int, calls: int, rounds: int, seed: int) 
     pools = {"f64": list(pool64), "f32": list(pool64.astype(np.float32)),
              "torch": [torch.from_numpy(x)[None] for x in pool64.astype(np.float32)]}
     samples: dict[str, list[int]] = {name: [] for name in table}
-    for name, (fn, kind) in table.items():  # warm up
+    for fn, kind in table.values():  # warm up
         for x in pools[kind][:200]:
             fn(x)
     clock = time.perf_counter_ns
@@ -130,6 +131,16 @@ def time_methods(table: dict, obs_dim: int, calls: int, rounds: int, seed: int) 
                    "p99_us": round(float(np.percentile(v, 99)) / 1e3, 2)} for name, v in samples.items()}
 
 
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -147,10 +158,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    packages = ("numpy", "torch", "onnxruntime", "stable_baselines3")
     result: dict = {"bench": "inference_latency", "task": TASK, "calls": args.calls * args.rounds,
-                    "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-                    "versions": {k: _version(k) for k in ("numpy", "torch", "onnxruntime", "stable_baselines3")},
-                    "sizes": {}, "ratios": {}}
+                    "cpu": _cpu(), "python": platform.python_version(),
+                    "versions": {k: _version(k) for k in packages}, "sizes": {}, "ratios": {}}
     with tempfile.TemporaryDirectory(prefix="bench_latency_") as tmp:
         for hidden in SIZES:
             bundle = make_bundle(Path(tmp), hidden, args.seed)
