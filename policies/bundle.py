@@ -24,6 +24,21 @@ range without a normaliser) raises `ActionError`. Raising is chosen over a silen
 because what is safe depends on the robot: the hardware layer's safety filter catches these
 `BundleError`s and holds its own safe action.
 
+manifest.json (strict JSON; unknown keys are refused except inside `provenance`)::
+
+    format_version  1
+    kind            "gaussian" | "argmax"
+    task_spec       TaskSpec.to_dict(): joints in policy order, observation terms, action kind, scale,
+                    offset and limits, joint limits, control period, physics dt, state fields
+    control_period  seconds (equal to task_spec.control_period)
+    normalizer      {"mean": [obs_dim], "var": [obs_dim], "clip": c, "eps": e} or null
+    network         {"activation": "tanh"|"relu"|"elu", "dtype": "float32", "layers": [[out, in], ...]}
+    head            gaussian: {"squash": "none"|"tanh", "log_std": [act_dim] or null}
+                    argmax:   {"num_actions": n, "actions": [[act_dim] × n] or null}
+    provenance      {"task", "algorithm", "steps", "seed", "evaluation": {"mean_return", "std_return",
+                    "episodes", "seed", ...} or null, "versions": {package: version}, "created", ...}
+    files           {"weights.npz": {"sha256", "bytes"}, "policy.onnx": {...}}
+
 Kinds: "gaussian" (PPO, TRPO, VPG, REINFORCE): the deterministic action is the Gaussian mean, tanh-
 squashed if trained so, in the policy's normalised space [-1, 1]. "argmax" (DQN): the network outputs
 one Q-value per discrete action; the action is the argmax index, mapped through the head's optional
@@ -433,10 +448,16 @@ def update_provenance(path: str | Path, **fields: Any) -> Bundle:
     data["provenance"] = {**data["provenance"], **fields}
     data = json.loads(dumps(data))
     parse_manifest(data, str(bundle.path / MANIFEST))
-    file = bundle.path / MANIFEST
-    tmp = file.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(dumps(data, indent=1) + "\n")
-    tmp.replace(file)
+    # the temporary file lives beside the bundle, not in it: a crash must not leave an unlisted file
+    fd, tmp = tempfile.mkstemp(prefix=f".{bundle.path.name}.{MANIFEST}.", dir=bundle.path.parent)
+    try:
+        with open(fd, "w") as f:
+            f.write(dumps(data, indent=1) + "\n")
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(bundle.path / MANIFEST)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return read_bundle(path)
 
 

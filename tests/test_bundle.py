@@ -139,6 +139,17 @@ def test_writing_refuses_nan_in_the_manifest_and_an_existing_folder(tmp_path: Pa
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
+def test_normalizer_reproduces_the_training_normalizer_bit_for_bit() -> None:
+    from robot_rl.normalization import ObservationNormalizer
+
+    rng = np.random.default_rng(0)
+    training = ObservationNormalizer((5,), clip=3.0)
+    training.update(rng.standard_normal((100, 5)) * [1, 10, 0.1, 5, 1e-3] + [0, 3, -1, 2, 7])
+    ours = Normalizer(mean=training.rms.mean, var=training.rms.var, clip=training.clip, eps=training.eps)
+    obs = rng.standard_normal((1000, 5)) * 20
+    assert np.array_equal(ours.normalize(obs), training.normalize(obs))
+
+
 # ----------------------------------------------------------------------------------------- refusals
 
 
@@ -458,3 +469,4 @@ def test_export_and_eval_from_the_command_line(tmp_path: Path, capsys) -> None:
                  "--force"]) == 0
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [MANIFEST, WEIGHTS]
     assert manifest_of(tmp_path / "b")["provenance"]["evaluation"] is None
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
