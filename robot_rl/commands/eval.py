@@ -46,6 +46,10 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         from robot_rl.trainer import load_run_policy
 
+        if not (Path(args.path) / "config.yaml").is_file():
+            raise ConfigError(f"{args.path}: neither a run directory (config.yaml) nor a policy bundle "
+                              f"(manifest.json)")
+
         config, policy_fn, _ = load_run_policy(args.path)
         seed = config.eval.seed if args.seed is None else args.seed
         task, label = config.task, config.algo
