@@ -294,7 +294,8 @@ def read_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle folder: schema, file set, sizes, hashes, arrays and shapes."""
     root = Path(path)
     if not root.is_dir():
-        raise BundleError(f"{root}: not a bundle folder (no such directory)")
+        what = "a file" if root.exists() else "no such directory"
+        raise BundleError(f"{root}: not a bundle folder ({what}; a bundle is the folder holding {MANIFEST})")
     manifest_file = root / MANIFEST
     if not manifest_file.is_file():
         raise BundleError(f"{root}: {MANIFEST} is missing: not a policy bundle")
