@@ -573,8 +573,8 @@ class Emulator:
     def _on_estop(self, packet: P.Packet, msg: P.Estop) -> None:
         if not self.estopped:
             self.hold = self.plant.positions()
+            self._fault(P.Fault.ESTOP)
         self.estopped, self.enabled = True, False
-        self._fault(P.Fault.ESTOP)
         self._ack(packet)
 
     def _on_reset(self, packet: P.Packet, msg: P.Reset) -> None:
@@ -594,22 +594,20 @@ class Emulator:
         self._send(P.Status(packet.seq, self.flags, self.last_fault, counters))
 
     def _on_inject(self, packet: P.Packet, msg: P.Inject) -> None:
+        self._ack(packet)  # acknowledged before it acts: a MUTE or DISCONNECT would swallow the ACK
+        self._flush(math.inf)
         until = None if msg.duration_ms == 0 else time.perf_counter() + msg.duration_ms / 1000.0
         kind = msg.kind
         if kind == P.InjectKind.CLEAR:
             self.injector.clear()
         elif kind == P.InjectKind.DISCONNECT:
-            self._ack(packet)
-            self._flush(math.inf)
             self.request_disconnect(msg.value)
-            return
         elif kind == P.InjectKind.RESET_PLANT:
             self.plant.reset(int(msg.value))
             self.frozen = True
             self.hold = self.plant.positions()
         else:
             self.injector.set(kind.name.lower(), msg.value, until)
-        self._ack(packet)
 
     # ---- sending
     def _ack(self, packet: P.Packet) -> None:

@@ -57,6 +57,15 @@ class StateSample:
     values: np.ndarray
 
 
+@dataclass(frozen=True)
+class FaultEvent:
+    """A FAULT report with its device timestamp (s, unwrapped) and host arrival time (monotonic)."""
+
+    device_time: float
+    host_time: float
+    report: P.FaultReport
+
+
 class SerialLink:
     """One serial port speaking the protocol. Thread-safe: one reader thread, any number of writers."""
 
@@ -73,7 +82,8 @@ class SerialLink:
         self.counters = dict.fromkeys(
             ("frames_ok", "bad_crc", "bad_cobs", "bad_length", "bad_payload", "bad_version", "unknown_type",
              "seq_gaps", "state_timeouts", "timeouts", "disconnects", "reconnects", "setpoints_sent"), 0)
-        self.faults: collections.deque[tuple[float, P.FaultReport]] = collections.deque(maxlen=64)
+        self.faults: collections.deque[FaultEvent] = collections.deque(maxlen=64)
+        """The device's recent FAULT reports, oldest first."""
         self.info: P.Info | None = None
         self.device_version: int | None = None
         self.last_error: str | None = None
@@ -227,7 +237,8 @@ class SerialLink:
                 self._silent = False
                 self._cond.notify_all()
         elif isinstance(msg, P.FaultReport):
-            self.faults.append((now, msg))
+            device_time = self._time_unwrap.update(packet.timestamp_us) * 1e-6
+            self.faults.append(FaultEvent(device_time, now, msg))
         else:
             key = self._reply_key(msg)
             if key is not None:

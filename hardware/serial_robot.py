@@ -7,8 +7,9 @@
 
 `configure` refuses a device that is not the bundle's robot (protocol version, joint count or names,
 missing state fields, unsupported command kind) with a HardwareError that names both sides, having sent
-nothing but HELLO. `read_state` returns the latest STATE, waiting up to half a control period for one
-newer than the last it returned (so the host loop falls in step with the device's stream); if none
+nothing but HELLO. `read_state` returns the latest STATE; if it was already returned, or if it is older
+than half a control period and the next one is due within half a period, it waits for the next (at
+most half a period), so a command is computed from a state at most about half a period old. If none
 comes, it returns the old one again, and the safety filter sees that its sequence did not advance.
 A device in its safe state (watchdog), e-stopped, or a lost link is a HardwareError. `recover`
 waits for the link to come back and RESETs the device, to configure again.
@@ -160,9 +161,15 @@ class SerialRobot(Robot):
         link = self.link
         if not link.connected:
             raise HardwareError(f"serial link to {self.port} lost: {link.last_error}")
-        sample = link.wait_state(self._last_seq, 0.5 * self.spec.control_period / self.time_scale)
-        if sample is None:
-            sample = link.latest_state()
+        period = self.spec.control_period / self.time_scale  # host seconds
+        latest = link.latest_state()
+        sample = latest
+        if latest is None or latest.seq == self._last_seq:  # nothing new yet: wait for the next one
+            sample = link.wait_state(self._last_seq, 0.5 * period) or latest
+        else:
+            wait = period - (time.monotonic() - latest.host_time)  # until the next is due
+            if wait < 0.5 * period:  # ours is old and the next is near: use the next one
+                sample = link.wait_state(latest.seq, wait + 0.1 * period) or latest
         if sample is None:
             raise HardwareError(f"no state from the device at {self.port}")
         self._last_seq = sample.seq

@@ -14,6 +14,7 @@ from robot_rl.errors import ConfigError
 
 LAUNCH_KINDS: dict[str, str] = {
     "train": "robot_rl.commands.train:run_train",
+    "hil": "robot_rl.hardware.hil:run",
 }
 
 
