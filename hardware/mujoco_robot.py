@@ -154,10 +154,10 @@ class MujocoRobot(Robot):
 def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> MujocoRobot:
     """The MuJoCo robot for `spec`'s task. Options: `task` (another task's model, e.g. to test a
     mismatch), `seed` (default 0), `realtime` (default True); `port` must be None."""
-    return _make(MujocoRobot, spec, options)
+    return make_simulated(MujocoRobot, spec, options)
 
 
-def _make(cls: type[MujocoRobot], spec: TaskSpec, options: dict[str, Any] | None) -> Any:
+def make_simulated(cls: type[MujocoRobot], spec: TaskSpec, options: dict[str, Any] | None) -> Any:
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
