@@ -1,0 +1,119 @@
+"""`robot-rl deploy BUNDLE --backend mujoco|pybullet|serial [--port TTY] [--duration S]`: run a policy
+bundle on a robot through the safety filter at its control period, then print the loop statistics
+(rate, period jitter, compute latency and overruns as p50/p99/max) and the safety interventions.
+
+Backends come from `BACKENDS`, an explicit registry of modules that each expose
+`make_robot(spec, options) -> Robot` (options: `port`, `realtime`, and for the simulated backends
+`seed` and `task`). A simulated robot runs one episode (or `--duration` simulated seconds), in real
+time unless `--fast`; a serial robot runs until `--duration` or Ctrl-C. A bad bundle, an unknown
+backend or a robot that is not the bundle's (joint names or count) is one line on stderr, exit 2,
+with nothing sent to the motors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+BACKENDS: dict[str, str] = {
+    "mujoco": "robot_rl.hardware.mujoco_robot",
+    "pybullet": "robot_rl.hardware.pybullet_robot",
+    "serial": "robot_rl.hardware.serial_robot",
+}
+# How a run may end and still count as a success (exit 0).
+_CLEAN_STOPS = ("steps", "duration", "episode_end", "interrupted")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("deploy", help="run a policy bundle on a robot (mujoco, pybullet or serial backend)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", help="a bundle folder (manifest.json) or zoo:<name>")
+    p.add_argument("--backend", required=True, metavar="NAME", help=f"one of: {', '.join(BACKENDS)}")
+    p.add_argument("--port", help="serial backend: the device's tty (e.g. the path `robot-rl emulate` made)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="seconds to run (default: one episode on a simulator, until Ctrl-C on a robot)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                      help="simulated backends: pace the simulator to the wall clock (default)")
+    pace.add_argument("--fast", dest="realtime", action="store_false",
+                      help="simulated backends: run as fast as possible")
+    p.add_argument("--seed", type=int,
+                   help="simulated backends: seed of the episode's initial state (default 0)")
+    p.add_argument("--task", help="simulated backends: another task's model (to check a bundle against it)")
+    p.add_argument("--max-delta", type=float, default=None, metavar="FRACTION",
+                   help="safety filter: largest command change per step, as a fraction of the command "
+                        "range (default 0.5; inf: no rate limit)")
+    p.add_argument("--runtime", default="numpy", help="policy runtime: numpy (default), onnx or torch")
+    p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
+    p.set_defaults(run=run_deploy)
+
+
+def backend_module(name: str) -> Any:
+    """The backend module registered as `name`; a ConfigError listing the valid names otherwise."""
+    from robot_rl.errors import ConfigError
+
+    if name not in BACKENDS:
+        raise ConfigError(f"--backend: {name!r} is not a backend; choose one of: {', '.join(BACKENDS)}")
+    return importlib.import_module(BACKENDS[name])
+
+
+def robot_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a backend's `make_robot` gets: port and realtime always, seed/task when given."""
+    options: dict[str, Any] = {"port": args.port, "realtime": args.realtime}
+    for key in ("seed", "task"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    return options
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    from robot_rl.errors import ConfigError, RobotRLError
+    from robot_rl.hardware.control_loop import ControlLoop
+    from robot_rl.hardware.safety import SafetyConfig, SafetyFilter
+    from robot_rl.policies import load
+
+    module = backend_module(args.backend)
+    if args.duration is not None and not args.duration > 0:
+        raise ConfigError(f"--duration must be > 0 seconds, got {args.duration}")
+    policy = load(args.bundle, runtime=args.runtime)
+    safety_config = SafetyConfig() if args.max_delta is None else SafetyConfig(max_delta=args.max_delta)
+    safety = SafetyFilter(policy.spec, safety_config)
+    robot = module.make_robot(policy.spec, robot_options(args))
+    loop = ControlLoop(robot, policy, safety)
+    error: RobotRLError | None = None
+    device: Any = None
+    try:
+        loop.run(duration=args.duration, close=False)
+    except KeyboardInterrupt:
+        pass
+    except RobotRLError as err:
+        error = err
+    finally:
+        try:
+            if hasattr(robot, "status") and error is None:
+                device = robot.status()
+        finally:
+            robot.close()
+    stats = loop.stats()
+    if error is not None and stats.steps == 0:
+        raise error  # refused before anything was sent (mismatch, bad port, ...): one line, exit 2
+    report = {"task": policy.spec.name, "backend": args.backend, "bundle": args.bundle, **stats.to_dict()}
+    if device is not None:
+        report["device"] = device
+    if error is not None:
+        report["error"] = str(error)
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        print(f"{policy.spec.name} on {args.backend}: {stats.summary()}")
+        if device is not None:
+            print(f"  device: {json.dumps(device, default=str)}")
+    if error is not None:
+        raise error
+    if stats.stop_reason not in _CLEAN_STOPS:
+        print(f"robot-rl deploy: stopped by {stats.stop_reason}", file=sys.stderr)
+        return 1
+    return 0
