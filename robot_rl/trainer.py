@@ -65,8 +65,7 @@ class Trainer:
         self.total_updates = math.ceil(config.total_steps / steps_per_update)
         self.agent: OnPolicyAgent = agent_class(config.algo)(
             self.obs_dim, self.act_dim, config.policy, algo_cfg, self.total_updates)
-        if hasattr(self.agent, "seed"):
-            self.agent.seed(config.seed)
+        self.agent.seed(config.seed)
         norm = config.normalize
         self.obs_normalizer = ObservationNormalizer((self.obs_dim,), clip=norm.clip_observations) \
             if norm.observations else None

@@ -32,6 +32,8 @@ class OnPolicyAgent:
         self.critic = (Critic(obs_dim, hidden=policy.critic_hidden, activation=policy.activation)
                        if self.uses_critic else None)
         self.updates_done = 0
+        self.generator = torch.Generator().manual_seed(0)
+        """Shuffles minibatches; seeded by the trainer and saved in checkpoints."""
 
     @property
     def num_steps(self) -> int:
@@ -65,6 +67,9 @@ class OnPolicyAgent:
         modules = [self.actor] + ([self.critic] if self.critic is not None else [])
         return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
 
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers, saved and restored with the agent."""
         return {}
@@ -82,6 +87,7 @@ class OnPolicyAgent:
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
             "updates_done": self.updates_done,
+            "generator": self.generator.get_state(),
             "extra": self.extra_state(),
         }
 
@@ -92,6 +98,8 @@ class OnPolicyAgent:
         for name, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
         self.updates_done = int(state["updates_done"])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
         self.load_extra_state(state.get("extra", {}))
 
     def learning_rate_fraction(self) -> float:

@@ -98,21 +98,15 @@ class PPO(OnPolicyAgent):
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5, fused=True)
         self.params = params
         self.kl_beta = config.kl_beta
-        self.generator = torch.Generator().manual_seed(0)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"kl_beta": self.kl_beta, "generator": self.generator.get_state()}
+        return {"kl_beta": self.kl_beta}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.kl_beta = float(state.get("kl_beta", self.config.kl_beta))
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
-
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
 
     def update(self, buffer: RolloutBuffer, last_values: torch.Tensor) -> dict[str, float]:
         cfg = self.config

@@ -108,7 +108,6 @@ class Reinforce(OnPolicyAgent):
         self.policy_optimizer = torch.optim.SGD(self.actor.parameters(), lr=config.learning_rate)
         self.critic_optimizer = (torch.optim.Adam(self.critic.parameters(), lr=config.critic_learning_rate,
                                                   eps=1e-5) if self.critic is not None else None)
-        self.generator = torch.Generator().manual_seed(0)
         self._episode_step: Tensor | None = None  # (N,) steps taken in each env's running episode
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -116,16 +115,6 @@ class Reinforce(OnPolicyAgent):
         if self.critic_optimizer is not None:
             opts["critic"] = self.critic_optimizer
         return opts
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
-
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
 
     def update(self, buffer: RolloutBuffer, last_values: torch.Tensor) -> dict[str, float]:
         cfg = self.config

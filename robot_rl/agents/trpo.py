@@ -140,20 +140,9 @@ class TRPO(OnPolicyAgent):
         super().__init__(obs_dim, act_dim, policy, config, total_updates)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_learning_rate,
                                                  eps=1e-5)
-        self.generator = torch.Generator().manual_seed(0)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_optimizer}
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
-
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
 
     def update(self, buffer: RolloutBuffer, last_values: torch.Tensor) -> dict[str, float]:
         cfg = self.config

@@ -85,23 +85,12 @@ class VPG(OnPolicyAgent):
         self.policy_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.learning_rate)
         self.critic_optimizer = (torch.optim.Adam(self.critic.parameters(), lr=config.critic_learning_rate)
                                  if self.critic is not None else None)
-        self.generator = torch.Generator().manual_seed(0)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {"policy": self.policy_optimizer}
         if self.critic_optimizer is not None:
             opts["critic"] = self.critic_optimizer
         return opts
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
-
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
 
     def batch(self, buffer: RolloutBuffer, last_values: Tensor) -> dict[str, Any]:
         """The batch of one update: used steps' obs, actions, weights Ψ − b, returns G and m."""
