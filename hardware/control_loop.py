@@ -95,9 +95,10 @@ class LoopStats:
         mode = "real time" if self.realtime else "as fast as possible"
         lines = [f"{self.steps} steps in {self.wall_time:.3f} s ({rate:.1f} Hz, nominal "
                  f"{1 / self.nominal_period:.1f} Hz, {mode}); stopped by {self.stop_reason}",
-                 line("period", self.period), line("jitter", self.jitter), line("latency", self.latency),
-                 line("lateness", self.lateness),
-                 f"  overruns {self.overruns}, skipped ticks {self.skipped}, worst overrun "
+                 line("period", self.period), line("latency", self.latency)]
+        if self.realtime:
+            lines += [line("jitter", self.jitter), line("lateness", self.lateness)]
+        lines += [f"  overruns {self.overruns}, skipped ticks {self.skipped}, worst overrun "
                  f"{self.overrun.max * ms:.3f} ms"]
         if self.episode_return is not None:
             lines.append(f"  return {self.episode_return:.3f}")
@@ -114,11 +115,13 @@ class ControlLoop:
 
     `policy` needs `.spec` (a TaskSpec) and `.act(state_fields) -> (act_dim,)` in robot units; a
     policy bundle (`robot_rl.policies.load`) is one. `realtime` None: the robot's own `realtime`.
+    `clock` and `sleep` (seconds) are the loop's time source, replaceable for tests.
     """
 
     def __init__(self, robot: Robot, policy: Any, safety: SafetyFilter | None = None,
                  period: float | None = None, realtime: bool | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.robot = robot
         self.policy = policy
         self.spec = policy.spec
@@ -127,7 +130,7 @@ class ControlLoop:
         if not (math.isfinite(self.period) and self.period > 0):
             raise HardwareError(f"control period must be a positive number of seconds, got {self.period}")
         self.realtime = robot.realtime if realtime is None else bool(realtime)
-        self._clock = clock
+        self._clock, self._sleep = clock, sleep
         self._estop = threading.Event()
         self._reset_records()
 
@@ -215,7 +218,7 @@ class ControlLoop:
                 return
             deadline = t0 + k * period
             if realtime:
-                _sleep_until(deadline, clock)
+                _sleep_until(deadline, clock, self._sleep)
             start = clock()
             try:
                 self._tick(to_robot, to_policy)
@@ -308,9 +311,9 @@ def _reorder(state: RobotState, to_policy: np.ndarray) -> RobotState:
                       base_angular_velocity=state.base_angular_velocity)
 
 
-def _sleep_until(deadline: float, clock: Callable[[], float]) -> None:
+def _sleep_until(deadline: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
     remaining = deadline - clock()
     if remaining > _SPIN:
-        time.sleep(remaining - _SPIN)
+        sleep(remaining - _SPIN)
     while clock() < deadline:
         pass
