@@ -290,7 +290,7 @@ class Emulator:
         self.path: str | None = None
         self._master = self._slave = -1
         self._stop = threading.Event()
-        self._disconnect_request: float | None = None
+        self._disconnect_request: tuple[float, float] | None = None  # (when, for how long)
         self._ready = threading.Event()
         self._decoder = P.FrameDecoder()
         self._tx: deque[tuple[float, bytes]] = deque()
@@ -364,9 +364,10 @@ class Emulator:
     def stop(self) -> None:
         self._stop.set()
 
-    def request_disconnect(self, seconds: float = 1.0) -> None:
-        """Pull the cable: close the pty for `seconds` (safe to call from a signal handler)."""
-        self._disconnect_request = seconds
+    def request_disconnect(self, seconds: float = 1.0, after: float = 0.0) -> None:
+        """Pull the cable `after` seconds from now: close the pty for `seconds` (safe to call from a
+        signal handler)."""
+        self._disconnect_request = (time.perf_counter() + after, seconds)
 
     # ---- main loop
     def serve(self) -> None:
@@ -383,9 +384,9 @@ class Emulator:
             while not self._stop.is_set():
                 now = time.perf_counter()
                 if fault_disconnect is not None and now - start >= fault_disconnect:
-                    self._disconnect_request, fault_disconnect = self.faults.disconnect_for, None
-                if self._disconnect_request is not None:
-                    seconds, self._disconnect_request = self._disconnect_request, None
+                    self._disconnect_request, fault_disconnect = (now, self.faults.disconnect_for), None
+                if self._disconnect_request is not None and now >= self._disconnect_request[0]:
+                    seconds, self._disconnect_request = self._disconnect_request[1], None
                     if self._master >= 0:
                         self.counters["disconnects"] += 1
                         self.log(f"disconnect: port closed for {seconds:g} s")
@@ -600,8 +601,8 @@ class Emulator:
         kind = msg.kind
         if kind == P.InjectKind.CLEAR:
             self.injector.clear()
-        elif kind == P.InjectKind.DISCONNECT:
-            self.request_disconnect(msg.value)
+        elif kind == P.InjectKind.DISCONNECT:  # a moment later, so the ACK gets out first
+            self.request_disconnect(msg.value, after=0.02)
         elif kind == P.InjectKind.RESET_PLANT:
             self.plant.reset(int(msg.value))
             self.frozen = True

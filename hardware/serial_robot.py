@@ -14,9 +14,11 @@ comes, it returns the old one again, and the safety filter sees that its sequenc
 A device in its safe state (watchdog), e-stopped, or a lost link is a HardwareError. `recover`
 waits for the link to come back and RESETs the device, to configure again.
 
-`clock()` is the device clock as the host estimates it (offset = the smallest host-minus-device time
-seen, so transport delay does not make states look fresher), so `clock() - state.timestamp` is a
-state's age in device seconds. Imports numpy and pyserial only.
+`RobotState.sequence` counts the device's control periods since CONFIG (the STATE grid), so it
+advances by one per state the device produced and a gap means states were lost; it keeps counting
+up across reconfigurations. `clock()` is the device clock as the host estimates it (offset = the
+smallest host-minus-device time seen, so transport delay does not make states look fresher), so
+`clock() - state.timestamp` is a state's age in device seconds. Imports numpy and pyserial only.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class SerialRobot(Robot):
         self._last_seq: int | None = None
         self._last_sample: StateSample | None = None
         self._offset: tuple[float, float] | None = None  # (host - device/scale at the last update, host)
+        self._grid_origin = 0.0  # device time of the first state after CONFIG
+        self._sequence = 0  # RobotState.sequence of that state: it keeps counting up across reconfigures
+        self._last_sequence = -1
         self._low = self._high = None
 
     # ------------------------------------------------------------------ clock
@@ -109,8 +114,11 @@ class SerialRobot(Robot):
         self._low = np.array([j.command_limits[0] for j in info.joints])
         self._high = np.array([j.command_limits[1] for j in info.joints])
         self._last_seq, self._last_sample, self._offset = None, None, None
-        if link.wait_state(None, max(1.0, 10 * self.spec.control_period / self.time_scale)) is None:
+        first = link.wait_state(None, max(1.0, 10 * self.spec.control_period / self.time_scale))
+        if first is None:
             raise HardwareError(f"device at {self.port} acknowledged CONFIG but streams no STATE")
+        self._grid_origin = first.device_time
+        self._sequence = self._last_sequence + 1
 
     def _check_device(self, info: P.Info) -> None:
         """Refuse a device that is not the bundle's robot; names both sides."""
@@ -188,12 +196,14 @@ class SerialRobot(Robot):
         layout = self.layout
         assert layout is not None
         values = sample.values.astype(np.float64)
+        sequence = self._sequence + round((sample.device_time - self._grid_origin) / self.spec.control_period)
+        self._last_sequence = max(self._last_sequence, sequence)
         fields: Mapping[str, np.ndarray] = layout.split(values)
         return RobotState(
             joint_positions=values[layout.joint_position_index],
             joint_velocities=values[layout.joint_velocity_index],
             timestamp=sample.device_time,
-            sequence=sample.seq,
+            sequence=sequence,
             fields={k: v for k, v in fields.items() if k not in P.RESERVED_FIELDS[2:]},
             base_orientation=fields.get("base_orientation"),
             base_angular_velocity=fields.get("base_angular_velocity"),
