@@ -53,22 +53,29 @@ def export_run(run_dir: str | Path, out: str | Path, *, episodes: int | None = N
     `episodes`/`seed` default to the run's `eval` settings (0 episodes: no evaluation, provenance
     `evaluation` is null). `onnx`: see `write_bundle`.
     """
+    from robot_rl.launch import trainer_class
     from robot_rl.networks import GaussianActor
     from robot_rl.sim import get_spec
     from robot_rl.trainer import load_run_policy
 
     run_dir = Path(run_dir)
     config, _, state = load_run_policy(run_dir)
-    actor_state = state["agent"]["actor"]
-    if "log_std" not in actor_state:
-        raise BundleError(f"{run_dir}: the {config.algo} agent has no Gaussian actor; only Gaussian "
-                          f"policies (ppo, trpo, vpg, reinforce) export here")
     spec = get_spec(config.task)
-    p = config.policy
-    actor = GaussianActor(spec.obs_dim, spec.act_dim, hidden=p.hidden, activation=p.activation,
-                          log_std_init=p.log_std_init, squash=p.squash)
-    actor.load_state_dict(actor_state)
-    exported = actor.export_layers()
+    trainer = trainer_class(config.algo)
+    if hasattr(trainer, "bundle_network"):  # a trainer with its own head (DQN: Q-network + argmax)
+        kind, exported, head = trainer.bundle_network(config, state)
+    else:
+        actor_state = state["agent"]["actor"]
+        if "log_std" not in actor_state:
+            raise BundleError(f"{run_dir}: the {config.algo} agent has no Gaussian actor; only Gaussian "
+                              f"policies (ppo, trpo, vpg, reinforce) export here")
+        p = config.policy
+        actor = GaussianActor(spec.obs_dim, spec.act_dim, hidden=p.hidden, activation=p.activation,
+                              log_std_init=p.log_std_init, squash=p.squash)
+        actor.load_state_dict(actor_state)
+        exported = actor.export_layers()
+        kind, head = "gaussian", {"squash": "tanh" if actor.squash else "none",
+                                  "log_std": actor.log_std.detach().double().numpy().tolist()}
 
     normalizer = None
     if state.get("obs_normalizer") is not None:
@@ -90,9 +97,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, episodes: int | None = N
         "run_evaluation": _run_evaluation(run_dir, int(state["step"]), int(config.eval.seed)),
         "training_config": config_to_yaml_dict(config),
     }
-    head = {"squash": "tanh" if actor.squash else "none",
-            "log_std": actor.log_std.detach().double().numpy().tolist()}
-    bundle = write_bundle(out, spec=spec, kind="gaussian", layers=exported.layers,
+    bundle = write_bundle(out, spec=spec, kind=kind, layers=exported.layers,
                           activation=exported.activation, head=head, normalizer=normalizer,
                           provenance=provenance, onnx=onnx, force=force)
     episodes = config.eval.episodes if episodes is None else episodes

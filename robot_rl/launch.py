@@ -29,6 +29,7 @@ ALGORITHMS: dict[str, tuple[str, str, str, str]] = {
     "trpo": ("robot_rl.agents.trpo", "TRPOConfig", "TRPO", ON_POLICY),
     "reinforce": ("robot_rl.agents.reinforce", "ReinforceConfig", "Reinforce", ON_POLICY),
     "vpg": ("robot_rl.agents.vpg", "VPGConfig", "VPG", ON_POLICY),
+    "dqn": ("robot_rl.agents.dqn", "DQNConfig", "DQN", "robot_rl.dqn_trainer:DQNTrainer"),
 }
 
 

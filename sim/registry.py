@@ -2,7 +2,8 @@
 
 Ids are Gymnasium's MuJoCo v5 ids and `dmc:<domain>-<task>` for the dm_control suite (continuous
 actions), Gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3 (the last needs
-Gymnasium's box2d extra) and the course's grid worlds as `grid:<name>` (discrete actions). The suite
+Gymnasium's box2d extra), the course's grid worlds as `grid:<name>` and Atari games as `atari:<game>`
+(optional: ale-py) (discrete actions). The suite
 tasks listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
 Factories import their simulator on call, so importing this module is cheap.
 """
@@ -44,6 +45,12 @@ def _grid(task_id: str, seed: int | None = None, render_mode: str | None = None)
     return GridTaskEnv(task_id, seed=seed, render_mode=render_mode)
 
 
+def _atari(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .atari import AtariEnv
+
+    return AtariEnv(task_id, seed=seed, render_mode=render_mode)
+
+
 TASKS: dict[str, Factory] = {
     "InvertedPendulum-v5": _locomotion,
     "InvertedDoublePendulum-v5": _locomotion,
@@ -65,6 +72,8 @@ TASKS: dict[str, Factory] = {
     "grid:cliff2": _grid,
     "grid:discount": _grid,
     "grid:maze": _grid,
+    "atari:pong": _atari,
+    "atari:breakout": _atari,
 }
 
 def task_names(all_dm_control: bool = False) -> tuple[str, ...]:

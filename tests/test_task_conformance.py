@@ -22,6 +22,7 @@ from gymnasium.utils.env_checker import check_env
 
 from robot_rl import sim
 from robot_rl.errors import ConfigError
+from robot_rl.sim.atari import ale_available
 from robot_rl.sim.classic_control import TASKS as CLASSIC_TASKS
 from robot_rl.sim.classic_control import box2d_available
 from robot_rl.sim.locomotion import OBSERVATIONS as LOCOMOTION_TASKS
@@ -29,13 +30,26 @@ from robot_rl.spec import TaskSpec, action_to_robot, build_observation
 
 get_spec, make, make_env = sim.get_spec, sim.make, sim.make_env
 _NEEDS_BOX2D = pytest.mark.skipif(not box2d_available(), reason='needs Box2D: pip install "gymnasium[box2d]"')
-ALL = [pytest.param(t, marks=_NEEDS_BOX2D) if t == "LunarLander-v3" else t for t in sim.task_names()]
+_NEEDS_ALE = pytest.mark.skipif(not ale_available(), reason="needs ale-py: pip install ale-py")
+
+
+def _optional(task: str):
+    """LunarLander and the Atari games run only where their optional package is installed."""
+    if task == "LunarLander-v3":
+        return pytest.param(task, marks=_NEEDS_BOX2D)
+    if task.startswith("atari:"):
+        return pytest.param(task, marks=_NEEDS_ALE)
+    return task
+
+
+ALL = [_optional(t) for t in sim.task_names()]
 LOCOMOTION = [t for t in sim.task_names() if t in LOCOMOTION_TASKS]
 DM_CONTROL = [t for t in sim.task_names() if t.startswith("dmc:")]
 CONTINUOUS = LOCOMOTION + DM_CONTROL
 CLASSIC = [p for p in ALL if getattr(p, "values", (p,))[0] in CLASSIC_TASKS]
 GRIDS = [t for t in sim.task_names() if t.startswith("grid:")]
-DISCRETE = CLASSIC + GRIDS
+ATARI = [_optional(t) for t in sim.task_names() if t.startswith("atari:")]
+DISCRETE = CLASSIC + GRIDS + ATARI
 
 # Gymnasium's documented observation sizes of the v5 tasks with default arguments.
 GYMNASIUM_OBS_DIM = {"InvertedPendulum-v5": 4, "InvertedDoublePendulum-v5": 9, "Hopper-v5": 11,
@@ -70,7 +84,7 @@ def test_registry_lists_the_briefed_tasks():
         "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5",
         "Ant-v5", "Humanoid-v5", "dmc:cheetah-run", "dmc:walker-walk", "dmc:cartpole-swingup",
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
-        "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze"}
+        "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout"}
 
 
 # ---------------------------------------------------------------------------------------- every task
@@ -114,7 +128,10 @@ def test_control_period_is_a_whole_number_of_physics_steps(task, envs):
         assert spec.physics_dt == env.dm_env.physics.timestep()
     else:  # Gymnasium's own step lengths (MountainCar and the grids have no clock: 1 s)
         period = {"CartPole-v1": 0.02, "Acrobot-v1": 0.2, "LunarLander-v3": 1 / 50}.get(task, 1.0)
-        assert spec.control_period == spec.physics_dt == pytest.approx(period, rel=1e-12)
+        physics_dt = 1 / 60 if task.startswith("atari:") else period  # the console's 60 Hz frames
+        period = 4 * physics_dt if task.startswith("atari:") else period  # 4 frames per step
+        assert spec.control_period == pytest.approx(period, rel=1e-12)
+        assert spec.physics_dt == pytest.approx(physics_dt, rel=1e-12)
 
 
 @pytest.mark.parametrize("task", ALL)
@@ -130,7 +147,7 @@ def test_same_seed_same_trajectory_other_seed_differs(task):
         if step_a[2] or step_a[3]:
             break
     np.testing.assert_array_equal(a.reset(seed=7)[0], first_a)  # reset(seed=...) reseeds
-    if not task.startswith("grid:"):  # a grid's start cell is fixed; its seed drives the slips
+    if not task.startswith(("grid:", "atari:")):  # fixed first frame; the seed drives what follows
         assert not np.array_equal(a.reset(seed=8)[0], first_a)  # reset is randomised
     a.close()
     b.close()

@@ -1,0 +1,342 @@
+"""The off-policy training loop of DQN: act ε-greedily, store transitions, replay them, log, save.
+
+It offers the on-policy `Trainer`'s interface (`__init__(config, run_dir)`, `resume`, `train`,
+`policy_from_checkpoint`) and writes the same run directory (config.yaml, progress.csv and
+TensorBoard through `RunLog`, atomic checkpoints, eval.json, learning_curve.png), so `robot-rl train`,
+`train --resume` and `eval` work unchanged. One iteration collects `train_freq` vector steps, then
+takes `gradient_steps` gradient steps (once `learning_starts` environment steps have passed); target
+updates follow the environment step count. Acting runs in numpy between updates.
+
+Observations and rewards are stored raw; optional observation normalisation and reward scaling are
+applied when a minibatch is drawn, with the current statistics (as SB3 does with VecNormalize), so
+old transitions are never stale in the normaliser's units. A checkpoint holds the networks, the
+optimiser, the replay buffer (unless `save_replay` is false), the normalisers and every RNG, so a
+killed run resumes from it with the same step count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from robot_rl.agents.dqn import DQN, EpsilonGreedy, beta_at, epsilon_at, greedy_policy
+from robot_rl.checkpoint import (
+    atomic_write_text,
+    from_checkpoint_state,
+    load_latest_checkpoint,
+    save_checkpoint,
+    to_checkpoint_state,
+)
+from robot_rl.errors import ConfigError
+from robot_rl.evaluation import evaluate
+from robot_rl.launch import TrainConfig, config_to_yaml_dict, read_run_config
+from robot_rl.normalization import ObservationNormalizer, RewardScaler
+from robot_rl.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
+from robot_rl.run_log import RunLog, truncate_progress
+from robot_rl.trainer import TrainingDiverged
+
+
+def check_discrete_task(config: TrainConfig) -> Any:
+    """The task's spec; a ConfigError naming the task unless its actions are discrete."""
+    from robot_rl.sim import get_spec
+    from robot_rl.sim.classic_control import TASKS as CLASSIC_TASKS
+    from robot_rl.sim.grid_tasks import TASK_IDS as GRID_TASKS
+
+    spec = get_spec(config.task)
+    if not spec.action.is_discrete:
+        discrete = [*CLASSIC_TASKS, *GRID_TASKS]
+        raise ConfigError(f"task: {config.task!r} has a continuous ({spec.action.kind}) action space; "
+                          f"algo {config.algo} needs discrete actions; discrete tasks: {', '.join(discrete)}")
+    if config.algorithm.network == "nature_cnn" and config.normalize.observations:
+        raise ConfigError("normalize.observations: must be false with dqn.network nature_cnn "
+                          "(pixels are scaled by 1/255 in the network)")
+    return spec
+
+
+class DQNTrainer:
+    def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
+        from robot_rl.sim import make
+
+        self.spec = check_discrete_task(config)
+        self.config = config
+        cfg = config.algorithm
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(config.torch_threads)
+        torch.manual_seed(config.seed)
+        self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
+                         vectorization=config.vectorization)
+        self.obs_dim, self.num_actions = self.spec.obs_dim, self.spec.action.num_actions
+        self.agent = DQN(self.obs_dim, self.num_actions, config.policy, cfg)
+        obs_dtype = np.uint8 if cfg.network == "nature_cnn" else np.float32
+        if cfg.prioritized:
+            self.replay: ReplayBuffer = PrioritizedReplayBuffer(
+                cfg.buffer_size, (self.obs_dim,), obs_dtype, seed=config.seed, alpha=cfg.priority_alpha,
+                eps=cfg.priority_eps)
+        else:
+            self.replay = ReplayBuffer(cfg.buffer_size, (self.obs_dim,), obs_dtype, seed=config.seed)
+        norm = config.normalize
+        self.obs_normalizer = ObservationNormalizer((self.obs_dim,), clip=norm.clip_observations) \
+            if norm.observations else None
+        self.reward_scaler = RewardScaler(config.num_envs, gamma=cfg.gamma, clip=norm.clip_rewards) \
+            if norm.rewards else None
+        self.acting = EpsilonGreedy(self.agent, seed=config.seed)
+        self.step = 0
+        self.episodes = 0
+        self.episode_returns: deque[float] = deque(maxlen=20)
+        self.episode_lengths: deque[int] = deque(maxlen=20)
+        self.metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def resume(cls, run_dir: str | Path) -> DQNTrainer:
+        """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
+        run_dir = Path(run_dir)
+        trainer = cls(read_run_config(run_dir), run_dir)
+        state, path = load_latest_checkpoint(run_dir)
+        trainer.load_state(state)
+        truncate_progress(run_dir, trainer.step)
+        print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
+        return trainer
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler
+        replay = None
+        if self.config.algorithm.save_replay:
+            replay = to_checkpoint_state(self.replay.state_dict())
+        return {
+            "step": self.step,
+            "episodes": self.episodes,
+            "agent": self.agent.state_dict(),
+            "replay": replay,
+            "obs_normalizer": to_checkpoint_state(obs_norm.state_dict()) if obs_norm else None,
+            "reward_scaler": to_checkpoint_state(reward_scaler.state_dict()) if reward_scaler else None,
+            "torch_rng": torch.get_rng_state(),
+            "acting": self.acting.state(),
+            "config": config_to_yaml_dict(self.config),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.episodes = int(state.get("episodes", 0))
+        self.agent.load_state_dict(state["agent"])
+        if state.get("replay") is not None:
+            self.replay.load_state_dict(from_checkpoint_state(state["replay"]))
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(from_checkpoint_state(state["reward_scaler"]))
+        torch.set_rng_state(state["torch_rng"])
+        self.acting.refresh()
+        self.acting.load_state(state["acting"])
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, callback: Callable[[DQNTrainer], bool] | None = None) -> dict[str, Any]:
+        """Train to `total_steps`; `callback(trainer)` after every iteration may stop early (True)."""
+        cfg = self.config
+        resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
+        atomic_write_text(self.run_dir / "config.yaml", resolved)
+        obs_raw, _ = self.envs.reset(seed=cfg.seed + 7919 * (self.step // cfg.num_envs))
+        running = (np.zeros(cfg.num_envs), np.zeros(cfg.num_envs, dtype=np.int64))
+        log = RunLog(self.run_dir, cfg.log, cfg.total_steps, f"{cfg.task} {cfg.algo}", self.step)
+        start, start_step = time.perf_counter(), self.step
+        next_log = self._next_multiple(cfg.algorithm.log_every_steps)
+        next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
+        next_eval = self._next_multiple(cfg.eval.every_steps)
+        try:
+            while self.step < cfg.total_steps:
+                obs_raw, running = self._collect(obs_raw, running)
+                self._train_phase()
+                evaluated = next_eval and self.step >= next_eval
+                if evaluated or self.step >= next_log or self.step >= cfg.total_steps:
+                    row = self._progress_row(start, start_step)
+                    if evaluated:
+                        row["eval_return"] = self.evaluate(cfg.eval.episodes)["mean_return"]
+                        next_eval = self._next_multiple(cfg.eval.every_steps)
+                    log.log(row)
+                    next_log = self._next_multiple(cfg.algorithm.log_every_steps)
+                if next_checkpoint and self.step >= next_checkpoint:
+                    self.save_checkpoint()
+                    next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
+                if callback is not None and callback(self):
+                    break
+        finally:
+            log.close()
+            self.envs.close()
+        self.save_checkpoint()
+        result = self.evaluate(cfg.eval.episodes)
+        result["step"] = self.step
+        result["wall_time_s"] = time.perf_counter() - start
+        atomic_write_text(self.run_dir / "eval.json", json.dumps(result, indent=2))
+        log.scalar("eval/mean_return", result["mean_return"], self.step)
+        log.finish()
+        return result
+
+    def _collect(self, obs_raw: np.ndarray, running: tuple[np.ndarray, np.ndarray]
+                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """`train_freq` ε-greedy vector steps into the replay buffer; the state to continue from."""
+        cfg, algo = self.config, self.config.algorithm
+        running_return, running_length = running
+        start_step = self.step
+        for _ in range(algo.train_freq):
+            if self.obs_normalizer is not None:
+                self.obs_normalizer.update(obs_raw)
+            if self.step < algo.learning_starts:
+                actions = self.acting.rng.integers(0, self.num_actions, size=cfg.num_envs)
+            else:
+                epsilon = epsilon_at(self.step, algo, cfg.total_steps)
+                actions = self.acting.act(self._normalize(obs_raw), epsilon)
+            next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
+            done = terminated | truncated
+            real_next = next_obs
+            if done.any():  # SAME_STEP autoreset: the real last observation is in final_obs
+                real_next = next_obs.copy()
+                for i in np.flatnonzero(done):
+                    real_next[i] = info["final_obs"][i]
+            self.replay.add(obs_raw, actions, rewards, real_next, terminated, truncated)
+            if self.reward_scaler is not None:
+                self.reward_scaler.step(rewards, done)
+            running_return += rewards
+            running_length += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    self.episode_returns.append(float(running_return[i]))
+                    self.episode_lengths.append(int(running_length[i]))
+                    self.episodes += 1
+                running_return[done] = 0.0
+                running_length[done] = 0
+            obs_raw = next_obs
+            self.step += cfg.num_envs
+            if self.step >= cfg.total_steps:
+                break
+        interval = algo.target_update_interval
+        self.agent.update_target(self.step // interval - start_step // interval)
+        return obs_raw, (running_return, running_length)
+
+    def _train_phase(self) -> None:
+        algo = self.config.algorithm
+        if self.step < algo.learning_starts or len(self.replay) < algo.batch_size:
+            return
+        steps = algo.gradient_steps if algo.gradient_steps > 0 else algo.train_freq * self.config.num_envs
+        feedback = None
+        if isinstance(self.replay, PrioritizedReplayBuffer):
+            feedback = self.replay.update_priorities
+        self.metrics = self.agent.update(self._sample, steps, feedback)
+        self._check_finite(self.metrics)
+        self.acting.refresh()
+
+    def _sample(self, n: int) -> Batch:
+        """n transitions ready for the update: observations normalised, rewards scaled (if configured)."""
+        algo = self.config.algorithm
+        if isinstance(self.replay, PrioritizedReplayBuffer):
+            batch = self.replay.sample(n, beta_at(self.step, algo, self.config.total_steps))
+        else:
+            batch = self.replay.sample(n)
+        if self.obs_normalizer is not None:
+            batch.obs = self.obs_normalizer.normalize(batch.obs)
+            batch.next_obs = self.obs_normalizer.normalize(batch.next_obs)
+        if self.reward_scaler is not None:
+            batch.rewards = self.reward_scaler.scale(batch.rewards)
+        return batch
+
+    def _normalize(self, obs_raw: np.ndarray) -> np.ndarray:
+        """Raw observations → the network's input (float32 for an MLP; pixels stay as they are)."""
+        if self.obs_normalizer is not None:
+            return self.obs_normalizer.normalize(obs_raw)
+        if self.config.algorithm.network == "nature_cnn":
+            return np.asarray(obs_raw, dtype=np.uint8)
+        return np.asarray(obs_raw, dtype=np.float32)
+
+    # ------------------------------------------------------------------ evaluation, logging, saving
+    def policy_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The greedy policy on raw observations, as a deployment runs it (index, 0-d int64)."""
+        return greedy_policy(self.acting.q, self._normalize)
+
+    def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
+        return evaluate(self.config.task, self.policy_fn(), episodes,
+                        self.config.eval.seed if seed is None else seed)
+
+    @staticmethod
+    def policy_from_checkpoint(config: TrainConfig, state: dict[str, Any]
+                               ) -> Callable[[np.ndarray], np.ndarray]:
+        """The greedy policy (raw observation → action index) saved in `state`."""
+        from robot_rl.sim import get_spec
+
+        spec = get_spec(config.task)
+        agent = DQN(spec.obs_dim, spec.action.num_actions, config.policy, config.algorithm)
+        agent.q_net.load_state_dict(state["agent"]["q_net"])
+        acting = EpsilonGreedy(agent, seed=0)
+        normalizer = None
+        if state.get("obs_normalizer") is not None:
+            normalizer = ObservationNormalizer((spec.obs_dim,), clip=config.normalize.clip_observations)
+            normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
+        pixels = config.algorithm.network == "nature_cnn"
+
+        def prepare(obs: np.ndarray) -> np.ndarray:
+            if normalizer is not None:
+                return normalizer.normalize(obs)
+            return np.asarray(obs, dtype=np.uint8 if pixels else np.float32)
+
+        return greedy_policy(acting.q, prepare)
+
+    @staticmethod
+    def bundle_network(config: TrainConfig, state: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
+        """(kind, exported layers, head) of a policy bundle: the Q-network with an argmax head.
+
+        `robot-rl export` calls this; the bundle acts as `policy_from_checkpoint` does.
+        """
+        from robot_rl.policies.bundle import BundleError
+        from robot_rl.sim import get_spec
+
+        if config.algorithm.network != "mlp":
+            raise BundleError(f"a {config.algorithm.network} Q-network does not export: bundles hold MLPs")
+        spec = get_spec(config.task)
+        agent = DQN(spec.obs_dim, spec.action.num_actions, config.policy, config.algorithm)
+        agent.q_net.load_state_dict(state["agent"]["q_net"])
+        head = {"num_actions": spec.action.num_actions, "actions": None}  # act() returns the index
+        return "argmax", agent.export_layers(), head
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
+        if bad or not self.agent.parameters_finite():
+            what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
+            raise TrainingDiverged(f"training diverged at step {self.step} "
+                                   f"(gradient step {self.agent.updates_done}): "
+                                   f"{what} is not finite; the last good checkpoint in "
+                                   f"{self.run_dir / 'checkpoints'} is intact")
+
+    def _progress_row(self, start: float, start_step: int) -> dict[str, Any]:
+        recent, lengths = self.episode_returns, self.episode_lengths
+        elapsed = time.perf_counter() - start
+        algo = self.config.algorithm
+        row: dict[str, Any] = {
+            "step": self.step,
+            "update": self.agent.updates_done,
+            "time_s": round(elapsed, 3),
+            "sps": (self.step - start_step) / max(elapsed, 1e-9),
+            "episode_return": float(np.mean(recent)) if recent else float("nan"),
+            "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
+            "episodes": self.episodes,
+            "epsilon": epsilon_at(self.step, algo, self.config.total_steps),
+            "buffer_size": len(self.replay),
+        }
+        if algo.prioritized:
+            row["beta"] = beta_at(self.step, algo, self.config.total_steps)
+        row.update(self.metrics)
+        return row
+
+    def _next_multiple(self, every: int) -> int:
+        return 0 if every <= 0 else (self.step // every + 1) * every

@@ -1,0 +1,121 @@
+"""Atari games through ale-py (optional: `pip install ale-py`; its wheel ships the ROMs), for DQN's
+image pipeline: 84×84 grey frames, the last 4 stacked (`FrameStack`), seen through a task spec.
+
+Task ids `atari:<game>` (e.g. `atari:pong`) wrap Gymnasium's `ALE/<Game>-v5`: 4 emulator frames per
+step (1/15 s at the console's 60 Hz), sticky actions with probability 0.25 and the minimal action set,
+as v5 defines them. Each grey 210×160 screen is area-averaged down to 84×84 (two small matrix
+products, so no OpenCV is needed); unlike Mnih et al. there is no max over the last two frames.
+The state field `frames` is the `(4, 84, 84)` stack (pixel values 0..255, oldest frame first), and
+the observation is its flattening through the spec: `(28224,)` float64 holding whole numbers, which
+the DQN trainer stores as uint8 and the Nature CNN scales by 1/255.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from robot_rl.errors import ConfigError
+from robot_rl.spec import ActionSpec, ObservationBuilder, ObsTerm, TaskSpec, action_to_robot
+
+from .frame_stack import FrameStack
+
+PREFIX = "atari:"
+SIZE = 84
+STACK = 4
+FRAME_SKIP = 4
+GAMES = ("pong", "breakout")
+"""Games registered as tasks (any ALE game works through `AtariEnv`)."""
+
+
+def ale_available() -> bool:
+    try:
+        import ale_py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """`(n_out, n_in)` weights averaging each output cell's share of the input cells (rows sum to 1)."""
+    edges = np.linspace(0.0, n_in, n_out + 1)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    cells = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+class _Downsample(gymnasium.ObservationWrapper):
+    """Grey `(H, W)` uint8 screens → `(84, 84)` uint8 by area averaging."""
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        super().__init__(env)
+        height, width = env.observation_space.shape[:2]
+        self._rows = area_matrix(height, SIZE).astype(np.float32)
+        self._cols = area_matrix(width, SIZE).T.astype(np.float32).copy()
+        self.observation_space = gymnasium.spaces.Box(0, 255, (SIZE, SIZE), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        small = self._rows @ observation.astype(np.float32) @ self._cols
+        return np.rint(small).astype(np.uint8)
+
+
+def atari_spec(task_id: str, num_actions: int) -> TaskSpec:
+    period = FRAME_SKIP / 60.0
+    return TaskSpec(name=task_id, joint_names=("action",), observation=(ObsTerm("frames", "frames"),),
+                    action=ActionSpec.discrete(num_actions), joint_limits=((-math.inf, math.inf),),
+                    control_period=period, physics_dt=1 / 60.0, state_fields={"frames": STACK * SIZE * SIZE})
+
+
+class AtariEnv(gymnasium.Env):
+    """An ALE game seen through its spec: obs `(4·84·84,)` float64 (pixels 0..255), Discrete(n)."""
+
+    def __init__(self, task_id: str, seed: int | None = None, render_mode: str | None = None) -> None:
+        if not ale_available():
+            raise ConfigError(f"task {task_id} needs ale-py: pip install ale-py (its wheel ships the ROMs)")
+        import ale_py
+
+        gymnasium.register_envs(ale_py)
+        game = task_id.removeprefix(PREFIX)
+        name = "".join(part.capitalize() for part in game.split("_"))
+        simulator = gymnasium.make(f"ALE/{name}-v5", obs_type="grayscale", frameskip=FRAME_SKIP,
+                                   render_mode=render_mode, disable_env_checker=True)
+        self.simulator = FrameStack(_Downsample(simulator), STACK)
+        self.max_episode_steps: int | None = 108_000 // FRAME_SKIP  # v5's 108k emulator frames
+        self.task_spec = atari_spec(task_id, int(simulator.action_space.n))
+        self.render_mode = render_mode
+        self.observation_space = gymnasium.spaces.Box(0.0, 255.0, (self.task_spec.obs_dim,), np.float64)
+        self.action_space = gymnasium.spaces.Discrete(self.task_spec.action.num_actions, seed=seed)
+        self._builder = ObservationBuilder(self.task_spec)
+        self._frames = np.zeros((STACK, SIZE, SIZE), dtype=np.uint8)
+        self._seed = seed
+
+    def robot_state(self) -> dict[str, np.ndarray]:
+        """{"frames": the `(4, 84, 84)` uint8 stack, oldest first}."""
+        return {"frames": self._frames}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is None:  # make_env(seed=...) seeds the first reset, unless it is given its own seed
+            seed = self._seed
+        self._seed = None
+        super().reset(seed=seed)
+        self._frames, info = self.simulator.reset(seed=seed, options=options)
+        self._builder.reset()
+        return self._builder.build(self.robot_state()), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        index = action_to_robot(self.task_spec, action)
+        if index.size != 1:
+            raise ValueError(f"one action index expected, got shape {index.shape}")
+        self._frames, reward, terminated, truncated, info = self.simulator.step(int(index.reshape(-1)[0]))
+        return self._builder.build(self.robot_state()), float(reward), bool(terminated), bool(truncated), info
+
+    def render(self) -> Any:
+        return self.simulator.render()
+
+    def close(self) -> None:
+        self.simulator.close()
