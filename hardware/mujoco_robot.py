@@ -77,6 +77,7 @@ class MujocoRobot(Robot):
         self._max_steps = getattr(env, "_max_episode_steps", None)
         self._direct = hasattr(inner, "simulator")
         self._env, self._inner = env, inner
+        env.reset(seed=self.seed)  # a defined state to read before the first activation (which resets again)
 
     def _activate(self) -> RobotState:
         self._env.reset(seed=self.seed + self.episodes)
