@@ -282,6 +282,9 @@ class PyBulletTwin:
                 uid, link = joints[name]
             self.joints.append(JointLink(name, j, kind, int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]),
                                          uid, link, 1.0, 0.0))
+        # PyBullet bases of bodies without joints on the world (MuJoCo welds them there)
+        self._welded = {b for b, (_, link) in self._links.items()
+                        if link == -1 and m.body_jntnum[b] == 0 and m.body_parentid[b] == 0}
         self._index()
 
     def _index(self) -> None:
@@ -308,6 +311,9 @@ class PyBulletTwin:
         for b, (uid, link) in self._links.items():
             geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] == b]
             friction = max([float(m.geom_friction[g, 0]) for g in geoms] + [world_friction])
+            if b in self._welded:  # welded to the world in MuJoCo: static (mass 0) in PyBullet
+                pb.changeDynamics(uid, link, mass=0.0, lateralFriction=friction, physicsClientId=c)
+                continue
             pb.changeDynamics(uid, link, mass=float(m.body_mass[b]),
                               localInertiaDiagonal=m.body_inertia[b].tolist(),
                               lateralFriction=friction, physicsClientId=c)
@@ -338,6 +344,11 @@ class PyBulletTwin:
         data = mj.MjData(m)
         data.qpos[:] = m.qpos0
         mj.mj_kinematics(m, data)
+        for b in self._welded:  # PyBullet places a base by its inertial offset: put it where MuJoCo has it
+            uid, _ = self._links[b]
+            self._pb.resetBasePositionAndOrientation(uid, data.xipos[b].tolist(),
+                                                     _quat_xyzw(data.ximat[b].reshape(3, 3)),
+                                                     physicsClientId=self.client)
         self.set_state(m.qpos0, np.zeros(m.nv))
         joints = list(self.joints)
         for b in range(1, m.nbody):
