@@ -7,7 +7,9 @@ loss, gradient norm 10, plain DQN targets) and one torch thread; ours from launc
 After every training phase that passes a multiple of `--eval-every` steps, each is evaluated with the
 same evaluator (`robot_rl.evaluation.evaluate`: 20 greedy episodes, seeds 1e6…); the first evaluation
 with mean return 500 stops the run. Wall time counts training only: evaluation time is subtracted.
-Seeds alternate between the two, so both see the same load on a shared machine. Prints one JSON line.
+Seeds alternate between the runs, so all see the same load on a shared machine. A third peer is SB3
+with denormal floats flushed to zero during its training (our update does this; SB3 does not), to
+show how much of the difference that alone makes. Prints one JSON line.
 
     python bench/dqn_cartpole.py                      # 3 seeds each, up to 50k steps
     python bench/dqn_cartpole.py --seeds 1 --max-steps 30000
@@ -21,13 +23,14 @@ import platform
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 TASK = "CartPole-v1"
-LAUNCH = "launch/cartpole_dqn.yaml"
+LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "cartpole_dqn.yaml"
 ZOO = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
            target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
            exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
@@ -81,7 +84,8 @@ def ours(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     return watch.result()
 
 
-def sb3(seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def sb3(seed: int, args: argparse.Namespace, flush_denormal: bool = False) -> dict[str, Any]:
+    """SB3 as it ships; with `flush_denormal`, with denormals flushed to zero as our update does."""
     import gymnasium
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
@@ -99,7 +103,11 @@ def sb3(seed: int, args: argparse.Namespace) -> dict[str, Any]:
             return watch.reached is None
 
     watch = Stopwatch(args)
-    model.learn(total_timesteps=args.max_steps, callback=Evaluate())
+    torch.set_flush_denormal(flush_denormal)
+    try:
+        model.learn(total_timesteps=args.max_steps, callback=Evaluate())
+    finally:
+        torch.set_flush_denormal(False)
     watch.maybe_evaluate(model.num_timesteps, policy)  # after the last phase
     return watch.result()
 
@@ -111,12 +119,18 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--goal", type=float, default=500.0)
+    parser.add_argument("--no-sb3-ftz", action="store_true",
+                        help="skip the third peer: SB3 with denormals flushed to zero (as our update)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs: dict[str, list[dict[str, Any]]] = {"robot_rl": [], "sb3": []}
+    if not args.no_sb3_ftz:
+        runs["sb3_flush_denormal"] = []
     for seed in args.seeds:
         runs["robot_rl"].append({"seed": seed, **ours(seed, args)})
         runs["sb3"].append({"seed": seed, **sb3(seed, args)})
+        if not args.no_sb3_ftz:
+            runs["sb3_flush_denormal"].append({"seed": seed, **sb3(seed, args, flush_denormal=True)})
     summary: dict[str, Any] = {}
     for name, results in runs.items():
         reached = [r for r in results if r["steps"] is not None]
@@ -127,8 +141,10 @@ def main() -> None:
             "median_train_s_per_10k_steps": statistics.median(
                 [10_000 * r["total_train_s"] / (r["steps"] or args.max_steps) for r in results]),
         }
-    if summary["robot_rl"]["median_wall_s"] and summary["sb3"]["median_wall_s"]:
-        summary["wall_ratio"] = round(summary["robot_rl"]["median_wall_s"] / summary["sb3"]["median_wall_s"], 3)
+    for peer in runs:
+        ours_s, theirs_s = summary["robot_rl"]["median_wall_s"], summary[peer]["median_wall_s"]
+        if peer != "robot_rl" and ours_s and theirs_s:
+            summary[f"wall_ratio_vs_{peer}"] = round(ours_s / theirs_s, 3)
     print(json.dumps({"bench": "dqn_cartpole", "task": TASK, "settings": "rl-zoo dqn CartPole-v1",
                       "max_steps": args.max_steps, "eval_every": args.eval_every, "episodes": args.episodes,
                       "torch": torch.__version__, "python": platform.python_version(),

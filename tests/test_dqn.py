@@ -428,6 +428,22 @@ def test_area_downsampling_averages_blocks():
     np.testing.assert_allclose(area_matrix(210, 84).sum(axis=1), 1.0)
 
 
+def test_frame_downsampling_equals_the_area_matrices():
+    import gymnasium
+
+    from robot_rl.sim.atari import _Downsample, area_matrix
+
+    class Screen(gymnasium.Env):
+        observation_space = gymnasium.spaces.Box(0, 255, (210, 160), np.uint8)
+        action_space = gymnasium.spaces.Discrete(2)
+
+    screen = np.random.default_rng(0).integers(0, 256, (210, 160)).astype(np.uint8)
+    small = _Downsample(Screen()).observation(screen)
+    exact = area_matrix(210, 84) @ screen.astype(np.float64) @ area_matrix(160, 84).T
+    assert small.shape == (84, 84) and small.dtype == np.uint8
+    assert np.abs(small - exact).max() <= 0.5 + 1e-3  # rounded to the nearest grey level
+
+
 def test_nature_cnn_shapes():
     net = NatureCNN(4 * 84 * 84, 6)
     pixels = torch.randint(0, 256, (2, 4 * 84 * 84), dtype=torch.uint8)
