@@ -61,6 +61,8 @@ class LoopStats:
     overruns: int
     """Ticks that ended after the next tick's deadline."""
     nominal_period: float
+    rate: float
+    """Achieved ticks per second, first tick start to last (0 with fewer than two ticks)."""
     period: Percentiles
     """Time between the starts of consecutive ticks."""
     jitter: Percentiles
@@ -91,9 +93,8 @@ class LoopStats:
             return (f"  {name:<9} p50 {p.p50 * ms:8.3f} ms   p99 {p.p99 * ms:8.3f} ms   "
                     f"max {p.max * ms:8.3f} ms")
 
-        rate = self.steps / self.wall_time if self.wall_time > 0 else 0.0
         mode = "real time" if self.realtime else "as fast as possible"
-        lines = [f"{self.steps} steps in {self.wall_time:.3f} s ({rate:.1f} Hz, nominal "
+        lines = [f"{self.steps} steps in {self.wall_time:.3f} s ({self.rate:.1f} Hz, nominal "
                  f"{1 / self.nominal_period:.1f} Hz, {mode}); stopped by {self.stop_reason}",
                  line("period", self.period), line("latency", self.latency)]
         if self.realtime:
@@ -170,9 +171,11 @@ class ControlLoop:
     def stats(self) -> LoopStats:
         """What was measured so far (also after a run that raised)."""
         wall = (self._t_end or self._clock()) - self._t0 if self._t0 is not None else 0.0
+        span = sum(self._periods)
         return LoopStats(
             steps=self._steps, skipped=self._skipped, overruns=len(self._overrun),
-            nominal_period=self.period, period=Percentiles.of(self._periods),
+            nominal_period=self.period, rate=len(self._periods) / span if span > 0 else 0.0,
+            period=Percentiles.of(self._periods),
             jitter=Percentiles.of(self._jitter), latency=Percentiles.of(self._latency),
             lateness=Percentiles.of(self._lateness), overrun=Percentiles.of(self._overrun),
             wall_time=wall, realtime=self.realtime,

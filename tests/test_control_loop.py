@@ -107,6 +107,7 @@ def test_ticks_fall_on_absolute_deadlines():
     gaps = np.diff(robot.sent_at)
     np.testing.assert_allclose(gaps, PERIOD, atol=2e-5)
     assert stats.steps == 20 and stats.overruns == 0 and stats.skipped == 0
+    assert stats.rate == pytest.approx(1 / PERIOD, rel=1e-3)
     assert stats.period.p50 == pytest.approx(PERIOD, abs=2e-5)
     assert stats.jitter.max < 2e-5
     assert stats.latency.p50 == pytest.approx(0.003, abs=2e-5)
@@ -127,6 +128,7 @@ def test_an_overrun_skips_missed_deadlines_instead_of_bursting():
     written = np.array(robot.sent_at) - robot.read_at[0]
     np.testing.assert_allclose(written, [0.001, 0.011, 0.021, 0.055, 0.061, 0.071], atol=5e-5)
     assert stats.overruns == 1 and stats.skipped == 2
+    assert stats.rate == pytest.approx(5 / 0.070, rel=1e-3)  # 6 ticks over 70 ms: the skips cost rate
     assert stats.overrun.max == pytest.approx(0.015, abs=5e-5)  # ended 15 ms after the 40 ms deadline
     # the period after the overrun is 3 nominal periods: no jitter is charged for the skipped ones
     assert stats.period.max == pytest.approx(0.030, abs=5e-5)
