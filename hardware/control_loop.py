@@ -127,6 +127,9 @@ class ControlLoop:
         self.policy = policy
         self.spec = policy.spec
         self.safety = safety if safety is not None else SafetyFilter(self.spec, SafetyConfig())
+        if tuple(self.safety.spec.joint_names) != tuple(self.spec.joint_names):
+            raise HardwareError(f"the safety filter is for joints {list(self.safety.spec.joint_names)}, the "
+                                f"policy commands {list(self.spec.joint_names)}")
         self.period = float(period if period is not None else self.spec.control_period)
         if not (math.isfinite(self.period) and self.period > 0):
             raise HardwareError(f"control period must be a positive number of seconds, got {self.period}")

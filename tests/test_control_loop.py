@@ -252,3 +252,8 @@ def test_percentiles_hand_worked():
     assert (p.p50, p.max) == (3.0, 100.0)
     assert p.p99 == pytest.approx(4.0 + 0.96 * 96.0)  # linear interpolation between 4 and 100
     assert Percentiles.of([]) == Percentiles(0.0, 0.0, 0.0)
+
+
+def test_a_safety_filter_for_other_joints_is_refused():
+    with pytest.raises(HardwareError, match="safety filter is for joints"):
+        ControlLoop(Arm(), Policy(make_spec(), [0, 0, 0]), open_filter(make_spec(("x", "y", "z"))))
