@@ -5,8 +5,8 @@
     stats = ControlLoop(make_robot(policy.spec, {}), policy).run(duration=10.0)
 
 Backends (`robot-rl deploy --backend NAME`): `mujoco_robot` (the task's own model), `pybullet_robot`
-(the same robot in PyBullet, `model_transfer`), `serial_robot` (a microcontroller over a serial link,
-`protocol`, `serial_link`; the `emulator` plays the device in hardware-in-the-loop tests).
+(the same robot in PyBullet, `robot_rl.sim.pybullet_twin`), `serial_robot` (a microcontroller over
+a serial link, `protocol`, `serial_link`; the `emulator` plays the device in hardware-in-the-loop tests).
 
 Nothing is imported until used (module `__getattr__`): the serial path imports numpy, pyyaml and
 pyserial only, never mujoco, pybullet or torch.
@@ -21,7 +21,7 @@ _LAZY = {
     "Robot": "robot", "RobotState": "robot", "HardwareError": "robot", "Lifecycle": "robot",
     "SafetyConfig": "safety", "SafetyFilter": "safety",
     "ControlLoop": "control_loop", "LoopStats": "control_loop", "joint_mapping": "control_loop",
-    "MujocoRobot": "mujoco_robot", "PyBulletRobot": "pybullet_robot", "PyBulletTwin": "model_transfer",
+    "MujocoRobot": "mujoco_robot", "PyBulletRobot": "pybullet_robot",
     "SerialRobot": "serial_robot",
 }
 __all__ = sorted(_LAZY)

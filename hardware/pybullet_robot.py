@@ -4,13 +4,13 @@ The task's Gymnasium MuJoCo environment is kept for everything but the physics: 
 reset noise, so both simulators start from the same state), its reward and termination rules, and the
 state fields (`qpos`, `qvel`, ...) the policy observes. Its physics step is replaced by PyBullet's:
 the model is loaded in PyBullet with MuJoCo's compiled parameters carried across
-(`model_transfer.PyBulletTwin`), stepped with the same timestep and frame skip, and after every control
-period PyBullet's state is written back into the env's `mjData` in MuJoCo's layout (then
+(`robot_rl.sim.pybullet_twin.PyBulletTwin`), stepped with the same timestep and frame skip, and after
+every control period PyBullet's state is written back into the env's `mjData` in MuJoCo's layout (then
 `mj_forward`, so positions of bodies, sites and contact forces follow). The same policy thus runs
 unchanged, and `robot-rl sim2sim` can compare the two returns.
 
 Only the Gymnasium MuJoCo tasks (whose models load in PyBullet) are supported; see
-`model_transfer` for what is carried across and what is not.
+`robot_rl.sim.pybullet_twin` for what is carried across and what is not.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class PyBulletRobot(MujocoRobot):
         super()._attach(env)
         if not self._direct or not hasattr(self._inner.simulator, "fullpath"):
             raise HardwareError(f"{self.task}: the pybullet backend runs the Gymnasium MuJoCo tasks only")
-        from robot_rl.hardware.model_transfer import PyBulletTwin
+        from robot_rl.sim.pybullet_twin import PyBulletTwin
 
         sim = self._inner.simulator
         self.twin = PyBulletTwin(sim.model, sim.fullpath)

@@ -5,7 +5,7 @@ possible, episode i from seed `seed + i` in both simulators (PyBullet starts fro
 state, reset noise included), and the command reports both mean returns and their ratio
 (PyBullet / MuJoCo). A ratio near 1 says the policy does not depend on one simulator's quirks; what
 PyBullet is given of the MuJoCo model, and what it is not, is described in
-`robot_rl.hardware.model_transfer`.
+`robot_rl.sim.pybullet_twin`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from robot_rl.hardware.model_transfer import ROTOR_RATIO, PyBulletTwin, TransferError
+from robot_rl.sim.pybullet_twin import ROTOR_RATIO, PyBulletTwin, TransferError
 
 TASKS = ["InvertedPendulum-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5"]
 

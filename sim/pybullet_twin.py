@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.hardware.robot import HardwareError
+from robot_rl.errors import RobotRLError
 
 ROTOR_RATIO = 1000.0
 """Gear ratio N of the rotors that carry armature: the error against MuJoCo's armature is O(1/N)."""
@@ -61,7 +61,7 @@ _MAX_JOINT_VELOCITY = 1e9  # rad/s or m/s: no cap (PyBullet's default, 100, woul
 _POSE_TOL = 1e-6  # m and rad: how exactly PyBullet's body poses must match MuJoCo's
 
 
-class TransferError(HardwareError):
+class TransferError(RobotRLError):
     """The model uses something that cannot be carried to PyBullet, or the transfer did not hold."""
 
 
