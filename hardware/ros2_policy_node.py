@@ -1,0 +1,545 @@
+"""The ROS 2 policy node `robot_rl_policy`: a policy bundle on a ROS 2 robot, through the hardware layer.
+
+    python -m robot_rl.hardware.ros2_policy_node zoo:Hopper-v5_ppo --ros-args -p trigger:=state
+    ros2 lifecycle set /robot_rl_policy activate        # with -p autostart:=false
+
+It is the hardware layer run from ROS callbacks, not a second implementation: a `Ros2Robot` backend
+embedded in this node, the bundle's `Policy`, a `SafetyFilter`, and the `ControlLoop` whose tick
+(read state -> policy -> safety filter -> command) runs from the node's executor, one tick at a time
+(`NodeControlLoop` adds `start`/`tick`/`stop` to `ControlLoop`, which only has a blocking `run`).
+
+**Timing.** The loop runs at the bundle's control period (`period` overrides it, for benchmarks).
+`trigger:=state` (default): a fresh JointState runs the tick as soon as it arrives, when one is due
+(ticks stay on a control-period grid; a state more than half a period early waits for the next), so the
+command answers the newest state with no phase delay; a timer (period: the stale timeout plus a
+tenth of a control period, restarted by every tick) runs a tick when states stop, which the safety
+filter then answers with the safe command. `trigger:=timer`: a timer at the control period runs every
+tick, whatever the state's phase (up to one period older).
+
+**Stale state.** The filter's stale timeout is `stale_timeout` (default 1.5 control periods): with
+`trigger:=state` the safe command (zero torque or velocity, or hold the measured position) follows
+the last state within the timeout plus a tenth of a period, i.e. within two control periods, and the
+node reports it at once (diagnostics level STALE, a warning in the log).
+
+**Lifecycle** (rclpy's lifecycle node; `ros2 lifecycle` or the `~/change_state` service):
+configure = load and verify the bundle, create the robot's subscriptions and publisher (the Robot's
+configure); activate = the control loop's start: joints mapped by name onto the policy's order, the
+state checked for every field the policy reads, the robot activated and the filter seeded from the
+measured state; a mismatch refuses the transition with an error that names both sides (the node
+stays inactive, logs it and reports it in diagnostics); deactivate = the Robot's deactivate (the safe
+command is published once); cleanup/shutdown close the robot; an error e-stops it. With `autostart`
+(default true) the node configures itself, waits for the first JointState, and activates; a refusal
+then ends the process with exit code 2 and the error on stderr.
+
+**QoS**: state in best effort (sensor-data profile), depth 1, requested deadline `state_deadline`
+(default 2 periods; 0: none, for a driver that offers no deadline); commands out reliable, depth 1,
+offered deadline `command_deadline` (same default); see `robot_rl.hardware.ros2_robot`.
+
+**Diagnostics** (`diagnostics`, diagnostic_msgs/DiagnosticArray, every `diagnostics_period` s and at
+once on a change of stale state or a refusal): lifecycle, rate, period/latency/jitter percentiles over
+the last ticks, safety interventions by reason, JointStates received and rejected by reason, deadline
+misses and QoS problems, as key/value pairs.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from robot_rl.errors import ConfigError, RobotRLError
+from robot_rl.hardware.control_loop import ControlLoop
+from robot_rl.hardware.robot import HardwareError, Lifecycle, RobotState
+from robot_rl.spec import TaskSpec
+
+NODE_NAME = "robot_rl_policy"
+TRIGGERS = ("state", "timer")
+#: Parameters and defaults; list-valued ones are typed (string or double arrays).
+PARAMETERS: dict[str, Any] = {
+    "bundle": "",
+    "runtime": "numpy",
+    "state_topic": "joint_states",
+    "imu_topic": "",
+    "command_topic": "commands",
+    "diagnostics_topic": "diagnostics",
+    "joints": [],
+    "joint_map": [],
+    "state_joints": [],
+    "period": 0.0,
+    "trigger": "state",
+    "stale_timeout": 0.0,
+    "max_delta": 0.5,
+    "safety_limits": True,
+    "command_low": [],
+    "command_high": [],
+    "state_deadline": -1.0,
+    "command_deadline": -1.0,
+    "diagnostics_period": 1.0,
+    "autostart": True,
+    "activate_timeout": 0.0,
+}
+_STRING_ARRAYS = ("joints", "joint_map", "state_joints")
+_DOUBLE_ARRAYS = ("command_low", "command_high")
+PARAMETER_HELP = {
+    "bundle": "policy bundle folder or zoo:<name>",
+    "runtime": "numpy (default), onnx or torch",
+    "joints": "the robot's joint names in the command controller's order (default: the bundle's)",
+    "joint_map": "ROBOT_NAME=POLICY_NAME for robot joints named differently from the bundle's",
+    "state_joints": "JointState names forming qpos/qvel, in order (default: the whole message)",
+    "period": "control period in seconds (0: the bundle's)",
+    "trigger": "state: tick on each fresh JointState; timer: tick on a timer",
+    "stale_timeout": "seconds without a new state before the safe command (0: 1.5 control periods)",
+    "max_delta": "largest command change per step, fraction of the command range (inf: none)",
+    "safety_limits": "clip to the limits, rate limit and stale check (NaN rejection always stays)",
+    "command_low": "per-joint lower command limits in policy order, to tighten the bundle's",
+    "command_high": "per-joint upper command limits in policy order, to tighten the bundle's",
+    "state_deadline": "requested deadline on the state topic, s (-1: 2 periods; 0: none)",
+    "command_deadline": "offered deadline on the command topic, s (-1: 2 periods; 0: none)",
+    "autostart": "configure and activate at start (else wait for lifecycle transitions)",
+    "activate_timeout": "autostart: seconds to wait for a first JointState (0: forever)",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# The control loop, one tick at a time
+
+
+class NodeControlLoop(ControlLoop):
+    """`ControlLoop` driven from callbacks: `start()` (everything `run` does before its first tick),
+    `tick()` (one tick, with the loop's timing records), `stop()` (deactivate; the robot stays open).
+
+    Timing records keep the last `window` ticks, so a node that runs for days keeps a fixed memory."""
+
+    window = 2048
+
+    def _reset_records(self) -> None:
+        super()._reset_records()
+        for name in ("_periods", "_jitter", "_latency", "_lateness", "_overrun"):
+            setattr(self, name, collections.deque(maxlen=self.window))
+        self._last_start: float | None = None
+        self._mapping: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._mapping is not None
+
+    def start(self) -> None:
+        """Map joints, check state fields, activate the robot, seed the filter. Raises a
+        HardwareError naming both sides on a mismatch (nothing is sent then)."""
+        self._reset_records()
+        self._estop.clear()
+        self._mapping = self._prepare()
+        self._t0 = self._clock()
+
+    def tick(self) -> None:
+        """One tick: state -> policy -> safety filter -> command."""
+        if self._mapping is None:
+            raise HardwareError("the control loop is not started")
+        start = self._clock()
+        self._tick(*self._mapping)
+        end = self._clock()
+        self._latency.append(end - start)
+        if self._last_start is not None:
+            self._periods.append(start - self._last_start)
+            self._jitter.append(abs(start - self._last_start - self.period))
+        self._last_start = start
+
+    def stop(self, reason: str = "deactivated") -> None:
+        """Deactivate the robot (its safe command) and end the run; the robot is left open."""
+        self._mapping = None
+        self._stop_reason = reason
+        self._t_end = self._clock()
+        if self.robot.lifecycle is Lifecycle.ACTIVE:
+            self.robot.deactivate()
+
+
+class StateSchedule:
+    """When a fresh state should run a tick: on a grid of the control period, anchored on the first
+    state; a state earlier than half a period before the next slot waits (a driver publishing faster
+    than the policy's rate is down-sampled), one later than a period after it re-anchors the grid."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.next: float | None = None
+
+    def due(self, now: float) -> bool:
+        nxt = self.next
+        if nxt is not None and now < nxt - 0.5 * self.period:
+            return False
+        self.next = now + self.period if nxt is None or now > nxt + self.period else nxt + self.period
+        return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Setup from parameters (no ROS needed)
+
+
+def tightened_spec(spec: TaskSpec, low: list[float], high: list[float]) -> TaskSpec:
+    """`spec` with its command limits narrowed to [low, high] (empty lists leave them); never widened."""
+    action = spec.action
+    new_low, new_high = np.array(action.low), np.array(action.high)
+    for name, values, pick in (("command_low", low, np.maximum), ("command_high", high, np.minimum)):
+        if len(values) == 0:
+            continue
+        if len(values) != spec.act_dim:
+            raise ConfigError(f"{name}: {len(values)} values for {spec.act_dim} joints "
+                              f"{list(spec.joint_names)}")
+        if name == "command_low":
+            new_low = pick(new_low, values)
+        else:
+            new_high = pick(new_high, values)
+    if (new_low > new_high).any():
+        raise ConfigError(f"command limits: low {new_low.tolist()} is above high {new_high.tolist()}")
+    if np.array_equal(new_low, action.low) and np.array_equal(new_high, action.high):
+        return spec
+    return dataclasses.replace(spec, action=dataclasses.replace(action, low=tuple(new_low.tolist()),
+                                                                high=tuple(new_high.tolist())))
+
+
+def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[NodeControlLoop, Any]:
+    """The control loop and the robot for the parameters `p`, embedded in `node` (robot configured)."""
+    from robot_rl.hardware.ros2_robot import Ros2Robot
+    from robot_rl.hardware.safety import SafetyConfig, SafetyFilter
+    from robot_rl.policies import load
+
+    if not p["bundle"]:
+        raise ConfigError("the parameter bundle is not set (a bundle folder or zoo:<name>)")
+    if p["trigger"] not in TRIGGERS:
+        raise ConfigError(f"trigger: {p['trigger']!r} is not valid; choose one of: {', '.join(TRIGGERS)}")
+    policy = load(p["bundle"], runtime=p["runtime"])
+    spec = policy.spec
+    period = p["period"] or spec.control_period
+    if not (math.isfinite(period) and period > 0):
+        raise ConfigError(f"period: must be a positive number of seconds, got {period}")
+    stale = p["stale_timeout"] or 1.5 * period
+    safety = SafetyFilter(tightened_spec(spec, list(p["command_low"]), list(p["command_high"])),
+                          SafetyConfig(max_delta=p["max_delta"], stale_timeout=stale,
+                                       enabled=p["safety_limits"]))
+    robot = Ros2Robot(spec, node=node, joints=list(p["joints"]) or None, joint_map=list(p["joint_map"]),
+                      state_joints=list(p["state_joints"]), state_topic=p["state_topic"],
+                      imu_topic=p["imu_topic"], command_topic=p["command_topic"],
+                      state_deadline=p["state_deadline"], command_deadline=p["command_deadline"],
+                      period=period, on_state=on_state)
+    robot.configure()
+    return NodeControlLoop(robot, policy, safety, period=period, realtime=True, clock=time.monotonic), robot
+
+
+# --------------------------------------------------------------------------------------------------
+# The node
+
+
+def make_policy_node(context: Any = None) -> Any:
+    """The node class (built here so that importing this module needs no rclpy)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    success, failure = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+    class PolicyNode(LifecycleNode):
+        def __init__(self, bundle: str | None = None) -> None:
+            super().__init__(NODE_NAME, context=context)
+            for key, default in PARAMETERS.items():
+                kind = (ParameterType.PARAMETER_STRING_ARRAY if key in _STRING_ARRAYS else
+                        ParameterType.PARAMETER_DOUBLE_ARRAY if key in _DOUBLE_ARRAYS else None)
+                descriptor = ParameterDescriptor(description=PARAMETER_HELP.get(key, ""), read_only=True)
+                if kind is not None:
+                    descriptor.type = kind
+                elif isinstance(default, float):
+                    descriptor.dynamic_typing = True  # `-p period:=1` (an integer) is fine too
+                if key == "bundle" and bundle:
+                    default = bundle
+                self.declare_parameter(key, default, descriptor)
+            self.loop: NodeControlLoop | None = None
+            self.robot: Any = None
+            self.error: str | None = None
+            self.done = False
+            self.exit_code = 0
+            self.stale = False
+            self._timers: list[Any] = []
+            self._tick_timer: Any = None
+            self._diag_timer: Any = None
+            self._diag_pub: Any = None
+            self._schedule: StateSchedule | None = None
+            self._active = False
+            self._started = time.monotonic()
+            self._waiting_logged = 0.0
+            self._autostart_timer = (self.create_timer(0.02, self._autostart)
+                                     if self.get_parameter("autostart").value else None)
+
+        # ------------------------------------------------------------ lifecycle
+        def params(self) -> dict[str, Any]:
+            out = {key: self.get_parameter(key).value for key in PARAMETERS}
+            for key, default in PARAMETERS.items():
+                if isinstance(default, float):
+                    try:
+                        out[key] = float(out[key])
+                    except (TypeError, ValueError):
+                        raise ConfigError(f"{key}: expected a number, got {out[key]!r}") from None
+            return out
+
+        def on_configure(self, state: Any) -> Any:
+            self.error = None
+            try:
+                self.p = p = self.params()
+                if self._diag_pub is None:
+                    self._diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
+                    self._diag_timer = self.create_timer(p["diagnostics_period"], self.publish_diagnostics)
+                self.loop, self.robot = build_loop(p, self, self._on_state)
+            except RobotRLError as err:
+                return self._refuse(f"refusing to configure: {err}")
+            spec, robot = self.loop.spec, self.robot
+            self.get_logger().info(
+                f"configured {spec.name} ({p['bundle']}): joints {list(robot.joints)} -> "
+                f"{list(spec.joint_names)}, {self.loop.period * 1e3:g} ms, trigger {p['trigger']}, stale "
+                f"after {self.loop.safety.stale_timeout * 1e3:g} ms; state "
+                f"{robot.topic_name(p['state_topic'])}, commands {robot.topic_name(p['command_topic'])}")
+            return success
+
+        def on_activate(self, state: Any) -> Any:
+            loop, robot = self.loop, self.robot
+            try:
+                loop.start()
+            except RobotRLError as err:
+                if robot.lifecycle is Lifecycle.ERROR:  # a failed read: make the robot usable again
+                    robot.recover()
+                    robot.configure()
+                return self._refuse(f"refusing to activate: {err}")
+            self.error = None
+            period = loop.period
+            if self.p["trigger"] == "timer":
+                self._tick_timer = self.create_timer(period, self._run_tick)
+            else:
+                self._schedule = StateSchedule(period)
+                self._tick_timer = self.create_timer(loop.safety.stale_timeout + 0.1 * period, self._watchdog)
+            self._active = True
+            self.get_logger().info(f"active: {loop.spec.name} at {1 / period:g} Hz")
+            self.publish_diagnostics()
+            return super().on_activate(state)
+
+        def on_deactivate(self, state: Any) -> Any:
+            self._stop_ticking()
+            if self.loop is not None:
+                self.loop.stop()
+            self.get_logger().info("inactive: the safe command was sent")
+            self.publish_diagnostics()
+            return super().on_deactivate(state)
+
+        def on_cleanup(self, state: Any) -> Any:
+            self._release()
+            return success
+
+        def on_shutdown(self, state: Any) -> Any:
+            self._stop_ticking()
+            if self.loop is not None and self.loop.running:
+                self.loop.stop("shutdown")
+            self._release()
+            return success
+
+        def on_error(self, state: Any) -> Any:
+            self._stop_ticking()
+            if self.robot is not None:
+                self.robot.estop(self.error or "lifecycle error")
+            self._release()
+            return success
+
+        # ------------------------------------------------------------ ticking
+        def _on_state(self, state: RobotState) -> None:
+            if self._active and self._schedule.due(time.monotonic()):
+                self._run_tick()
+                self._tick_timer.reset()
+
+        def _watchdog(self) -> None:
+            self._schedule.next = None  # a state that comes back ticks at once and re-anchors the grid
+            self._run_tick()
+
+        def _run_tick(self) -> None:
+            loop = self.loop
+            counts = loop.safety.counts
+            stale_before = counts["stale"]
+            try:
+                loop.tick()
+            except RobotRLError as err:
+                self.error = f"control loop fault: {err}"
+                self.get_logger().error(self.error)
+                self._stop_ticking()
+                loop.estop(self.error)
+                self.publish_diagnostics()
+                return
+            stale = counts["stale"] != stale_before
+            if stale != self.stale:
+                self.stale = stale
+                if stale:
+                    self.get_logger().warning(f"stale state: {loop.safety.last_detail}; the safe command "
+                                              f"is being sent")
+                else:
+                    self.get_logger().info("state is fresh again; the policy is back in control")
+                self.publish_diagnostics()
+
+        def _stop_ticking(self) -> None:
+            self._active = False
+            if self._tick_timer is not None:
+                self.destroy_timer(self._tick_timer)
+                self._tick_timer = None
+
+        def _release(self) -> None:
+            if self.robot is not None:
+                self.robot.close()
+            self.robot = self.loop = None
+
+        def _refuse(self, message: str) -> Any:
+            self.error = message
+            self.get_logger().error(message)
+            self.publish_diagnostics()
+            return failure
+
+        # ------------------------------------------------------------ autostart
+        def _autostart(self) -> None:
+            label = self._state_machine.current_state[1]
+            if label == "unconfigured":
+                if self.trigger_configure() != success:
+                    return self._give_up()
+                return None
+            if label != "inactive" or self.robot is None:
+                return None
+            decoder = self.robot.decoder
+            persistent = decoder.rejected["names"] + decoder.rejected["length"]
+            if self.robot.latest is None and persistent < 3:
+                waited = time.monotonic() - self._started
+                timeout = self.p["activate_timeout"]
+                if timeout and waited > timeout:
+                    self.error = (f"refusing to activate: no valid JointState on "
+                                  f"{self.robot.topic_name(self.p['state_topic'])} within {timeout:g} s")
+                    self.get_logger().error(self.error)
+                    return self._give_up()
+                if waited - self._waiting_logged > 5.0:
+                    self._waiting_logged = waited
+                    self.get_logger().info(f"waiting for JointState on "
+                                           f"{self.robot.topic_name(self.p['state_topic'])}")
+                return None
+            if self.trigger_activate() != success:
+                return self._give_up()
+            self.destroy_timer(self._autostart_timer)
+            self._autostart_timer = None
+            return None
+
+        def _give_up(self) -> None:
+            self.exit_code = 2
+            self.done = True
+            if self._autostart_timer is not None:
+                self.destroy_timer(self._autostart_timer)
+                self._autostart_timer = None
+
+        # ------------------------------------------------------------ diagnostics
+        def publish_diagnostics(self) -> None:
+            if self._diag_pub is None:
+                return
+            msg = DiagnosticArray(status=[self.status()])
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._diag_pub.publish(msg)
+
+        def status(self) -> Any:
+            values = self.report()
+            label = values["lifecycle"]
+            if self.error:
+                level, message = DiagnosticStatus.ERROR, self.error
+            elif label == "active" and self.stale:
+                level = DiagnosticStatus.STALE
+                message = f"stale state: {values.get('safety_last_detail')}; sending the safe command"
+            elif label == "active":
+                level, message = DiagnosticStatus.OK, f"active at {values.get('rate_hz', 0):.1f} Hz"
+            else:
+                level, message = DiagnosticStatus.WARN, label
+            return DiagnosticStatus(level=level, name=f"{NODE_NAME}: control loop", message=message,
+                                    hardware_id=values.get("task", ""),
+                                    values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()])
+
+        def report(self) -> dict[str, Any]:
+            """Everything the diagnostics carry, as plain values (times in ms)."""
+            out: dict[str, Any] = {"lifecycle": self._state_machine.current_state[1], "stale": self.stale}
+            loop, robot = self.loop, self.robot
+            if loop is None or robot is None:
+                return out
+            s = loop.stats()
+            ms = 1e3
+            out.update({"task": loop.spec.name, "bundle": self.p["bundle"], "trigger": self.p["trigger"],
+                        "period_ms": loop.period * ms, "steps": s.steps,
+                        "rate_hz": 1 / s.period.p50 if s.period.p50 > 0 else 0.0,
+                        "period_p50_ms": s.period.p50 * ms, "period_p99_ms": s.period.p99 * ms,
+                        "jitter_p99_ms": s.jitter.p99 * ms, "latency_p50_ms": s.latency.p50 * ms,
+                        "latency_p99_ms": s.latency.p99 * ms, "latency_max_ms": s.latency.max * ms})
+            safety = s.safety
+            out["safety_interventions"] = safety["total"]
+            for reason, count in safety["interventions"].items():
+                out[f"safety_{reason}"] = count
+            out["safety_last_reason"] = safety["last_reason"]
+            out["safety_last_detail"] = safety["last_detail"]
+            out["states_received"] = robot.received
+            out["states_rejected"] = sum(robot.rejected.values())
+            for reason, count in robot.rejected.items():
+                out[f"states_rejected_{reason}"] = count
+            out["last_rejection"] = robot.decoder.last_rejection
+            out["commands_sent"] = robot.commands_sent
+            out["state_deadline_missed"] = robot.state_deadline_missed
+            out["command_deadline_missed"] = robot.command_deadline_missed
+            if robot.qos_problems:
+                out["qos_problems"] = "; ".join(robot.qos_problems)
+            return out
+
+    return PolicyNode
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m robot_rl.hardware.ros2_policy_node [BUNDLE] [--ros-args ...]`: run the node until
+    SIGINT/SIGTERM (then deactivate: the safe command is sent) or a refused autostart (exit code 2)."""
+    import signal
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv if argv is None else argv)
+    plain = remove_ros_args(argv)[1:]
+    if len(plain) > 1 or (plain and plain[0].startswith("-")):
+        print(f"usage: {NODE_NAME} [BUNDLE] [--ros-args -p NAME:=VALUE ...]; parameters: "
+              f"{', '.join(PARAMETERS)}", file=sys.stderr)
+        return 2
+    context = rclpy.Context()
+    rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    stop: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(1))
+    node = make_policy_node(context)(plain[0] if plain else None)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        while not stop and not node.done:
+            executor.spin_once(timeout_sec=0.1)
+        if node.done and node.error:
+            print(f"{NODE_NAME}: error: {node.error}", file=sys.stderr)
+        return node.exit_code
+    finally:
+        try:
+            node.trigger_shutdown()  # deactivates first when active: the safe command goes out
+        except Exception as err:  # never let cleanup hide the exit code
+            print(f"{NODE_NAME}: shutdown: {err}", file=sys.stderr)
+        node.destroy_node()
+        context.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

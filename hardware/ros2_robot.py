@@ -1,0 +1,493 @@
+"""The `ros2` backend: a robot behind ROS 2 topics, through the `Robot` interface.
+
+    sensor_msgs/JointState (+ sensor_msgs/Imu) --> Ros2Robot.read_state() -> RobotState
+    Ros2Robot.write_command(u)                 --> std_msgs/Float64MultiArray (a forward/group controller)
+
+**Joints.** `joints` are the robot's joint names in the order its command controller takes them (a
+forward_command_controller's `joints` list); default: the bundle's names in policy order. `joint_map`
+renames robot names to the policy's ("cart=slider"), so that `joint_names` (what the control loop maps
+onto the policy's order, by name) are in the policy's terms. JointState entries are found by name,
+in whatever order and with whatever extra joints the driver publishes.
+
+**State fields.** `RobotState.fields` carries the task spec's `qpos` and `qvel` when it reads them:
+`qpos` is the JointState's positions and `qvel` its velocities, in message order (or in the order of
+`state_joints`), i.e. the generalized coordinates when the JointState names every joint of the model,
+as the sim bridge publishes it. A joint with more than one coordinate is spelled as entries named
+`J:x J:y J:z J:qw J:qx J:qy J:qz` (free joint) or `J:qw .. J:qz` (ball joint): positions are its
+qpos, velocities its qvel, with the `:qw` entry's velocity unused (it is skipped in `qvel`). Other
+state fields (dm_control observation keys) do not travel over JointState; the control loop then
+refuses the bundle, naming the fields. An Imu (optional) gives `base_orientation` (w, x, y, z) and
+`base_angular_velocity` (rad/s); an Imu whose orientation covariance[0] is -1 has no orientation.
+
+**Validation.** A JointState is rejected, counted by reason (`rejected`) and not stored when its
+position or velocity array does not match its names or the bundle's state-field sizes ("length"),
+when a value the policy uses is NaN/Inf ("non_finite"), or when it lacks one of the robot's joints or
+repeats a name ("names"). Each accepted JointState gets the next `sequence`; its `timestamp` is the
+header stamp in seconds (a zero stamp: the host's monotonic clock on receipt). The safety filter
+learns the offset between the stamp's clock and `clock()`, so only the rates must agree.
+
+**QoS** (see `state_qos`, `command_qos`): state in with the sensor-data profile (best effort,
+volatile) at depth 1 and a requested deadline (default two control periods; a publisher must offer
+one at most as long, else the incompatible-QoS event says so); commands out reliable at depth 1 (what
+ros2_controllers' command subscriptions request) with an offered deadline.
+
+Two ways to run: embedded in a node (`node=`, as `robot_rl_policy` does: callbacks run in the node's
+executor, `read_state` returns the latest state, `on_state` is called on each accepted state), or
+standalone (its own context, node and executor thread, for `ControlLoop.run`: `read_state` waits up
+to half a control period for a state newer than the last it returned, like the serial backend).
+Imports numpy at module level; rclpy and the message packages on use.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from robot_rl.errors import ConfigError
+from robot_rl.hardware.robot import HardwareError, Robot, RobotState
+from robot_rl.spec import TaskSpec
+
+REJECT_REASONS = ("length", "non_finite", "names")
+OPTIONS = ("port", "realtime", "seed", "task", "ros_args", "joints", "joint_map", "state_joints",
+           "state_topic", "imu_topic", "command_topic", "state_deadline", "command_deadline")
+#: Suffix of the unused velocity entry of a free or ball joint's quaternion.
+QW = ":qw"
+
+
+def parse_joint_map(items: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """`["robot_name=policy_name", ...]` (or a mapping) -> {robot name: policy name}."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for item in items:
+            robot, sep, policy = str(item).partition("=")
+            if not sep or not robot.strip() or not policy.strip():
+                raise ConfigError(f"joint_map: {item!r} is not of the form ROBOT_NAME=POLICY_NAME")
+            pairs.append((robot.strip(), policy.strip()))
+    out: dict[str, str] = {}
+    for robot, policy in pairs:
+        if robot in out:
+            raise ConfigError(f"joint_map: the robot joint {robot!r} is mapped twice")
+        out[str(robot)] = str(policy)
+    if len(set(out.values())) != len(out):
+        raise ConfigError(f"joint_map: two robot joints map to the same policy joint: {out}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# JointState -> RobotState (numpy only: testable without ROS)
+
+
+class JointStateDecoder:
+    """Validates JointState contents and turns them into `RobotState`s; counts what it rejects.
+
+    `joints`: the robot's joint names in command order (robot terms); `state_fields`: the spec's field
+    sizes (only `qpos`/`qvel` are built here); `state_joints`: the names whose entries form
+    qpos/qvel, in order (empty: the whole message, in message order).
+    """
+
+    def __init__(self, joints: Sequence[str], state_fields: Mapping[str, int],
+                 state_joints: Sequence[str] = ()) -> None:
+        self.joints = tuple(joints)
+        self.sizes = {k: int(v) for k, v in state_fields.items() if k in ("qpos", "qvel")}
+        self.state_joints = tuple(state_joints)
+        self.rejected = dict.fromkeys(REJECT_REASONS, 0)
+        self.accepted = 0
+        self.last_rejection: str | None = None
+        self._names: list[str] | None = None  # the name list the index arrays below were made for
+        self._layout: tuple[Any, ...] | str = "unset"
+
+    def decode(self, names: Sequence[str], position: Any, velocity: Any, timestamp: float,
+               sequence: int, orientation: np.ndarray | None = None,
+               angular_velocity: np.ndarray | None = None) -> RobotState | None:
+        """The state for one JointState, or None (rejected and counted; `last_rejection` says why)."""
+        if names != self._names:
+            self._names = list(names)
+            self._layout = self._resolve(self._names)
+        layout = self._layout
+        if isinstance(layout, str):
+            return self._reject("names", layout)
+        n = len(names)
+        pos = np.frombuffer(position, dtype=np.float64) if isinstance(position, array.array) \
+            else np.asarray(position, dtype=np.float64)
+        vel = np.frombuffer(velocity, dtype=np.float64) if isinstance(velocity, array.array) \
+            else np.asarray(velocity, dtype=np.float64)
+        if pos.shape != (n,) or vel.shape != (n,):
+            return self._reject("length", f"JointState has {n} names, {pos.size} positions and "
+                                          f"{vel.size} velocities (positions and velocities are required)")
+        joint_index, qpos_index, qvel_index, check_index = layout
+        checked = (pos, vel) if check_index is None else (pos[check_index], vel[check_index])
+        if not (np.isfinite(checked[0]).all() and np.isfinite(checked[1]).all()):
+            bad = [names[i] for i in range(n) if not (math.isfinite(pos[i]) and math.isfinite(vel[i]))]
+            return self._reject("non_finite", f"NaN/Inf in the JointState for {', '.join(bad)}")
+        fields = {}
+        if "qpos" in self.sizes:
+            fields["qpos"] = pos[qpos_index] if qpos_index is not None else pos.copy()
+        if "qvel" in self.sizes:
+            fields["qvel"] = vel[qvel_index] if qvel_index is not None else vel.copy()
+        self.accepted += 1
+        return RobotState(joint_positions=pos[joint_index], joint_velocities=vel[joint_index],
+                          timestamp=timestamp, sequence=sequence, fields=fields,
+                          base_orientation=orientation, base_angular_velocity=angular_velocity)
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejected[reason] += 1
+        self.last_rejection = f"{reason}: {detail}"
+        return None
+
+    def _resolve(self, names: list[str]) -> tuple[Any, ...] | str:
+        """Index arrays for a name list, or the reason it cannot serve (a string)."""
+        if len(set(names)) != len(names):
+            dup = sorted({x for x in names if names.count(x) > 1})
+            return f"the JointState repeats the name(s) {', '.join(dup)}"
+        where = {name: i for i, name in enumerate(names)}
+        missing = [j for j in self.joints if j not in where]
+        if missing:
+            return (f"the JointState has no joint named {', '.join(missing)} (it names: "
+                    f"{', '.join(names) or 'nothing'}); the robot's joints are {list(self.joints)}. "
+                    f"Map differing names with joint_map (ROBOT_NAME=POLICY_NAME)")
+        joint_index = np.array([where[j] for j in self.joints], dtype=np.intp)
+        if self.state_joints:
+            gone = [j for j in self.state_joints if j not in where]
+            if gone:
+                return f"the JointState has no entry named {', '.join(gone)} (listed in state_joints)"
+            order = [where[j] for j in self.state_joints]
+        else:
+            order = list(range(len(names)))
+        qpos_index = None if order == list(range(len(names))) else np.array(order, dtype=np.intp)
+        vel_order = [i for i in order if not names[i].endswith(QW)]
+        qvel_index = None if vel_order == list(range(len(names))) else np.array(vel_order, dtype=np.intp)
+        used = sorted(set(order) | set(joint_index.tolist()))
+        check_index = None if len(used) == len(names) else np.array(used, dtype=np.intp)
+        for field, count in (("qpos", len(order)), ("qvel", len(vel_order))):
+            if field in self.sizes and count != self.sizes[field]:
+                return (f"the JointState gives {count} entries for {field}; the bundle's observation "
+                        f"reads {self.sizes[field]} (a length mismatch: another robot or model?)")
+        return joint_index, qpos_index, qvel_index, check_index
+
+
+# --------------------------------------------------------------------------------------------------
+# QoS
+
+
+def state_qos(deadline: float | None) -> Any:
+    """Sensor-data profile (best effort, volatile), depth 1, requested `deadline` seconds (None: none).
+
+    Best effort takes the newest state over a retransmitted old one and matches reliable and
+    best-effort publishers alike; depth 1 because only the latest state matters to a controller."""
+    from rclpy.duration import Duration
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                     durability=DurabilityPolicy.VOLATILE)
+    if deadline:
+        qos.deadline = Duration(nanoseconds=round(deadline * 1e9))
+    return qos
+
+
+def command_qos(deadline: float | None) -> Any:
+    """Reliable (ros2_controllers' command subscribers request it), volatile, depth 1, offered `deadline`."""
+    from rclpy.duration import Duration
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+    if deadline:
+        qos.deadline = Duration(nanoseconds=round(deadline * 1e9))
+    return qos
+
+
+def stamp_seconds(stamp: Any) -> float:
+    """A builtin_interfaces/Time in seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+# --------------------------------------------------------------------------------------------------
+# The backend
+
+
+class Ros2Robot(Robot):
+    """A robot whose driver speaks ROS 2 (see the module docstring for topics, names and QoS)."""
+
+    backend = "ros2"
+
+    def __init__(self, spec: TaskSpec, *, node: Any = None, joints: Sequence[str] | None = None,
+                 joint_map: Sequence[str] | Mapping[str, str] | None = None, state_joints: Sequence[str] = (),
+                 state_topic: str = "joint_states", imu_topic: str = "", command_topic: str = "commands",
+                 state_deadline: float | None = None, command_deadline: float | None = None,
+                 period: float | None = None, node_name: str = "robot_rl_policy",
+                 ros_args: Sequence[str] | None = None,
+                 on_state: Callable[[RobotState], None] | None = None) -> None:
+        super().__init__()
+        if spec.action.kind not in ("torque", "position", "velocity"):
+            raise ConfigError(f"ros2 backend: a {spec.action.kind!r} action is not a joint command")
+        self.spec = spec
+        self.command_kind = spec.action.kind
+        self.period = float(period if period is not None else spec.control_period)
+        self.joints = tuple(joints) if joints else tuple(spec.joint_names)
+        rename = parse_joint_map(joint_map)
+        self.joint_names = tuple(rename.get(j, j) for j in self.joints)
+        self.state_topic, self.imu_topic, self.command_topic = state_topic, imu_topic, command_topic
+        self.state_deadline = 2 * self.period if state_deadline is None or state_deadline < 0 \
+            else state_deadline
+        self.command_deadline = 2 * self.period if command_deadline is None or command_deadline < 0 \
+            else command_deadline
+        self.decoder = JointStateDecoder(self.joints, spec.state_fields, state_joints)
+        self.on_state = on_state
+        self.node = node
+        self.standalone = node is None
+        self.node_name = node_name
+        self.ros_args = list(ros_args) if ros_args is not None else None
+        self.commands_sent = 0
+        self.state_deadline_missed = 0
+        self.command_deadline_missed = 0
+        self.qos_problems: list[str] = []
+        self._sequence = 0
+        self._latest: RobotState | None = None
+        self._returned = 0  # sequence of the last state read_state returned
+        self._imu: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+        self._cond = threading.Condition()
+        self._entities: list[Any] = []
+        self._publisher: Any = None
+        self._context: Any = None
+        self._executor: Any = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ counters
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Rejected JointStates by reason ("length", "non_finite", "names")."""
+        return dict(self.decoder.rejected)
+
+    @property
+    def received(self) -> int:
+        """JointStates accepted."""
+        return self.decoder.accepted
+
+    @property
+    def latest(self) -> RobotState | None:
+        return self._latest
+
+    # ------------------------------------------------------------------ lifecycle hooks
+    def _configure(self) -> None:
+        try:
+            import rclpy
+            from sensor_msgs.msg import Imu, JointState
+            from std_msgs.msg import Float64MultiArray
+        except ImportError as err:
+            raise HardwareError(f"the ros2 backend needs rclpy and the message packages "
+                                f"(pip install 'robot-rl[ros2]', or source a ROS 2 install): {err}") from None
+        from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+        if self.standalone:
+            self._start_node(rclpy)
+        node = self.node
+        self._msg = Float64MultiArray()
+        sub = node.create_subscription(
+            JointState, self.state_topic, self._on_joint_state, state_qos(self.state_deadline),
+            event_callbacks=SubscriptionEventCallbacks(deadline=self._on_state_deadline,
+                                                       incompatible_qos=self._on_incompatible("state")))
+        self._entities.append(sub)
+        if self.imu_topic:
+            imu = node.create_subscription(Imu, self.imu_topic, self._on_imu, state_qos(None))
+            self._entities.append(imu)
+        self._publisher = node.create_publisher(
+            Float64MultiArray, self.command_topic, command_qos(self.command_deadline),
+            event_callbacks=PublisherEventCallbacks(deadline=self._on_command_deadline,
+                                                    incompatible_qos=self._on_incompatible("command")))
+        self._entities.append(self._publisher)
+
+    def _start_node(self, rclpy: Any) -> None:
+        import sys
+
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        self._context = rclpy.Context()
+        args = ["robot-rl", "--ros-args", *self.ros_args] if self.ros_args is not None else sys.argv
+        rclpy.init(args=args, context=self._context,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(self.node_name, context=self._context)
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="ros2-robot-executor", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            while self._context is not None and self._context.ok():
+                self._executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, RuntimeError):  # the context went down under us
+            pass
+
+    def _activate(self) -> RobotState:
+        state = self._fresh_state()
+        self._returned = state.sequence
+        return state
+
+    def _read_state(self) -> RobotState:
+        if self.standalone:
+            with self._cond:
+                self._cond.wait_for(self._newer, timeout=0.5 * self.period)
+        state = self._fresh_state()
+        self._returned = state.sequence
+        return state
+
+    def _newer(self) -> bool:
+        return self._latest is not None and self._latest.sequence > self._returned
+
+    def _fresh_state(self) -> RobotState:
+        state = self._latest
+        if state is None:
+            why = (f"; the last one was rejected ({self.decoder.last_rejection})"
+                   if self.decoder.last_rejection else "")
+            qos = f"; {'; '.join(self.qos_problems)}" if self.qos_problems else ""
+            raise HardwareError(f"no valid JointState on {self.topic_name(self.state_topic)} yet{why}{qos}")
+        return state
+
+    def _write_command(self, command: np.ndarray) -> np.ndarray:
+        if command.shape != (len(self.joints),):
+            raise HardwareError(f"command has shape {command.shape}; this robot takes ({len(self.joints)},)")
+        if not np.isfinite(command).all():  # the safety filter stops these; the topic never carries one
+            raise HardwareError(f"refused to publish a non-finite command {command.tolist()}")
+        self._publish(command)
+        return command
+
+    def _deactivate(self) -> None:
+        self._publish_safe()
+
+    def _estop(self) -> None:
+        self._publish_safe()
+
+    def _recover(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        node = self.node
+        for entity in self._entities:
+            try:
+                if entity is self._publisher:
+                    node.destroy_publisher(entity)
+                else:
+                    node.destroy_subscription(entity)
+            except Exception:  # a node already destroyed took them with it
+                pass
+        self._entities, self._publisher = [], None
+        self._latest = None
+        if self.standalone and self._context is not None:
+            context, self._context = self._context, None
+            try:
+                self._executor.shutdown(timeout_sec=1.0)
+                self.node.destroy_node()
+            finally:
+                context.try_shutdown()
+                if self._thread is not None:
+                    self._thread.join(timeout=2.0)
+            self.node = None
+
+    # ------------------------------------------------------------------ callbacks (executor thread)
+    def _on_joint_state(self, msg: Any) -> None:
+        stamp = stamp_seconds(msg.header.stamp) or time.monotonic()
+        orientation, angular = self._imu
+        state = self.decoder.decode(msg.name, msg.position, msg.velocity, stamp, self._sequence + 1,
+                                    orientation, angular)
+        if state is None:
+            return
+        self._sequence += 1
+        with self._cond:
+            self._latest = state
+            self._cond.notify_all()
+        if self.on_state is not None:
+            self.on_state(state)
+
+    def _on_imu(self, msg: Any) -> None:
+        orientation = None
+        if msg.orientation_covariance[0] != -1.0:
+            q = msg.orientation
+            orientation = np.array([q.w, q.x, q.y, q.z])
+        w = msg.angular_velocity
+        angular = None if msg.angular_velocity_covariance[0] == -1.0 else np.array([w.x, w.y, w.z])
+        if (orientation is not None and not np.isfinite(orientation).all()) or \
+                (angular is not None and not np.isfinite(angular).all()):
+            self.decoder._reject("non_finite", "NaN/Inf in the Imu")
+            return
+        self._imu = (orientation, angular)
+
+    def _on_state_deadline(self, info: Any) -> None:
+        self.state_deadline_missed = int(info.total_count)
+
+    def _on_command_deadline(self, info: Any) -> None:
+        self.command_deadline_missed = int(info.total_count)
+
+    def _on_incompatible(self, which: str) -> Callable[[Any], None]:
+        topic = self.state_topic if which == "state" else self.command_topic
+
+        def report(info: Any) -> None:
+            policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind))
+            hint = (" (a state publisher must offer a deadline no longer than ours: set state_deadline:=0.0 "
+                    "for a driver that offers none)" if "DEADLINE" in policy and which == "state" else "")
+            problem = f"{which} topic {self.topic_name(topic)}: incompatible QoS ({policy}){hint}"
+            if problem not in self.qos_problems:
+                self.qos_problems.append(problem)
+                if self.node is not None:
+                    self.node.get_logger().error(problem)
+        return report
+
+    # ------------------------------------------------------------------ internals
+    def _publish(self, command: np.ndarray) -> None:
+        if self._publisher is None:
+            raise HardwareError("the ros2 robot is not configured (no command publisher)")
+        msg = self._msg
+        msg.data = array.array("d", command.tobytes())
+        self._publisher.publish(msg)
+        self.commands_sent += 1
+
+    def _publish_safe(self) -> None:
+        if self._publisher is None:
+            return
+        if self.command_kind == "position":
+            if self._latest is None:
+                return  # nothing measured to hold: send nothing rather than a made-up position
+            safe = np.asarray(self._latest.joint_positions, dtype=np.float64)
+        else:
+            safe = np.zeros(len(self.joints))
+        self._publish(safe)
+
+    def topic_name(self, topic: str) -> str:
+        if self.node is None or topic.startswith("/"):
+            return topic
+        try:
+            return self.node.resolve_topic_name(topic)
+        except Exception:
+            return topic
+
+
+def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Robot:
+    """A standalone ROS 2 robot for `spec` (its own node `robot_rl_policy`), for `robot-rl deploy`.
+
+    Options: `ros_args` (a list, e.g. ["-r", "joint_states:=/robot/joint_states"]; default: the
+    process's command line), `joints`, `joint_map`, `state_joints`, `state_topic`, `imu_topic`,
+    `command_topic`, `state_deadline`, `command_deadline`; `port`, `seed` and `task` must be None
+    (they belong to other backends) and `realtime` may not be False (a robot's time is the wall's)."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown ros2 backend option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+    for key in ("port", "seed", "task"):
+        if options.pop(key, None) is not None:
+            raise ConfigError(f"--{key} applies to the {'serial' if key == 'port' else 'simulated'} "
+                              f"backends, not ros2 (remap topics with --ros-args -r)")
+    if options.pop("realtime", None) is False:
+        raise ConfigError("--fast applies to simulated backends; a ROS 2 robot runs in real time")
+    return Ros2Robot(spec, **options)
