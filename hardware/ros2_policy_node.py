@@ -10,16 +10,16 @@ embedded in this node, the bundle's `Policy`, a `SafetyFilter`, and the `Control
 
 **Timing.** The loop runs at the bundle's control period (`period` overrides it, for benchmarks).
 `trigger:=state` (default): a fresh JointState runs the tick as soon as it arrives, when one is due
-(ticks stay on a control-period grid; a state more than half a period early waits for the next), so the
-command answers the newest state with no phase delay; a timer (period: the stale timeout plus a
-tenth of a control period, restarted by every tick) runs a tick when states stop, which the safety
-filter then answers with the safe command. `trigger:=timer`: a timer at the control period runs every
-tick, whatever the state's phase (up to one period older).
+(ticks stay on a control-period grid; a state more than half a period early waits for the next), so
+the command answers the newest state with no phase delay; a watchdog timer (period: the stale timeout
+plus a tenth of a control period, at most 2 ms; restarted by every tick) runs a tick when states
+stop, which the safety filter then answers with the safe command. `trigger:=timer`: a timer at the
+control period runs every tick, whatever the state's phase (so a state may be up to a period old).
 
 **Stale state.** The filter's stale timeout is `stale_timeout` (default 1.5 control periods): with
 `trigger:=state` the safe command (zero torque or velocity, or hold the measured position) follows
-the last state within the timeout plus a tenth of a period, i.e. within two control periods, and the
-node reports it at once (diagnostics level STALE, a warning in the log).
+the last state after the timeout plus at most 2 ms, i.e. within two control periods, and the node
+reports it at once (diagnostics level STALE, a warning in the log).
 
 **Lifecycle** (rclpy's lifecycle node; `ros2 lifecycle` or the `~/change_state` service):
 configure = load and verify the bundle, create the robot's subscriptions and publisher (the Robot's
@@ -31,9 +31,11 @@ command is published once); cleanup/shutdown close the robot; an error e-stops i
 (default true) the node configures itself, waits for the first JointState, and activates; a refusal
 then ends the process with exit code 2 and the error on stderr.
 
-**QoS**: state in best effort (sensor-data profile), depth 1, requested deadline `state_deadline`
-(default 2 periods; 0: none, for a driver that offers no deadline); commands out reliable, depth 1,
-offered deadline `command_deadline` (same default); see `robot_rl.hardware.ros2_robot`.
+**QoS**: state in best effort (sensor-data profile), depth 1; commands out reliable, depth 1, with
+an offered deadline `command_deadline` (default 2 control periods; misses are counted in the
+diagnostics). `state_deadline` > 0 also requests a deadline on the state topic: only a driver that
+offers one at least as short then connects (the sim bridge offers 1.5 periods), so it is off by
+default; the stale check covers the state either way. See `robot_rl.hardware.ros2_robot`.
 
 **Diagnostics** (`diagnostics`, diagnostic_msgs/DiagnosticArray, every `diagnostics_period` s and at
 once on a change of stale state or a refusal): lifecycle, rate, period/latency/jitter percentiles over
@@ -77,13 +79,12 @@ PARAMETERS: dict[str, Any] = {
     "safety_limits": True,
     "command_low": [],
     "command_high": [],
-    "state_deadline": -1.0,
+    "state_deadline": 0.0,
     "command_deadline": -1.0,
     "diagnostics_period": 1.0,
     "autostart": True,
     "activate_timeout": 0.0,
 }
-_STRING_ARRAYS = ("joints", "joint_map", "state_joints")
 _DOUBLE_ARRAYS = ("command_low", "command_high")
 PARAMETER_HELP = {
     "bundle": "policy bundle folder or zoo:<name>",
@@ -98,7 +99,7 @@ PARAMETER_HELP = {
     "safety_limits": "clip to the limits, rate limit and stale check (NaN rejection always stays)",
     "command_low": "per-joint lower command limits in policy order, to tighten the bundle's",
     "command_high": "per-joint upper command limits in policy order, to tighten the bundle's",
-    "state_deadline": "requested deadline on the state topic, s (-1: 2 periods; 0: none)",
+    "state_deadline": "requested deadline on the state topic, s (0: none; -1: 2 periods)",
     "command_deadline": "offered deadline on the command topic, s (-1: 2 periods; 0: none)",
     "autostart": "configure and activate at start (else wait for lifecycle transitions)",
     "activate_timeout": "autostart: seconds to wait for a first JointState (0: forever)",
@@ -229,6 +230,40 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[NodeControl
     return NodeControlLoop(robot, policy, safety, period=period, realtime=True, clock=time.monotonic), robot
 
 
+def coerce_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """Parameter values checked against the defaults' types: numbers as floats, string and number
+    lists; a ConfigError naming the parameter otherwise (YAML reads `[y, n]` as booleans: quote names)."""
+    out = dict(values)
+    for key, default in PARAMETERS.items():
+        value = out[key]
+        try:
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = not isinstance(value, bool)
+                value = float(value)
+            elif isinstance(default, list):
+                value = list(value or [])
+                kind = float if key in _DOUBLE_ARRAYS else str
+                ok = all(isinstance(v, (int, float) if kind is float else str) and not isinstance(v, bool)
+                         for v in value)
+                value = [kind(v) for v in value]
+            else:
+                ok = isinstance(value, type(default))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"parameter {key}: {out[key]!r} is not a {_type_name(default, key)}")
+        out[key] = value
+    return out
+
+
+def _type_name(default: Any, key: str) -> str:
+    if isinstance(default, list):
+        return "list of numbers" if key in _DOUBLE_ARRAYS else "list of strings (quote names like 'y')"
+    return {bool: "boolean", float: "number", str: "string"}[type(default)]
+
+
 # --------------------------------------------------------------------------------------------------
 # The node
 
@@ -236,7 +271,7 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[NodeControl
 def make_policy_node(context: Any = None) -> Any:
     """The node class (built here so that importing this module needs no rclpy)."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+    from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
     success, failure = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -245,13 +280,9 @@ def make_policy_node(context: Any = None) -> Any:
         def __init__(self, bundle: str | None = None) -> None:
             super().__init__(NODE_NAME, context=context)
             for key, default in PARAMETERS.items():
-                kind = (ParameterType.PARAMETER_STRING_ARRAY if key in _STRING_ARRAYS else
-                        ParameterType.PARAMETER_DOUBLE_ARRAY if key in _DOUBLE_ARRAYS else None)
                 descriptor = ParameterDescriptor(description=PARAMETER_HELP.get(key, ""), read_only=True)
-                if kind is not None:
-                    descriptor.type = kind
-                elif isinstance(default, float):
-                    descriptor.dynamic_typing = True  # `-p period:=1` (an integer) is fine too
+                # numbers: `-p period:=1` (an integer) is fine too; lists: an empty default has no type
+                descriptor.dynamic_typing = isinstance(default, (float, list))
                 if key == "bundle" and bundle:
                     default = bundle
                 self.declare_parameter(key, default, descriptor)
@@ -274,14 +305,7 @@ def make_policy_node(context: Any = None) -> Any:
 
         # ------------------------------------------------------------ lifecycle
         def params(self) -> dict[str, Any]:
-            out = {key: self.get_parameter(key).value for key in PARAMETERS}
-            for key, default in PARAMETERS.items():
-                if isinstance(default, float):
-                    try:
-                        out[key] = float(out[key])
-                    except (TypeError, ValueError):
-                        raise ConfigError(f"{key}: expected a number, got {out[key]!r}") from None
-            return out
+            return coerce_parameters({key: self.get_parameter(key).value for key in PARAMETERS})
 
         def on_configure(self, state: Any) -> Any:
             self.error = None
@@ -303,6 +327,8 @@ def make_policy_node(context: Any = None) -> Any:
 
         def on_activate(self, state: Any) -> Any:
             loop, robot = self.loop, self.robot
+            if robot.latest is None:
+                return self._refuse(f"refusing to activate: {robot.no_state_reason()}")
             try:
                 loop.start()
             except RobotRLError as err:
@@ -316,7 +342,9 @@ def make_policy_node(context: Any = None) -> Any:
                 self._tick_timer = self.create_timer(period, self._run_tick)
             else:
                 self._schedule = StateSchedule(period)
-                self._tick_timer = self.create_timer(loop.safety.stale_timeout + 0.1 * period, self._watchdog)
+                # just past the stale timeout after the last tick: that tick is then certainly stale
+                watchdog = loop.safety.stale_timeout + min(0.1 * period, 0.002)
+                self._tick_timer = self.create_timer(watchdog, self._watchdog)
             self._active = True
             self.get_logger().info(f"active: {loop.spec.name} at {1 / period:g} Hz")
             self.publish_diagnostics()

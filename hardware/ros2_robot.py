@@ -27,9 +27,12 @@ header stamp in seconds (a zero stamp: the host's monotonic clock on receipt). T
 learns the offset between the stamp's clock and `clock()`, so only the rates must agree.
 
 **QoS** (see `state_qos`, `command_qos`): state in with the sensor-data profile (best effort,
-volatile) at depth 1 and a requested deadline (default two control periods; a publisher must offer
-one at most as long, else the incompatible-QoS event says so); commands out reliable at depth 1 (what
-ros2_controllers' command subscriptions request) with an offered deadline.
+volatile) at depth 1, which matches reliable and best-effort drivers alike; commands out reliable at
+depth 1 (what ros2_controllers' command subscriptions request) with an offered deadline (default two
+control periods; a missed one is counted). A requested deadline on the state is opt-in
+(`state_deadline`): DDS refuses to connect a publisher that offers none or a longer one (rclpy's and
+ros2_control's defaults offer none), and the incompatible-QoS event then says so; the safety filter's
+stale check guards the state either way.
 
 Two ways to run: embedded in a node (`node=`, as `robot_rl_policy` does: callbacks run in the node's
 executor, `read_state` returns the latest state, `on_state` is called on each accepted state), or
@@ -55,7 +58,8 @@ from robot_rl.spec import TaskSpec
 
 REJECT_REASONS = ("length", "non_finite", "names")
 OPTIONS = ("port", "realtime", "seed", "task", "ros_args", "joints", "joint_map", "state_joints",
-           "state_topic", "imu_topic", "command_topic", "state_deadline", "command_deadline")
+           "state_topic", "imu_topic", "command_topic", "state_deadline", "command_deadline",
+           "connect_timeout")
 #: Suffix of the unused velocity entry of a free or ball joint's quaternion.
 QW = ":qw"
 
@@ -104,7 +108,7 @@ class JointStateDecoder:
         self.accepted = 0
         self.last_rejection: str | None = None
         self._names: list[str] | None = None  # the name list the index arrays below were made for
-        self._layout: tuple[Any, ...] | str = "unset"
+        self._layout: tuple[Any, ...] | tuple[str, str] = ()
 
     def decode(self, names: Sequence[str], position: Any, velocity: Any, timestamp: float,
                sequence: int, orientation: np.ndarray | None = None,
@@ -114,8 +118,8 @@ class JointStateDecoder:
             self._names = list(names)
             self._layout = self._resolve(self._names)
         layout = self._layout
-        if isinstance(layout, str):
-            return self._reject("names", layout)
+        if len(layout) == 2:  # (reason, detail): this name list cannot serve
+            return self._reject(*layout)
         n = len(names)
         pos = np.frombuffer(position, dtype=np.float64) if isinstance(position, array.array) \
             else np.asarray(position, dtype=np.float64)
@@ -144,22 +148,23 @@ class JointStateDecoder:
         self.last_rejection = f"{reason}: {detail}"
         return None
 
-    def _resolve(self, names: list[str]) -> tuple[Any, ...] | str:
-        """Index arrays for a name list, or the reason it cannot serve (a string)."""
+    def _resolve(self, names: list[str]) -> tuple[Any, ...]:
+        """Index arrays (4) for a name list, or (reason, detail) why it cannot serve."""
         if len(set(names)) != len(names):
             dup = sorted({x for x in names if names.count(x) > 1})
-            return f"the JointState repeats the name(s) {', '.join(dup)}"
+            return "names", f"the JointState repeats the name(s) {', '.join(dup)}"
         where = {name: i for i, name in enumerate(names)}
         missing = [j for j in self.joints if j not in where]
         if missing:
-            return (f"the JointState has no joint named {', '.join(missing)} (it names: "
+            return "names", (f"the JointState has no joint named {', '.join(missing)} (it names: "
                     f"{', '.join(names) or 'nothing'}); the robot's joints are {list(self.joints)}. "
                     f"Map differing names with joint_map (ROBOT_NAME=POLICY_NAME)")
         joint_index = np.array([where[j] for j in self.joints], dtype=np.intp)
         if self.state_joints:
             gone = [j for j in self.state_joints if j not in where]
             if gone:
-                return f"the JointState has no entry named {', '.join(gone)} (listed in state_joints)"
+                return "names", (f"the JointState has no entry named {', '.join(gone)} "
+                                 f"(listed in state_joints)")
             order = [where[j] for j in self.state_joints]
         else:
             order = list(range(len(names)))
@@ -170,8 +175,8 @@ class JointStateDecoder:
         check_index = None if len(used) == len(names) else np.array(used, dtype=np.intp)
         for field, count in (("qpos", len(order)), ("qvel", len(vel_order))):
             if field in self.sizes and count != self.sizes[field]:
-                return (f"the JointState gives {count} entries for {field}; the bundle's observation "
-                        f"reads {self.sizes[field]} (a length mismatch: another robot or model?)")
+                return "length", (f"the JointState gives {count} entries for {field}; the bundle's "
+                                  f"observation reads {self.sizes[field]} (another robot or model?)")
         return joint_index, qpos_index, qvel_index, check_index
 
 
@@ -225,7 +230,7 @@ class Ros2Robot(Robot):
                  state_topic: str = "joint_states", imu_topic: str = "", command_topic: str = "commands",
                  state_deadline: float | None = None, command_deadline: float | None = None,
                  period: float | None = None, node_name: str = "robot_rl_policy",
-                 ros_args: Sequence[str] | None = None,
+                 ros_args: Sequence[str] | None = None, connect_timeout: float = 5.0,
                  on_state: Callable[[RobotState], None] | None = None) -> None:
         super().__init__()
         if spec.action.kind not in ("torque", "position", "velocity"):
@@ -237,8 +242,8 @@ class Ros2Robot(Robot):
         rename = parse_joint_map(joint_map)
         self.joint_names = tuple(rename.get(j, j) for j in self.joints)
         self.state_topic, self.imu_topic, self.command_topic = state_topic, imu_topic, command_topic
-        self.state_deadline = 2 * self.period if state_deadline is None or state_deadline < 0 \
-            else state_deadline
+        self.state_deadline = 0.0 if state_deadline is None else \
+            2 * self.period if state_deadline < 0 else float(state_deadline)
         self.command_deadline = 2 * self.period if command_deadline is None or command_deadline < 0 \
             else command_deadline
         self.decoder = JointStateDecoder(self.joints, spec.state_fields, state_joints)
@@ -247,11 +252,14 @@ class Ros2Robot(Robot):
         self.standalone = node is None
         self.node_name = node_name
         self.ros_args = list(ros_args) if ros_args is not None else None
+        self.connect_timeout = float(connect_timeout)
+        """Standalone: seconds `configure` waits for the first valid JointState."""
         self.commands_sent = 0
         self.state_deadline_missed = 0
         self.command_deadline_missed = 0
         self.qos_problems: list[str] = []
         self._sequence = 0
+        self._enabled = False  # activated and not deactivated since: commands may have been sent
         self._latest: RobotState | None = None
         self._returned = 0  # sequence of the last state read_state returned
         self._imu: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
@@ -305,6 +313,11 @@ class Ros2Robot(Robot):
             event_callbacks=PublisherEventCallbacks(deadline=self._on_command_deadline,
                                                     incompatible_qos=self._on_incompatible("command")))
         self._entities.append(self._publisher)
+        if self.standalone:  # like a device that must answer its configuration: wait for its stream
+            with self._cond:
+                self._cond.wait_for(lambda: self._latest is not None, timeout=self.connect_timeout)
+            if self._latest is None:
+                self._fresh_state()  # raises, saying what arrived (nothing, or why it was rejected)
 
     def _start_node(self, rclpy: Any) -> None:
         import sys
@@ -334,6 +347,7 @@ class Ros2Robot(Robot):
     def _activate(self) -> RobotState:
         state = self._fresh_state()
         self._returned = state.sequence
+        self._enabled = True
         return state
 
     def _read_state(self) -> RobotState:
@@ -350,11 +364,15 @@ class Ros2Robot(Robot):
     def _fresh_state(self) -> RobotState:
         state = self._latest
         if state is None:
-            why = (f"; the last one was rejected ({self.decoder.last_rejection})"
-                   if self.decoder.last_rejection else "")
-            qos = f"; {'; '.join(self.qos_problems)}" if self.qos_problems else ""
-            raise HardwareError(f"no valid JointState on {self.topic_name(self.state_topic)} yet{why}{qos}")
+            raise HardwareError(self.no_state_reason())
         return state
+
+    def no_state_reason(self) -> str:
+        """Why there is no state to act on: nothing arrived, or why the last JointState was rejected."""
+        last = self.decoder.last_rejection
+        why = f"; the last one was rejected ({last})" if last else ""
+        qos = f"; {'; '.join(self.qos_problems)}" if self.qos_problems else ""
+        return f"no valid JointState on {self.topic_name(self.state_topic)} yet{why}{qos}"
 
     def _write_command(self, command: np.ndarray) -> np.ndarray:
         if command.shape != (len(self.joints),):
@@ -366,9 +384,12 @@ class Ros2Robot(Robot):
 
     def _deactivate(self) -> None:
         self._publish_safe()
+        self._enabled = False
 
     def _estop(self) -> None:
-        self._publish_safe()
+        if self._enabled:  # a robot never activated was never commanded: nothing to stop, nothing sent
+            self._publish_safe()
+            self._enabled = False
 
     def _recover(self) -> None:
         self._close()
@@ -435,8 +456,9 @@ class Ros2Robot(Robot):
 
         def report(info: Any) -> None:
             policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind))
-            hint = (" (a state publisher must offer a deadline no longer than ours: set state_deadline:=0.0 "
-                    "for a driver that offers none)" if "DEADLINE" in policy and which == "state" else "")
+            hint = (" (a state publisher must offer a deadline no longer than the one requested: leave "
+                    "state_deadline at 0 for a driver that offers none)"
+                    if "DEADLINE" in policy and which == "state" else "")
             problem = f"{which} topic {self.topic_name(topic)}: incompatible QoS ({policy}){hint}"
             if problem not in self.qos_problems:
                 self.qos_problems.append(problem)
@@ -478,8 +500,9 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
 
     Options: `ros_args` (a list, e.g. ["-r", "joint_states:=/robot/joint_states"]; default: the
     process's command line), `joints`, `joint_map`, `state_joints`, `state_topic`, `imu_topic`,
-    `command_topic`, `state_deadline`, `command_deadline`; `port`, `seed` and `task` must be None
-    (they belong to other backends) and `realtime` may not be False (a robot's time is the wall's)."""
+    `command_topic`, `state_deadline`, `command_deadline`, `connect_timeout`; `port`, `seed` and
+    `task` must be None (they belong to other backends) and `realtime` may not be False (a robot's
+    time is the wall's)."""
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:

@@ -22,6 +22,7 @@ BACKENDS: dict[str, str] = {
     "mujoco": "robot_rl.hardware.mujoco_robot",
     "pybullet": "robot_rl.hardware.pybullet_robot",
     "serial": "robot_rl.hardware.serial_robot",
+    "ros2": "robot_rl.hardware.ros2_robot",
 }
 # How a run may end and still count as a success (exit 0).
 _CLEAN_STOPS = ("steps", "duration", "episode_end", "interrupted")

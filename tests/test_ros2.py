@@ -1,0 +1,494 @@
+"""The ROS 2 path with real rclpy: the policy node, the sim bridge, the ros2 backend, CLI and launch.
+
+Nodes run in their own processes on a test-specific ROS_DOMAIN_ID (40-60, from the pid), discovery
+limited to this host; this process watches the topics with its own rclpy context. Each test puts its
+nodes in a namespace of its own, so a straggler of another test cannot answer. The decoder, schedule
+and limit helpers are tested without ROS first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.errors import ConfigError
+from robot_rl.hardware.control_loop import ControlLoop
+from robot_rl.hardware.mujoco_robot import MujocoRobot
+from robot_rl.hardware.ros2_policy_node import StateSchedule, tightened_spec
+from robot_rl.hardware.ros2_robot import JointStateDecoder, make_robot, parse_joint_map
+from robot_rl.policies import load
+
+ROOT = Path(__file__).resolve().parents[1]
+PENDULUM = "zoo:InvertedPendulum-v5_ppo"
+HOPPER = "zoo:Hopper-v5_ppo"
+DOMAIN = 40 + os.getpid() % 21
+ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+       "PYTHONUNBUFFERED": "1"}
+ENV.pop("ROS_LOCALHOST_ONLY", None)
+
+try:
+    import rclpy  # noqa: F401
+
+    HAVE_RCLPY = True
+except ImportError:
+    HAVE_RCLPY = False
+NO_RCLPY = "rclpy is not importable (pip install 'robot-rl[ros2]')"
+needs_rclpy = pytest.mark.skipif(not HAVE_RCLPY, reason=NO_RCLPY)
+
+
+# ---------------------------------------------------------------------------------------------- no ROS
+
+
+def test_decoder_maps_joints_by_name_and_builds_qpos_qvel_in_message_order():
+    dec = JointStateDecoder(["leg", "thigh"], {"qpos": 3, "qvel": 3})
+    state = dec.decode(["rootx", "thigh", "leg"], [0.5, 1.0, 2.0], [5.0, 10.0, 20.0], 12.5, 7)
+    np.testing.assert_array_equal(state.joint_positions, [2.0, 1.0])  # the robot's order, found by name
+    np.testing.assert_array_equal(state.joint_velocities, [20.0, 10.0])
+    np.testing.assert_array_equal(state.fields["qpos"], [0.5, 1.0, 2.0])
+    np.testing.assert_array_equal(state.fields["qvel"], [5.0, 10.0, 20.0])
+    assert (state.timestamp, state.sequence, dec.accepted) == (12.5, 7, 1)
+
+
+def test_decoder_free_joint_skips_the_qw_velocity_and_honours_state_joints():
+    names = ["root:x", "root:y", "root:z", "root:qw", "root:qx", "root:qy", "root:qz", "hip"]
+    pos = np.arange(8.0)
+    vel = np.array([10, 11, 12, 0, 13, 14, 15, 16.0])
+    state = JointStateDecoder(["hip"], {"qpos": 8, "qvel": 7}).decode(names, pos, vel, 0.0, 1)
+    np.testing.assert_array_equal(state.fields["qpos"], pos)
+    np.testing.assert_array_equal(state.fields["qvel"], [10, 11, 12, 13, 14, 15, 16])
+    picked = JointStateDecoder(["hip"], {"qpos": 2, "qvel": 2}, state_joints=["hip", "root:z"])
+    state = picked.decode(names, pos, vel, 0.0, 1)
+    np.testing.assert_array_equal(state.fields["qpos"], [7.0, 2.0])
+    np.testing.assert_array_equal(state.fields["qvel"], [16.0, 12.0])
+
+
+@pytest.mark.parametrize(("names", "pos", "vel", "reason", "words"), [
+    (["a", "b"], [1.0], [0.0, 0.0], "length", "2 names, 1 positions"),
+    (["a", "b"], [1.0, 2.0], [], "length", "0 velocities"),
+    (["a", "b"], [1.0, math.nan], [0.0, 0.0], "non_finite", "for b"),
+    (["a", "b"], [1.0, 2.0], [math.inf, 0.0], "non_finite", "for a"),
+    (["a", "c"], [1.0, 2.0], [0.0, 0.0], "names", "no joint named b"),
+    (["a", "a", "b"], [1.0, 2.0, 3.0], [0.0] * 3, "names", "repeats"),
+    (["a", "b", "c"], [1.0, 2.0, 3.0], [0.0] * 3, "length", "3 entries for qpos"),
+])
+def test_decoder_rejects_and_counts_bad_joint_states(names, pos, vel, reason, words):
+    dec = JointStateDecoder(["a", "b"], {"qpos": 2, "qvel": 2})
+    assert dec.decode(names, pos, vel, 0.0, 1) is None
+    assert dec.rejected[reason] == 1 and sum(dec.rejected.values()) == 1 and dec.accepted == 0
+    assert words in dec.last_rejection
+    assert dec.decode(["a", "b"], [1.0, 2.0], [0.0, 0.0], 0.0, 2) is not None  # the next good one passes
+
+
+def test_decoder_ignores_non_finite_values_of_joints_the_policy_does_not_read():
+    dec = JointStateDecoder(["a"], {"qpos": 1}, state_joints=["a"])
+    state = dec.decode(["a", "gripper"], [1.0, math.nan], [0.5, math.nan], 0.0, 1)
+    assert state is not None and state.fields["qpos"].tolist() == [1.0]
+
+
+def test_state_schedule_keeps_the_control_grid():
+    s = StateSchedule(0.01)
+    assert s.due(1.000)                         # the first state anchors the grid: next slot 1.010
+    assert not s.due(1.004)                     # more than half a period early: waits
+    assert s.due(1.0055)                        # within half a period of the slot: runs, next 1.020
+    assert s.due(1.0195) and s.next == pytest.approx(1.030)
+    ticks = sum(s.due(1.02 + 0.001 * k) for k in range(1, 101))   # a 1 kHz driver -> 100 Hz of ticks
+    assert ticks == 10
+    assert s.due(2.0) and s.next == pytest.approx(2.01)  # a long gap re-anchors the grid
+
+
+def test_tightened_spec_narrows_but_never_widens_limits():
+    spec = load(HOPPER).spec
+    tight = tightened_spec(spec, [-0.5, -2.0, -1.0], [0.25, 0.5, 3.0])
+    assert tight.action.low == (-0.5, -1.0, -1.0) and tight.action.high == (0.25, 0.5, 1.0)
+    assert tightened_spec(spec, [], []) is spec
+    with pytest.raises(ConfigError, match="command_low: 2 values for 3 joints"):
+        tightened_spec(spec, [0.0, 0.0], [])
+
+
+def test_joint_map_and_backend_options():
+    assert parse_joint_map(["cart=slider", " pole = hinge "]) == {"cart": "slider", "pole": "hinge"}
+    with pytest.raises(ConfigError, match="ROBOT_NAME=POLICY_NAME"):
+        parse_joint_map(["cart"])
+    with pytest.raises(ConfigError, match="same policy joint"):
+        parse_joint_map(["a=x", "b=x"])
+    spec = load(PENDULUM).spec
+    robot = make_robot(spec, {"port": None, "realtime": None, "joints": ["cart"],
+                              "joint_map": ["cart=slider"]})
+    assert robot.joints == ("cart",) and robot.joint_names == ("slider",)
+    with pytest.raises(ConfigError, match="--port applies to the serial"):
+        make_robot(spec, {"port": "/dev/ttyUSB0"})
+    with pytest.raises(ConfigError, match="real time"):
+        make_robot(spec, {"realtime": False})
+
+
+def test_bridge_joint_state_layout_of_a_free_joint_model():
+    pytest.importorskip("mujoco")
+    from robot_rl.hardware.ros2_sim_bridge import joint_state_layout
+
+    robot = MujocoRobot("Ant-v5", realtime=False)
+    robot.configure()
+    try:
+        names, qpos, qvel, free = joint_state_layout(robot._model)
+        assert names[:7] == ["root:x", "root:y", "root:z", "root:qw", "root:qx", "root:qy", "root:qz"]
+        assert qpos.tolist() == list(range(robot._model.nq)) and free == (0, 0)
+        assert qvel[:7].tolist() == [0, 1, 2, -1, 3, 4, 5] and (qvel[qvel >= 0] == np.arange(14)).all()
+        dec = JointStateDecoder(robot.spec.joint_names, robot.spec.state_fields)
+        data = robot._data
+        vel = np.where(qvel >= 0, data.qvel[np.maximum(qvel, 0)], 0.0)
+        state = dec.decode(names, data.qpos.copy(), vel, 0.0, 1)
+        np.testing.assert_array_equal(state.fields["qpos"], data.qpos)  # the model's coordinates, exactly
+        np.testing.assert_array_equal(state.fields["qvel"], data.qvel)
+    finally:
+        robot.close()
+
+
+def test_launch_py_compiles_everywhere_and_loads_where_launch_exists():
+    path = ROOT / "launch" / "robot_rl.launch.py"
+    compile(path.read_text(), str(path), "exec")
+    try:
+        import launch  # noqa: F401
+    except ImportError:
+        return
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("robot_rl_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert len(description.entities) >= 2
+
+
+# ---------------------------------------------------------------------------------------------- harness
+
+
+class Watcher:
+    """An rclpy context of this process, spinning in a thread, recording what arrives (with the
+    monotonic time of arrival)."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("robot_rl_test_watcher", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:
+                return
+
+    def record(self, msg_type, topic: str, qos=None) -> list:
+        from robot_rl.hardware.ros2_robot import state_qos
+
+        got: list = []
+
+        def keep(msg) -> None:
+            with self.lock:
+                got.append((time.monotonic(), msg))
+        self.node.create_subscription(msg_type, topic, keep, qos if qos is not None else state_qos(None))
+        return got
+
+    def call(self, srv_type, name: str, request, timeout: float = 10.0):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert future.done(), f"{name} did not answer"
+        return future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self.thread.join(timeout=2.0)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    if not HAVE_RCLPY:
+        pytest.skip(NO_RCLPY)
+    watcher = Watcher()
+    yield watcher
+    watcher.close()
+
+
+@pytest.fixture
+def procs(tmp_path):
+    """Start processes in the test's domain; whatever is still running at the end is stopped."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(args: list[str], name: str) -> subprocess.Popen:
+        out = tmp_path / f"{name}.log"
+        handle = out.open("w")
+        p = subprocess.Popen([sys.executable, *args], env=ENV, stdout=handle, stderr=subprocess.STDOUT,
+                             cwd=ROOT)
+        p.log = out  # type: ignore[attr-defined]
+        started.append((p, out))
+        return p
+
+    yield start
+    for p, _ in started:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p, _ in started:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def params(ns: str, **values) -> list[str]:
+    args = ["--ros-args", "-r", f"__ns:=/{ns}"]
+    for key, value in values.items():
+        text = json.dumps(value) if not isinstance(value, str) else value
+        args += ["-p", f"{key}:={text}"]
+    return args
+
+
+def bridge(start, ns: str, bundle: str, **values) -> subprocess.Popen:
+    return start(["-m", "robot_rl.hardware.ros2_sim_bridge", *params(ns, bundle=bundle, **values)],
+                 f"bridge_{ns}")
+
+
+def policy_node(start, ns: str, bundle: str, **values) -> subprocess.Popen:
+    return start(["-m", "robot_rl.hardware.ros2_policy_node", bundle, *params(ns, **values)], f"node_{ns}")
+
+
+def episode_report(p: subprocess.Popen, timeout: float) -> dict:
+    p.wait(timeout)
+    lines = [json.loads(x) for x in p.log.read_text().splitlines() if x.startswith('{"event": "episode"')]
+    assert p.returncode == 0 and lines, p.log.read_text()
+    return lines[-1]
+
+
+def reference_return(bundle: str, steps: int, seed: int = 0) -> tuple[float, float]:
+    """(return, root x advance) of the same episode on the MuJoCo backend, as fast as possible."""
+    policy = load(bundle)
+    robot = MujocoRobot(policy.spec.name, seed=seed, realtime=False)
+    robot.configure()
+    x0 = None
+
+    class Probe:
+        spec = policy.spec
+
+        def act(self, fields):
+            nonlocal x0
+            x0 = fields["qpos"][0] if x0 is None else x0
+            return policy.act(fields)
+
+        def reset(self):
+            policy.reset()
+    loop = ControlLoop(robot, Probe())
+    stats = loop.run(steps=steps, close=False)
+    x1 = float(robot._data.qpos[0])
+    robot.close()
+    return stats.episode_return, x1 - x0
+
+
+def diagnostics_values(status) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+# ---------------------------------------------------------------------------------------------- ROS 2
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_pendulum_over_ros2_keeps_the_pole_up_then_goes_safe_when_the_bridge_stops(ros, procs):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    steps, period = 100, 0.04
+    reference, _ = reference_return(PENDULUM, steps)
+    assert reference == steps  # the pole stays up on the MuJoCo backend
+    states = ros.record(JointState, "/pend/joint_states")
+    commands = ros.record(Float64MultiArray, "/pend/commands")
+    diags = ros.record(DiagnosticArray, "/pend/diagnostics")
+    node = policy_node(procs, "pend", PENDULUM, diagnostics_period=0.5, state_deadline=2 * period)
+    sim = bridge(procs, "pend", PENDULUM, episodes=1, max_steps=steps, seed=0)
+    report = episode_report(sim, timeout=steps * period + 30)
+    assert report["steps"] == steps and not report["terminated"]
+    assert report["return"] >= 0.9 * reference
+    assert report["commands_refused"] == 0
+
+    time.sleep(0.6)  # the bridge is gone: the node must notice
+    assert node.poll() is None
+    with ros.lock:
+        last_state = states[-1][0]
+        after = [(t, list(m.data)) for t, m in commands if t > last_state]
+        stale = [(t, s) for t, m in diags for s in m.status if s.level == DiagnosticStatus.STALE]
+        final = diagnostics_values(diags[-1][1].status[0])
+    safe = [t for t, data in after if data == [0.0]]
+    assert safe, f"no safe command after the bridge stopped: {after[:5]}"
+    delay = safe[0] - last_state
+    print(f"safe command {1e3 * delay:.1f} ms, stale report {1e3 * (stale[0][0] - last_state):.1f} ms "
+          f"after the last state")
+    assert delay <= 2 * period, f"the safe command came {1e3 * delay:.1f} ms after the last state"
+    assert all(data == [0.0] for t, data in after if t >= safe[0])  # and it holds
+    assert stale and stale[0][0] - last_state <= 2 * period
+    values = diagnostics_values(stale[0][1])
+    assert "stale state" in stale[0][1].message and int(values["safety_stale"]) >= 1
+    assert int(values["states_received"]) >= steps and values["states_rejected"] == "0"
+    assert "qos_problems" not in values  # the bridge offers the deadline the node requested
+    assert int(final["state_deadline_missed"]) >= 1  # and DDS saw the stream stop too
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_hopper_over_ros2_moves_forward_like_on_the_mujoco_backend(ros, procs):
+    steps = 250
+    reference, advance = reference_return(HOPPER, steps)
+    assert advance > 0.3
+    policy_node(procs, "hop", HOPPER)
+    report = episode_report(bridge(procs, "hop", HOPPER, episodes=1, max_steps=steps, seed=0), timeout=40)
+    assert report["x_end"] - report["x_start"] > 0.5 * advance
+    assert report["return"] >= 0.9 * reference, report
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_mismatched_joint_names_refuse_activation_and_joint_map_fixes_them(ros, procs):
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    commands = {ns: ros.record(Float64MultiArray, f"/{ns}/commands") for ns in ("wrong", "count", "mapped")}
+    wrong = policy_node(procs, "wrong", PENDULUM)
+    count = policy_node(procs, "count", PENDULUM, joints=["slider", "hinge"])
+    mapped = policy_node(procs, "mapped", PENDULUM, joint_map=["cart=slider"], joints=["cart"])
+    pubs = {ns: ros.node.create_publisher(JointState, f"/{ns}/joint_states", state_qos(None))
+            for ns in ("wrong", "count", "mapped")}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (wrong.poll() is None or count.poll() is None
+                                           or not commands["mapped"]):
+        for ns, pub in pubs.items():
+            names = ["slider", "hinge"] if ns == "count" else ["cart", "hinge"]
+            pub.publish(JointState(name=names, position=[0.0, 0.01], velocity=[0.0, 0.0]))
+        time.sleep(0.04)
+    assert wrong.wait(5) == 2 and count.wait(5) == 2
+    text = wrong.log.read_text()
+    assert "refusing to activate" in text and "no joint named slider" in text and "joint_map" in text
+    text = count.log.read_text()
+    assert "refusing to activate" in text and "joint mismatch" in text and "['slider', 'hinge']" in text
+    assert not commands["wrong"] and not commands["count"]  # nothing was sent
+    assert commands["mapped"] and mapped.poll() is None
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_lifecycle_and_bad_joint_states_are_rejected_counted_and_answer_nothing(ros, procs):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    period = 0.2  # slow, so that a silent gap is long: the watchdog would only answer after 1.6 periods
+    commands = ros.record(Float64MultiArray, "/lc/commands")
+    diags = ros.record(DiagnosticArray, "/lc/diagnostics")
+    policy_node(procs, "lc", PENDULUM, autostart=False, period=period, diagnostics_period=0.1)
+    pub = ros.node.create_publisher(JointState, "/lc/joint_states", state_qos(None))
+
+    def change(transition: int) -> bool:
+        return ros.call(ChangeState, "/lc/robot_rl_policy/change_state",
+                        ChangeState.Request(transition=Transition(id=transition))).success
+
+    def lifecycle() -> str:
+        return ros.call(GetState, "/lc/robot_rl_policy/get_state", GetState.Request()).current_state.label
+
+    def good(angle: float = 0.02) -> JointState:
+        return JointState(name=["slider", "hinge"], position=[0.0, angle], velocity=[0.0, 0.0])
+
+    def publish_and_wait(msg: JointState, wait: float) -> list:
+        with ros.lock:
+            n = len(commands)
+        pub.publish(msg)
+        time.sleep(wait)
+        with ros.lock:
+            return [list(m.data) for _, m in commands[n:]]
+
+    assert lifecycle() == "unconfigured"
+    assert change(Transition.TRANSITION_CONFIGURE) and lifecycle() == "inactive"
+    assert not change(Transition.TRANSITION_ACTIVATE)  # no state yet: refused, still inactive
+    assert lifecycle() == "inactive"
+    deadline = time.monotonic() + 10
+    while not pub.get_subscription_count() and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the node's subscription has matched ours
+    pub.publish(good())
+    time.sleep(0.1)
+    assert change(Transition.TRANSITION_ACTIVATE) and lifecycle() == "active"
+    answered = publish_and_wait(good(0.03), 0.1)
+    assert len(answered) == 1 and answered[0] != [0.0]  # a fresh state: one command, the policy's
+
+    bad = [JointState(name=["slider", "hinge"], position=[0.0], velocity=[0.0, 0.0]),
+           JointState(name=["slider", "hinge"], position=[0.0, math.nan], velocity=[0.0, 0.0]),
+           JointState(name=["slider", "hinge"], position=[0.0, 0.01], velocity=[math.inf, 0.0])]
+    for msg in bad:
+        assert publish_and_wait(msg, 0.05) == []  # rejected: no command answers it
+    time.sleep(0.3)  # past the stale timeout: the watchdog's safe command, never one from a bad state
+    with ros.lock:
+        late = [list(m.data) for _, m in commands]
+        reports = [diagnostics_values(s) for _, m in diags for s in m.status]
+    assert late[-1] == [0.0] and all(c == [0.0] for c in late[1:])
+    last = reports[-1]
+    assert last["states_rejected_length"] == "1" and last["states_rejected_non_finite"] == "2"
+    assert last["states_rejected"] == "3" and "non_finite" in last["last_rejection"]
+
+    assert change(Transition.TRANSITION_DEACTIVATE) and lifecycle() == "inactive"
+    time.sleep(0.1)
+    with ros.lock:
+        assert len(commands) == len(late) + 1 and list(commands[-1][1].data) == [0.0]  # deactivate: safe
+    assert publish_and_wait(good(), 0.1) == []  # inactive: states are not answered
+    assert change(Transition.TRANSITION_CLEANUP) and lifecycle() == "unconfigured"
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
+    bridge(procs, "", PENDULUM, seed=0)
+    out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
+                          "--duration", "1.0", "--json"], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["backend"] == "ros2" and report["stop_reason"] == "duration"
+    assert 20 <= report["steps"] <= 26 and report["safety"]["interventions"].get("stale", 0) == 0
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_launch_file_starts_bridge_and_node_and_stops_both(ros, tmp_path):
+    launch_file = str(ROOT / "launch" / "ros2_sim.yaml")
+    out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "launch", launch_file,
+                          "--set", "bridge.max_steps=25", "--set", "namespace=launched"],
+                         env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = [json.loads(x) for x in out.stdout.splitlines() if x.startswith('{"event": "episode"')]
+    assert report and report[0]["steps"] == 25 and report[0]["return"] == 25.0
+    assert "stopping robot_rl_policy" in out.stderr
