@@ -15,6 +15,7 @@ from robot_rl.errors import ConfigError
 LAUNCH_KINDS: dict[str, str] = {
     "train": "robot_rl.commands.train:run_train",
     "hil": "robot_rl.hardware.hil:run",
+    "ros2": "robot_rl.hardware.ros2_launch:run",
 }
 
 
