@@ -5,8 +5,15 @@ serial port a host opens (its path is printed, or symlinked at `link`). It speak
 `robot_rl.hardware.protocol` exactly as firmware would, and runs the task's own MuJoCo model as the
 plant, with a firmware loop at `rate_hz` (1 kHz by default):
 
-    every tick:   handle the bytes received -> watchdog -> control law -> one physics tick
-    every control period (CONFIG):   sample the state and stream STATE
+    every tick:   handle the bytes received -> watchdog
+                  -> on a control-period boundary (CONFIG): sample the state and stream STATE
+                  -> in the middle of a physics step: control law -> integrate that step
+
+The physics steps at the model's own timestep (the one the policy was trained with: 2 ms for Hopper,
+20 ms for InvertedPendulum), a whole number of ticks, with zero-order hold; a command takes effect at
+the step boundary nearest to when the firmware took it (each step is integrated at its middle tick),
+an error of at most half a step either way. `physics_dt` may refine the step (MuJoCo's contact
+dynamics then differ from training's: the zoo Hopper loses about half its return at 1 ms).
 
 - Control laws (per joint, MuJoCo control units = torque / gear): TORQUE applies the setpoint; POSITION
   runs a PD to the target, VELOCITY a D to the target velocity, with gains from the joint's inertia
@@ -14,8 +21,8 @@ plant, with a firmware loop at `rate_hz` (1 kHz by default):
   torque that pushes a joint further past its position limit is cut (JOINT_LIMIT fault).
 - Watchdog: enabled and no valid SETPOINT for `watchdog_us` -> the safe state (DAMPING: -kd·velocity,
   or HOLD: PD to the positions at that moment) from the next tick on, latched until the next ENABLE.
-- Time: the device clock is the simulated time. The physics model's step is set to one tick (or a
-  whole fraction of it), and simulated time advances at `speed` times real time (1: real time).
+- Time: the device clock is the simulated time, advancing at `speed` times real time (1: real time).
+  When the process falls behind (descheduled), it reads what arrived and then runs the missed ticks.
   Until the first ENABLE after start (or RESET_PLANT) the plant is frozen, like a robot on its stand.
 - Faults on the outgoing stream (the `faults` flags or an INJECT message): drop, corrupt (one bit flip
   per frame hit), delay, garbage between frames, truncate, mute, and disconnect (close the pty, open
@@ -45,6 +52,11 @@ import numpy as np
 from robot_rl.errors import ConfigError
 from robot_rl.hardware import protocol as P
 
+MAX_CATCH_UP = 1000
+"""Ticks the emulator runs back to back to catch up after its process was descheduled; beyond
+that, device time jumps (counted in `overruns`) and the physics misses the rest."""
+LIMIT_HYSTERESIS = 0.01
+"""rad or m a joint must move away from its limit before reaching it again is a new JOINT_LIMIT."""
 PD_FREQUENCY_HZ = 10.0
 """Natural frequency of the emulator's position/damping loops (critically damped)."""
 
@@ -60,7 +72,7 @@ class MujocoPlant:
     qvel, which hold the actuated joints' positions and velocities (the joint map points into them).
     """
 
-    def __init__(self, task: str, tick: float, seed: int = 0) -> None:
+    def __init__(self, task: str, seed: int = 0, physics_dt: float | None = None) -> None:
         import mujoco
 
         from robot_rl.sim import get_spec, make_env
@@ -77,9 +89,13 @@ class MujocoPlant:
         spec = get_spec(task)
         self.spec = spec
         m = self.model
-        substeps = max(1, round(tick / float(m.opt.timestep)))
-        self.substeps = substeps
-        m.opt.timestep = tick / substeps  # the firmware tick is a whole number of physics steps
+        if physics_dt is not None:
+            if not 0 < physics_dt <= m.opt.timestep:
+                raise ConfigError(f"physics_dt: {physics_dt} s must be in (0, {m.opt.timestep}] "
+                                  f"(the model's own step)")
+            m.opt.timestep = physics_dt
+        self.dt = float(m.opt.timestep)
+        """Physics step, seconds."""
 
         names = list(spec.state_fields)
         for required in ("qpos", "qvel"):
@@ -109,7 +125,7 @@ class MujocoPlant:
         self.command_high = np.array([j.command_limits[1] for j in joints])
         gear = m.actuator_gear[:, 0].copy()
         inertia = m.dof_M0[self._dof]
-        w = 2 * math.pi * PD_FREQUENCY_HZ
+        w = min(2 * math.pi * PD_FREQUENCY_HZ, 0.5 / self.dt)  # stable at the physics step
         self.kp = inertia * w * w / gear  # control units per rad (or m)
         self.kd = 2 * inertia * w / gear   # control units per rad/s
         self._initial = (self.data.qpos.copy(), self.data.qvel.copy())
@@ -133,10 +149,9 @@ class MujocoPlant:
         return self.data.qvel[self._dof].copy()
 
     def step(self, ctrl: np.ndarray) -> None:
-        """One firmware tick with the actuators' controls `ctrl` (num_joints,)."""
+        """One physics step (`dt`) with the actuators' controls `ctrl` (num_joints,)."""
         self.data.ctrl[:] = ctrl
-        for _ in range(self.substeps):
-            self._mujoco.mj_step(self.model, self.data)
+        self._mujoco.mj_step(self.model, self.data)
 
     def sample(self, names: list[str]) -> np.ndarray:
         """The named fields, flattened and concatenated, float32."""
@@ -275,6 +290,11 @@ class Emulator:
         self.plant = plant
         self.rate_hz = float(rate_hz)
         self.tick_us = round(1e6 / rate_hz)
+        step_ticks = plant.dt * 1e6 / self.tick_us
+        if abs(step_ticks - round(step_ticks)) > 1e-6 or round(step_ticks) < 1:
+            raise ConfigError(f"firmware rate {rate_hz:g} Hz: the physics step of {plant.dt * 1e3:g} ms "
+                              f"must be a whole number of ticks of {self.tick_us} µs")
+        self._step_ticks = round(step_ticks)
         self.link = Path(link) if link is not None else None
         self.faults = faults or FaultConfig()
         self.injector = FaultInjector(self.faults, seed)
@@ -301,6 +321,8 @@ class Emulator:
                          "tx_overflow": 0, "overruns": 0, "disconnects": 0}
         self.latencies_us: list[int] = []
         self._k = 0
+        self._rx_us = 0
+        self._start = time.perf_counter()
         self._reset_device()
 
     # ---- device state
@@ -319,6 +341,7 @@ class Emulator:
         self._config_tick, self._period_ticks = 0, 1
         self._pending_latency: int | None = None
         self._limit_active = np.zeros(self.n, dtype=bool)
+        self._limit_armed = np.zeros(self.n, dtype=bool)  # True: reported, not yet moved away
         self.frozen = self.freeze_until_enable
 
     @property
@@ -396,9 +419,12 @@ class Emulator:
                     reopen_at = None
                     self._open_pty()
                 due = int((now - start) / tick_wall)
-                if due - k > 100:  # far behind (stalled): skip ahead rather than burst
-                    self.counters["overruns"] += due - k
-                    k = due
+                if due > k:  # behind (this process was descheduled): catch up, ...
+                    self.counters["overruns"] += 1
+                    if due - k > MAX_CATCH_UP:  # ... but after a long stall, let device time jump
+                        k = due - MAX_CATCH_UP
+                    if self._master >= 0 and select.select([self._master], [], [], 0)[0]:
+                        self._receive()  # what arrived meanwhile counts before the catch-up ticks
                 while k <= due:
                     self._tick(k)
                     k += 1
@@ -417,6 +443,8 @@ class Emulator:
             self._close_pty()
 
     def _receive(self) -> None:
+        """Read and handle what the host sent; `_rx_us` is the device time of the read."""
+        self._rx_us = int((time.perf_counter() - self._start) * self.speed * 1e6)
         try:
             data = os.read(self._master, 65536)
         except BlockingIOError:
@@ -437,9 +465,6 @@ class Emulator:
         """Tick k spans device time [k, k + 1) ticks: the state at its start is what STATE reports."""
         self._k = k
         t_us = k * self.tick_us
-        if self._pending_latency is not None:  # the setpoint received since the last tick applies now
-            self.latencies_us.append((t_us - self._pending_latency) & 0xFFFFFFFF)
-            self._pending_latency = None
         if self.enabled and not self.safe and t_us - self._last_setpoint_us > self.config.watchdog_us:
             self.safe = self.watchdog_tripped = True
             self.hold = self.plant.positions()
@@ -448,9 +473,16 @@ class Emulator:
         if self.configured and (k - self._config_tick) % self._period_ticks == 0:
             values = self.plant.sample(self._field_names)
             self._send(P.State(self.flags, self._setpoint_seq, values), stamp=t_us)
-        ctrl = self._control()
-        if not self.frozen:
-            self.plant.step(ctrl)
+        if self._pending_latency is not None:  # the firmware takes a setpoint at the tick after it came
+            self.latencies_us.append((t_us - self._pending_latency) & 0xFFFFFFFF)
+            self._pending_latency = None
+        if k % self._step_ticks == self._step_ticks // 2:
+            # The step [b, b + dt) from boundary b is integrated at its middle tick with the command of
+            # that moment: a command takes effect at the *nearest* step boundary, so the plant's
+            # discretisation shifts it by at most dt/2 either way instead of delaying it dt/2 on average.
+            ctrl = self._control()
+            if not self.frozen:
+                self.plant.step(ctrl)
 
     def _control(self) -> np.ndarray:
         """Actuator controls for this tick, by mode; clipped; outward torque cut at a position limit."""
@@ -474,12 +506,15 @@ class Emulator:
         low, high = q <= plant.position_low, q >= plant.position_high
         at_limit = low | high
         ctrl[(low & (ctrl < 0)) | (high & (ctrl > 0))] = 0.0
-        new = at_limit & ~self._limit_active
+        new = at_limit & ~self._limit_armed
         if new.any() and self.enabled:
             self.counters["limit_hits"] += int(new.sum())
             for j in np.flatnonzero(new):
                 self._fault(P.Fault.JOINT_LIMIT, joint=int(j), value=float(q[j]))
         self._limit_active = at_limit
+        # a joint resting on its limit reports once: re-armed only after it moves LIMIT_HYSTERESIS away
+        away = (q > plant.position_low + LIMIT_HYSTERESIS) & (q < plant.position_high - LIMIT_HYSTERESIS)
+        self._limit_armed = (self._limit_armed | at_limit) & ~away
         return ctrl
 
     # ---- messages
@@ -533,7 +568,8 @@ class Emulator:
         self._field_names = [name for i, (name, _) in enumerate(self.info.fields)
                              if self.layout.mask >> i & 1]
         self._period_ticks = period_ticks
-        self._config_tick = self._k + 1
+        # the first STATE at the next physics-step boundary (the state changes only there)
+        self._config_tick = (self._k // self._step_ticks + 1) * self._step_ticks
         self.latencies_us = []
         self._ack(packet)
 
@@ -548,7 +584,7 @@ class Emulator:
             q = self.plant.positions()
             self.hold = q
             self.command = q.copy() if self.command_kind == P.CommandKind.POSITION else np.zeros(self.n)
-            self._last_setpoint_us = self.now_us()
+            self._last_setpoint_us = max(self.now_us(), self._rx_us)
         self._ack(packet)
 
     def _on_disable(self, packet: P.Packet, msg: P.Disable) -> None:
@@ -568,7 +604,7 @@ class Emulator:
             return  # not applied; the watchdog is not fed either
         self.command = values
         self._setpoint_seq = packet.seq
-        self._last_setpoint_us = self.now_us()
+        self._last_setpoint_us = max(self.now_us(), self._rx_us)  # fed when it arrived
         self._pending_latency = msg.state_time_us
 
     def _on_estop(self, packet: P.Packet, msg: P.Estop) -> None:
@@ -649,14 +685,13 @@ class Emulator:
 
 def run_emulator(task: str, *, link: str | None = None, rate_hz: float = 1000.0,
                  faults: FaultConfig | None = None, speed: float = 1.0, seed: int = 0,
-                 protocol_version: int = P.PROTOCOL_VERSION,
+                 protocol_version: int = P.PROTOCOL_VERSION, physics_dt: float | None = None,
                  log: Callable[[str], None] = print) -> int:
     """`robot-rl emulate`: serve in this thread until SIGINT/SIGTERM; SIGUSR1 pulls the cable for 1 s."""
     import signal
 
-    tick = round(1e6 / rate_hz) * 1e-6
-    emulator = Emulator(MujocoPlant(task, tick, seed), rate_hz=rate_hz, link=link, faults=faults, speed=speed,
-                        protocol_version=protocol_version, seed=seed, log=log)
+    emulator = Emulator(MujocoPlant(task, seed, physics_dt), rate_hz=rate_hz, link=link, faults=faults,
+                        speed=speed, protocol_version=protocol_version, seed=seed, log=log)
     previous = {}
 
     def stop(signum: int, frame: Any) -> None:

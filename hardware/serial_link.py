@@ -7,7 +7,7 @@ STATE (with the host time it arrived), the device's INFO, recent FAULTs, and cou
     seq_gaps       device packets lost (gaps in the device's sequence numbers)
     state_timeouts silences: no STATE for `state_timeout` s while the device should be streaming
     timeouts       requests that got no answer in time (each retry counts)
-    disconnects, reconnects, setpoints_sent
+    disconnects, reconnects, packets_sent, setpoints_sent
 
 Requests (CONFIG, ENABLE, DISABLE, ESTOP, RESET, INJECT) wait for the device's ACK or NACK, resending
 after `request_timeout` up to `retries` times; requests are idempotent, so a retry after a lost ACK is
@@ -81,7 +81,8 @@ class SerialLink:
         self.state_timeout = state_timeout
         self.counters = dict.fromkeys(
             ("frames_ok", "bad_crc", "bad_cobs", "bad_length", "bad_payload", "bad_version", "unknown_type",
-             "seq_gaps", "state_timeouts", "timeouts", "disconnects", "reconnects", "setpoints_sent"), 0)
+             "seq_gaps", "state_timeouts", "timeouts", "disconnects", "reconnects", "packets_sent",
+             "setpoints_sent"), 0)
         self.faults: collections.deque[FaultEvent] = collections.deque(maxlen=64)
         """The device's recent FAULT reports, oldest first."""
         self.info: P.Info | None = None
@@ -278,6 +279,7 @@ class SerialLink:
             except (serial.SerialException, OSError, TypeError, AttributeError) as err:
                 self.last_error = f"write failed ({err})"
                 raise HardwareError(f"serial link to {self.port}: {self.last_error}") from None
+            self.counters["packets_sent"] += 1
             return seq
 
     def request(self, msg: P.Message, timeout: float | None = None, retries: int | None = None) -> P.Message:

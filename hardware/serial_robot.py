@@ -7,10 +7,12 @@
 
 `configure` refuses a device that is not the bundle's robot (protocol version, joint count or names,
 missing state fields, unsupported command kind) with a HardwareError that names both sides, having sent
-nothing but HELLO. `read_state` returns the latest STATE; if it was already returned, or if it is older
-than half a control period and the next one is due within half a period, it waits for the next (at
-most half a period), so a command is computed from a state at most about half a period old. If none
-comes, it returns the old one again, and the safety filter sees that its sequence did not advance.
+nothing but HELLO. `read_state` returns the latest STATE; if that one was already returned, it waits
+up to half a control period for the next, so a host loop whose deadlines fall just before the
+device's states arrive stays in step (every state is used once, none skipped). If none comes, it
+returns the old one again, and the safety filter sees that its sequence did not advance. (Waiting for
+a fresher state when the latest is old would skip a state, and hold a command two periods, whenever
+the host's phase jitters across the threshold.)
 A device in its safe state (watchdog), e-stopped, or a lost link is a HardwareError. `recover`
 waits for the link to come back and RESETs the device, to configure again.
 
@@ -35,6 +37,8 @@ from robot_rl.hardware.robot import HardwareError, Lifecycle, Robot, RobotState
 from robot_rl.hardware.serial_link import DEFAULT_BAUDRATE, SerialLink, StateSample
 from robot_rl.spec import TaskSpec
 
+WATCHDOG_PERIODS, WATCHDOG_MIN = 5, 0.05
+"""Default device watchdog: 5 control periods, at least 50 ms (a loaded host may miss a tick or two)."""
 CLOCK_DRIFT = 1e-4
 """How fast (s/s) the clock offset may drift upwards: 100 ppm, above a crystal's tolerance."""
 
@@ -58,7 +62,8 @@ class SerialRobot(Robot):
         self.command_kind = spec.action.kind
         self.joint_names = spec.joint_names
         self.time_scale = float(time_scale)
-        self.watchdog = watchdog if watchdog is not None else max(3 * spec.control_period, 0.02)
+        self.watchdog = watchdog if watchdog is not None else max(WATCHDOG_PERIODS * spec.control_period,
+                                                                  WATCHDOG_MIN)
         self.safe_mode = P.SafeMode.HOLD if safe_mode == "hold" else P.SafeMode.DAMPING
         self.connect_timeout = connect_timeout
         self.link = SerialLink(self.port, baudrate=baudrate, request_timeout=request_timeout, retries=retries,
@@ -73,6 +78,8 @@ class SerialRobot(Robot):
         self._grid_origin = 0.0  # device time of the first state after CONFIG
         self._sequence = 0  # RobotState.sequence of that state: it keeps counting up across reconfigures
         self._last_sequence = -1
+        self._device_configured = False
+        self._estop_requested = False
         self._low = self._high = None
 
     # ------------------------------------------------------------------ clock
@@ -107,6 +114,7 @@ class SerialRobot(Robot):
         config = P.Config(round(self.spec.control_period * 1e6), round(self.watchdog * 1e6), self.safe_mode,
                           self._kind, mask)
         link.forget_state()
+        self._device_configured = True  # from CONFIG on, a failure e-stops the device
         link.request(config)
         link.streaming = True
         self.info, self.layout = info, P.StateLayout(info, mask)
@@ -170,14 +178,7 @@ class SerialRobot(Robot):
         if not link.connected:
             raise HardwareError(f"serial link to {self.port} lost: {link.last_error}")
         period = self.spec.control_period / self.time_scale  # host seconds
-        latest = link.latest_state()
-        sample = latest
-        if latest is None or latest.seq == self._last_seq:  # nothing new yet: wait for the next one
-            sample = link.wait_state(self._last_seq, 0.5 * period) or latest
-        else:
-            wait = period - (time.monotonic() - latest.host_time)  # until the next is due
-            if wait < 0.5 * period:  # ours is old and the next is near: use the next one
-                sample = link.wait_state(latest.seq, wait + 0.1 * period) or latest
+        sample = link.wait_state(self._last_seq, 0.5 * period) or link.latest_state()
         if sample is None:
             raise HardwareError(f"no state from the device at {self.port}")
         self._last_seq = sample.seq
@@ -223,8 +224,22 @@ class SerialRobot(Robot):
     def _deactivate(self) -> None:
         self.link.request(P.Disable())
 
+    def estop(self, reason: str = "e-stop") -> None:
+        """ESTOP to the device, from any state (the base class: lifecycle to ERROR, never raises)."""
+        self._estop_requested = True
+        try:
+            super().estop(reason)
+        finally:
+            self._estop_requested = False
+
     def _estop(self) -> None:
-        """ESTOP, then wait briefly for its ACK; raises only if the link is down (the base records it)."""
+        """ESTOP, then wait briefly for its ACK; raises if the link is down (the base records it).
+
+        Called by the base class also when a call fails; a device this host never configured (e.g.
+        refused for its joints or protocol version) is then left alone, not even e-stopped.
+        """
+        if not (self._estop_requested or self._device_configured):
+            return
         self.link.request(P.Estop(), timeout=0.05, retries=2)
 
     def _recover(self) -> None:
@@ -233,6 +248,7 @@ class SerialRobot(Robot):
             raise HardwareError(f"serial link to {self.port} is still down after {self.connect_timeout:g} s")
         if link.connected:
             link.request(P.Reset())
+        self._device_configured = False
         link.streaming = False
         link.forget_state()
 

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="KIND=VALUE",
                    help="inject a fault on the device's output: drop=P, corrupt=P, garbage=P, truncate=P "
                         "(probabilities per frame), delay=SECONDS, mute, disconnect=AT:FOR (seconds)")
+    p.add_argument("--physics-dt", type=float, metavar="SECONDS",
+                   help="physics step (default: the model's own, as trained; a finer step changes the "
+                        "contact dynamics)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="simulated seconds per real second (default 1: real time)")
     p.add_argument("--seed", type=int, default=0, help="seed of the plant's initial state and the faults")
@@ -42,4 +45,4 @@ def run(args: argparse.Namespace) -> int:
 
     version = protocol.PROTOCOL_VERSION if args.protocol_version is None else args.protocol_version
     return run_emulator(args.task, link=args.link, rate_hz=args.rate, faults=faults, speed=args.speed,
-                        seed=args.seed, protocol_version=version, log=log)
+                        seed=args.seed, protocol_version=version, physics_dt=args.physics_dt, log=log)
