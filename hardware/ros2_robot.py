@@ -256,6 +256,8 @@ class Ros2Robot(Robot):
         """Standalone: seconds `configure` waits for the first valid JointState."""
         self.commands_sent = 0
         self.state_deadline_missed = 0
+        self.states_lost = 0
+        """JointStates the middleware reports lost before this node took them (DDS sample-lost)."""
         self.command_deadline_missed = 0
         self.qos_problems: list[str] = []
         self._sequence = 0
@@ -302,16 +304,18 @@ class Ros2Robot(Robot):
         self._msg = Float64MultiArray()
         sub = node.create_subscription(
             JointState, self.state_topic, self._on_joint_state, state_qos(self.state_deadline),
-            event_callbacks=SubscriptionEventCallbacks(deadline=self._on_state_deadline,
-                                                       incompatible_qos=self._on_incompatible("state")))
+            event_callbacks=SubscriptionEventCallbacks(
+                deadline=self._on_state_deadline if self.state_deadline else None,
+                incompatible_qos=self._on_incompatible("state"), message_lost=self._on_state_lost))
         self._entities.append(sub)
         if self.imu_topic:
             imu = node.create_subscription(Imu, self.imu_topic, self._on_imu, state_qos(None))
             self._entities.append(imu)
         self._publisher = node.create_publisher(
             Float64MultiArray, self.command_topic, command_qos(self.command_deadline),
-            event_callbacks=PublisherEventCallbacks(deadline=self._on_command_deadline,
-                                                    incompatible_qos=self._on_incompatible("command")))
+            event_callbacks=PublisherEventCallbacks(
+                deadline=self._on_command_deadline if self.command_deadline else None,
+                incompatible_qos=self._on_incompatible("command")))
         self._entities.append(self._publisher)
         if self.standalone:  # like a device that must answer its configuration: wait for its stream
             with self._cond:
@@ -447,6 +451,9 @@ class Ros2Robot(Robot):
 
     def _on_state_deadline(self, info: Any) -> None:
         self.state_deadline_missed = int(info.total_count)
+
+    def _on_state_lost(self, info: Any) -> None:
+        self.states_lost = int(info.total_count)
 
     def _on_command_deadline(self, info: Any) -> None:
         self.command_deadline_missed = int(info.total_count)
