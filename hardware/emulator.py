@@ -320,6 +320,7 @@ class Emulator:
                          "limit_hits": 0, "unknown_type": 0, "bad_payload": 0, "bad_version": 0,
                          "tx_overflow": 0, "overruns": 0, "disconnects": 0}
         self.latencies_us: list[int] = []
+        self.arrivals_us: list[int] = []
         self._k = 0
         self._rx_us = 0
         self._start = time.perf_counter()
@@ -570,7 +571,7 @@ class Emulator:
         self._period_ticks = period_ticks
         # the first STATE at the next physics-step boundary (the state changes only there)
         self._config_tick = (self._k // self._step_ticks + 1) * self._step_ticks
-        self.latencies_us = []
+        self.latencies_us, self.arrivals_us = [], []
         self._ack(packet)
 
     def _on_enable(self, packet: P.Packet, msg: P.Enable) -> None:
@@ -606,6 +607,7 @@ class Emulator:
         self._setpoint_seq = packet.seq
         self._last_setpoint_us = max(self.now_us(), self._rx_us)  # fed when it arrived
         self._pending_latency = msg.state_time_us
+        self.arrivals_us.append((self._rx_us - msg.state_time_us) & 0xFFFFFFFF)
 
     def _on_estop(self, packet: P.Packet, msg: P.Estop) -> None:
         if not self.estopped:
@@ -625,9 +627,11 @@ class Emulator:
         dec = self._decoder.counters
         counters = {**self.counters, "frames_ok": dec["frames_ok"], "bad_crc": dec["bad_crc"],
                     "bad_framing": dec["bad_cobs"] + dec["bad_length"], "latency_count": lat.size}
-        if lat.size:
-            counters.update(latency_p50_us=int(np.percentile(lat, 50)),
-                            latency_p99_us=int(np.percentile(lat, 99)), latency_max_us=int(lat.max()))
+        for name, values in (("latency", lat), ("arrival", np.array(self.arrivals_us, dtype=np.float64))):
+            if values.size:
+                counters.update({f"{name}_p50_us": int(np.percentile(values, 50)),
+                                 f"{name}_p99_us": int(np.percentile(values, 99)),
+                                 f"{name}_max_us": int(values.max())})
         self._send(P.Status(packet.seq, self.flags, self.last_fault, counters))
 
     def _on_inject(self, packet: P.Packet, msg: P.Inject) -> None:

@@ -565,13 +565,14 @@ class State(Message):
 
 STATUS_COUNTERS = ("frames_ok", "bad_crc", "bad_framing", "seq_gaps", "setpoints", "setpoints_rejected",
                    "watchdog_trips", "limit_hits", "latency_count", "latency_p50_us", "latency_p99_us",
-                   "latency_max_us")
+                   "latency_max_us", "arrival_p50_us", "arrival_p99_us", "arrival_max_us")
 _STATUS = struct.Struct("<HBB" + "I" * len(STATUS_COUNTERS))
 
 
 @dataclass(frozen=True)
 class Status(Message):
-    """The device's flags and counters (answer to GET_STATUS). Latency: SETPOINT applied - its STATE."""
+    """The device's flags and counters (answer to GET_STATUS). Latency: a SETPOINT taken by the firmware
+    (next tick) - its STATE's sampling; arrival: the SETPOINT received - its STATE's sampling."""
 
     TYPE: ClassVar[MsgType] = MsgType.STATUS
     req_seq: int
