@@ -520,10 +520,13 @@ class Emulator:
 
     # ---- messages
     def _handle(self, packet: P.Packet) -> None:
+        if packet.type == P.MsgType.HELLO:  # a new host session numbers its packets afresh
+            self._last_host_seq = None
         if self._last_host_seq is not None:
             gap = P.seq_gap(self._last_host_seq, packet.seq)
             if gap:
                 self.counters["seq_gaps"] += gap
+                self._fault(P.Fault.SETPOINT_GAP, value=float(gap))
         self._last_host_seq = packet.seq
         if packet.version != self.version:
             self.counters["bad_version"] += 1
