@@ -609,8 +609,10 @@ class Emulator:
         self.command = values
         self._setpoint_seq = packet.seq
         self._last_setpoint_us = max(self.now_us(), self._rx_us)  # fed when it arrived
-        self._pending_latency = msg.state_time_us
-        self.arrivals_us.append((self._rx_us - msg.state_time_us) & 0xFFFFFFFF)
+        arrival = (self._rx_us - msg.state_time_us) & 0xFFFFFFFF
+        if msg.state_time_us and arrival < 0x80000000:  # it echoes a STATE we sent: measure it
+            self._pending_latency = msg.state_time_us
+            self.arrivals_us.append(arrival)
 
     def _on_estop(self, packet: P.Packet, msg: P.Estop) -> None:
         if not self.estopped:

@@ -37,6 +37,11 @@ from robot_rl.hardware import protocol as P
 from robot_rl.hardware.robot import HardwareError
 
 DEFAULT_BAUDRATE = 1_000_000
+NACK_HINTS = {
+    P.Nack.ESTOPPED: " (the device is e-stopped; RESET it, e.g. Robot.recover(), once the cause is fixed)",
+    P.Nack.BUSY: " (the device is enabled; DISABLE it first)",
+    P.Nack.NOT_CONFIGURED: " (send CONFIG first)",
+}
 
 
 @dataclass(frozen=True)
@@ -307,7 +312,8 @@ class SerialLink:
                     f"speaks version {P.PROTOCOL_VERSION}: refused, nothing was sent to the motors")
             if reply is not None:
                 if isinstance(reply, P.NackMsg):
-                    raise HardwareError(f"device refused {name}: {reply.reason.name}")
+                    hint = NACK_HINTS.get(reply.reason, "")
+                    raise HardwareError(f"device refused {name}: {reply.reason.name}{hint}")
                 return reply
             self._require_connected()
             self.counters["timeouts"] += 1
