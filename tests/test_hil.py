@@ -149,8 +149,9 @@ def test_zoo_pendulum_keeps_the_pole_up_for_the_whole_episode(pendulum_device):
 @pytest.mark.skipif(HOPPER not in zoo_names(), reason="the zoo has no Hopper bundle")
 def test_zoo_hopper_moves_forward(tmp_path):
     """A locomotion bundle over serial: the Hopper hops forward. Its single-episode return is chaotic
-    (the MuJoCo backend alone gives 1900-3400 over seeds), so the 90 % comparison of returns is made
-    over several episodes in the slow test below; here the return is reported."""
+    (over serial, 200-2800 on one seed or another; the MuJoCo backend's, too, varies 2x over seeds), so
+    the 90 % comparison of returns is made over several episodes in the slow test below; here the return
+    is reported."""
     policy = load(f"zoo:{HOPPER}")
     reference, ref_steps = mujoco_return(policy, seed=0)
     process = start_emulator("Hopper-v5", tmp_path / "hopper_tty")
@@ -165,9 +166,9 @@ def test_zoo_hopper_moves_forward(tmp_path):
     ret, healthy_steps = hopper_return(recorder.states, policy.spec.control_period)
     print(f"\nhopper over serial: {x[-1] - x[0]:.2f} m in {len(x)} steps, return {ret:.0f} over "
           f"{healthy_steps} healthy steps (MuJoCo backend, full episode: {reference:.0f} over {ref_steps})")
-    assert x[-1] - x[0] > 2.0  # metres in 4 s: hopping, not falling over or standing still
-    assert np.mean(np.diff(x[-100:])) > 0  # still moving forward at the end
-    assert healthy_steps >= 100 and z[:100].min() > 0.7
+    assert healthy_steps >= 100 and z[:100].min() > 0.7  # upright, hopping (MuJoCo: 460 steps)
+    moved = x[healthy_steps - 1] - x[0]
+    assert moved > 2.0 and moved / (healthy_steps * policy.spec.control_period) > 0.5  # metres, m/s
 
 
 def hopper_return(states: list[dict], dt: float) -> tuple[float, int]:
@@ -186,10 +187,11 @@ def hopper_return(states: list[dict], dt: float) -> tuple[float, int]:
 @pytest.mark.slow
 @pytest.mark.skipif(HOPPER not in zoo_names(), reason="the zoo has no Hopper bundle")
 @pytest.mark.xfail(strict=False, reason=(
-    "the zoo Hopper is sensitive to actuation latency: over serial (~1 ms host round trip, commands "
-    "applied at the nearest 2 ms physics step) its 5-episode mean was 84 % of the MuJoCo backend's "
-    "(1945 vs 2308); in MuJoCo alone, one 2 ms step of delay costs it 15-40 %. A latency-robust "
-    "policy (trained with actuation delay) should pass"))
+    "the zoo Hopper is sensitive to actuation latency and chaotic: over serial (~1 ms host round trip, "
+    "commands applied at the nearest 2 ms physics step) its 5-episode mean was 84 % of the MuJoCo "
+    "backend's (1945 vs 2308, the 1M-step bundle) and 80 % (1633 vs 2051, the 3M-step bundle; single "
+    "episodes 200-2828); in MuJoCo alone, 2 ms of actuation delay turns its returns on seeds 0-2 from "
+    "[1729, 2142, 2102] into [1988, 790, 2321]. A policy trained with actuation delay should pass"))
 def test_zoo_hopper_return_over_serial_within_90_percent_of_mujoco(tmp_path):
     policy = load(f"zoo:{HOPPER}")
     seeds = range(5)
