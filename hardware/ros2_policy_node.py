@@ -15,11 +15,15 @@ and a faster one is down-sampled), so the command answers the newest state with 
 watchdog timer (period: the stale timeout plus a tenth of a control period, at most 2 ms; restarted
 by every tick) runs a tick when states stop, which the safety filter then answers with the safe
 command. `trigger:=timer`: a timer at the control period runs every tick, whatever the state's phase
-(so a state may be up to a period old).
+(so a state may be up to a period old). `executor:=auto` (default) runs the callbacks on rclpy's
+EventsExecutor where rclpy has one (Jazzy and later), else on its SingleThreadedExecutor, whose
+Python work per wake-up over a lifecycle node's services, timers and QoS event handlers (~0.3 ms
+here) made the node drop states at 500 Hz.
 
-**Stale state.** The filter's stale timeout is `stale_timeout` (default 1.5 control periods): with
+**Stale state.** The filter's stale timeout is `stale_timeout` (default 1.25 control periods): with
 `trigger:=state` the safe command (zero torque or velocity, or hold the measured position) follows
-the last state after the timeout plus at most 2 ms, i.e. within two control periods, and the node
+the last state after the timeout plus at most 2 ms, i.e. within two control periods with most of a
+period to spare for scheduling delays (a state a quarter period late counts as stale), and the node
 reports it at once (diagnostics level STALE, a warning in the log).
 
 **Lifecycle** (rclpy's lifecycle node; `ros2 lifecycle` or the `~/change_state` service):
@@ -98,7 +102,7 @@ PARAMETER_HELP = {
     "period": "control period in seconds (0: the bundle's)",
     "trigger": "state: tick on each fresh JointState; timer: tick on a timer",
     "executor": "auto (events where rclpy has it, else single), events or single",
-    "stale_timeout": "seconds without a new state before the safe command (0: 1.5 control periods)",
+    "stale_timeout": "seconds without a new state before the safe command (0: 1.25 control periods)",
     "max_delta": "largest command change per step, fraction of the command range (inf: none)",
     "safety_limits": "clip to the limits, rate limit and stale check (NaN rejection always stays)",
     "command_low": "per-joint lower command limits in policy order, to tighten the bundle's",
@@ -132,6 +136,11 @@ class NodeControlLoop(ControlLoop):
     @property
     def running(self) -> bool:
         return self._mapping is not None
+
+    @property
+    def steps(self) -> int:
+        """Commands written since `start`."""
+        return self._steps
 
     def start(self) -> None:
         """Map joints, check state fields, activate the robot, seed the filter. Raises a
@@ -228,7 +237,7 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[NodeControl
     period = p["period"] or spec.control_period
     if not (math.isfinite(period) and period > 0):
         raise ConfigError(f"period: must be a positive number of seconds, got {period}")
-    stale = p["stale_timeout"] or 1.5 * period
+    stale = p["stale_timeout"] or 1.25 * period  # the safe command within 2 periods, with a margin
     safety = SafetyFilter(tightened_spec(spec, list(p["command_low"]), list(p["command_high"])),
                           SafetyConfig(max_delta=p["max_delta"], stale_timeout=stale,
                                        enabled=p["safety_limits"]))
@@ -418,7 +427,7 @@ def make_policy_node(context: Any = None) -> Any:
                 else:
                     self.get_logger().info("state is fresh again; the policy is back in control",
                                            throttle_duration_sec=1.0)
-                self.publish_diagnostics()
+                self.publish_diagnostics(timing=False)  # at once: no percentiles to compute first
 
         def _stop_ticking(self) -> None:
             self._active = False
@@ -475,15 +484,15 @@ def make_policy_node(context: Any = None) -> Any:
                 self._autostart_timer = None
 
         # ------------------------------------------------------------ diagnostics
-        def publish_diagnostics(self) -> None:
+        def publish_diagnostics(self, timing: bool = True) -> None:
             if self._diag_pub is None:
                 return
-            msg = DiagnosticArray(status=[self.status()])
+            msg = DiagnosticArray(status=[self.status(timing)])
             msg.header.stamp = self.get_clock().now().to_msg()
             self._diag_pub.publish(msg)
 
-        def status(self) -> Any:
-            values = self.report()
+        def status(self, timing: bool = True) -> Any:
+            values = self.report(timing)
             label = values["lifecycle"]
             if self.error:
                 level, message = DiagnosticStatus.ERROR, self.error
@@ -498,21 +507,23 @@ def make_policy_node(context: Any = None) -> Any:
                                     hardware_id=values.get("task", ""),
                                     values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()])
 
-        def report(self) -> dict[str, Any]:
-            """Everything the diagnostics carry, as plain values (times in ms)."""
+        def report(self, timing: bool = True) -> dict[str, Any]:
+            """Everything the diagnostics carry, as plain values (times in ms); without `timing`, no
+            percentiles (a report that must go out at once)."""
             out: dict[str, Any] = {"lifecycle": self._state_machine.current_state[1], "stale": self.stale}
             loop, robot = self.loop, self.robot
             if loop is None or robot is None:
                 return out
-            s = loop.stats()
             ms = 1e3
             out.update({"task": loop.spec.name, "bundle": self.p["bundle"], "trigger": self.p["trigger"],
-                        "period_ms": loop.period * ms, "steps": s.steps,
-                        "rate_hz": 1 / s.period.p50 if s.period.p50 > 0 else 0.0,
-                        "period_p50_ms": s.period.p50 * ms, "period_p99_ms": s.period.p99 * ms,
-                        "jitter_p99_ms": s.jitter.p99 * ms, "latency_p50_ms": s.latency.p50 * ms,
-                        "latency_p99_ms": s.latency.p99 * ms, "latency_max_ms": s.latency.max * ms})
-            safety = s.safety
+                        "period_ms": loop.period * ms, "steps": loop.steps})
+            if timing:
+                s = loop.stats()
+                out.update({"rate_hz": 1 / s.period.p50 if s.period.p50 > 0 else 0.0,
+                            "period_p50_ms": s.period.p50 * ms, "period_p99_ms": s.period.p99 * ms,
+                            "jitter_p99_ms": s.jitter.p99 * ms, "latency_p50_ms": s.latency.p50 * ms,
+                            "latency_p99_ms": s.latency.p99 * ms, "latency_max_ms": s.latency.max * ms})
+            safety = loop.safety.report()
             out["safety_interventions"] = safety["total"]
             for reason, count in safety["interventions"].items():
                 out[f"safety_{reason}"] = count
