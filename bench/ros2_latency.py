@@ -112,8 +112,8 @@ class Prober:
             self.received.append((t, np.array(msg.data)))
 
     def _diag(self, msg) -> None:
-        for status in msg.status:
-            self.diagnostics = {kv.key: kv.value for kv in status.values}
+        for status in msg.status:  # the latest value of each key (an immediate report has no timing)
+            self.diagnostics.update({kv.key: kv.value for kv in status.values})
 
     def publish(self, index: int, rng: np.random.Generator) -> float:
         q = POSE + 0.01 * rng.standard_normal(6)
