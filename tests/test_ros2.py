@@ -486,6 +486,62 @@ def test_lifecycle_and_bad_joint_states_are_rejected_counted_and_answer_nothing(
 
 @needs_rclpy
 @pytest.mark.ros2
+def test_standalone_ros2_robot_reads_joint_state_and_imu_and_publishes_commands(ros, monkeypatch):
+    from sensor_msgs.msg import Imu, JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    commands = ros.record(Float64MultiArray, "/solo/commands")
+    state_pub = ros.node.create_publisher(JointState, "/solo/joint_states", state_qos(None))
+    imu_pub = ros.node.create_publisher(Imu, "/solo/imu", state_qos(None))
+    stop = threading.Event()
+
+    def feed() -> None:  # a driver: the hinge first, an extra joint, an IMU (orientation w, x, y, z)
+        while not stop.is_set():
+            imu = Imu()
+            imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = 0.5, 0.5, -0.5, 0.5
+            imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = 0.1, 0.2, 0.3
+            imu_pub.publish(imu)
+            state_pub.publish(JointState(name=["hinge", "slider", "gripper"], position=[0.02, 0.3, 9.0],
+                                         velocity=[0.5, -0.1, 0.0]))
+            stop.wait(0.01)
+
+    spec = load(PENDULUM).spec
+    robot = make_robot(spec, {"ros_args": ["-r", "__ns:=/solo"], "imu_topic": "imu",
+                              "state_joints": ["slider", "hinge"]})
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        robot.configure()  # standalone: its own context and executor thread; waits for a first state
+        time.sleep(0.1)
+        state = robot.activate()
+        assert state.joint_positions.tolist() == [0.3] and state.joint_velocities.tolist() == [-0.1]
+        assert state.fields["qpos"].tolist() == [0.3, 0.02] and state.fields["qvel"].tolist() == [-0.1, 0.5]
+        assert state.base_orientation.tolist() == [0.5, 0.5, -0.5, 0.5]
+        assert state.base_angular_velocity.tolist() == [0.1, 0.2, 0.3]
+        later = robot.read_state()  # waits for a newer one
+        assert later.sequence > state.sequence
+        assert robot.write_command(np.array([1.5])).tolist() == [1.5]
+        deadline = time.monotonic() + 5
+        while not any(list(m.data) == [1.5] for _, m in commands) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any(list(m.data) == [1.5] for _, m in commands)
+        robot.deactivate()  # the safe command: zero torque
+        time.sleep(0.2)
+        with ros.lock:
+            assert list(commands[-1][1].data) == [0.0]
+    finally:
+        stop.set()
+        thread.join()
+        robot.close()
+    assert robot.lifecycle.value == "closed"
+
+
+@needs_rclpy
+@pytest.mark.ros2
 def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
     bridge(procs, "", PENDULUM, seed=0)
     out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
