@@ -359,6 +359,7 @@ def make_policy_node(context: Any = None) -> Any:
             self.error = None
             period = loop.period
             if self.p["trigger"] == "timer":
+                self._schedule = None  # states are only stored; the timer ticks
                 self._tick_timer = self.create_timer(period, self._run_tick)
             else:
                 self._schedule = StateSchedule(period)
@@ -398,7 +399,7 @@ def make_policy_node(context: Any = None) -> Any:
 
         # ------------------------------------------------------------ ticking
         def _on_state(self, state: RobotState) -> None:
-            if self._active and self._schedule.due(time.monotonic()):
+            if self._active and self._schedule is not None and self._schedule.due(time.monotonic()):
                 self._run_tick()
                 self._tick_timer.reset()
 

@@ -392,17 +392,19 @@ def test_mismatched_joint_names_refuse_activation_and_joint_map_fixes_them(ros, 
 
     from robot_rl.hardware.ros2_robot import state_qos
 
-    commands = {ns: ros.record(Float64MultiArray, f"/{ns}/commands") for ns in ("wrong", "count", "mapped")}
+    spaces = ("wrong", "count", "mapped", "timer")
+    commands = {ns: ros.record(Float64MultiArray, f"/{ns}/commands") for ns in spaces}
     wrong = policy_node(procs, "wrong", PENDULUM)
     count = policy_node(procs, "count", PENDULUM, joints=["slider", "hinge"])
     mapped = policy_node(procs, "mapped", PENDULUM, joint_map=["cart=slider"], joints=["cart"])
+    timer = policy_node(procs, "timer", PENDULUM, trigger="timer")  # and a timer-driven one, beside
     pubs = {ns: ros.node.create_publisher(JointState, f"/{ns}/joint_states", state_qos(None))
-            for ns in ("wrong", "count", "mapped")}
+            for ns in spaces}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (wrong.poll() is None or count.poll() is None
-                                           or not commands["mapped"]):
+                                           or not commands["mapped"] or len(commands["timer"]) < 10):
         for ns, pub in pubs.items():
-            names = ["slider", "hinge"] if ns == "count" else ["cart", "hinge"]
+            names = ["slider", "hinge"] if ns in ("count", "timer") else ["cart", "hinge"]
             pub.publish(JointState(name=names, position=[0.0, 0.01], velocity=[0.0, 0.0]))
         time.sleep(0.04)
     assert wrong.wait(5) == 2 and count.wait(5) == 2
@@ -412,6 +414,11 @@ def test_mismatched_joint_names_refuse_activation_and_joint_map_fixes_them(ros, 
     assert "refusing to activate" in text and "joint mismatch" in text and "['slider', 'hinge']" in text
     assert not commands["wrong"] and not commands["count"]  # nothing was sent
     assert commands["mapped"] and mapped.poll() is None
+    with ros.lock:
+        ticks = [(t, list(m.data)) for t, m in commands["timer"]]
+    assert timer.poll() is None and all(data != [0.0] for _, data in ticks)  # fresh states: the policy's
+    gaps = np.diff([t for t, _ in ticks])
+    assert np.median(gaps) == pytest.approx(0.04, abs=0.004)  # the timer at the control period
 
 
 @needs_rclpy
