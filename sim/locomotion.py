@@ -146,8 +146,9 @@ class LocomotionEnv(gymnasium.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None and self._seed is not None:
-            seed, self._seed = self._seed, None  # make_env(seed=...) seeds the first reset
+        if seed is None:  # make_env(seed=...) seeds the first reset, unless it is given its own seed
+            seed = self._seed
+        self._seed = None
         super().reset(seed=seed)
         _, info = self.simulator.reset(seed=seed, options=options)
         self._builder.reset()

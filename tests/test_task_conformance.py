@@ -455,3 +455,14 @@ def test_importing_sim_is_light():
             "heavy = [m for m in ('mujoco', 'gymnasium', 'dm_control', 'torch') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_explicitly_seeded_first_reset_does_not_replay_on_the_next() -> None:
+    """make_env(seed=s) seeds the first reset only; after reset(seed=x) the next episode is new."""
+    from robot_rl.sim import make_env
+
+    env = make_env("Hopper-v5", seed=3)
+    first, _ = env.reset(seed=3)
+    second, _ = env.reset()
+    assert not np.array_equal(first, second)
+    env.close()
