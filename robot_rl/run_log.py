@@ -63,16 +63,19 @@ class RunLog:
             writer.add_scalar(name, value, step)
 
     def close(self) -> None:
+        """End the progress bar and flush the events (the writer stays open for the final scalars)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            self._writer.flush()
 
     def finish(self) -> None:
         """Close the writers and draw learning_curve.png (if configured)."""
         self.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self.config.plot:
             plot_learning_curve(self.run_dir)
 

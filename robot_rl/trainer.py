@@ -34,7 +34,7 @@ from robot_rl.checkpoint import (
     save_checkpoint,
     to_checkpoint_state,
 )
-from robot_rl.errors import RobotRLError
+from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
@@ -52,13 +52,16 @@ class Trainer:
 
         self.config = config
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
+        self.spec = get_spec(config.task)
+        if self.spec.action.is_discrete:
+            raise ConfigError(f"algo: {config.algo!r} trains Gaussian policies for continuous actions, but "
+                              f"task {config.task!r} has {self.spec.action.num_actions} discrete actions; "
+                              f"use algo: dqn")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization)
-        self.spec = get_spec(config.task)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm
         steps_per_update = algo_cfg.num_steps * config.num_envs

@@ -43,7 +43,7 @@ def test_ppo_learns_inverted_pendulum_within_50k_steps(tmp_path: Path) -> None:
     run = tmp_path / "run"
     for name in ("config.yaml", "progress.csv", "eval.json", "learning_curve.png"):
         assert (run / name).is_file(), name
-    assert list(run.glob("events.out.tfevents.*")), "TensorBoard events"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1, "one TensorBoard event file"
     assert json.loads((run / "eval.json").read_text())["mean_return"] == result["mean_return"]
     # `robot-rl eval RUN_DIR` reproduces the final evaluation with the same seed
     assert main(["eval", str(run), "--episodes", "10", "--seed", str(config.eval.seed), "--json"]) == 0
@@ -134,3 +134,10 @@ def test_kl_penalty_variant_trains_through_the_trainer(tmp_path: Path) -> None:
     Trainer(config, tmp_path / "run").train()
     rows = _rows(tmp_path / "run")
     assert "kl_beta" in rows[-1] and float(rows[-1]["kl_beta"]) > 0
+
+
+def test_a_discrete_task_is_refused_with_a_pointer_to_dqn(tmp_path: Path, capsys) -> None:
+    assert main(["train", str(PENDULUM_PPO), "--set", "task=CartPole-v1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "discrete actions" in err and "dqn" in err
+    assert not (tmp_path / "r").exists()
