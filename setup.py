@@ -29,6 +29,7 @@ ROS2 = ["ros-rclpy", "ros-sensor-msgs", "ros-std-msgs", "ros-rmw-fastrtps-cpp", 
 ONNX = ["onnx>=1.15", "onnxruntime>=1.17"]
 BENCH = ["stable-baselines3>=2.3", "sb3-contrib>=2.3"]
 TEST = ["pytest>=7", "ruff>=0.5"]
+ATARI = ["ale-py>=0.9"]  # its wheel ships the ROMs: nothing downloads at run time
 
 setup(
     name="robot-rl",
@@ -47,7 +48,8 @@ setup(
         "onnx": ONNX,
         "bench": BENCH,
         "test": TEST,
-        "all": TRAIN + ROS2 + ONNX + BENCH + TEST,
+        "atari": ATARI,
+        "all": TRAIN + ROS2 + ONNX + BENCH + TEST + ATARI,
     },
     entry_points={"console_scripts": ["robot-rl=robot_rl.cli:main"]},
 )
