@@ -348,7 +348,8 @@ def test_pendulum_over_ros2_keeps_the_pole_up_then_goes_safe_when_the_bridge_sto
     with ros.lock:
         last_state, last_msg = states[-1]
         after = [(t, list(m.data)) for t, m in commands if t > last_state]
-        stale = [(t, m, s) for t, m in diags for s in m.status if s.level == DiagnosticStatus.STALE]
+        stale = [(t, m, s) for t, m in diags for s in m.status  # (a late state mid-run may report too)
+                 if s.level == DiagnosticStatus.STALE and t > last_state]
         final = diagnostics_values(diags[-1][1].status[0])
     # The node's reaction, on the senders' clocks (one host): the bridge stamped its last state when it
     # sampled it; the node stamps the STALE report right after publishing the safe command.
