@@ -14,9 +14,9 @@ from robot_rl.policies import ZOO, load, read_bundle, zoo_names
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ("InvertedPendulum-v5_ppo", "Hopper-v5_ppo", "HalfCheetah-v5_ppo")
-# Floors below what each shipped policy reached (PPO with the launch files' settings: Hopper 3M steps,
-# 3244; HalfCheetah 1M, 1873; see the manifests): a replaced bundle must not be worse.
-MIN_RETURN = {"InvertedPendulum-v5_ppo": 1000.0, "Hopper-v5_ppo": 2500.0, "HalfCheetah-v5_ppo": 1500.0}
+# Floors below what each shipped policy reached (PPO with the launch files' settings, 3M steps for
+# the locomotion tasks: Hopper 3244, HalfCheetah 2052; see the manifests): a replacement must not be worse.
+MIN_RETURN = {"InvertedPendulum-v5_ppo": 1000.0, "Hopper-v5_ppo": 2500.0, "HalfCheetah-v5_ppo": 1800.0}
 
 
 def test_the_zoo_holds_the_required_bundles() -> None:
