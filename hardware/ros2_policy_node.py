@@ -12,19 +12,21 @@ embedded in this node, the bundle's `Policy`, a `SafetyFilter`, and the `Control
 `trigger:=state` (default): a fresh JointState runs the tick as soon as it arrives, when one is due
 (`StateSchedule`: a token bucket at the control rate, so a driver at that rate has every state answered
 and a faster one is down-sampled), so the command answers the newest state with no phase delay; a
-watchdog timer (period: the stale timeout plus a tenth of a control period, at most 2 ms; restarted
+watchdog timer (period: the stale timeout plus a tenth of a control period, at most 0.5 ms; restarted
 by every tick) runs a tick when states stop, which the safety filter then answers with the safe
 command. `trigger:=timer`: a timer at the control period runs every tick, whatever the state's phase
 (so a state may be up to a period old). `executor:=auto` (default) runs the callbacks on rclpy's
 EventsExecutor where rclpy has one (Jazzy and later), else on its SingleThreadedExecutor, whose
 Python work per wake-up over a lifecycle node's services, timers and QoS event handlers (~0.3 ms
-here) made the node drop states at 500 Hz.
+here) made the node drop states at 500 Hz. `realtime_priority:=N` (1-99; default 0, off) runs the
+node's threads under SCHED_FIFO, as ros2_control's controller manager does, where permitted.
 
-**Stale state.** The filter's stale timeout is `stale_timeout` (default 1.25 control periods): with
+**Stale state.** The filter's stale timeout is `stale_timeout` (default 1.5 control periods): with
 `trigger:=state` the safe command (zero torque or velocity, or hold the measured position) follows
-the last state after the timeout plus at most 2 ms, i.e. within two control periods with most of a
-period to spare for scheduling delays (a state a quarter period late counts as stale), and the node
-reports it at once (diagnostics level STALE, a warning in the log).
+the last state after the timeout plus at most 0.5 ms, i.e. within two control periods with half a
+period to spare for scheduling delays (a state half a period late counts as stale: raise the timeout
+for a jittery driver, at the cost of a later safe command), and the node reports it at once
+(diagnostics level STALE, a warning in the log).
 
 **Lifecycle** (rclpy's lifecycle node; `ros2 lifecycle` or the `~/change_state` service):
 configure = load and verify the bundle, create the robot's subscriptions and publisher (the Robot's
@@ -81,6 +83,7 @@ PARAMETERS: dict[str, Any] = {
     "period": 0.0,
     "trigger": "state",
     "executor": "auto",
+    "realtime_priority": 0,
     "stale_timeout": 0.0,
     "max_delta": 0.5,
     "safety_limits": True,
@@ -102,7 +105,8 @@ PARAMETER_HELP = {
     "period": "control period in seconds (0: the bundle's)",
     "trigger": "state: tick on each fresh JointState; timer: tick on a timer",
     "executor": "auto (events where rclpy has it, else single), events or single",
-    "stale_timeout": "seconds without a new state before the safe command (0: 1.25 control periods)",
+    "realtime_priority": "SCHED_FIFO priority 1-99 for the node's threads (0: off; needs CAP_SYS_NICE)",
+    "stale_timeout": "seconds without a new state before the safe command (0: 1.5 control periods)",
     "max_delta": "largest command change per step, fraction of the command range (inf: none)",
     "safety_limits": "clip to the limits, rate limit and stale check (NaN rejection always stays)",
     "command_low": "per-joint lower command limits in policy order, to tighten the bundle's",
@@ -237,7 +241,7 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[NodeControl
     period = p["period"] or spec.control_period
     if not (math.isfinite(period) and period > 0):
         raise ConfigError(f"period: must be a positive number of seconds, got {period}")
-    stale = p["stale_timeout"] or 1.25 * period  # the safe command within 2 periods, with a margin
+    stale = p["stale_timeout"] or 1.5 * period  # the safe command within 2 periods, with a margin
     safety = SafetyFilter(tightened_spec(spec, list(p["command_low"]), list(p["command_high"])),
                           SafetyConfig(max_delta=p["max_delta"], stale_timeout=stale,
                                        enabled=p["safety_limits"]))
@@ -364,7 +368,7 @@ def make_policy_node(context: Any = None) -> Any:
             else:
                 self._schedule = StateSchedule(period)
                 # just past the stale timeout after the last tick: that tick is then certainly stale
-                watchdog = loop.safety.stale_timeout + min(0.1 * period, 0.002)
+                watchdog = loop.safety.stale_timeout + min(0.1 * period, 0.0005)
                 self._tick_timer = self.create_timer(watchdog, self._watchdog)
             self._active = True
             self.get_logger().info(f"active: {loop.spec.name} at {1 / period:g} Hz")
@@ -554,6 +558,26 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def set_realtime_priority(priority: int, logger: Any = None) -> bool:
+    """SCHED_FIFO at `priority` (1-99) for this thread and the threads it starts from now on (the
+    executor's), as ros2_control's controller manager does: a controller then wakes when its state
+    arrives, not when a busy machine gets round to it. 0: leave the scheduling alone. Needs root or
+    CAP_SYS_NICE; without it a warning, and the node runs as before."""
+    import os
+
+    if not priority:
+        return False
+    if not 1 <= int(priority) <= 99:
+        raise ConfigError(f"realtime_priority: must be 0 (off) or 1..99, got {priority}")
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
+    except (OSError, AttributeError) as err:
+        if logger is not None:
+            logger.warning(f"realtime_priority {priority}: not permitted here ({err}); running without")
+        return False
+    return True
+
+
 def make_executor(kind: str, context: Any) -> Any:
     """rclpy's EventsExecutor ("events", `rclpy.experimental` since Jazzy: callbacks dispatched from
     middleware events, without the per-wait Python work of building a wait set over every service,
@@ -597,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.append(1))
     node = make_policy_node(context)(plain[0] if plain else None)
     try:
+        set_realtime_priority(node.get_parameter("realtime_priority").value, node.get_logger())
         executor = make_executor(node.get_parameter("executor").value, context)
         executor.add_node(node)
         while not stop and not node.done:

@@ -264,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
+
+    from robot_rl.hardware.ros2_policy_node import make_executor
 
     argv = list(sys.argv if argv is None else argv)
     context = rclpy.Context()
@@ -280,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         except RobotRLError as err:
             print(f"robot_rl_sim_bridge: error: {err}", file=sys.stderr)
             return 2
-        executor = SingleThreadedExecutor(context=context)
+        # events in arrival order: a command that came before the next tick's deadline is applied at
+        # that tick even when this process got the CPU late (a wait set would run the timer first)
+        executor = make_executor("auto", context)
         executor.add_node(node)
         while not stop and not node.done:
             executor.spin_once(timeout_sec=0.1)

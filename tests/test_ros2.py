@@ -433,7 +433,7 @@ def test_lifecycle_and_bad_joint_states_are_rejected_counted_and_answer_nothing(
 
     from robot_rl.hardware.ros2_robot import state_qos
 
-    period = 0.4  # slow, so that a silent gap is long: the watchdog only answers after 1.25 periods (0.5 s)
+    period = 0.4  # slow, so that a silent gap is long: the watchdog only answers after 1.5 periods (0.6 s)
     commands = ros.record(Float64MultiArray, "/lc/commands")
     diags = ros.record(DiagnosticArray, "/lc/diagnostics")
     policy_node(procs, "lc", PENDULUM, autostart=False, period=period, diagnostics_period=0.1)
@@ -475,7 +475,7 @@ def test_lifecycle_and_bad_joint_states_are_rejected_counted_and_answer_nothing(
            JointState(name=["slider", "hinge"], position=[0.0, 0.01], velocity=[math.inf, 0.0])]
     for msg in bad:
         assert publish_and_wait(msg, 0.05) == []  # rejected: no command answers it
-    time.sleep(0.5)  # past the stale timeout: the watchdog's safe command, never one from a bad state
+    time.sleep(0.6)  # past the stale timeout: the watchdog's safe command, never one from a bad state
     with ros.lock:
         late = [list(m.data) for _, m in commands]
         reports = [diagnostics_values(s) for _, m in diags for s in m.status]
