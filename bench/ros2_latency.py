@@ -226,7 +226,8 @@ def main() -> None:
     from rclpy.signals import SignalHandlerOptions
 
     domain = args.domain if args.domain is not None else 61 + os.getpid() % 40
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")  # loopback only
+    env = dict(os.environ)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
     executor = SingleThreadedExecutor(context=context)

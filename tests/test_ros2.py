@@ -234,9 +234,16 @@ class Watcher:
 def ros():
     if not HAVE_RCLPY:
         pytest.skip(NO_RCLPY)
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    os.environ.update(ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")  # loopback only
     watcher = Watcher()
     yield watcher
     watcher.close()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture
@@ -500,7 +507,7 @@ def test_standalone_ros2_robot_reads_joint_state_and_imu_and_publishes_commands(
 
     from robot_rl.hardware.ros2_robot import state_qos
 
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN))  # the `ros` fixture set these too; kept explicit
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     commands = ros.record(Float64MultiArray, "/solo/commands")
     state_pub = ros.node.create_publisher(JointState, "/solo/joint_states", state_qos(None))
