@@ -599,9 +599,22 @@ def make_executor(kind: str, context: Any) -> Any:
     return SingleThreadedExecutor(context=context)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_deploy(args: Any) -> int:
+    """`robot-rl deploy BUNDLE --backend ros2 [--ros-args ...]` as this lifecycle node, for the deploy
+    command to call with its parsed arguments (`bundle`, `runtime`, `max_delta`, `duration`, and
+    `ros_args`: the list after `--ros-args`)."""
+    argv = [NODE_NAME, str(args.bundle), "--ros-args", *list(getattr(args, "ros_args", None) or [])]
+    for key in ("runtime", "max_delta"):
+        value = getattr(args, key, None)
+        if value is not None:
+            argv += ["-p", f"{key}:={value!r}" if isinstance(value, float) else f"{key}:={value}"]
+    return main(argv, duration=getattr(args, "duration", None))
+
+
+def main(argv: list[str] | None = None, duration: float | None = None) -> int:
     """`python -m robot_rl.hardware.ros2_policy_node [BUNDLE] [--ros-args ...]`: run the node until
-    SIGINT/SIGTERM (then deactivate: the safe command is sent) or a refused autostart (exit code 2)."""
+    SIGINT/SIGTERM or `duration` seconds (then deactivate: the safe command is sent), or a refused
+    autostart (exit code 2)."""
     import signal
 
     import rclpy
@@ -624,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         set_realtime_priority(node.get_parameter("realtime_priority").value, node.get_logger())
         executor = make_executor(node.get_parameter("executor").value, context)
         executor.add_node(node)
-        while not stop and not node.done:
+        end = time.monotonic() + duration if duration else math.inf
+        while not stop and not node.done and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
         if node.done and node.error:
             print(f"{NODE_NAME}: error: {node.error}", file=sys.stderr)

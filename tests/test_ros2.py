@@ -570,6 +570,25 @@ def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
 
 @needs_rclpy
 @pytest.mark.ros2
+def test_run_deploy_hook_runs_the_lifecycle_node_with_ros_args(ros, procs):
+    from std_msgs.msg import Float64MultiArray
+
+    commands = ros.record(Float64MultiArray, "/hook/commands")
+    bridge(procs, "hook", PENDULUM, seed=0)
+    code = ("import argparse, sys; from robot_rl.hardware.ros2_policy_node import run_deploy; "
+            "sys.exit(run_deploy(argparse.Namespace(bundle=sys.argv[1], runtime='numpy', max_delta=0.25, "
+            "duration=1.5, ros_args=['-r', '__ns:=/hook'])))")
+    out = subprocess.run([sys.executable, "-c", code, PENDULUM], env=ENV, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "active: InvertedPendulum-v5 at 25 Hz" in out.stderr
+    with ros.lock:
+        data = [list(m.data) for _, m in commands]
+    assert len(data) >= 10 and data[-1] == [0.0]  # it ran, then deactivated: the safe command
+
+
+@needs_rclpy
+@pytest.mark.ros2
 def test_launch_file_starts_bridge_and_node_and_stops_both(ros, tmp_path):
     launch_file = str(ROOT / "launch" / "ros2_sim.yaml")
     out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "launch", launch_file,
