@@ -598,3 +598,20 @@ def test_launch_file_starts_bridge_and_node_and_stops_both(ros, tmp_path):
     report = [json.loads(x) for x in out.stdout.splitlines() if x.startswith('{"event": "episode"')]
     assert report and report[0]["steps"] == 25 and report[0]["return"] == 25.0
     assert "stopping robot_rl_policy" in out.stderr
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_deploy_cli_passes_ros_args_to_the_ros2_backend(ros, procs):
+    bridge(procs, "remapped", PENDULUM, seed=0)
+    out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
+                          "--duration", "1.0", "--json", "--ros-args", "-r", "__ns:=/remapped"],
+                         env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["backend"] == "ros2" and 20 <= report["steps"] <= 26
+    assert report["safety"]["interventions"].get("stale", 0) == 0  # it found the namespaced bridge
+    wrong = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "mujoco",
+                            "--ros-args", "-r", "__ns:=/x"], env=ENV, cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    assert wrong.returncode == 2 and "--ros-args is for --backend ros2" in wrong.stderr

@@ -1,4 +1,4 @@
-"""`robot-rl deploy BUNDLE --backend mujoco|pybullet|serial [--port TTY] [--duration S]`: run a policy
+"""`robot-rl deploy BUNDLE --backend mujoco|pybullet|serial|ros2 [--port TTY] [--duration S]`: run a policy
 bundle on a robot through the safety filter at its control period, then print the loop statistics
 (rate, period jitter, compute latency and overruns as p50/p99/max) and the safety interventions.
 
@@ -7,7 +7,9 @@ Backends come from `BACKENDS`, an explicit registry of modules that each expose
 `seed` and `task`). A simulated robot runs one episode (or `--duration` simulated seconds), in real
 time unless `--fast`; a serial robot runs until `--duration` or Ctrl-C. A bad bundle, an unknown
 backend or a robot that is not the bundle's (joint names or count) is one line on stderr, exit 2,
-with nothing sent to the motors.
+with nothing sent to the motors. `--backend ros2 [--ros-args ...]` runs the same loop over ROS 2 topics
+(hardware/ros2_robot.py; remaps and parameters after --ros-args); the `robot_rl_policy` lifecycle node
+(`python -m robot_rl.hardware.ros2_policy_node`) runs it ticked by a ROS timer.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ _CLEAN_STOPS = ("steps", "duration", "episode_end", "interrupted")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("deploy", help="run a policy bundle on a robot (mujoco, pybullet or serial backend)",
+    p = sub.add_parser("deploy", help="run a policy bundle on a robot (mujoco, pybullet, serial or ros2)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="a bundle folder (manifest.json) or zoo:<name>")
     p.add_argument("--backend", required=True, metavar="NAME", help=f"one of: {', '.join(BACKENDS)}")
@@ -49,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "range (default 0.5; inf: no rate limit)")
     p.add_argument("--runtime", default="numpy", help="policy runtime: numpy (default), onnx or torch")
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
+    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
+                   help="ros2 backend: everything after it goes to the node (-p name:=value, -r remaps)")
     p.set_defaults(run=run_deploy)
 
 
@@ -64,7 +68,7 @@ def backend_module(name: str) -> Any:
 def robot_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options a backend's `make_robot` gets: port and realtime always, seed/task when given."""
     options: dict[str, Any] = {"port": args.port, "realtime": args.realtime}
-    for key in ("seed", "task"):
+    for key in ("seed", "task", "ros_args"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
     return options
@@ -77,6 +81,8 @@ def run_deploy(args: argparse.Namespace) -> int:
     from robot_rl.policies import load
 
     module = backend_module(args.backend)
+    if args.ros_args and args.backend != "ros2":
+        raise ConfigError("--ros-args is for --backend ros2")
     if args.duration is not None and not args.duration > 0:
         raise ConfigError(f"--duration must be > 0 seconds, got {args.duration}")
     policy = load(args.bundle, runtime=args.runtime)
