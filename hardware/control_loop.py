@@ -163,6 +163,33 @@ class ControlLoop:
             self._cleanup(close)
         return self.stats()
 
+    def start(self) -> None:
+        """Everything `run` does before its first tick: configure if needed, map joints, check the
+        state fields, activate the robot, seed the filter. For callers that tick from their own timer
+        (the ROS 2 node). A mismatch raises a HardwareError naming both sides, with nothing sent."""
+        self._reset_records()
+        self._estop.clear()
+        self._mapping = self._prepare()
+        self._t0 = self._clock()
+
+    def tick(self) -> None:
+        """One tick after `start`: state -> policy -> safety filter -> command, with timing records."""
+        if self._mapping is None:
+            raise HardwareError("the control loop is not started")
+        start = self._clock()
+        self._tick(*self._mapping)
+        end = self._clock()
+        self._latency.append(end - start)
+        if self._last_start is not None:
+            self._periods.append(start - self._last_start)
+            self._jitter.append(abs(start - self._last_start - self.period))
+        self._last_start = start
+
+    @property
+    def running(self) -> bool:
+        """Started (by `start`) and not stopped."""
+        return self._mapping is not None
+
     def estop(self, reason: str = "e-stop") -> None:
         """Stop now, from any thread: the filter holds the safe action, the robot is e-stopped, and
         the loop ends at its next tick."""
@@ -289,6 +316,8 @@ class ControlLoop:
         self._stop_reason = ""
         self._t0: float | None = None
         self._t_end: float | None = None
+        self._last_start: float | None = None
+        self._mapping: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def joint_mapping(robot_joints: tuple[str, ...] | list[str], policy_joints: tuple[str, ...] | list[str],

@@ -63,7 +63,7 @@ import numpy as np
 
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.hardware.control_loop import ControlLoop
-from robot_rl.hardware.robot import HardwareError, Lifecycle, RobotState
+from robot_rl.hardware.robot import Lifecycle, RobotState
 from robot_rl.spec import TaskSpec
 
 NODE_NAME = "robot_rl_policy"
@@ -123,10 +123,9 @@ PARAMETER_HELP = {
 
 
 class NodeControlLoop(ControlLoop):
-    """`ControlLoop` driven from callbacks: `start()` (everything `run` does before its first tick),
-    `tick()` (one tick, with the loop's timing records), `stop()` (deactivate; the robot stays open).
-
-    Timing records keep the last `window` ticks, so a node that runs for days keeps a fixed memory."""
+    """`ControlLoop` driven from callbacks: `start()` and `tick()` (ControlLoop's), and `stop()`
+    (deactivate; the robot stays open). Timing records keep the last `window` ticks, so a node that
+    runs for days keeps a fixed memory."""
 
     window = 2048
 
@@ -134,38 +133,11 @@ class NodeControlLoop(ControlLoop):
         super()._reset_records()
         for name in ("_periods", "_jitter", "_latency", "_lateness", "_overrun"):
             setattr(self, name, collections.deque(maxlen=self.window))
-        self._last_start: float | None = None
-        self._mapping: tuple[np.ndarray, np.ndarray] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._mapping is not None
 
     @property
     def steps(self) -> int:
         """Commands written since `start`."""
         return self._steps
-
-    def start(self) -> None:
-        """Map joints, check state fields, activate the robot, seed the filter. Raises a
-        HardwareError naming both sides on a mismatch (nothing is sent then)."""
-        self._reset_records()
-        self._estop.clear()
-        self._mapping = self._prepare()
-        self._t0 = self._clock()
-
-    def tick(self) -> None:
-        """One tick: state -> policy -> safety filter -> command."""
-        if self._mapping is None:
-            raise HardwareError("the control loop is not started")
-        start = self._clock()
-        self._tick(*self._mapping)
-        end = self._clock()
-        self._latency.append(end - start)
-        if self._last_start is not None:
-            self._periods.append(start - self._last_start)
-            self._jitter.append(abs(start - self._last_start - self.period))
-        self._last_start = start
 
     def stop(self, reason: str = "deactivated") -> None:
         """Deactivate the robot (its safe command) and end the run; the robot is left open."""

@@ -257,3 +257,19 @@ def test_percentiles_hand_worked():
 def test_a_safety_filter_for_other_joints_is_refused():
     with pytest.raises(HardwareError, match="safety filter is for joints"):
         ControlLoop(Arm(), Policy(make_spec(), [0, 0, 0]), open_filter(make_spec(("x", "y", "z"))))
+
+
+def test_start_and_tick_drive_the_loop_from_an_outside_timer():
+    """The ROS 2 node's way: start() activates once, each tick() sends one filtered command."""
+    spec = make_spec()
+    robot = Arm(joints=("c", "a", "b"))
+    loop = ControlLoop(robot, Policy(spec, [1.0, 2.0, 3.0]), open_filter(spec))
+    with pytest.raises(HardwareError, match="not started"):
+        loop.tick()
+    loop.start()
+    assert loop.running and robot.lifecycle is Lifecycle.ACTIVE
+    for _ in range(3):
+        loop.tick()
+    assert len(robot.sent) == 3
+    np.testing.assert_array_equal(robot.sent[-1], [3.0, 1.0, 2.0])  # the robot's joint order
+    assert loop.stats().steps == 3 and loop.stats().latency.p50 >= 0
