@@ -16,8 +16,6 @@ killed run resumes from it with the same step count.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,17 +30,14 @@ from robot_rl.agents.dqn import DQN, EpsilonGreedy, beta_at, epsilon_at, greedy_
 from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,
-    load_latest_checkpoint,
-    save_checkpoint,
     to_checkpoint_state,
 )
 from robot_rl.errors import ConfigError
-from robot_rl.evaluation import evaluate
-from robot_rl.launch import TrainConfig, config_to_yaml_dict, read_run_config
+from robot_rl.launch import TrainConfig, config_to_yaml_dict
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
-from robot_rl.run_log import RunLog, truncate_progress
-from robot_rl.trainer import TrainingDiverged
+from robot_rl.run_base import TrainerBase
+from robot_rl.run_log import RunLog
 
 
 def check_discrete_task(config: TrainConfig) -> Any:
@@ -62,7 +57,7 @@ def check_discrete_task(config: TrainConfig) -> Any:
     return spec
 
 
-class DQNTrainer:
+class DQNTrainer(TrainerBase):
     def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
         from robot_rl.sim import make
 
@@ -95,18 +90,6 @@ class DQNTrainer:
         self.episode_returns: deque[float] = deque(maxlen=20)
         self.episode_lengths: deque[int] = deque(maxlen=20)
         self.metrics: dict[str, float] = {}
-
-    # ------------------------------------------------------------------ construction helpers
-    @classmethod
-    def resume(cls, run_dir: str | Path) -> DQNTrainer:
-        """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
-        run_dir = Path(run_dir)
-        trainer = cls(read_run_config(run_dir), run_dir)
-        state, path = load_latest_checkpoint(run_dir)
-        trainer.load_state(state)
-        truncate_progress(run_dir, trainer.step)
-        print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
-        return trainer
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -173,14 +156,7 @@ class DQNTrainer:
         finally:
             log.close()
             self.envs.close()
-        self.save_checkpoint()
-        result = self.evaluate(cfg.eval.episodes)
-        result["step"] = self.step
-        result["wall_time_s"] = time.perf_counter() - start
-        atomic_write_text(self.run_dir / "eval.json", json.dumps(result, indent=2))
-        log.scalar("eval/mean_return", result["mean_return"], self.step)
-        log.finish()
-        return result
+        return self._finish(log, start)
 
     def _collect(self, obs_raw: np.ndarray, running: tuple[np.ndarray, np.ndarray]
                  ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -232,7 +208,7 @@ class DQNTrainer:
         if isinstance(self.replay, PrioritizedReplayBuffer):
             feedback = self.replay.update_priorities
         self.metrics = self.agent.update(self._sample, steps, feedback)
-        self._check_finite(self.metrics)
+        self._check_finite(self.metrics, unit="gradient step")
         self.acting.refresh()
 
     def _sample(self, n: int) -> Batch:
@@ -261,10 +237,6 @@ class DQNTrainer:
     def policy_fn(self) -> Callable[[np.ndarray], np.ndarray]:
         """The greedy policy on raw observations, as a deployment runs it (index, 0-d int64)."""
         return greedy_policy(self.acting.q, self._normalize)
-
-    def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
-        return evaluate(self.config.task, self.policy_fn(), episodes,
-                        self.config.eval.seed if seed is None else seed)
 
     @staticmethod
     def policy_from_checkpoint(config: TrainConfig, state: dict[str, Any]
@@ -306,37 +278,11 @@ class DQNTrainer:
         head = {"num_actions": spec.action.num_actions, "actions": None}  # act() returns the index
         return "argmax", agent.export_layers(), head
 
-    def save_checkpoint(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)
-
-    def _check_finite(self, metrics: dict[str, float]) -> None:
-        bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
-        if bad or not self.agent.parameters_finite():
-            what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
-            raise TrainingDiverged(f"training diverged at step {self.step} "
-                                   f"(gradient step {self.agent.updates_done}): "
-                                   f"{what} is not finite; the last good checkpoint in "
-                                   f"{self.run_dir / 'checkpoints'} is intact")
-
     def _progress_row(self, start: float, start_step: int) -> dict[str, Any]:
-        recent, lengths = self.episode_returns, self.episode_lengths
-        elapsed = time.perf_counter() - start
         algo = self.config.algorithm
-        row: dict[str, Any] = {
-            "step": self.step,
-            "update": self.agent.updates_done,
-            "time_s": round(elapsed, 3),
-            "sps": (self.step - start_step) / max(elapsed, 1e-9),
-            "episode_return": float(np.mean(recent)) if recent else float("nan"),
-            "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
-            "episodes": self.episodes,
-            "epsilon": epsilon_at(self.step, algo, self.config.total_steps),
-            "buffer_size": len(self.replay),
-        }
+        row = self._base_row(start, start_step)
+        row.update(epsilon=epsilon_at(self.step, algo, self.config.total_steps), buffer_size=len(self.replay))
         if algo.prioritized:
             row["beta"] = beta_at(self.step, algo, self.config.total_steps)
         row.update(self.metrics)
         return row
-
-    def _next_multiple(self, every: int) -> int:
-        return 0 if every <= 0 else (self.step // every + 1) * every

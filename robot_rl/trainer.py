@@ -14,7 +14,6 @@ the last good checkpoint is never overwritten by a diverged state.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -31,22 +30,17 @@ from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,
     load_latest_checkpoint,
-    save_checkpoint,
     to_checkpoint_state,
 )
-from robot_rl.errors import ConfigError, RobotRLError
-from robot_rl.evaluation import evaluate
+from robot_rl.errors import ConfigError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
-from robot_rl.run_log import RunLog, truncate_progress
+from robot_rl.run_base import TrainerBase
+from robot_rl.run_log import RunLog
 
 
-class TrainingDiverged(RobotRLError):
-    """A loss or a parameter became NaN/Inf."""
-
-
-class Trainer:
+class Trainer(TrainerBase):
     def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
         from robot_rl.sim import get_spec, make
 
@@ -81,18 +75,6 @@ class Trainer:
         self.episodes = 0
         self.episode_returns: deque[float] = deque(maxlen=20)
         self.episode_lengths: deque[int] = deque(maxlen=20)
-
-    # ------------------------------------------------------------------ construction helpers
-    @classmethod
-    def resume(cls, run_dir: str | Path) -> Trainer:
-        """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
-        run_dir = Path(run_dir)
-        trainer = cls(read_run_config(run_dir), run_dir)
-        state, path = load_latest_checkpoint(run_dir)
-        trainer.load_state(state)
-        truncate_progress(run_dir, trainer.step)
-        print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
-        return trainer
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -132,14 +114,13 @@ class Trainer:
         next_eval = self._next_multiple(cfg.eval.every_steps)
         try:
             while self.step < cfg.total_steps:
-                t0 = time.perf_counter()
                 obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
                                                                         running_length)
                 last_values = torch.as_tensor(self.acting.value(self._normalize(obs_raw, update=False)))
                 metrics = self.agent.update(self.buffer, last_values)
                 self._check_finite(metrics)
                 self.acting.refresh()
-                row = self._progress_row(metrics, start, start_step, time.perf_counter() - t0)
+                row = self._progress_row(metrics, start, start_step)
                 if next_eval and self.step >= next_eval:
                     row["eval_return"] = self.evaluate(cfg.eval.episodes)["mean_return"]
                     next_eval = self._next_multiple(cfg.eval.every_steps)
@@ -150,14 +131,7 @@ class Trainer:
         finally:
             log.close()
             self.envs.close()
-        self.save_checkpoint()
-        result = self.evaluate(cfg.eval.episodes)
-        result["step"] = self.step
-        result["wall_time_s"] = time.perf_counter() - start
-        atomic_write_text(self.run_dir / "eval.json", json.dumps(result, indent=2))
-        log.scalar("eval/mean_return", result["mean_return"], self.step)
-        log.finish()
-        return result
+        return self._finish(log, start)
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
         """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
@@ -204,10 +178,6 @@ class Trainer:
         """The deterministic policy on raw observations, as a deployment runs it."""
         return make_policy_fn(self.agent, self.obs_normalizer)
 
-    def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
-        return evaluate(self.config.task, self.policy_fn(), episodes,
-                        self.config.eval.seed if seed is None else seed)
-
     @staticmethod
     def policy_from_checkpoint(config: TrainConfig, state: dict[str, Any]):
         """The deterministic policy (raw observation → normalised action) saved in `state`."""
@@ -222,36 +192,10 @@ class Trainer:
             normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
         return make_policy_fn(agent, normalizer)
 
-    def save_checkpoint(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)
-
-    def _check_finite(self, metrics: dict[str, float]) -> None:
-        bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
-        if bad or not self.agent.parameters_finite():
-            what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
-            raise TrainingDiverged(f"training diverged at step {self.step} "
-                                   f"(update {self.agent.updates_done}): "
-                                   f"{what} is not finite; the last good checkpoint in "
-                                   f"{self.run_dir / 'checkpoints'} is intact")
-
-    def _progress_row(self, metrics: dict[str, float], start: float, start_step: int,
-                      update_time: float) -> dict[str, Any]:
-        recent, lengths = self.episode_returns, self.episode_lengths
-        elapsed = time.perf_counter() - start
-        row: dict[str, Any] = {
-            "step": self.step,
-            "update": self.agent.updates_done,
-            "time_s": round(elapsed, 3),
-            "sps": (self.step - start_step) / max(elapsed, 1e-9),
-            "episode_return": float(np.mean(recent)) if recent else float("nan"),
-            "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
-            "episodes": self.episodes,
-        }
+    def _progress_row(self, metrics: dict[str, float], start: float, start_step: int) -> dict[str, Any]:
+        row = self._base_row(start, start_step)
         row.update(metrics)
         return row
-
-    def _next_multiple(self, every: int) -> int:
-        return 0 if every <= 0 else (self.step // every + 1) * every
 
 
 def load_run_policy(run_dir: str | Path) -> tuple[TrainConfig, Any, dict[str, Any]]:

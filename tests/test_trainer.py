@@ -19,7 +19,8 @@ import torch
 from robot_rl.checkpoint import list_checkpoints, load_checkpoint
 from robot_rl.cli import main
 from robot_rl.launch import load_train_config
-from robot_rl.trainer import Trainer, TrainingDiverged, load_run_policy
+from robot_rl.run_base import TrainingDiverged
+from robot_rl.trainer import Trainer, load_run_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDULUM_PPO = ROOT / "launch" / "invertedpendulum_ppo.yaml"

@@ -1,0 +1,100 @@
+"""What every trainer shares: resuming a run, checkpoints, evaluation, the divergence check, the
+common progress columns and the end of a run. The on-policy `Trainer` and the `DQNTrainer` subclass it
+and write only their own loop.
+
+A subclass sets `config`, `run_dir`, `step`, `agent` (with `updates_done` and `parameters_finite()`),
+`episodes`, `episode_returns`, `episode_lengths`, and implements `state()`, `load_state(state)` and
+`policy_fn()` (the deterministic policy on raw observations).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.checkpoint import atomic_write_text, load_latest_checkpoint, save_checkpoint
+from robot_rl.errors import RobotRLError
+from robot_rl.evaluation import evaluate
+from robot_rl.launch import read_run_config
+from robot_rl.run_log import RunLog, truncate_progress
+
+
+class TrainingDiverged(RobotRLError):
+    """A loss or a parameter became NaN/Inf."""
+
+
+class TrainerBase:
+    config: Any
+    run_dir: Path
+    step: int
+    agent: Any
+
+    @classmethod
+    def resume(cls, run_dir: str | Path) -> Any:
+        """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
+        run_dir = Path(run_dir)
+        trainer = cls(read_run_config(run_dir), run_dir)  # type: ignore[call-arg]
+        state, path = load_latest_checkpoint(run_dir)
+        trainer.load_state(state)
+        truncate_progress(run_dir, trainer.step)
+        print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
+        return trainer
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def policy_fn(self) -> Any:
+        raise NotImplementedError
+
+    def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
+        return evaluate(self.config.task, self.policy_fn(), episodes,
+                        self.config.eval.seed if seed is None else seed)
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)
+
+    def _check_finite(self, metrics: dict[str, float], unit: str = "update") -> None:
+        """Stop on a non-finite loss or parameter, naming the step; no checkpoint is written after it."""
+        bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
+        if bad or not self.agent.parameters_finite():
+            what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
+            raise TrainingDiverged(f"training diverged at step {self.step} "
+                                   f"({unit} {self.agent.updates_done}): "
+                                   f"{what} is not finite; the last good checkpoint in "
+                                   f"{self.run_dir / 'checkpoints'} is intact")
+
+    def _base_row(self, start: float, start_step: int) -> dict[str, Any]:
+        """The progress columns every trainer writes (RunLog's PROGRESS_FIELDS)."""
+        recent, lengths = self.episode_returns, self.episode_lengths  # type: ignore[attr-defined]
+        elapsed = time.perf_counter() - start
+        return {
+            "step": self.step,
+            "update": self.agent.updates_done,
+            "time_s": round(elapsed, 3),
+            "sps": (self.step - start_step) / max(elapsed, 1e-9),
+            "episode_return": float(np.mean(recent)) if recent else float("nan"),
+            "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
+            "episodes": self.episodes,  # type: ignore[attr-defined]
+        }
+
+    def _next_multiple(self, every: int) -> int:
+        return 0 if every <= 0 else (self.step // every + 1) * every
+
+    def _finish(self, log: RunLog, start: float) -> dict[str, Any]:
+        """The end of every run: final checkpoint, deterministic evaluation, eval.json, plot."""
+        self.save_checkpoint()
+        result = self.evaluate(self.config.eval.episodes)
+        result["step"] = self.step
+        result["wall_time_s"] = time.perf_counter() - start
+        atomic_write_text(self.run_dir / "eval.json", json.dumps(result, indent=2))
+        log.scalar("eval/mean_return", result["mean_return"], self.step)
+        log.finish()
+        return result
