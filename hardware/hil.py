@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from robot_rl.config import check, from_dict
 from robot_rl.errors import ConfigError
+from robot_rl.hardware.processes import stop_process
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def supervise(emulator_cmd: list[str], deploy_cmd: list[str], link: str, startup
             if emulator.poll() is not None:
                 print(f"robot-rl launch: the emulator exited ({emulator.returncode}) during the "
                       f"deployment; stopping it", file=sys.stderr)
-                _stop(deploy, stop_timeout)
+                stop_process(deploy, stop_timeout)
                 return emulator.returncode or 1
             time.sleep(0.05)
     except KeyboardInterrupt:
@@ -153,20 +153,6 @@ def supervise(emulator_cmd: list[str], deploy_cmd: list[str], link: str, startup
         return 130
     finally:
         if deploy is not None:
-            _stop(deploy, stop_timeout)
-        _stop(emulator, stop_timeout)
+            stop_process(deploy, stop_timeout)
+        stop_process(emulator, stop_timeout)
 
-
-def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGINT (a clean stop: deactivate, close), then SIGTERM, then SIGKILL."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout / 2)
-        except subprocess.TimeoutExpired:
-            continue
-    if process.poll() is None:
-        process.kill()
-        process.wait()

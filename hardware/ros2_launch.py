@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 from robot_rl.config import check, from_dict
 from robot_rl.errors import ConfigError
+from robot_rl.hardware.processes import stop_process
 
 
 @dataclass(frozen=True)
@@ -139,19 +139,5 @@ def supervise(cmds: dict[str, list[str]], env: dict[str, str], duration: float, 
         for name, p in reversed(list(procs.items())):  # the node first: it sends the safe command
             if p.poll() is None:
                 print(f"robot-rl launch: stopping {name}", file=sys.stderr)
-                _stop(p, stop_timeout)
+                stop_process(p, stop_timeout)
 
-
-def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGINT (a clean stop), then SIGTERM, then SIGKILL."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout / 2)
-        except subprocess.TimeoutExpired:
-            continue
-    if process.poll() is None:
-        process.kill()
-        process.wait()
