@@ -165,10 +165,11 @@ def test_delay_shows_in_the_state_age(link):
         return min(samples)
 
     base = offset()
-    link.request(P.Inject(P.InjectKind.DELAY, 0.2, 0))
+    # the fault delays the ACKs too: wait longer than the delay rather than resend the requests
+    link.request(P.Inject(P.InjectKind.DELAY, 0.2, 0), timeout=1.0, retries=0)
     time.sleep(0.21)
     delayed = offset()
-    link.request(P.Inject(P.InjectKind.CLEAR))
+    link.request(P.Inject(P.InjectKind.CLEAR), timeout=1.0, retries=0)
     assert 0.17 < delayed - base < 0.26  # 0.2 s, give or take this shared machine's scheduling
 
 
