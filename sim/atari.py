@@ -19,9 +19,10 @@ import gymnasium
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.spec import ActionSpec, ObservationBuilder, ObsTerm, TaskSpec, action_to_robot
+from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec
 
 from .frame_stack import FrameStack
+from .spec_env import SpecEnv, discrete_index
 
 PREFIX = "atari:"
 SIZE = 84
@@ -84,7 +85,7 @@ def atari_spec(task_id: str, num_actions: int) -> TaskSpec:
                     control_period=period, physics_dt=1 / 60.0, state_fields={"frames": STACK * SIZE * SIZE})
 
 
-class AtariEnv(gymnasium.Env):
+class AtariEnv(SpecEnv):
     """An ALE game seen through its spec: obs `(4·84·84,)` float64 (pixels 0..255), Discrete(n)."""
 
     def __init__(self, task_id: str, seed: int | None = None, render_mode: str | None = None) -> None:
@@ -103,33 +104,17 @@ class AtariEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.observation_space = gymnasium.spaces.Box(0.0, 255.0, (self.task_spec.obs_dim,), np.float64)
         self.action_space = gymnasium.spaces.Discrete(self.task_spec.action.num_actions, seed=seed)
-        self._builder = ObservationBuilder(self.task_spec)
         self._frames = np.zeros((STACK, SIZE, SIZE), dtype=np.uint8)
-        self._seed = seed
+        self._setup(seed)
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """{"frames": the `(4, 84, 84)` uint8 stack, oldest first}."""
         return {"frames": self._frames}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None:  # make_env(seed=...) seeds the first reset, unless it is given its own seed
-            seed = self._seed
-        self._seed = None
-        super().reset(seed=seed)
-        self._frames, info = self.simulator.reset(seed=seed, options=options)
-        self._builder.reset()
-        return self._builder.build(self.robot_state()), info
+    def _after_reset(self, first: Any) -> None:
+        self._frames = first
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        index = action_to_robot(self.task_spec, action)
-        if index.size != 1:
-            raise ValueError(f"one action index expected, got shape {index.shape}")
-        self._frames, reward, terminated, truncated, info = self.simulator.step(int(index.reshape(-1)[0]))
-        return self._builder.build(self.robot_state()), float(reward), bool(terminated), bool(truncated), info
-
-    def render(self) -> Any:
-        return self.simulator.render()
-
-    def close(self) -> None:
-        self.simulator.close()
+        index = discrete_index(self.task_spec, action)
+        self._frames, reward, terminated, truncated, info = self.simulator.step(index)
+        return self.observe(), float(reward), bool(terminated), bool(truncated), info

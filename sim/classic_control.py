@@ -31,7 +31,9 @@ import gymnasium
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.spec import ActionSpec, ObservationBuilder, ObsTerm, TaskSpec, action_to_robot
+from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec
+
+from .spec_env import SpecEnv, discrete_index
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def classic_control_spec(task_id: str, num_actions: int) -> TaskSpec:
                     control_period=period, physics_dt=period, state_fields=task.fields)
 
 
-class ClassicControlEnv(gymnasium.Env):
+class ClassicControlEnv(SpecEnv):
     """A Gymnasium discrete-action task seen through its spec: obs `(obs_dim,)` float64, Discrete(n).
 
     `simulator` is Gymnasium's own unwrapped env. No time limit here: `make_env` adds Gymnasium's
@@ -151,32 +153,13 @@ class ClassicControlEnv(gymnasium.Env):
                          "render_fps": self.simulator.metadata.get("render_fps")}
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.task_spec.obs_dim,), np.float64)
         self.action_space = gymnasium.spaces.Discrete(self.task_spec.action.num_actions, seed=seed)
-        self._builder = ObservationBuilder(self.task_spec)
-        self._seed = seed
+        self._setup(seed)
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """The simulator's state as named fields (see the module docstring)."""
         return self._state(self.simulator)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None:  # make_env(seed=...) seeds the first reset, unless it is given its own seed
-            seed = self._seed
-        self._seed = None
-        super().reset(seed=seed)
-        _, info = self.simulator.reset(seed=seed, options=options)
-        self._builder.reset()
-        return self._builder.build(self.robot_state()), info
-
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        index = action_to_robot(self.task_spec, action)
-        if index.size != 1:
-            raise ValueError(f"one action index expected, got shape {index.shape}")
-        _, reward, terminated, truncated, info = self.simulator.step(int(index.reshape(-1)[0]))
-        return self._builder.build(self.robot_state()), float(reward), bool(terminated), bool(truncated), info
-
-    def render(self) -> Any:
-        return self.simulator.render()
-
-    def close(self) -> None:
-        self.simulator.close()
+        index = discrete_index(self.task_spec, action)
+        _, reward, terminated, truncated, info = self.simulator.step(index)
+        return self.observe(), float(reward), bool(terminated), bool(truncated), info

@@ -17,9 +17,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from robot_rl.spec import ActionSpec, ObservationBuilder, ObsTerm, TaskSpec, action_to_robot
+from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec
 
 from .gridworld import GRID_NAMES, make_grid_env
+from .spec_env import SpecEnv, discrete_index
 
 PREFIX = "grid:"
 TASK_IDS = tuple(f"{PREFIX}{name}" for name in GRID_NAMES)
@@ -32,7 +33,7 @@ def grid_spec(task_id: str, num_states: int) -> TaskSpec:
                     control_period=1.0, physics_dt=1.0, state_fields={"cell": num_states})
 
 
-class GridTaskEnv(gymnasium.Env):
+class GridTaskEnv(SpecEnv):
     """A grid world seen through its spec: obs = one-hot state `(num_states,)` float64, Discrete(4).
 
     `simulator` is the grid's unwrapped `GridWorldEnv` (its `mdp` is the model the tabular methods
@@ -53,31 +54,19 @@ class GridTaskEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.observation_space = gymnasium.spaces.Box(0.0, 1.0, (num_states,), np.float64)
         self.action_space = gymnasium.spaces.Discrete(4, seed=seed)
-        self._builder = ObservationBuilder(self.task_spec)
         self._one_hot = np.eye(num_states)
         self._index = -1
-        self._seed = seed
+        self._setup(seed)
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """{"cell": one-hot of the current state index `(num_states,)`}."""
         return {"cell": self._one_hot[self._index]}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None:  # make_env(seed=...) seeds the first reset, unless it is given its own seed
-            seed = self._seed
-        self._seed = None
-        super().reset(seed=seed)
-        self._index, info = self.simulator.reset(seed=seed, options=options)
-        self._builder.reset()
-        return self._builder.build(self.robot_state()), info
+    def _after_reset(self, first: Any) -> None:
+        self._index = first
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        index = action_to_robot(self.task_spec, action)
-        if index.size != 1:
-            raise ValueError(f"one action index expected, got shape {index.shape}")
-        self._index, reward, terminated, truncated, info = self.simulator.step(int(index.reshape(-1)[0]))
-        return self._builder.build(self.robot_state()), float(reward), bool(terminated), bool(truncated), info
+        index = discrete_index(self.task_spec, action)
+        self._index, reward, terminated, truncated, info = self.simulator.step(index)
+        return self.observe(), float(reward), bool(terminated), bool(truncated), info
 
-    def render(self) -> Any:
-        return self.simulator.render()

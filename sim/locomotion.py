@@ -18,7 +18,9 @@ import gymnasium
 import mujoco
 import numpy as np
 
-from robot_rl.spec import ActionSpec, ObservationBuilder, ObsTerm, TaskSpec, action_to_robot
+from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec, action_to_robot
+
+from .spec_env import SpecEnv
 
 # mjData arrays a task's observation may read, with their size per model.
 _FIELD_SIZES: dict[str, Callable[[Any], int]] = {
@@ -113,7 +115,7 @@ def locomotion_spec(task_id: str, model: Any, frame_skip: int) -> TaskSpec:
     )
 
 
-class LocomotionEnv(gymnasium.Env):
+class LocomotionEnv(SpecEnv):
     """A Gymnasium v5 MuJoCo task seen through its spec: obs `(obs_dim,)` float64, action in [-1, 1].
 
     `simulator` is Gymnasium's own (unwrapped) environment. A physics failure (MuJoCo found a NaN or
@@ -135,31 +137,20 @@ class LocomotionEnv(gymnasium.Env):
         self.metadata = {**self.metadata, "render_fps": self.simulator.metadata.get("render_fps")}
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.task_spec.obs_dim,), np.float64)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.task_spec.act_dim,), np.float32, seed=seed)
-        self._builder = ObservationBuilder(self.task_spec)
         self._fields = tuple(self.task_spec.state_fields)
-        self._seed = seed
+        self._setup(seed)
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """Copies of the mjData arrays the observation reads, flattened (name -> `(size,)`)."""
         data = self.simulator.data
         return {name: getattr(data, name).ravel().copy() for name in self._fields}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None:  # make_env(seed=...) seeds the first reset, unless it is given its own seed
-            seed = self._seed
-        self._seed = None
-        super().reset(seed=seed)
-        _, info = self.simulator.reset(seed=seed, options=options)
-        self._builder.reset()
-        return self._builder.build(self.robot_state()), info
-
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         ctrl = action_to_robot(self.task_spec, action)
         counts = self.simulator.data.warning.number  # a view of mjData's warning counters
         before = counts[_FAILURE_WARNINGS]
         _, reward, terminated, truncated, info = self.simulator.step(ctrl)
-        obs = self._builder.build(self.robot_state())
+        obs = self.observe()
         failed = bool((counts[_FAILURE_WARNINGS] > before).any())
         if failed or not np.isfinite(obs).all():
             info["physics_failure"] = True
@@ -167,9 +158,3 @@ class LocomotionEnv(gymnasium.Env):
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
             reward = 0.0  # computed across MuJoCo's own reset of the state: meaningless
         return obs, float(reward), bool(terminated), bool(truncated), info
-
-    def render(self) -> Any:
-        return self.simulator.render()
-
-    def close(self) -> None:
-        self.simulator.close()
