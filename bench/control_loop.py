@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
 
 TASK = "Hopper-v5"
 BUNDLE = "zoo:Hopper-v5_ppo"
@@ -196,18 +197,8 @@ def main() -> None:
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "cpu": _cpu_model()},
+                    "cpu": cpu_model()},
     }))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

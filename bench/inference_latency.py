@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
 
 TASK = "Hopper-v5"
 SIZES = ((64, 64), (256, 256))
@@ -131,16 +132,6 @@ def time_methods(table: dict, obs_dim: int, calls: int, rounds: int, seed: int) 
                    "p99_us": round(float(np.percentile(v, 99)) / 1e3, 2)} for name, v in samples.items()}
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -160,7 +151,7 @@ def main() -> None:
     torch.set_num_threads(1)
     packages = ("numpy", "torch", "onnxruntime", "stable_baselines3")
     result: dict = {"bench": "inference_latency", "task": TASK, "calls": args.calls * args.rounds,
-                    "cpu": _cpu(), "python": platform.python_version(),
+                    "cpu": cpu_model(), "python": platform.python_version(),
                     "versions": {k: _version(k) for k in packages}, "sizes": {}, "ratios": {}}
     with tempfile.TemporaryDirectory(prefix="bench_latency_") as tmp:
         for hidden in SIZES:

@@ -93,35 +93,15 @@ class DQNTrainer(TrainerBase):
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
-        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler
         replay = None
         if self.config.algorithm.save_replay:
             replay = to_checkpoint_state(self.replay.state_dict())
-        return {
-            "step": self.step,
-            "episodes": self.episodes,
-            "agent": self.agent.state_dict(),
-            "replay": replay,
-            "obs_normalizer": to_checkpoint_state(obs_norm.state_dict()) if obs_norm else None,
-            "reward_scaler": to_checkpoint_state(reward_scaler.state_dict()) if reward_scaler else None,
-            "torch_rng": torch.get_rng_state(),
-            "acting": self.acting.state(),
-            "config": config_to_yaml_dict(self.config),
-        }
+        return {**super().state(), "replay": replay}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-        self.episodes = int(state.get("episodes", 0))
-        self.agent.load_state_dict(state["agent"])
+        super().load_state(state)
         if state.get("replay") is not None:
             self.replay.load_state_dict(from_checkpoint_state(state["replay"]))
-        if self.obs_normalizer is not None:
-            self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
-        if self.reward_scaler is not None:
-            self.reward_scaler.load_state_dict(from_checkpoint_state(state["reward_scaler"]))
-        torch.set_rng_state(state["torch_rng"])
-        self.acting.refresh()
-        self.acting.load_state(state["acting"])
 
     # ------------------------------------------------------------------ the loop
     def train(self, callback: Callable[[DQNTrainer], bool] | None = None) -> dict[str, Any]:

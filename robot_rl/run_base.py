@@ -3,8 +3,9 @@ common progress columns and the end of a run. The on-policy `Trainer` and the `D
 and write only their own loop.
 
 A subclass sets `config`, `run_dir`, `step`, `agent` (with `updates_done` and `parameters_finite()`),
-`episodes`, `episode_returns`, `episode_lengths`, and implements `state()`, `load_state(state)` and
-`policy_fn()` (the deterministic policy on raw observations).
+`episodes`, `episode_returns`, `episode_lengths`, `obs_normalizer`, `reward_scaler` (or None) and
+`acting` (rollout-time sampling with `refresh`, `state`, `load_state`), and implements `policy_fn()` (the
+deterministic policy on raw observations); it extends `state`/`load_state` with what is its own.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.checkpoint import atomic_write_text, load_latest_checkpoint, save_checkpoint
+from robot_rl.checkpoint import (
+    atomic_write_text,
+    from_checkpoint_state,
+    load_latest_checkpoint,
+    save_checkpoint,
+    to_checkpoint_state,
+)
 from robot_rl.errors import RobotRLError
 from robot_rl.evaluation import evaluate
-from robot_rl.launch import read_run_config
+from robot_rl.launch import config_to_yaml_dict, read_run_config
 from robot_rl.run_log import RunLog, truncate_progress
 
 
@@ -46,10 +53,34 @@ class TrainerBase:
         return trainer
 
     def state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What a checkpoint holds: tensors, numbers, strings, lists, dicts (weights_only loading)."""
+        import torch
+
+        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler  # type: ignore[attr-defined]
+        return {
+            "step": self.step,
+            "episodes": self.episodes,  # type: ignore[attr-defined]
+            "agent": self.agent.state_dict(),
+            "obs_normalizer": to_checkpoint_state(obs_norm.state_dict()) if obs_norm else None,
+            "reward_scaler": to_checkpoint_state(reward_scaler.state_dict()) if reward_scaler else None,
+            "torch_rng": torch.get_rng_state(),
+            "acting": self.acting.state(),  # type: ignore[attr-defined]
+            "config": config_to_yaml_dict(self.config),
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        import torch
+
+        self.step = int(state["step"])
+        self.episodes = int(state.get("episodes", 0))  # type: ignore[attr-defined]
+        self.agent.load_state_dict(state["agent"])
+        if self.obs_normalizer is not None:  # type: ignore[attr-defined]
+            self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
+        if self.reward_scaler is not None:  # type: ignore[attr-defined]
+            self.reward_scaler.load_state_dict(from_checkpoint_state(state["reward_scaler"]))
+        torch.set_rng_state(state["torch_rng"])
+        self.acting.refresh()  # type: ignore[attr-defined]
+        self.acting.load_state(state["acting"])  # type: ignore[attr-defined]
 
     def policy_fn(self) -> Any:
         raise NotImplementedError

@@ -30,7 +30,6 @@ from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,
     load_latest_checkpoint,
-    to_checkpoint_state,
 )
 from robot_rl.errors import ConfigError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
@@ -75,30 +74,6 @@ class Trainer(TrainerBase):
         self.episodes = 0
         self.episode_returns: deque[float] = deque(maxlen=20)
         self.episode_lengths: deque[int] = deque(maxlen=20)
-
-    # ------------------------------------------------------------------ state
-    def state(self) -> dict[str, Any]:
-        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler
-        return {
-            "step": self.step,
-            "agent": self.agent.state_dict(),
-            "obs_normalizer": to_checkpoint_state(obs_norm.state_dict()) if obs_norm else None,
-            "reward_scaler": to_checkpoint_state(reward_scaler.state_dict()) if reward_scaler else None,
-            "torch_rng": torch.get_rng_state(),
-            "acting": self.acting.state(),
-            "config": config_to_yaml_dict(self.config),
-        }
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-        self.agent.load_state_dict(state["agent"])
-        if self.obs_normalizer is not None:
-            self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
-        if self.reward_scaler is not None:
-            self.reward_scaler.load_state_dict(from_checkpoint_state(state["reward_scaler"]))
-        torch.set_rng_state(state["torch_rng"])
-        self.acting.refresh()
-        self.acting.load_state(state["acting"])
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
