@@ -46,6 +46,9 @@ class PolicyConfig:
     """Initial log standard deviation of the Gaussian (state-independent, learned)."""
     squash: bool = False
     """Squash actions with tanh (log-prob corrected); otherwise the Gaussian sample is clipped."""
+    ortho_init: bool = True
+    """Orthogonal weights (gain √2 hidden, 0.01 on the action mean, 1 on the value), zero biases;
+    false keeps torch's default initialisation, as the RL Zoo's tuned MuJoCo PPO settings do."""
 
     def __post_init__(self) -> None:
         check(all(h > 0 for h in self.hidden), "policy.hidden", "layer widths must be positive")

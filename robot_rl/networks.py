@@ -45,10 +45,11 @@ def activation_module(name: str) -> nn.Module:
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "tanh",
-        output_gain: float = 1.0) -> nn.Sequential:
+        output_gain: float = 1.0, orthogonal: bool = True) -> nn.Sequential:
     """Linear → act → … → Linear, orthogonally initialised (√2 hidden, `output_gain` last), zero biases.
 
     Input `(batch, in_dim)`, output `(batch, out_dim)`; no activation after the last layer.
+    `orthogonal=False` keeps torch's default initialisation (what the RL Zoo's tuned MuJoCo PPO uses).
     """
     activation_module(activation)  # validate before building anything
     sizes = [in_dim, *hidden, out_dim]
@@ -56,8 +57,9 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "t
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
         layer = nn.Linear(n_in, n_out)
-        nn.init.orthogonal_(layer.weight, gain=output_gain if last else HIDDEN_GAIN)
-        nn.init.zeros_(layer.bias)
+        if orthogonal:
+            nn.init.orthogonal_(layer.weight, gain=output_gain if last else HIDDEN_GAIN)
+            nn.init.zeros_(layer.bias)
         modules.append(layer)
         if not last:
             modules.append(activation_module(activation))
@@ -80,11 +82,12 @@ class GaussianActor(nn.Module):
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64),
-                 activation: str = "tanh", log_std_init: float = 0.0, squash: bool = False) -> None:
+                 activation: str = "tanh", log_std_init: float = 0.0, squash: bool = False,
+                 ortho_init: bool = True) -> None:
         super().__init__()
         self.activation = activation
         self.squash = squash
-        self.mean_net = mlp(obs_dim, hidden, act_dim, activation, output_gain=0.01)
+        self.mean_net = mlp(obs_dim, hidden, act_dim, activation, output_gain=0.01, orthogonal=ortho_init)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def forward(self, obs: Tensor) -> DiagGaussian | SquashedDiagGaussian:
@@ -108,10 +111,11 @@ class GaussianActor(nn.Module):
 class Critic(nn.Module):
     """V(s) = mlp(s) with output gain 1.0: observations `(batch, obs_dim)` → values `(batch,)`."""
 
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh") -> None:
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64), activation: str = "tanh",
+                 ortho_init: bool = True) -> None:
         super().__init__()
         self.activation = activation
-        self.net = mlp(obs_dim, hidden, 1, activation, output_gain=1.0)
+        self.net = mlp(obs_dim, hidden, 1, activation, output_gain=1.0, orthogonal=ortho_init)
 
     def forward(self, obs: Tensor) -> Tensor:
         """Values `(batch,)`."""

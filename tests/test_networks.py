@@ -41,6 +41,21 @@ def test_mlp_is_orthogonal_with_zero_biases(hidden: tuple[int, ...]) -> None:
     assert net(torch.zeros(3, 17)).shape == (3, 4)
 
 
+def test_ortho_init_false_keeps_torchs_default_initialisation() -> None:
+    """The RL Zoo's tuned MuJoCo PPO settings build their networks with torch's default init."""
+    torch.manual_seed(0)
+    net = mlp(17, (256, 256), 6, "relu", output_gain=0.01, orthogonal=False)
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(17, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 6))
+    for ours, theirs in zip(_linears(net), _linears(plain), strict=True):
+        assert torch.equal(ours.weight, theirs.weight) and torch.equal(ours.bias, theirs.bias)
+    assert torch.any(_linears(net)[0].bias != 0.0)
+    actor = GaussianActor(17, 6, hidden=(256, 256), activation="relu", log_std_init=-2.0, ortho_init=False)
+    # a default-initialised last layer has weights of order 1/sqrt(256), not the 0.01 gain
+    assert _linears(actor.mean_net)[-1].weight.abs().max() > 0.03
+    assert torch.allclose(actor.log_std, torch.full((6,), -2.0))
+
+
 def test_unknown_activation_lists_the_valid_names() -> None:
     with pytest.raises(ConfigError, match="tanh, relu, elu"):
         mlp(3, (4,), 2, "sigmoid")

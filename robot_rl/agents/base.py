@@ -28,8 +28,10 @@ class OnPolicyAgent:
         self.config = config
         self.total_updates = max(1, total_updates)
         self.actor = GaussianActor(obs_dim, act_dim, hidden=policy.hidden, activation=policy.activation,
-                                   log_std_init=policy.log_std_init, squash=policy.squash)
-        self.critic = (Critic(obs_dim, hidden=policy.critic_hidden, activation=policy.activation)
+                                   log_std_init=policy.log_std_init, squash=policy.squash,
+                                   ortho_init=policy.ortho_init)
+        self.critic = (Critic(obs_dim, hidden=policy.critic_hidden, activation=policy.activation,
+                              ortho_init=policy.ortho_init)
                        if self.uses_critic else None)
         self.updates_done = 0
         self.generator = torch.Generator().manual_seed(0)
