@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance
 from robot_rl.config import check
@@ -124,43 +124,48 @@ class PPO(OnPolicyAgent):
                 old_log_std = old_dist.log_std.expand_as(old_mean).clone()
 
         batch = obs.shape[0]
-        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
-        n = 0
+        n_minibatches = max(1, batch // cfg.minibatch_size)
+        columns = [obs, actions, old_log_probs, old_values, advantages, returns]
+        if cfg.objective == "kl_penalty":
+            columns += [old_mean, old_log_std]
+        per_step: list[Tensor] = []  # (policy_loss, value_loss, entropy, approx_kl, clip_frac) each
         stopped_early = False
         for _ in range(cfg.epochs):
+            # one gather per tensor and epoch; the minibatches are then contiguous row slices
             order = torch.randperm(batch, generator=self.generator)
-            for idx in torch.tensor_split(order, max(1, batch // cfg.minibatch_size)):
-                dist = self.actor(obs[idx])
-                log_ratio = dist.log_prob(actions[idx]) - old_log_probs[idx]
+            shuffled = [c[order] for c in columns]
+            bounds = [len(part) for part in torch.tensor_split(order, n_minibatches)]
+            for mb in zip(*(c.split(bounds) for c in shuffled), strict=True):
+                mb_obs, mb_act, mb_old_lp, mb_old_v, adv, mb_ret = mb[:6]
+                dist = self.actor(mb_obs)
+                log_ratio = dist.log_prob(mb_act) - mb_old_lp
                 ratio = log_ratio.exp()
-                adv = advantages[idx]
-                if cfg.normalize_advantages and len(idx) > 1:
+                if cfg.normalize_advantages and len(adv) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 if cfg.objective == "clip":
                     pg_loss = clipped_surrogate(ratio, adv, cfg.clip_range)
                 else:
-                    old = type(dist)(old_mean[idx], old_log_std[idx])
+                    old = type(dist)(mb[6], mb[7])
                     pg_loss = -(ratio * adv).mean() + self.kl_beta * old.kl(dist).mean()
-                v_loss = value_loss(self.critic(obs[idx]), old_values[idx], returns[idx],
+                v_loss = value_loss(self.critic(mb_obs), mb_old_v, mb_ret,
                                     cfg.clip_range if cfg.clip_value_loss else None)
                 entropy = dist.entropy().mean()
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 with torch.no_grad():  # k3 estimator of KL(old ‖ new), low variance and ≥ 0
-                    approx_kl = ((ratio - 1) - log_ratio).mean().item()
-                    stats["clip_frac"] += ((ratio - 1).abs() > cfg.clip_range).float().mean().item()
-                stats["policy_loss"] += pg_loss.item()
-                stats["value_loss"] += v_loss.item()
-                stats["entropy"] += entropy.item()
-                stats["approx_kl"] += approx_kl
-                n += 1
-            if cfg.target_kl is not None and approx_kl > cfg.target_kl:
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clip_frac = ((ratio - 1).abs() > cfg.clip_range).float().mean()
+                    per_step.append(torch.stack((pg_loss.detach(), v_loss.detach(), entropy.detach(),
+                                                 approx_kl, clip_frac)))
+            if cfg.target_kl is not None and per_step[-1][3].item() > cfg.target_kl:
                 stopped_early = True
                 break
-        stats = {k: v / max(n, 1) for k, v in stats.items()}
+        means = torch.stack(per_step).mean(0).tolist()  # one synchronisation for all the statistics
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
+        stats = dict(zip(names, means, strict=True))
         if cfg.objective == "kl_penalty":
             with torch.no_grad():
                 kl = old_dist.kl(self.actor(obs)).mean().item()
