@@ -162,15 +162,7 @@ class DQNTrainer(TrainerBase):
             self.replay.add(obs_raw, actions, rewards, real_next, terminated, truncated)
             if self.reward_scaler is not None:
                 self.reward_scaler.step(rewards, done)
-            running_return += rewards
-            running_length += 1
-            if done.any():
-                for i in np.flatnonzero(done):
-                    self.episode_returns.append(float(running_return[i]))
-                    self.episode_lengths.append(int(running_length[i]))
-                    self.episodes += 1
-                running_return[done] = 0.0
-                running_length[done] = 0
+            self._count_episodes(rewards, done, running_return, running_length)
             obs_raw = next_obs
             self.step += cfg.num_envs
             if self.step >= cfg.total_steps:

@@ -116,6 +116,19 @@ class TrainerBase:
             "episodes": self.episodes,  # type: ignore[attr-defined]
         }
 
+    def _count_episodes(self, rewards: np.ndarray, done: np.ndarray, running_return: np.ndarray,
+                        running_length: np.ndarray) -> None:
+        """Add a vector step's rewards to the running episode sums (in place); record finished ones."""
+        running_return += rewards
+        running_length += 1
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.episode_returns.append(float(running_return[i]))  # type: ignore[attr-defined]
+                self.episode_lengths.append(int(running_length[i]))  # type: ignore[attr-defined]
+                self.episodes += 1  # type: ignore[attr-defined]
+            running_return[done] = 0.0
+            running_length[done] = 0
+
     def _next_multiple(self, every: int) -> int:
         return 0 if every <= 0 else (self.step // every + 1) * every
 

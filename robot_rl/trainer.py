@@ -117,8 +117,6 @@ class Trainer(TrainerBase):
             actions, log_probs, values = acting.act(obs)
             # the env maps the normalised action onto robot units (and clips) through the task spec
             next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
-            running_return += rewards
-            running_length += 1
             done = terminated | truncated
             truncated_only = truncated & ~terminated
             bootstrap = None
@@ -129,13 +127,7 @@ class Trainer(TrainerBase):
                 bootstrap[idx] = acting.value(self._normalize(final, update=False))
             scaled = self.reward_scaler.step(rewards, done) if self.reward_scaler else rewards
             buf.add(obs, actions, log_probs, scaled, values, terminated, truncated_only, bootstrap)
-            if done.any():
-                for i in np.flatnonzero(done):
-                    self.episode_returns.append(float(running_return[i]))
-                    self.episode_lengths.append(int(running_length[i]))
-                    self.episodes += 1
-                running_return[done] = 0.0
-                running_length[done] = 0
+            self._count_episodes(rewards, done, running_return, running_length)
             obs_raw = next_obs
         self.step += buf.num_steps * self.config.num_envs
         return obs_raw, running_return, running_length
