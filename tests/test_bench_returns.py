@@ -16,7 +16,8 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_from_runs_reports_what_training_reported(tmp_path: Path) -> None:
-    trained = _bench("--pairs", "invertedpendulum_ppo", "--seeds", "3", "--steps", "2048", "--out", str(tmp_path))
+    trained = _bench("--pairs", "invertedpendulum_ppo", "--seeds", "3", "--steps", "2048",
+                     "--out", str(tmp_path))
     assert trained.returncode == 0, trained.stderr
     live = json.loads(trained.stdout.splitlines()[-1])["results"]["invertedpendulum_ppo"]
     read = _bench("--from-runs", str(tmp_path / "invertedpendulum_ppo_s3"))
