@@ -19,6 +19,7 @@ import yaml
 
 from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
 from robot_rl.errors import ConfigError
+from robot_rl.sim.randomization import RandomizationConfig
 
 # algorithm name -> (module, config class, agent class, trainer "module:class"). Explicit: the error
 # lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`, `train() -> dict`
@@ -116,6 +117,8 @@ class TrainConfig:
     """Threads torch may use; small networks on 2 cores run fastest on one."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    randomize: RandomizationConfig = field(default_factory=RandomizationConfig)
+    """Domain randomization of the training envs (evaluation runs the nominal model)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     algorithm: Any = None

@@ -138,7 +138,34 @@ class LocomotionEnv(SpecEnv):
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.task_spec.obs_dim,), np.float64)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.task_spec.act_dim,), np.float32, seed=seed)
         self._fields = tuple(self.task_spec.state_fields)
+        self._delay_range = (0, 0)
+        self.actuation_delay_steps = 0
+        """Physics steps at the start of each env step during which the previous command still acts."""
+        self._held_ctrl = np.zeros(self.simulator.model.nu)
+        self._simulate = self.simulator.do_simulation
+        self.simulator.do_simulation = self._delayed_simulation  # Gymnasium's step calls it
         self._setup(seed)
+
+    def set_actuation_delay_range(self, low_steps: int, high_steps: int) -> None:
+        """Domain randomization (sim/randomization.py): each episode draws its actuation delay, in
+        physics steps, uniformly from [low_steps, high_steps] (at most the steps of one control period)."""
+        if not 0 <= low_steps <= high_steps <= self.simulator.frame_skip:
+            raise ValueError(f"actuation delay of [{low_steps}, {high_steps}] physics steps: must lie in "
+                             f"[0, {self.simulator.frame_skip}] (one control period) with low <= high")
+        self._delay_range = (int(low_steps), int(high_steps))
+
+    def _delayed_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
+        delay = min(self.actuation_delay_steps, n_frames)
+        if delay:
+            self._simulate(self._held_ctrl, delay)
+        if n_frames > delay:
+            self._simulate(ctrl, n_frames - delay)
+        self._held_ctrl = np.array(ctrl, dtype=np.float64)
+
+    def _after_reset(self, first: Any) -> None:
+        self._held_ctrl = np.zeros(self.simulator.model.nu)  # actuators start unpowered
+        low, high = self._delay_range
+        self.actuation_delay_steps = int(self.np_random.integers(low, high + 1)) if high else 0
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """Copies of the mjData arrays the observation reads, flattened (name -> `(size,)`)."""

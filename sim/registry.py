@@ -107,16 +107,20 @@ def resolve(task_id: str) -> Factory:
 
 
 def make_env(task_id: str, seed: int | None = None, render_mode: str | None = None,
-             max_episode_steps: int | None = None) -> Any:
+             max_episode_steps: int | None = None, randomize: Any = None) -> Any:
     """One environment: the task's env (with `task_spec` and `robot_state()`) in a TimeLimit.
 
     `seed` seeds the first `reset()` (and the action space); `max_episode_steps` overrides the
-    episode length (Gymnasium tasks: 1000 steps; dm_control tasks: their own time limit).
+    episode length (Gymnasium tasks: 1000 steps; dm_control tasks: their own time limit);
+    `randomize` (a `sim.randomization.RandomizationConfig`) switches on domain randomization.
     """
     import gymnasium
 
+    from .randomization import apply_randomization
+
     factory = resolve(task_id)
     env = factory(task_id, seed=seed, render_mode=render_mode)
+    apply_randomization(env, randomize, task_id)
     # Gymnasium tasks carry their registered length; dm_control tasks end their own episodes.
     steps = max_episode_steps if max_episode_steps is not None else getattr(env, "max_episode_steps", None)
     if steps is not None:
