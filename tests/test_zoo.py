@@ -14,9 +14,10 @@ from robot_rl.policies import ZOO, load, read_bundle, zoo_names
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ("InvertedPendulum-v5_ppo", "Hopper-v5_ppo", "HalfCheetah-v5_ppo")
-# Floors below what each shipped policy reached (PPO with the launch files' settings, 3M steps for
-# the locomotion tasks: Hopper 3244, HalfCheetah 2052; see the manifests): a replacement must not be worse.
-MIN_RETURN = {"InvertedPendulum-v5_ppo": 1000.0, "Hopper-v5_ppo": 2500.0, "HalfCheetah-v5_ppo": 1800.0}
+# Floors below what each shipped policy reached (PPO with the launch files' settings: Hopper 3M steps,
+# 3244; HalfCheetah 1M steps with the RL Zoo's tuned settings, 6178; see the manifests): a replacement
+# must not be worse.
+MIN_RETURN = {"InvertedPendulum-v5_ppo": 1000.0, "Hopper-v5_ppo": 2500.0, "HalfCheetah-v5_ppo": 5500.0}
 
 
 def test_the_zoo_holds_the_required_bundles() -> None:
@@ -30,7 +31,8 @@ def test_zoo_bundle_is_valid_small_and_named_after_its_task_and_algorithm(name: 
     assert name == f"{prov['task']}_{prov['algorithm']}"
     assert bundle.spec.name == prov["task"]
     size = sum(p.stat().st_size for p in (ZOO / name).iterdir())
-    assert size < 100_000, f"{name} is {size} bytes; keep zoo bundles to KBs"
+    # 64×64 networks take ~50 KB; the tuned HalfCheetah's 256×256 one 583 KB (weights + ONNX)
+    assert size < 1_000_000, f"{name} is {size} bytes; keep zoo bundles under 1 MB"
     for path in (ZOO / name).iterdir():  # setup.py ships policies/zoo/*/* as package data
         assert fnmatch.fnmatch(path.relative_to(ZOO.parent).as_posix(), "zoo/*/*")
     assert "zoo/*/*" in (ROOT / "setup.py").read_text()
