@@ -74,6 +74,29 @@ def export_mlp(net: nn.Sequential, activation: str) -> ExportedMLP:
     return ExportedMLP(layers=layers, activation=activation)
 
 
+def flatten_parameters(params: list[nn.Parameter]) -> nn.Parameter:
+    """Re-home `params` and their gradients as views of one flat tensor each; return it (grad set).
+
+    An optimiser over the one flat parameter does in a single kernel what it did per tensor: on the
+    CPU, Adam's step and the gradient-norm clip over the ~13 small tensors of an actor and a critic
+    cost ~150 µs and ~130 µs of per-tensor overhead per minibatch. Autograd accumulates into the
+    existing gradient views in place, so gradients must be zeroed (`grad.zero_()`), never set to None;
+    `load_state_dict` copies into the views and keeps them.
+    """
+    with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+    grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat[offset:offset + n].view_as(p)
+        p.grad = grad[offset:offset + n].view_as(p)
+        offset += n
+    flat_param = nn.Parameter(flat, requires_grad=False)  # updated by the optimiser only
+    flat_param.grad = grad
+    return flat_param
+
+
 class GaussianActor(nn.Module):
     """π(a|s) = N(mlp(s), diag(exp(log_std)²)), optionally tanh-squashed; log-std is state-independent.
 

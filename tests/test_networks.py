@@ -130,3 +130,44 @@ def test_exported_layers_reproduce_the_torch_network_in_numpy(activation: str) -
     with torch.no_grad():
         actor.mean_net[0].weight.add_(1.0)
     assert not np.allclose(exported.layers[0][0], actor.mean_net[0].weight.detach().numpy())
+
+
+def test_flattened_parameters_train_like_separate_ones_and_survive_loading() -> None:
+    """One flat tensor for all parameters (one Adam kernel) changes nothing but the speed."""
+    from robot_rl.networks import flatten_parameters
+
+    torch.manual_seed(0)
+    nets = [GaussianActor(11, 3), Critic(11)]
+    twins = [GaussianActor(11, 3), Critic(11)]
+    for net, twin in zip(nets, twins, strict=True):
+        twin.load_state_dict(net.state_dict())
+    params = [p for n in nets for p in n.parameters()]
+    flat = flatten_parameters(params)
+    assert flat.numel() == sum(p.numel() for p in params)
+    assert all(p.data_ptr() >= flat.data_ptr() for p in params)  # views into the flat storage
+    opt = torch.optim.Adam([flat], lr=1e-2, fused=True)
+    twin_params = [p for n in twins for p in n.parameters()]
+    twin_opt = torch.optim.Adam(twin_params, lr=1e-2)
+    obs = torch.randn(64, 11)
+
+    def loss(actor: GaussianActor, critic: Critic) -> torch.Tensor:
+        return actor(obs).log_prob(torch.zeros(64, 3)).mean() + critic(obs).square().mean()
+
+    for _ in range(5):
+        flat.grad.zero_()
+        loss(*nets).backward()
+        nn.utils.clip_grad_norm_(flat, 0.5)
+        opt.step()
+        twin_opt.zero_grad()
+        loss(*twins).backward()
+        nn.utils.clip_grad_norm_(twin_params, 0.5)
+        twin_opt.step()
+    for p, q in zip(params, twin_params, strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    # loading a checkpoint copies into the views: the optimiser keeps training the loaded weights
+    nets[0].load_state_dict(twins[0].state_dict())
+    before = nets[0].mean_net[0].weight.detach().clone()
+    flat.grad.zero_()
+    loss(*nets).backward()
+    opt.step()
+    assert not torch.equal(nets[0].mean_net[0].weight, before)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance
 from robot_rl.config import check
+from robot_rl.networks import flatten_parameters
 from robot_rl.rollout import RolloutBuffer
 
 
@@ -93,10 +94,9 @@ class PPO(OnPolicyAgent):
     def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: PPOConfig,
                  total_updates: int) -> None:
         super().__init__(obs_dim, act_dim, policy, config, total_updates)
-        params = list(self.actor.parameters()) + list(self.critic.parameters())
-        # fused Adam: one kernel for all parameters (1.6x faster updates on CPU than the default)
-        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5, fused=True)
-        self.params = params
+        # all parameters as views of one flat tensor, and fused Adam over it: one kernel per step
+        self.flat_params = flatten_parameters(list(self.actor.parameters()) + list(self.critic.parameters()))
+        self.optimizer = torch.optim.Adam([self.flat_params], lr=config.learning_rate, eps=1e-5, fused=True)
         self.kl_beta = config.kl_beta
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -151,9 +151,9 @@ class PPO(OnPolicyAgent):
                                     cfg.clip_range if cfg.clip_value_loss else None)
                 entropy = dist.entropy().mean()
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-                self.optimizer.zero_grad(set_to_none=True)
+                self.flat_params.grad.zero_()  # the parameters' gradients are views of it
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+                nn.utils.clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():  # k3 estimator of KL(old ‖ new), low variance and ≥ 0
                     approx_kl = ((ratio - 1) - log_ratio).mean()
