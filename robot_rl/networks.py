@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,6 +96,27 @@ def flatten_parameters(params: list[nn.Parameter]) -> nn.Parameter:
     flat_param = nn.Parameter(flat, requires_grad=False)  # updated by the optimiser only
     flat_param.grad = grad
     return flat_param
+
+
+def flatten_optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
+    """An optimiser state dict over several tensors → the same over their `flatten_parameters` tensor.
+
+    Checkpoints written before the parameters were flattened hold per-tensor Adam moments; they are
+    concatenated in parameter order (the order `flatten_parameters` lays the tensors out in), so such
+    a run loads, exports and resumes. A state dict over one tensor comes back unchanged.
+    """
+    (group,) = saved["param_groups"]
+    ids = group["params"]
+    if len(ids) == 1:
+        return saved
+    per = [saved["state"][i] for i in ids if i in saved["state"]]
+    state: dict[int, Any] = {}
+    if per:
+        if len(per) != len(ids):
+            raise ValueError("optimizer state covers only some of the parameters; cannot flatten it")
+        state[0] = {key: (torch.as_tensor(per[0][key]).clone() if key == "step"
+                          else torch.cat([s[key].reshape(-1) for s in per])) for key in per[0]}
+    return {"state": state, "param_groups": [{**group, "params": [0]}]}
 
 
 class GaussianActor(nn.Module):

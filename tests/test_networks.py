@@ -171,3 +171,38 @@ def test_flattened_parameters_train_like_separate_ones_and_survive_loading() -> 
     loss(*nets).backward()
     opt.step()
     assert not torch.equal(nets[0].mean_net[0].weight, before)
+
+
+def test_a_per_tensor_adam_state_loads_into_the_flat_optimizer() -> None:
+    """Checkpoints from before the flattening keep their Adam moments (and so resume the same)."""
+    from robot_rl.networks import flatten_optimizer_state, flatten_parameters
+
+    torch.manual_seed(1)
+    old_nets = [GaussianActor(5, 2), Critic(5)]
+    old_params = [p for n in old_nets for p in n.parameters()]
+    old_opt = torch.optim.Adam(old_params, lr=1e-2)
+    obs = torch.randn(32, 5)
+
+    def loss(actor: GaussianActor, critic: Critic) -> torch.Tensor:
+        return actor(obs).log_prob(torch.ones(32, 2)).mean() + critic(obs).square().mean()
+
+    for _ in range(3):
+        old_opt.zero_grad()
+        loss(*old_nets).backward()
+        old_opt.step()
+    new_nets = [GaussianActor(5, 2), Critic(5)]
+    for new, old in zip(new_nets, old_nets, strict=True):
+        new.load_state_dict(old.state_dict())
+    flat = flatten_parameters([p for n in new_nets for p in n.parameters()])
+    new_opt = torch.optim.Adam([flat], lr=1e-2)
+    new_opt.load_state_dict(flatten_optimizer_state(old_opt.state_dict()))
+    for _ in range(2):  # one more step each, from the same moments
+        old_opt.zero_grad()
+        loss(*old_nets).backward()
+        old_opt.step()
+        flat.grad.zero_()
+        loss(*new_nets).backward()
+        new_opt.step()
+    for p, q in zip((p for n in new_nets for p in n.parameters()), old_params, strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    assert flatten_optimizer_state(new_opt.state_dict()) is not None  # a flat state passes through

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance
 from robot_rl.config import check
-from robot_rl.networks import flatten_parameters
+from robot_rl.networks import flatten_optimizer_state, flatten_parameters
 from robot_rl.rollout import RolloutBuffer
 
 
@@ -101,6 +101,11 @@ class PPO(OnPolicyAgent):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Also loads checkpoints written before the parameters were flattened (per-tensor Adam)."""
+        optimizers = {**state["optimizers"], "adam": flatten_optimizer_state(state["optimizers"]["adam"])}
+        super().load_state_dict({**state, "optimizers": optimizers})
 
     def extra_state(self) -> dict[str, Any]:
         return {"kl_beta": self.kl_beta}
