@@ -132,6 +132,11 @@ def test_exported_layers_reproduce_the_torch_network_in_numpy(activation: str) -
     assert not np.allclose(exported.layers[0][0], actor.mean_net[0].weight.detach().numpy())
 
 
+def _actor_critic_loss(actor: GaussianActor, critic: Critic, obs: torch.Tensor) -> torch.Tensor:
+    actions = torch.full((obs.shape[0], actor.log_std.numel()), 0.5)
+    return actor(obs).log_prob(actions).mean() + critic(obs).square().mean()
+
+
 def test_flattened_parameters_train_like_separate_ones_and_survive_loading() -> None:
     """One flat tensor for all parameters (one Adam kernel) changes nothing but the speed."""
     from robot_rl.networks import flatten_parameters
@@ -151,7 +156,7 @@ def test_flattened_parameters_train_like_separate_ones_and_survive_loading() -> 
     obs = torch.randn(64, 11)
 
     def loss(actor: GaussianActor, critic: Critic) -> torch.Tensor:
-        return actor(obs).log_prob(torch.zeros(64, 3)).mean() + critic(obs).square().mean()
+        return _actor_critic_loss(actor, critic, obs)
 
     for _ in range(5):
         flat.grad.zero_()
@@ -184,7 +189,7 @@ def test_a_per_tensor_adam_state_loads_into_the_flat_optimizer() -> None:
     obs = torch.randn(32, 5)
 
     def loss(actor: GaussianActor, critic: Critic) -> torch.Tensor:
-        return actor(obs).log_prob(torch.ones(32, 2)).mean() + critic(obs).square().mean()
+        return _actor_critic_loss(actor, critic, obs)
 
     for _ in range(3):
         old_opt.zero_grad()
