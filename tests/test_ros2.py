@@ -577,7 +577,7 @@ def test_run_deploy_hook_runs_the_lifecycle_node_with_ros_args(ros, procs):
     bridge(procs, "hook", PENDULUM, seed=0)
     code = ("import argparse, sys; from robot_rl.hardware.ros2_policy_node import run_deploy; "
             "sys.exit(run_deploy(argparse.Namespace(bundle=sys.argv[1], runtime='numpy', max_delta=0.25, "
-            "duration=3.0, ros_args=['-r', '__ns:=/hook'])))")  # 75 ticks; discovery may take a second
+            "duration=5.0, ros_args=['-r', '__ns:=/hook'])))")  # 125 ticks; discovery took ~3 s once in CI
     out = subprocess.run([sys.executable, "-c", code, PENDULUM], env=ENV, cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
