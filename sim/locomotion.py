@@ -142,8 +142,7 @@ class LocomotionEnv(SpecEnv):
         self.actuation_delay_steps = 0
         """Physics steps at the start of each env step during which the previous command still acts."""
         self._held_ctrl = np.zeros(self.simulator.model.nu)
-        self._simulate = self.simulator.do_simulation
-        self.simulator.do_simulation = self._delayed_simulation  # Gymnasium's step calls it
+        self._simulate: Callable[[np.ndarray, int], None] | None = None  # the nominal do_simulation
         self._setup(seed)
 
     def set_actuation_delay_range(self, low_steps: int, high_steps: int) -> None:
@@ -153,6 +152,9 @@ class LocomotionEnv(SpecEnv):
             raise ValueError(f"actuation delay of [{low_steps}, {high_steps}] physics steps: must lie in "
                              f"[0, {self.simulator.frame_skip}] (one control period) with low <= high")
         self._delay_range = (int(low_steps), int(high_steps))
+        if self._simulate is None:  # only a randomized env pays for the delayed stepping
+            self._simulate = self.simulator.do_simulation
+            self.simulator.do_simulation = self._delayed_simulation  # Gymnasium's step calls it
 
     def _delayed_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
         delay = min(self.actuation_delay_steps, n_frames)

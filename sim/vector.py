@@ -39,7 +39,7 @@ def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization
 
     `vectorization`: "sync" steps the copies in this process, "async" in one subprocess each.
     The returned env carries the task's spec as `env.task_spec`. `randomize`: domain randomization
-    (`sim.randomization.RandomizationConfig`), checked here, before any subprocess starts.
+    (`sim.randomization.RandomizationConfig`), checked before any subprocess starts.
     """
     resolve(task_id)  # an unknown id fails here, before any subprocess starts
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -47,7 +47,7 @@ def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization
     if vectorization not in VECTORIZATION:
         raise ConfigError(f"vectorization: {vectorization!r} is not valid; choose one of: "
                           f"{', '.join(VECTORIZATION)}")
-    if randomize is not None and randomize.active:
+    if vectorization == "async" and randomize is not None and randomize.active:
         make_env(task_id, randomize=randomize).close()  # an unsupported perturbation fails here
     fns = [functools.partial(make_env, task_id, seed=None if seed is None else seed + i,
                              max_episode_steps=max_episode_steps, randomize=randomize)
