@@ -47,8 +47,9 @@ def evaluate_bundle(path: str | Path, episodes: int, seed: int, runtime: str = "
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, episodes: int | None = None,
-               seed: int | None = None, onnx: bool | None = None, force: bool = False) -> Bundle:
-    """Export a run's newest checkpoint to a bundle at `out` and evaluate it there.
+               seed: int | None = None, onnx: bool | None = None, force: bool = False,
+               checkpoint: str = "latest") -> Bundle:
+    """Export a run's checkpoint (`latest`, `best` or a file) to a bundle at `out`; evaluate it there.
 
     `episodes`/`seed` default to the run's `eval` settings (0 episodes: no evaluation, provenance
     `evaluation` is null). `onnx`: see `write_bundle`.
@@ -59,7 +60,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, episodes: int | None = N
     from robot_rl.trainer import load_run_policy
 
     run_dir = Path(run_dir)
-    config, _, state = load_run_policy(run_dir)
+    config, _, state = load_run_policy(run_dir, checkpoint)
     spec = get_spec(config.task)
     trainer = trainer_class(config.algo)
     if hasattr(trainer, "bundle_network"):  # a trainer with its own head (DQN: Q-network + argmax)

@@ -16,6 +16,8 @@ from typing import Any
 from robot_rl.errors import RobotRLError
 
 CHECKPOINT_DIR = "checkpoints"
+BEST_NAME = "best.pt"
+"""The checkpoint of the best periodic evaluation so far (outside the rotation of step_*.pt)."""
 _NAME = re.compile(r"^step_(\d{12})\.pt$")
 
 
@@ -89,6 +91,32 @@ def load_latest_checkpoint(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
         except RobotRLError as err:
             errors.append(str(err))
     raise RobotRLError(f"{run_dir}: no readable checkpoint ({'; '.join(errors)})")
+
+
+def save_best_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Replace checkpoints/best.pt atomically with `state` (a full, resumable checkpoint)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path = Path(run_dir) / CHECKPOINT_DIR / BEST_NAME
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_run_checkpoint(run_dir: str | Path, which: str = "latest") -> tuple[dict[str, Any], Path]:
+    """A run's checkpoint by name: `latest` (the newest readable), `best` (best periodic evaluation) or
+    the path of a checkpoint file."""
+    if which == "latest":
+        return load_latest_checkpoint(run_dir)
+    path = Path(run_dir) / CHECKPOINT_DIR / BEST_NAME if which == "best" else Path(which)
+    if not path.is_file():
+        hint = (" (written only by runs with eval.every_steps > 0 and eval.keep_best)" if which == "best"
+                else "; give latest, best or the path of a checkpoint file")
+        raise RobotRLError(f"checkpoint {which!r}: {path} does not exist{hint}")
+    return load_checkpoint(path), path
 
 
 def to_checkpoint_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -124,7 +124,7 @@ class DQNTrainer(TrainerBase):
                 if evaluated or self.step >= next_log or self.step >= cfg.total_steps:
                     row = self._progress_row(start, start_step)
                     if evaluated:
-                        row["eval_return"] = self.evaluate(cfg.eval.episodes)["mean_return"]
+                        row["eval_return"] = self.periodic_evaluation()
                         next_eval = self._next_multiple(cfg.eval.every_steps)
                     log.log(row)
                     next_log = self._next_multiple(cfg.algorithm.log_every_steps)

@@ -79,6 +79,9 @@ class EvalConfig:
     """Evaluate every this many environment steps; 0 = only at the end of training."""
     seed: int = 1_000_000
     """Seed of the evaluation environment; episode i uses seed + i."""
+    keep_best: bool = True
+    """With every_steps > 0: keep the checkpoint of the best periodic evaluation as checkpoints/best.pt
+    (export it with `robot-rl export RUN_DIR --checkpoint best`)."""
 
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")

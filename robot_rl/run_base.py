@@ -22,6 +22,7 @@ from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,
     load_latest_checkpoint,
+    save_best_checkpoint,
     save_checkpoint,
     to_checkpoint_state,
 )
@@ -40,6 +41,8 @@ class TrainerBase:
     run_dir: Path
     step: int
     agent: Any
+    best_eval: float | None = None
+    """The best periodic evaluation's mean return so far (checkpoints/best.pt holds its state)."""
 
     @classmethod
     def resume(cls, run_dir: str | Path) -> Any:
@@ -66,6 +69,7 @@ class TrainerBase:
             "torch_rng": torch.get_rng_state(),
             "acting": self.acting.state(),  # type: ignore[attr-defined]
             "config": config_to_yaml_dict(self.config),
+            "best_eval": self.best_eval,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -73,6 +77,7 @@ class TrainerBase:
 
         self.step = int(state["step"])
         self.episodes = int(state.get("episodes", 0))  # type: ignore[attr-defined]
+        self.best_eval = state.get("best_eval")
         self.agent.load_state_dict(state["agent"])
         if self.obs_normalizer is not None:  # type: ignore[attr-defined]
             self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
@@ -88,6 +93,19 @@ class TrainerBase:
     def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
         return evaluate(self.config.task, self.policy_fn(), episodes,
                         self.config.eval.seed if seed is None else seed)
+
+    def periodic_evaluation(self) -> float:
+        """Evaluate now; a new best mean return replaces checkpoints/best.pt (with eval.keep_best)."""
+        result = self.evaluate(self.config.eval.episodes)
+        self._keep_if_best(result["mean_return"])
+        return result["mean_return"]
+
+    def _keep_if_best(self, mean_return: float) -> None:
+        ev = self.config.eval
+        if ev.keep_best and ev.every_steps > 0 and math.isfinite(mean_return) \
+                and (self.best_eval is None or mean_return > self.best_eval):
+            self.best_eval = float(mean_return)
+            save_best_checkpoint(self.run_dir, self.state())
 
     def save_checkpoint(self) -> Path:
         return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)
@@ -136,6 +154,7 @@ class TrainerBase:
         """The end of every run: final checkpoint, deterministic evaluation, eval.json, plot."""
         self.save_checkpoint()
         result = self.evaluate(self.config.eval.episodes)
+        self._keep_if_best(result["mean_return"])  # the final policy competes for best.pt too
         result["step"] = self.step
         result["wall_time_s"] = time.perf_counter() - start
         atomic_write_text(self.run_dir / "eval.json", json.dumps(result, indent=2))

@@ -29,7 +29,7 @@ from robot_rl.agents.base import OnPolicyAgent
 from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,
-    load_latest_checkpoint,
+    load_run_checkpoint,
 )
 from robot_rl.errors import ConfigError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
@@ -97,7 +97,7 @@ class Trainer(TrainerBase):
                 self.acting.refresh()
                 row = self._progress_row(metrics, start, start_step)
                 if next_eval and self.step >= next_eval:
-                    row["eval_return"] = self.evaluate(cfg.eval.episodes)["mean_return"]
+                    row["eval_return"] = self.periodic_evaluation()
                     next_eval = self._next_multiple(cfg.eval.every_steps)
                 log.log(row)
                 if next_checkpoint and self.step >= next_checkpoint:
@@ -165,13 +165,15 @@ class Trainer(TrainerBase):
         return row
 
 
-def load_run_policy(run_dir: str | Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
-    """(config, deterministic policy on raw observations, checkpoint) of a run's newest checkpoint.
+def load_run_policy(run_dir: str | Path, checkpoint: str = "latest"
+                    ) -> tuple[TrainConfig, Any, dict[str, Any]]:
+    """(config, deterministic policy on raw observations, checkpoint state) of a run's checkpoint:
+    `latest`, `best` or a checkpoint file (see `load_run_checkpoint`).
 
     Works for every algorithm: the run's trainer class rebuilds its policy from the checkpoint.
     """
     config = read_run_config(run_dir)
-    state, _ = load_latest_checkpoint(run_dir)
+    state, _ = load_run_checkpoint(run_dir, checkpoint)
     return config, trainer_class(config.algo).policy_from_checkpoint(config, state), state
 
 

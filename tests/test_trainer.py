@@ -18,6 +18,7 @@ import torch
 
 from robot_rl.checkpoint import list_checkpoints, load_checkpoint
 from robot_rl.cli import main
+from robot_rl.evaluation import evaluate
 from robot_rl.launch import load_train_config
 from robot_rl.run_base import TrainingDiverged
 from robot_rl.trainer import Trainer, load_run_policy
@@ -58,6 +59,42 @@ def test_eval_command_prints_the_documented_json(tmp_path: Path, capsys) -> None
     assert main(["eval", str(run), "--episodes", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"mean_return", "std_return", "episodes"} and out["episodes"] == 3
+
+
+def test_the_best_periodic_evaluation_is_kept_and_exports(tmp_path: Path, capsys) -> None:
+    """checkpoints/best.pt holds the state of the first best evaluation (periodic or final), survives the
+    rotation of step checkpoints, reproduces its evaluation, and exports with --checkpoint best."""
+    run = tmp_path / "run"
+    config = load_train_config(PENDULUM_PPO, [*QUIET, "total_steps=10240", "eval.every_steps=2048",
+                                              "eval.episodes=2", "log.checkpoint_every_steps=2048",
+                                              "log.keep_checkpoints=1"])
+    final = Trainer(config, run).train()
+    evaluations = [(int(r["step"]), float(r["eval_return"])) for r in _rows(run) if r["eval_return"]]
+    evaluations.append((final["step"], final["mean_return"]))
+    assert len(evaluations) == 6 and len({v for _, v in evaluations}) > 1  # something to choose from
+    best_step, best_return = max(evaluations, key=lambda e: e[1])  # the first of equal maxima
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["step"] == best_step and best["best_eval"] == best_return
+    assert [s for s, _ in list_checkpoints(run)] == [10240]  # rotation leaves best.pt alone
+    _, policy, state = load_run_policy(run, "best")
+    assert state["step"] == best_step
+    assert evaluate(config.task, policy, 2, config.eval.seed)["mean_return"] == best_return
+    assert main(["export", str(run), "--out", str(tmp_path / "bundle"), "--checkpoint", "best",
+                 "--episodes", "2", "--no-onnx", "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert exported["steps"] == best_step and exported["mean_return"] == best_return
+    assert main(["eval", str(run), "--checkpoint", "nope.pt"]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_without_keep_best_no_best_checkpoint_is_written(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    config = load_train_config(PENDULUM_PPO, [*QUIET, "total_steps=4096", "eval.every_steps=2048",
+                                              "eval.episodes=1", "eval.keep_best=false"])
+    Trainer(config, run).train()
+    assert not (run / "checkpoints" / "best.pt").exists()
+    assert main(["export", str(run), "--out", str(tmp_path / "b"), "--checkpoint", "best"]) == 2
+    assert "eval.keep_best" in capsys.readouterr().err
 
 
 def test_fixed_seed_reproduces_a_run(tmp_path: Path) -> None:

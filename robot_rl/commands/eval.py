@@ -1,7 +1,8 @@
 """`robot-rl eval PATH --episodes N [--seed S] [--json]`: deterministic evaluation of a trained policy.
 
-PATH is a run directory (its newest checkpoint) or a policy bundle (a folder with manifest.json, or
-`zoo:<name>`); both go through `robot_rl.evaluation.evaluate` and print the same JSON.
+PATH is a run directory (its newest checkpoint, or `--checkpoint best|FILE`) or a policy bundle (a
+folder with manifest.json, or `zoo:<name>`); both go through `robot_rl.evaluation.evaluate` and print
+the same JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=None,
                    help="seed of episode 0 (default: the run's eval.seed, or the bundle's evaluation seed)")
+    p.add_argument("--checkpoint", default="latest",
+                   help="for a run directory: latest (default), best or the path of a checkpoint file")
     p.add_argument("--runtime", choices=("numpy", "onnx", "torch"), default="numpy",
                    help="runtime for a bundle (default: numpy)")
     p.add_argument("--json", action="store_true",
@@ -50,7 +53,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.path}: neither a run directory (config.yaml) nor a policy bundle "
                               f"(manifest.json)")
 
-        config, policy_fn, _ = load_run_policy(args.path)
+        config, policy_fn, _ = load_run_policy(args.path, args.checkpoint)
         seed = config.eval.seed if args.seed is None else args.seed
         task, label = config.task, config.algo
         result = evaluate(task, policy_fn, args.episodes, seed)

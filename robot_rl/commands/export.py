@@ -9,13 +9,17 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a run's policy as a deployable bundle",
                        description="Write manifest.json, weights.npz and (with the onnx extra) policy.onnx "
-                                   "for the run's newest checkpoint, then evaluate the bundle as shipped.")
+                                   "for the run's newest (or best, or a given) checkpoint, then evaluate the "
+                                   "bundle as shipped.")
     p.add_argument("run_dir", help="a run directory (config.yaml, checkpoints/)")
     p.add_argument("--out", required=True, help="the bundle folder to write")
     p.add_argument("--episodes", type=int, default=None,
                    help="evaluation episodes recorded in the manifest (default: the run's eval.episodes; "
                         "0: none)")
     p.add_argument("--seed", type=int, default=None, help="seed of evaluation episode 0 (default: the run's)")
+    p.add_argument("--checkpoint", default="latest",
+                   help="latest (default), best (the best periodic evaluation: checkpoints/best.pt) or the "
+                        "path of a checkpoint file")
     onnx = p.add_mutually_exclusive_group()
     onnx.add_argument("--onnx", dest="onnx", action="store_true", default=None,
                       help="write policy.onnx (default: when the onnx package is installed)")
@@ -29,7 +33,7 @@ def run_export(args: argparse.Namespace) -> int:
     from robot_rl.policies.export import export_run
 
     bundle = export_run(args.run_dir, args.out, episodes=args.episodes, seed=args.seed, onnx=args.onnx,
-                        force=args.force)
+                        force=args.force, checkpoint=args.checkpoint)
     prov = bundle.manifest.provenance
     ev = prov["evaluation"]
     summary = {"bundle": str(bundle.path), "task": prov["task"], "algorithm": prov["algorithm"],
