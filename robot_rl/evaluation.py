@@ -15,11 +15,15 @@ import numpy as np
 
 
 def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int,
-             max_steps: int | None = None) -> dict[str, Any]:
-    """Run `episodes` episodes; return {"mean_return", "std_return", "episodes", "returns", "lengths"}."""
+             max_steps: int | None = None, randomize: Any = None) -> dict[str, Any]:
+    """Run `episodes` episodes; return {"mean_return", "std_return", "episodes", "returns", "lengths"}.
+
+    `randomize` (a RandomizationConfig): evaluate under its perturbations, drawn per episode from the
+    episode's seed (so still reproducible), instead of the nominal model.
+    """
     from robot_rl.sim import make_env
 
-    env = make_env(task, seed=seed)
+    env = make_env(task, seed=seed, randomize=randomize)
     returns, lengths = [], []
     try:
         for i in range(episodes):

@@ -82,6 +82,9 @@ class EvalConfig:
     keep_best: bool = True
     """With every_steps > 0: keep the checkpoint of the best periodic evaluation as checkpoints/best.pt
     (export it with `robot-rl export RUN_DIR --checkpoint best`)."""
+    randomize: bool = False
+    """Evaluate under the run's `randomize:` perturbations (drawn per episode from its seed) instead of
+    the nominal model, so that keep_best keeps the checkpoint that is best across them: the robust one."""
 
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
@@ -121,7 +124,8 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)
-    """Domain randomization of the training envs (evaluation runs the nominal model)."""
+    """Domain randomization of the training envs (evaluation runs the nominal model unless
+    eval.randomize)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     algorithm: Any = None
@@ -132,6 +136,9 @@ class TrainConfig:
         check(self.total_steps >= 1, "total_steps", "must be >= 1")
         check(self.num_envs >= 1, "num_envs", "must be >= 1")
         check(self.torch_threads >= 1, "torch_threads", "must be >= 1")
+        check(not self.eval.randomize or self.randomize.active, "eval.randomize",
+              "evaluates under the run's randomize: section, but it randomizes nothing; add one (e.g. "
+              "randomize.actuation_delay) or set eval.randomize: false")
         if self.algorithm is None:
             object.__setattr__(self, "algorithm", algorithm_config_class(self.algo)())
 

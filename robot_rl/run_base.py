@@ -91,8 +91,9 @@ class TrainerBase:
         raise NotImplementedError
 
     def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
-        return evaluate(self.config.task, self.policy_fn(), episodes,
-                        self.config.eval.seed if seed is None else seed)
+        cfg = self.config
+        return evaluate(cfg.task, self.policy_fn(), episodes, cfg.eval.seed if seed is None else seed,
+                        randomize=cfg.randomize if cfg.eval.randomize else None)
 
     def periodic_evaluation(self) -> float:
         """Evaluate now; a new best mean return replaces checkpoints/best.pt (with eval.keep_best)."""

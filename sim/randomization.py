@@ -4,7 +4,8 @@ in simulation keeps working on hardware that differs from the model.
 Each field of `RandomizationConfig` is one perturbation, sampled afresh at every reset from the
 environment's own seeded generator (runs stay reproducible) and off by default. An environment
 supports a perturbation by implementing its hook (below); asking for one a task does not support is
-a ConfigError naming the key and the tasks that do. Evaluation always runs the nominal model.
+a ConfigError naming the key and the tasks that do. Evaluation runs the nominal model, unless
+`eval.randomize` asks for these perturbations there too (to keep the checkpoint that is robust to them).
 
 - `actuation_delay` (seconds, [low, high]): a command reaches the actuators this long after the
   observation it answers, as over a serial link or a fieldbus. The delay is a whole number of physics

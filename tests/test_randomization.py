@@ -87,3 +87,33 @@ def test_a_training_run_randomizes_and_records_it(tmp_path: Path) -> None:
     assert all(env.unwrapped._delay_range == (0, 2) for env in trainer.envs.envs)
     trainer.train()
     assert read_run_config(tmp_path / "run").randomize.actuation_delay == (0.0, 0.004)
+
+
+def test_evaluation_under_randomization_is_reproducible_and_differs_from_nominal(tmp_path: Path) -> None:
+    """eval.randomize: the trainer's evaluations (periodic, final, best.pt) run under the training
+    perturbations, drawn per episode from the episode's seed; without it, the nominal model."""
+    from robot_rl.evaluation import evaluate
+    from robot_rl.launch import load_train_config
+    from robot_rl.trainer import Trainer
+
+    root = Path(__file__).resolve().parents[1]
+    quiet = ["total_steps=2048", "eval.episodes=2", "log.progress_bar=false", "log.plot=false",
+             "log.tensorboard=false", "randomize.actuation_delay=[0.008, 0.008]"]
+    config = load_train_config(root / "launch" / "hopper_ppo.yaml", [*quiet, "eval.randomize=true"])
+    trainer = Trainer(config, tmp_path / "run")
+    policy, seed = trainer.policy_fn(), config.eval.seed
+    delayed = evaluate("Hopper-v5", policy, 2, seed, randomize=config.randomize)
+    nominal = evaluate("Hopper-v5", policy, 2, seed)
+    assert trainer.evaluate(2)["returns"] == delayed["returns"]  # the trainer's own evaluation
+    assert delayed["returns"] != nominal["returns"]  # 8 ms late (a whole control period) is another plant
+    assert evaluate("Hopper-v5", policy, 2, seed, randomize=config.randomize)["returns"] == delayed["returns"]
+    nominal_config = load_train_config(root / "launch" / "hopper_ppo.yaml", quiet)
+    assert Trainer(nominal_config, tmp_path / "nominal").evaluate(2)["returns"] != delayed["returns"]
+
+
+def test_eval_randomize_without_randomization_is_a_config_error() -> None:
+    from robot_rl.launch import load_train_config
+
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(ConfigError, match=r"eval.randomize: .*randomizes nothing"):
+        load_train_config(root / "launch" / "hopper_ppo.yaml", ["eval.randomize=true"])

@@ -85,6 +85,10 @@ def test_the_best_periodic_evaluation_is_kept_and_exports(tmp_path: Path, capsys
     assert exported["steps"] == best_step and exported["mean_return"] == best_return
     assert main(["eval", str(run), "--checkpoint", "nope.pt"]) == 2
     assert "nope.pt" in capsys.readouterr().err
+    assert main(["eval", str(run), "--randomize"]) == 2  # this run randomizes nothing
+    assert "randomizes nothing" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "bundle"), "--checkpoint", "best"]) == 2
+    assert "not to a bundle" in capsys.readouterr().err
 
 
 def test_without_keep_best_no_best_checkpoint_is_written(tmp_path: Path, capsys) -> None:

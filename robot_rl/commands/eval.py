@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of episode 0 (default: the run's eval.seed, or the bundle's evaluation seed)")
     p.add_argument("--checkpoint", default="latest",
                    help="for a run directory: latest (default), best or the path of a checkpoint file")
+    p.add_argument("--randomize", action="store_true",
+                   help="for a run directory: evaluate under the run's randomize: perturbations")
     p.add_argument("--runtime", choices=("numpy", "onnx", "torch"), default="numpy",
                    help="runtime for a bundle (default: numpy)")
     p.add_argument("--json", action="store_true",
@@ -40,6 +42,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if is_bundle(args.path):
         from robot_rl.policies import load
 
+        if args.randomize or args.checkpoint != "latest":
+            raise ConfigError("--randomize and --checkpoint apply to a run directory, not to a bundle")
+
         policy = load(args.path, runtime=args.runtime)
         prov = policy.manifest.provenance
         recorded = prov.get("evaluation") or {}
@@ -56,7 +61,10 @@ def run_eval(args: argparse.Namespace) -> int:
         config, policy_fn, _ = load_run_policy(args.path, args.checkpoint)
         seed = config.eval.seed if args.seed is None else args.seed
         task, label = config.task, config.algo
-        result = evaluate(task, policy_fn, args.episodes, seed)
+        if args.randomize and not config.randomize.active:
+            raise ConfigError(f"--randomize: the run {args.path} randomizes nothing (no randomize: section)")
+        result = evaluate(task, policy_fn, args.episodes, seed,
+                          randomize=config.randomize if args.randomize else None)
     if args.json:
         print(json.dumps({k: result[k] for k in ("mean_return", "std_return", "episodes")}))
     else:
