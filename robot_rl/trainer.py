@@ -4,7 +4,8 @@ The run directory holds everything a user needs to watch, resume and export a ru
   config.yaml          the resolved launch file (every default filled in)
   progress.csv         one row per update (steps, SPS, returns, losses)
   events.out.tfevents  TensorBoard
-  checkpoints/         atomic checkpoints (agent, optimisers, normalisers, RNG state, step)
+  checkpoints/         atomic checkpoints (agent, optimisers, normalisers, RNG state, step); best.pt
+                       is the state of the best periodic evaluation (eval.keep_best)
   eval.json            the final deterministic evaluation
   learning_curve.png   return against steps
 A killed run resumes from its newest readable checkpoint with the same step count, optimiser and

@@ -146,31 +146,6 @@ def test_zoo_pendulum_keeps_the_pole_up_for_the_whole_episode(pendulum_device):
     assert device["device"]["setpoints_rejected"] == 0 and device["device"]["watchdog_trips"] == 0
 
 
-@pytest.mark.skipif(HOPPER not in zoo_names(), reason="the zoo has no Hopper bundle")
-def test_zoo_hopper_moves_forward(tmp_path):
-    """A locomotion bundle over serial: the Hopper hops forward. Its single-episode return is chaotic
-    (over serial, 200-2800 on one seed or another; the MuJoCo backend's, too, varies 2x over seeds), so
-    the 90 % comparison of returns is made over several episodes in the slow test below; here the return
-    is reported."""
-    policy = load(f"zoo:{HOPPER}")
-    reference, ref_steps = mujoco_return(policy, seed=0)
-    process = start_emulator("Hopper-v5", tmp_path / "hopper_tty")
-    try:
-        recorder = Recorder(policy)
-        robot = fresh_robot(tmp_path / "hopper_tty", policy.spec, seed=0, watchdog=0.5)
-        ControlLoop(robot, recorder, no_rate_limit(policy.spec)).run(steps=500)
-    finally:
-        stop_emulator(process)
-    qpos = np.array([s["qpos"] for s in recorder.states])
-    x, z = qpos[:, 0], qpos[:, 1]
-    ret, healthy_steps = hopper_return(recorder.states, policy.spec.control_period)
-    print(f"\nhopper over serial: {x[-1] - x[0]:.2f} m in {len(x)} steps, return {ret:.0f} over "
-          f"{healthy_steps} healthy steps (MuJoCo backend, full episode: {reference:.0f} over {ref_steps})")
-    assert healthy_steps >= 100 and z[:100].min() > 0.7  # upright, hopping (MuJoCo: 460 steps)
-    moved = x[healthy_steps - 1] - x[0]
-    assert moved > 2.0 and moved / (healthy_steps * policy.spec.control_period) > 0.5  # metres, m/s
-
-
 def hopper_return(states: list[dict], dt: float) -> tuple[float, int]:
     """Hopper-v5's reward from measured states (forward velocity + 1 while healthy), until unhealthy;
     the control cost (1e-3 · |u|², under 0.003 per step) is left out."""
@@ -184,29 +159,32 @@ def hopper_return(states: list[dict], dt: float) -> tuple[float, int]:
     return total, len(states)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(HOPPER not in zoo_names(), reason="the zoo has no Hopper bundle")
-@pytest.mark.xfail(strict=False, reason=(
-    "the zoo Hopper's episodes over serial still end early now and then: with the bundle trained with a "
-    "0-4 ms actuation delay (robust in MuJoCo: 3391 nominal, 3679 with 2 ms, 2539 with 4 ms, against "
-    "3230 / 2791 / 587 for the earlier bundle) the 5-episode mean over serial was 84 % of the MuJoCo "
-    "backend's (2892 vs 3455; episodes 1849-3689), as before (80-84 %)"))
-def test_zoo_hopper_return_over_serial_within_90_percent_of_mujoco(tmp_path):
+def test_zoo_hopper_moves_forward_within_90_percent_of_mujoco(tmp_path):
+    """A locomotion bundle over serial: the Hopper hops forward for whole episodes, and its mean return
+    over 5 episodes (reset seeds 0-4) is within 90 % of the MuJoCo backend's on the same seeds. The zoo
+    Hopper was trained for this (launch/hopper_ppo_hardware.yaml: 0-4 ms actuation delay, the checkpoint
+    best under it kept); the serial link's latency (1-3 ms here) is such a delay."""
     policy = load(f"zoo:{HOPPER}")
     seeds = range(5)
     reference = np.mean([mujoco_return(policy, s)[0] for s in seeds])
     process = start_emulator("Hopper-v5", tmp_path / "hopper_tty")
-    returns = []
+    returns, runs = [], []
     try:
         for seed in seeds:
             recorder = Recorder(policy)
             robot = fresh_robot(tmp_path / "hopper_tty", policy.spec, seed=seed, watchdog=0.5)
             ControlLoop(robot, recorder, no_rate_limit(policy.spec)).run(steps=1000)
-            returns.append(hopper_return(recorder.states, policy.spec.control_period)[0])
+            ret, healthy_steps = hopper_return(recorder.states, policy.spec.control_period)
+            x = np.array([s["qpos"][0] for s in recorder.states])
+            returns.append(ret)
+            runs.append((healthy_steps, float(x[healthy_steps - 1] - x[0])))
     finally:
         stop_emulator(process)
-    print(f"\nhopper returns over serial {np.round(returns)}, mean {np.mean(returns):.0f}; MuJoCo mean "
-          f"{reference:.0f}")
+    print(f"\nhopper over serial: returns {np.round(returns)}, mean {np.mean(returns):.0f} (MuJoCo backend "
+          f"{reference:.0f}); healthy steps and metres forward {[(n, round(m, 1)) for n, m in runs]}")
+    for healthy_steps, moved in runs:  # upright and hopping forward, at least 100 steps (0.8 s) each
+        assert healthy_steps >= 100 and moved / (healthy_steps * policy.spec.control_period) > 0.5
     assert np.mean(returns) >= 0.9 * reference
 
 
