@@ -46,14 +46,14 @@ NAMES = ["rootx", "rootz", "rooty", "thigh_joint", "leg_joint", "foot_joint"]
 POSE = np.array([0.0, 1.25, 0.0, 0.0, 0.0, 0.0])  # standing
 
 
-def echo_main(namespace: str, executor_kind: str) -> int:
+def echo_main(namespace: str, executor_kind: str, priority: int = 0) -> int:
     """The bare echo node: JointState in, its positions out as Float64MultiArray."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
-    from robot_rl.hardware.ros2_policy_node import make_executor
+    from robot_rl.hardware.ros2_policy_node import make_executor, set_realtime_priority
     from robot_rl.hardware.ros2_robot import command_qos, state_qos
 
     context = rclpy.Context()
@@ -68,6 +68,7 @@ def echo_main(namespace: str, executor_kind: str) -> int:
         pub.publish(out)
 
     node.create_subscription(JointState, "joint_states", echo, state_qos(None))
+    set_realtime_priority(priority, node.get_logger())  # as the policy node does, after its node
     executor = make_executor(executor_kind, context)
     executor.add_node(node)
     stop: list[int] = []
@@ -190,13 +191,15 @@ def analyse(sent: np.ndarray, got: list[tuple[float, np.ndarray]], rate: float) 
             "answer_rate_hz": (len(answers) - 1) / span_got if span_got else None}
 
 
-def start(kind: str, namespace: str, rate: float, env: dict[str, str], executor: str) -> subprocess.Popen:
+def start(kind: str, namespace: str, rate: float, env: dict[str, str], executor: str, priority: int
+          ) -> subprocess.Popen:
     if kind == "echo":
-        cmd = [sys.executable, __file__, "--echo", namespace, "--executor", executor]
+        cmd = [sys.executable, __file__, "--echo", namespace, "--executor", executor,
+               "--realtime-priority", str(priority)]
     else:
         cmd = [sys.executable, "-m", "robot_rl.hardware.ros2_policy_node", BUNDLE, "--ros-args",
                "-r", f"__ns:=/{namespace}", "-p", f"period:={1.0 / rate!r}", "-p", "trigger:=state",
-               "-p", f"executor:={executor}"]
+               "-p", f"executor:={executor}", "-p", f"realtime_priority:={priority}"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -216,10 +219,12 @@ def main() -> None:
     ap.add_argument("--domain", type=int, default=None, help="ROS_DOMAIN_ID (default: 61 + pid %% 40)")
     ap.add_argument("--executor", default="auto", choices=("auto", "events", "single"),
                     help="rclpy executor of both targets (default: auto, the node's default)")
+    ap.add_argument("--realtime-priority", type=int, default=0,
+                    help="SCHED_FIFO priority of both targets' executor threads (0: off, the default)")
     ap.add_argument("--echo", metavar="NS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo:
-        sys.exit(echo_main(args.echo, args.executor))
+        sys.exit(echo_main(args.echo, args.executor, args.realtime_priority))
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -240,7 +245,7 @@ def main() -> None:
         for rate in args.rates:
             for kind in ("echo", "policy"):
                 ns = f"{kind}{int(rate)}"
-                proc = start(kind, ns, rate, env, args.executor)
+                proc = start(kind, ns, rate, env, args.executor, args.realtime_priority)
                 started.append(proc)
                 prober = Prober(context, ns)
                 executor.add_node(prober.node)
@@ -262,6 +267,7 @@ def main() -> None:
               if results["policy"][r]["p50_ms"] and results["echo"][r]["p50_ms"]}
     print(json.dumps({
         "bench": "ros2_latency", "bundle": BUNDLE, "seconds": args.seconds, "executor": args.executor,
+        "realtime_priority": args.realtime_priority,
         "results": results,
         "policy_over_echo_p50": ratios, "goal_p50_ratio": 1.20,
         "goal_p50_met": all(v <= 1.20 for v in ratios.values()),

@@ -213,7 +213,8 @@ class ControlLoop:
             stop_reason=self._stop_reason or "running", safety=self.safety.report())
 
     # ------------------------------------------------------------------ steps of a run
-    def _prepare(self) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Activate and seed; the joint mapping `(to_robot, to_policy)`, (None, None) for the identity."""
         robot = self.robot
         if robot.lifecycle is Lifecycle.UNCONFIGURED:
             robot.configure()
@@ -231,9 +232,11 @@ class ControlLoop:
         self.safety.reset(_reorder(state, to_policy))
         if hasattr(self.policy, "reset"):
             self.policy.reset()
+        if np.array_equal(to_policy, np.arange(len(to_policy))):
+            return None, None  # the same order: no reindexing per tick
         return to_robot, to_policy
 
-    def _loop(self, to_robot: np.ndarray, to_policy: np.ndarray, duration: float | None,
+    def _loop(self, to_robot: np.ndarray | None, to_policy: np.ndarray | None, duration: float | None,
               steps: int | None) -> None:
         robot, clock, period, realtime = self.robot, self._clock, self.period, self.realtime
         last_tick = None  # (k, start time) of the previous tick
@@ -279,8 +282,10 @@ class ControlLoop:
                 self._stop_reason = "episode_end"
                 return
 
-    def _tick(self, to_robot: np.ndarray, to_policy: np.ndarray) -> None:
-        state = _reorder(self.robot.read_state(), to_policy)
+    def _tick(self, to_robot: np.ndarray | None, to_policy: np.ndarray | None) -> None:
+        state = self.robot.read_state()
+        if to_policy is not None:
+            state = _reorder(state, to_policy)
         now = self.robot.clock()
         try:
             command = self.policy.act(state.observation_fields())
@@ -288,7 +293,7 @@ class ControlLoop:
             safe = self.safety.refuse("policy_error", str(err), state)
         else:
             safe = self.safety.filter(command, state, now)
-        self.robot.write_command(safe[to_robot])
+        self.robot.write_command(safe if to_robot is None else safe[to_robot])
         self._steps += 1
         reward = self.robot.last_reward
         if reward is not None:
@@ -317,7 +322,7 @@ class ControlLoop:
         self._t0: float | None = None
         self._t_end: float | None = None
         self._last_start: float | None = None
-        self._mapping: tuple[np.ndarray, np.ndarray] | None = None
+        self._mapping: tuple[np.ndarray | None, np.ndarray | None] | None = None
 
 
 def joint_mapping(robot_joints: tuple[str, ...] | list[str], policy_joints: tuple[str, ...] | list[str],

@@ -94,6 +94,8 @@ class SafetyFilter:
         # inf where a joint's range is unbounded (no rate limit there) or max_delta is inf
         with np.errstate(invalid="ignore"):
             self._max_step = np.where(np.isfinite(span), self.config.max_delta * span, np.inf)
+        self._bound_low = np.maximum(low, self._joint_low)  # the clip and the joint range in one
+        self._bound_high = np.minimum(high, self._joint_high)
         self._lock = threading.Lock()
         self.counts = dict.fromkeys(REASONS, 0)
         self.steps = 0
@@ -150,7 +152,8 @@ class SafetyFilter:
                 return self._refuse("malformed", f"not a numeric array: {command!r}", state)
             if cmd.shape != self._last.shape:
                 return self._refuse("malformed", f"shape {cmd.shape}, expected {self._last.shape}", state)
-            if not np.isfinite(cmd).all():
+            # a finite dot product proves every entry finite (NaN/Inf propagate); else check exactly
+            if not math.isfinite(cmd.dot(cmd)) and not np.isfinite(cmd).all():
                 bad = [self.spec.joint_names[i] for i in np.flatnonzero(~np.isfinite(cmd))]
                 return self._refuse("non_finite", f"NaN/Inf for {', '.join(bad)}", state)
             if not fresh:
@@ -179,6 +182,10 @@ class SafetyFilter:
 
     # ------------------------------------------------------------------ internals
     def _limit(self, cmd: np.ndarray) -> np.ndarray:
+        last, step = self._last, self._max_step
+        if ((cmd >= self._bound_low) & (cmd <= self._bound_high) & (cmd >= last - step)
+                & (cmd <= last + step)).all():
+            return cmd  # the common case: within every limit, nothing fires
         fired = []
         clipped = np.minimum(np.maximum(cmd, self._low), self._high)
         if not np.array_equal(clipped, cmd):
@@ -210,7 +217,7 @@ class SafetyFilter:
     def _observe_positions(self, state: RobotState) -> None:
         q = np.asarray(state.joint_positions, dtype=np.float64).reshape(-1)
         if q.shape == self._hold.shape:
-            self._hold = np.where(np.isfinite(q), q, self._hold)
+            self._hold = q.copy() if math.isfinite(q.dot(q)) else np.where(np.isfinite(q), q, self._hold)
 
     def _observe(self, state: RobotState, now: float | None = None) -> bool:
         """Track positions, sequence and clock offset; False if the state is stale at `now`."""

@@ -126,6 +126,37 @@ def test_rate_limit_hand_worked():
     assert f.report()["interventions"] == {"rate_limit": 4}
 
 
+@pytest.mark.parametrize("kind", ["torque", "position"])
+def test_limits_agree_with_the_rules_applied_one_after_another(kind):
+    """Random commands, many on a bound exactly: the output is clip -> joint range -> rate limit
+    around the last output, and an intervention is counted exactly when the command was changed."""
+    f = SafetyFilter(make_spec(kind), SafetyConfig(max_delta=0.1))
+    f.reset(state())
+    low, high = np.array([-2.0, -1.0]), np.array([2.0, 1.0])
+    joint_low, joint_high = (np.array([-0.5, -1.0]), np.array([0.5, 1.0])) if kind == "position" \
+        else (np.full(2, -np.inf), np.full(2, np.inf))
+    step = 0.1 * (high - low)
+    rng = np.random.default_rng(0)
+    last, tick, changed = f._safe(state()), Ticker(), 0
+    for _ in range(2000):
+        cmd = rng.uniform(-3.0, 3.0, 2)
+        pick = rng.random(2)  # a third of the entries exactly on a bound, a third small moves
+        cmd = np.where(pick < 0.15, rng.choice([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0], 2), cmd)
+        cmd = np.where((pick >= 0.15) & (pick < 0.3), last + rng.choice([-1.0, 1.0], 2) * step, cmd)
+        cmd = np.where(pick >= 0.7, last + rng.uniform(-0.05, 0.05, 2), cmd)
+        expected = np.clip(np.clip(np.clip(cmd, low, high), joint_low, joint_high), last - step, last + step)
+        s, now = tick()
+        before = f.report()["total"]
+        out = f.filter(cmd, s, now)
+        np.testing.assert_array_equal(out, expected)
+        fired = f.report()["total"] > before
+        assert fired == (not np.array_equal(out, cmd)), (cmd, out)
+        changed += int(fired)
+        last = expected
+    assert set(f.report()["interventions"]) <= {"clip", "joint_limit", "rate_limit"}
+    assert 200 < changed < 1800  # both the fast path (nothing fires) and the rules were exercised
+
+
 def test_rate_limit_starts_from_the_measured_position_for_position_commands():
     f = SafetyFilter(make_spec("position"), SafetyConfig(max_delta=0.05))  # 0.2 and 0.1 per step
     f.reset(state((0.3, -0.5)))  # activation: seeded from the measured state
