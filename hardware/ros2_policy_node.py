@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import math
 import sys
 import time
@@ -313,6 +314,11 @@ def make_policy_node(context: Any = None) -> Any:
                 self.loop, self.robot = build_loop(p, self, self._on_state)
             except RobotRLError as err:
                 return self._refuse(f"refusing to configure: {err}")
+            # Everything long-lived exists now: move it out of the cyclic collector's sight, so that
+            # its collections scan only what ticks allocate (here a gen-1 pass fell from ~5 ms, which
+            # drops states at 500 Hz, to ~1 ms). Undone at cleanup.
+            gc.collect()
+            gc.freeze()
             spec, robot = self.loop.spec, self.robot
             self.get_logger().info(
                 f"configured {spec.name} ({p['bundle']}): joints {list(robot.joints)} -> "
@@ -416,6 +422,7 @@ def make_policy_node(context: Any = None) -> Any:
             if self.robot is not None:
                 self.robot.close()
             self.robot = self.loop = None
+            gc.unfreeze()
 
         def _refuse(self, message: str) -> Any:
             self.error = message
