@@ -94,7 +94,7 @@ def load_latest_checkpoint(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
 
 
 def save_best_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
-    """Replace checkpoints/best.pt atomically with `state` (a full, resumable checkpoint)."""
+    """Replace checkpoints/best.pt atomically with `state` (a trainer's `best_state()`)."""
     import io
 
     import torch

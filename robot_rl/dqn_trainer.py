@@ -98,6 +98,9 @@ class DQNTrainer(TrainerBase):
             replay = to_checkpoint_state(self.replay.state_dict())
         return {**super().state(), "replay": replay}
 
+    def best_state(self) -> dict[str, Any]:
+        return {**TrainerBase.state(self), "replay": None}  # the replay buffer (GBs for Atari) stays out
+
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         if state.get("replay") is not None:

@@ -106,7 +106,12 @@ class TrainerBase:
         if ev.keep_best and ev.every_steps > 0 and math.isfinite(mean_return) \
                 and (self.best_eval is None or mean_return > self.best_eval):
             self.best_eval = float(mean_return)
-            save_best_checkpoint(self.run_dir, self.state())
+            save_best_checkpoint(self.run_dir, self.best_state())
+
+    def best_state(self) -> dict[str, Any]:
+        """What checkpoints/best.pt holds: the checkpoint state; a subclass leaves out what only resuming
+        needs (best.pt is for export and evaluation; a run resumes from its step checkpoints)."""
+        return self.state()
 
     def save_checkpoint(self) -> Path:
         return save_checkpoint(self.run_dir, self.step, self.state(), keep=self.config.log.keep_checkpoints)

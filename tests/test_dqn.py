@@ -388,6 +388,20 @@ def test_export_writes_an_argmax_bundle_that_acts_as_the_run(tmp_path):
     assert manifest["provenance"]["evaluation"]["returns"] == ours["returns"]
 
 
+def test_best_checkpoint_leaves_the_replay_buffer_out_and_exports(tmp_path):
+    from robot_rl.checkpoint import list_checkpoints, load_checkpoint
+    from robot_rl.policies.export import export_run
+
+    trainer = _small(tmp_path, "eval.every_steps=200", "dqn.save_replay=true")
+    trainer.train()
+    run = tmp_path / "run"
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["replay"] is None and best["best_eval"] is not None
+    assert load_checkpoint(list_checkpoints(run)[-1][1])["replay"] is not None  # resuming keeps it
+    bundle = export_run(run, tmp_path / "bundle", episodes=2, checkpoint="best")
+    assert bundle.manifest.provenance["steps"] == best["step"]
+
+
 # ---------------------------------------------------------------------------------------- images
 
 
