@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import ConfigError
+from robot_rl.hardware.joint_state_cdr import JointStateReader
 from robot_rl.hardware.robot import HardwareError, Robot, RobotState
 from robot_rl.spec import TaskSpec
 
@@ -249,6 +250,7 @@ class Ros2Robot(Robot):
         self.command_deadline = 2 * self.period if command_deadline is None or command_deadline < 0 \
             else command_deadline
         self.decoder = JointStateDecoder(self.joints, spec.state_fields, state_joints)
+        self._reader = JointStateReader()
         self.on_state = on_state
         self.node = node
         self.standalone = node is None
@@ -304,8 +306,9 @@ class Ros2Robot(Robot):
             self._start_node(rclpy)
         node = self.node
         self._msg = Float64MultiArray()
-        sub = node.create_subscription(
-            JointState, self.state_topic, self._on_joint_state, state_qos(self.state_deadline),
+        self._joint_state_type = JointState
+        sub = node.create_subscription(  # raw: the CDR bytes, read by JointStateReader
+            JointState, self.state_topic, self._on_joint_state_raw, state_qos(self.state_deadline), raw=True,
             event_callbacks=SubscriptionEventCallbacks(
                 deadline=self._on_state_deadline if self.state_deadline else None,
                 incompatible_qos=self._on_incompatible("state"), message_lost=self._on_state_lost))
@@ -425,11 +428,24 @@ class Ros2Robot(Robot):
             self.node = None
 
     # ------------------------------------------------------------------ callbacks (executor thread)
+    def _on_joint_state_raw(self, raw: bytes) -> None:
+        read = self._reader.read(raw)
+        if read is None:  # a layout the reader leaves alone: the ordinary message, the same checks
+            from rclpy.serialization import deserialize_message
+
+            self._on_joint_state(deserialize_message(raw, self._joint_state_type))
+            return
+        names, position, velocity, stamp = read
+        self._accept(names, position, velocity, stamp or time.monotonic())
+
     def _on_joint_state(self, msg: Any) -> None:
         stamp = stamp_seconds(msg.header.stamp) or time.monotonic()
+        self._accept(msg.name, msg.position, msg.velocity, stamp)
+
+    def _accept(self, names: Any, position: Any, velocity: Any, stamp: float) -> None:
         orientation, angular = self._imu
-        state = self.decoder.decode(msg.name, msg.position, msg.velocity, stamp, self._sequence + 1,
-                                    orientation, angular)
+        state = self.decoder.decode(names, position, velocity, stamp, self._sequence + 1, orientation,
+                                    angular)
         if state is None:
             return
         self._sequence += 1
