@@ -11,8 +11,8 @@ frame_id: string), `name` (sequence<string>), `position`, `velocity`, `effort` (
 `JointStateReader.read(raw)` returns `(names, position, velocity, stamp_seconds)`; the byte layout of
 the header's frame_id and the names is cached, so that a stream whose names do not change is read by
 one bytes comparison and two views. Anything it does not read itself (big-endian data, a message
-too short for the fields read; `effort` is not read) returns None: the caller then deserializes the message the ordinary way, and so a malformed
-JointState is rejected with the same reasons as before.
+too short for the fields read; `effort` is not read) returns None: the caller then deserializes the
+message the ordinary way, and so a malformed JointState is rejected with the same reasons as before.
 """
 
 from __future__ import annotations

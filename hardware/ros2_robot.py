@@ -19,6 +19,10 @@ state fields (dm_control observation keys) do not travel over JointState; the co
 refuses the bundle, naming the fields. An Imu (optional) gives `base_orientation` (w, x, y, z) and
 `base_angular_velocity` (rad/s); an Imu whose orientation covariance[0] is -1 has no orientation.
 
+**Reading.** The state subscription is raw: `JointStateReader` (joint_state_cdr.py) reads names,
+positions, velocities and the stamp straight from the CDR bytes, with no message object built; a
+layout it does not read is deserialized as usual. Either way the checks below apply.
+
 **Validation.** A JointState is rejected, counted by reason (`rejected`) and not stored when its
 position or velocity array does not match its names or the bundle's state-field sizes ("length"),
 when a value the policy uses is NaN/Inf ("non_finite"), or when it lacks one of the robot's joints or
