@@ -76,6 +76,9 @@ def test_the_best_periodic_evaluation_is_kept_and_exports(tmp_path: Path, capsys
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["step"] == best_step and best["best_eval"] == best_return
     assert [s for s, _ in list_checkpoints(run)] == [10240]  # rotation leaves best.pt alone
+    resumed = Trainer(config, tmp_path / "again")  # a resumed run knows the best so far
+    resumed.load_state(load_checkpoint(list_checkpoints(run)[-1][1]))
+    assert resumed.best_eval == max(v for _, v in evaluations[:-1])  # written before the final evaluation
     _, policy, state = load_run_policy(run, "best")
     assert state["step"] == best_step
     assert evaluate(config.task, policy, 2, config.eval.seed)["mean_return"] == best_return
