@@ -24,7 +24,7 @@ Prints one JSON line: per target and rate, sent, received, lost, p50/p99/max lat
 achieved rates; and the goals: the policy's p50 over the echo's (goal <= 1.20) and its losses at
 500 Hz (goal 0). The load average is recorded: on a shared machine the figures are noisy.
 
-    python bench/ros2_latency.py [--seconds 4] [--rates 50 200 500]
+    python bench/ros2_latency.py [--seconds 4] [--rates 50 200 500] [--target-cpus 1]
 """
 
 from __future__ import annotations
@@ -191,8 +191,8 @@ def analyse(sent: np.ndarray, got: list[tuple[float, np.ndarray]], rate: float) 
             "answer_rate_hz": (len(answers) - 1) / span_got if span_got else None}
 
 
-def start(kind: str, namespace: str, rate: float, env: dict[str, str], executor: str, priority: int
-          ) -> subprocess.Popen:
+def start(kind: str, namespace: str, rate: float, env: dict[str, str], executor: str, priority: int,
+          cpus: list[int] | None = None) -> subprocess.Popen:
     if kind == "echo":
         cmd = [sys.executable, __file__, "--echo", namespace, "--executor", executor,
                "--realtime-priority", str(priority)]
@@ -200,6 +200,8 @@ def start(kind: str, namespace: str, rate: float, env: dict[str, str], executor:
         cmd = [sys.executable, "-m", "robot_rl.hardware.ros2_policy_node", BUNDLE, "--ros-args",
                "-r", f"__ns:=/{namespace}", "-p", f"period:={1.0 / rate!r}", "-p", "trigger:=state",
                "-p", f"executor:={executor}", "-p", f"realtime_priority:={priority}"]
+    if cpus:  # every thread of the target on these cores, from its start
+        cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -221,11 +223,19 @@ def main() -> None:
                     help="rclpy executor of both targets (default: auto, the node's default)")
     ap.add_argument("--realtime-priority", type=int, default=0,
                     help="SCHED_FIFO priority of both targets' executor threads (0: off, the default)")
+    ap.add_argument("--target-cpus", type=int, nargs="+", default=None, metavar="CPU",
+                    help="run both targets on these cores and this process (the driver's stand-in) on the "
+                         "others, as on a robot computer with cores kept for control (default: no pinning)")
     ap.add_argument("--echo", metavar="NS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo:
         sys.exit(echo_main(args.echo, args.executor, args.realtime_priority))
 
+    if args.target_cpus:
+        others = set(range(os.cpu_count() or 1)) - set(args.target_cpus)
+        if not others:
+            ap.error("--target-cpus leaves no core for the publisher")
+        os.sched_setaffinity(0, others)  # before rclpy starts its threads: they inherit it
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
@@ -245,7 +255,7 @@ def main() -> None:
         for rate in args.rates:
             for kind in ("echo", "policy"):
                 ns = f"{kind}{int(rate)}"
-                proc = start(kind, ns, rate, env, args.executor, args.realtime_priority)
+                proc = start(kind, ns, rate, env, args.executor, args.realtime_priority, args.target_cpus)
                 started.append(proc)
                 prober = Prober(context, ns)
                 executor.add_node(prober.node)
@@ -267,7 +277,7 @@ def main() -> None:
               if results["policy"][r]["p50_ms"] and results["echo"][r]["p50_ms"]}
     print(json.dumps({
         "bench": "ros2_latency", "bundle": BUNDLE, "seconds": args.seconds, "executor": args.executor,
-        "realtime_priority": args.realtime_priority,
+        "realtime_priority": args.realtime_priority, "target_cpus": args.target_cpus,
         "results": results,
         "policy_over_echo_p50": ratios, "goal_p50_ratio": 1.20,
         "goal_p50_met": all(v <= 1.20 for v in ratios.values()),
