@@ -136,6 +136,7 @@ class ControlLoop:
         self.realtime = robot.realtime if realtime is None else bool(realtime)
         self._clock, self._sleep = clock, sleep
         self._estop = threading.Event()
+        self._estop_lock = threading.Lock()  # the loop's cleanup waits for an e-stop under way
         self._reset_records()
 
     # ------------------------------------------------------------------ public
@@ -192,11 +193,12 @@ class ControlLoop:
 
     def estop(self, reason: str = "e-stop") -> None:
         """Stop now, from any thread: the filter holds the safe action, the robot is e-stopped, and
-        the loop ends at its next tick."""
-        self._estop.set()
-        self._stop_reason = "estop"
-        self.safety.estop(reason)
-        self.robot.estop(reason)
+        the loop ends at its next tick (and closes the robot only after this returns)."""
+        with self._estop_lock:
+            self._estop.set()
+            self._stop_reason = "estop"
+            self.safety.estop(reason)
+            self.robot.estop(reason)
 
     def stats(self) -> LoopStats:
         """What was measured so far (also after a run that raised)."""
@@ -303,12 +305,13 @@ class ControlLoop:
     def _cleanup(self, close: bool) -> None:
         self._t_end = self._clock()
         robot = self.robot
-        try:
-            if robot.lifecycle is Lifecycle.ACTIVE:
-                robot.deactivate()
-        finally:
-            if close:
-                robot.close()
+        with self._estop_lock:  # an e-stop from another thread reaches the robot before it closes
+            try:
+                if robot.lifecycle is Lifecycle.ACTIVE:
+                    robot.deactivate()
+            finally:
+                if close:
+                    robot.close()
 
     def _reset_records(self) -> None:
         self._periods: list[float] = []
