@@ -15,6 +15,7 @@ Imports numpy only: a serial or ROS 2 deployment imports this without mujoco or 
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -24,6 +25,12 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import RobotRLError
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """No NaN/Inf in the float array `x`. A finite dot product proves it at once (NaN/Inf propagate);
+    only an overflow or a bad entry pays for the exact check."""
+    return math.isfinite(x.dot(x)) or bool(np.isfinite(x).all())
 
 
 class HardwareError(RobotRLError):

@@ -58,7 +58,7 @@ import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.hardware.joint_state_cdr import JointStateReader
-from robot_rl.hardware.robot import HardwareError, Robot, RobotState
+from robot_rl.hardware.robot import HardwareError, Robot, RobotState, all_finite
 from robot_rl.spec import TaskSpec
 
 REJECT_REASONS = ("length", "non_finite", "names")
@@ -135,9 +135,7 @@ class JointStateDecoder:
                                           f"{vel.size} velocities (positions and velocities are required)")
         joint_index, qpos_index, qvel_index, check_index = layout
         checked = (pos, vel) if check_index is None else (pos[check_index], vel[check_index])
-        # finite dot products prove every entry finite (NaN/Inf propagate); else check exactly
-        if not math.isfinite(checked[0].dot(checked[0]) + checked[1].dot(checked[1])) and \
-                not (np.isfinite(checked[0]).all() and np.isfinite(checked[1]).all()):
+        if not (all_finite(checked[0]) and all_finite(checked[1])):
             bad = [names[i] for i in range(n) if not (math.isfinite(pos[i]) and math.isfinite(vel[i]))]
             return self._reject("non_finite", f"NaN/Inf in the JointState for {', '.join(bad)}")
         fields = {}
@@ -390,8 +388,7 @@ class Ros2Robot(Robot):
     def _write_command(self, command: np.ndarray) -> np.ndarray:
         if command.shape != (len(self.joints),):
             raise HardwareError(f"command has shape {command.shape}; this robot takes ({len(self.joints)},)")
-        if not math.isfinite(command.dot(command)) and not np.isfinite(command).all():  # the safety
-            # filter stops these (a finite dot product proves all entries finite); the topic carries none
+        if not all_finite(command):  # the safety filter stops these; the topic never carries one
             raise HardwareError(f"refused to publish a non-finite command {command.tolist()}")
         self._publish(command)
         return command

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.config import check
-from robot_rl.hardware.robot import HardwareError, RobotState
+from robot_rl.hardware.robot import HardwareError, RobotState, all_finite
 from robot_rl.spec import TaskSpec
 
 #: Intervention reasons, in the order the rules are applied.
@@ -152,8 +152,7 @@ class SafetyFilter:
                 return self._refuse("malformed", f"not a numeric array: {command!r}", state)
             if cmd.shape != self._last.shape:
                 return self._refuse("malformed", f"shape {cmd.shape}, expected {self._last.shape}", state)
-            # a finite dot product proves every entry finite (NaN/Inf propagate); else check exactly
-            if not math.isfinite(cmd.dot(cmd)) and not np.isfinite(cmd).all():
+            if not all_finite(cmd):
                 bad = [self.spec.joint_names[i] for i in np.flatnonzero(~np.isfinite(cmd))]
                 return self._refuse("non_finite", f"NaN/Inf for {', '.join(bad)}", state)
             if not fresh:
@@ -217,7 +216,7 @@ class SafetyFilter:
     def _observe_positions(self, state: RobotState) -> None:
         q = np.asarray(state.joint_positions, dtype=np.float64).reshape(-1)
         if q.shape == self._hold.shape:
-            self._hold = q.copy() if math.isfinite(q.dot(q)) else np.where(np.isfinite(q), q, self._hold)
+            self._hold = q.copy() if all_finite(q) else np.where(np.isfinite(q), q, self._hold)
 
     def _observe(self, state: RobotState, now: float | None = None) -> bool:
         """Track positions, sequence and clock offset; False if the state is stale at `now`."""

@@ -56,14 +56,7 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep: int = 3) -> Path:
     """Save `state` as the checkpoint of `step`, then delete all but the newest `keep`."""
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    path = checkpoint_path(run_dir, step)
-    atomic_write_bytes(path, buffer.getvalue())
+    path = _write_state(checkpoint_path(run_dir, step), state)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -95,13 +88,17 @@ def load_latest_checkpoint(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
 
 def save_best_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Replace checkpoints/best.pt atomically with `state` (a trainer's `best_state()`)."""
+    return _write_state(Path(run_dir) / CHECKPOINT_DIR / BEST_NAME, state)
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> Path:
+    """`torch.save` to `path`, atomically."""
     import io
 
     import torch
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    path = Path(run_dir) / CHECKPOINT_DIR / BEST_NAME
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
