@@ -154,6 +154,9 @@ class Prober:
         gaps = np.diff(sent) * 1e3
         result["publish_gap_p99_ms"] = float(np.percentile(gaps, 99))
         result["publish_gap_max_ms"] = float(gaps.max())
+        # states this bench sent less than a quarter period after the previous one (it woke late and
+        # caught up): with depth 1, a target still busy with the first then only sees the second
+        result["publish_bursts"] = int((gaps < 0.25 * period * 1e3).sum())
         if self.diagnostics:  # the node's own count: states it accepted and ticks it ran (warm-up included)
             d = self.diagnostics
             keys = ("states_received", "states_lost", "steps", "safety_stale", "latency_p50_ms",
@@ -192,7 +195,7 @@ def analyse(sent: np.ndarray, got: list[tuple[float, np.ndarray]], rate: float) 
 
 
 def start(kind: str, namespace: str, rate: float, env: dict[str, str], executor: str, priority: int,
-          cpus: list[int] | None = None) -> subprocess.Popen:
+          cpus: list[int] | None = None, node_params: list[str] | None = None) -> subprocess.Popen:
     if kind == "echo":
         cmd = [sys.executable, __file__, "--echo", namespace, "--executor", executor,
                "--realtime-priority", str(priority)]
@@ -200,6 +203,8 @@ def start(kind: str, namespace: str, rate: float, env: dict[str, str], executor:
         cmd = [sys.executable, "-m", "robot_rl.hardware.ros2_policy_node", BUNDLE, "--ros-args",
                "-r", f"__ns:=/{namespace}", "-p", f"period:={1.0 / rate!r}", "-p", "trigger:=state",
                "-p", f"executor:={executor}", "-p", f"realtime_priority:={priority}"]
+        for value in node_params or []:
+            cmd += ["-p", value]
     if cpus:  # every thread of the target on these cores, from its start
         cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -226,6 +231,8 @@ def main() -> None:
     ap.add_argument("--target-cpus", type=int, nargs="+", default=None, metavar="CPU",
                     help="run both targets on these cores and this process (the driver's stand-in) on the "
                          "others, as on a robot computer with cores kept for control (default: no pinning)")
+    ap.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="one more parameter for the policy node (repeatable), e.g. command_deadline:=0.0")
     ap.add_argument("--echo", metavar="NS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.echo:
@@ -255,7 +262,8 @@ def main() -> None:
         for rate in args.rates:
             for kind in ("echo", "policy"):
                 ns = f"{kind}{int(rate)}"
-                proc = start(kind, ns, rate, env, args.executor, args.realtime_priority, args.target_cpus)
+                proc = start(kind, ns, rate, env, args.executor, args.realtime_priority, args.target_cpus,
+                             args.node_param)
                 started.append(proc)
                 prober = Prober(context, ns)
                 executor.add_node(prober.node)
@@ -278,6 +286,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "ros2_latency", "bundle": BUNDLE, "seconds": args.seconds, "executor": args.executor,
         "realtime_priority": args.realtime_priority, "target_cpus": args.target_cpus,
+        "node_params": args.node_param,
         "results": results,
         "policy_over_echo_p50": ratios, "goal_p50_ratio": 1.20,
         "goal_p50_met": all(v <= 1.20 for v in ratios.values()),

@@ -254,6 +254,18 @@ def test_percentiles_hand_worked():
     assert Percentiles.of([]) == Percentiles(0.0, 0.0, 0.0)
 
 
+def test_percentiles_are_numpys_exactly_for_lists_deques_and_arrays():
+    import collections
+
+    rng = np.random.default_rng(0)
+    for n in [*range(1, 40), 100, 2047, 2048]:
+        a = rng.exponential(1e-3, n) if n % 2 else rng.standard_normal(n) * 1e3
+        expected = (*np.percentile(a, [50, 99]), a.max())
+        for values in (a, a.tolist(), collections.deque(a.tolist(), maxlen=4096)):
+            got = Percentiles.of(values)
+            assert (got.p50, got.p99, got.max) == tuple(map(float, expected)), (n, type(values))
+
+
 def test_a_safety_filter_for_other_joints_is_refused():
     with pytest.raises(HardwareError, match="safety filter is for joints"):
         ControlLoop(Arm(), Policy(make_spec(), [0, 0, 0]), open_filter(make_spec(("x", "y", "z"))))
