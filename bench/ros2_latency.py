@@ -16,8 +16,11 @@ Each state carries its index in its first position (rootx, which the Hopper poli
 so the echo's answers are matched exactly. The policy node answers a state with at most one command,
 never exactly zero unless it is the safe command (counted apart: after a gap in the stream its
 watchdog sends it, and after the last state of a run); so its lost states are the states sent minus
-its non-zero commands, and its answers are paired in order (first in, first out) when none was lost,
-else each with the latest state sent before it (a late answer then counts as the next state's).
+its non-zero commands. Its answers are paired in order (first in, first out) when none was lost and
+that pairing agrees with the by-time one (each answer with the latest state sent before it, what the
+node answers) for 99 % of them, else by time (a late answer then counts as the next state's).
+`unanswered_by_time` (the states no answer follows before the next state is sent) bounds the losses
+from above: a state lost and another answered twice (e.g. late by its watchdog) hide from the count.
 Warm-up states until the first answer are not counted.
 
 Prints one JSON line: per target and rate, sent, received, lost, p50/p99/max latency (ms) and the
@@ -177,18 +180,24 @@ def analyse(sent: np.ndarray, got: list[tuple[float, np.ndarray]], rate: float) 
         keep = (index >= 0) & (index < len(sent))
         latency = answers[keep] - sent[index[keep]]
         matched, method = len(np.unique(index[keep])), "exact"
-    elif len(answers) == len(sent):
-        latency, matched, method = answers - sent, len(sent), "in order"
-    else:  # every non-zero command answers one state, so the count is exact; the pairing is by time
+        unanswered = len(sent) - matched
+    else:  # every non-zero command answers one state, so the count is exact; the pairing: in order
+        # when the counts agree and it agrees with pairing each answer with the newest state sent
+        # before it (what the node answers) nearly everywhere; else that by-time pairing, which is exact
+        # for every answer faster than a period (a state lost and a late one answered twice would shift
+        # the whole in-order pairing by one period)
         before = np.searchsorted(sent, answers, side="right") - 1
         ok = before >= 0
         latency = answers[ok] - sent[before[ok]]
         matched, method = min(len(answers), len(sent)), "latest before"
+        unanswered = len(sent) - len(np.unique(before[ok]))
+        if len(answers) == len(sent) and np.mean(before == np.arange(len(sent))) >= 0.99:
+            latency, method = answers - sent, "in order"
     span_sent = sent[-1] - sent[0] if len(sent) > 1 else 0.0
     span_got = answers[-1] - answers[0] if len(answers) > 1 else 0.0
     p50, p99 = (np.percentile(latency, [50, 99]) * 1e3).tolist() if len(latency) else (None, None)
     return {"rate_hz": rate, "sent": len(sent), "received": len(answers), "lost": len(sent) - matched,
-            "safe_commands": int(safe.sum()), "matching": method,
+            "unanswered_by_time": unanswered, "safe_commands": int(safe.sum()), "matching": method,
             "p50_ms": p50, "p99_ms": p99, "max_ms": float(latency.max() * 1e3) if len(latency) else None,
             "publish_rate_hz": (len(sent) - 1) / span_sent if span_sent else None,
             "answer_rate_hz": (len(answers) - 1) / span_got if span_got else None}
