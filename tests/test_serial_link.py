@@ -157,7 +157,9 @@ def test_delay_shows_in_the_state_age(link):
     link.request(_config(period_us=10_000))
 
     def offset() -> float:  # smallest host-minus-device time over 0.25 s (robust to a loaded machine)
-        samples, last = [], None
+        # from the states sent after the one held now: that one may predate the fault (when no
+        # delayed state has been read yet), and its undelayed age would be the minimum
+        samples, last = [], link.wait_state(None, 0.1).seq
         for _ in range(25):
             s = link.wait_state(last, 0.1)
             last = s.seq
