@@ -567,7 +567,8 @@ def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["backend"] == "ros2" and report["stop_reason"] == "duration"
-    assert 20 <= report["steps"] <= 26 and report["safety"]["interventions"].get("stale", 0) == 0, json.dumps(report)
+    assert 20 <= report["steps"] <= 26
+    assert report["safety"]["interventions"].get("stale", 0) == 0, json.dumps(report)
 
 
 @needs_rclpy
