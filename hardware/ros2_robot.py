@@ -333,15 +333,18 @@ class Ros2Robot(Robot):
     def _start_node(self, rclpy: Any) -> None:
         import sys
 
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
+
+        from robot_rl.hardware.ros2_policy_node import make_executor
 
         self._context = rclpy.Context()
         args = ["robot-rl", "--ros-args", *self.ros_args] if self.ros_args is not None else sys.argv
         rclpy.init(args=args, context=self._context,
                    signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(self.node_name, context=self._context)
-        self._executor = SingleThreadedExecutor(context=self._context)
+        # rclpy's EventsExecutor where it has one, as the policy node: little Python per message, so
+        # this thread takes the GIL from the control loop only briefly
+        self._executor = make_executor("auto", self._context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name="ros2-robot-executor", daemon=True)
         self._thread.start()
