@@ -100,6 +100,11 @@ _DOUBLE_ARRAYS = ("command_low", "command_high")
 PARAMETER_HELP = {
     "bundle": "policy bundle folder or zoo:<name>",
     "runtime": "numpy (default), onnx or torch",
+    "state_topic": "sensor_msgs/JointState in (relative names follow the node's namespace)",
+    "imu_topic": "sensor_msgs/Imu in, for bundles that observe the base (empty: none)",
+    "command_topic": "std_msgs/Float64MultiArray out, one value per joint in `joints` order",
+    "diagnostics_topic": "diagnostic_msgs/DiagnosticArray out: timing, interventions, rejected states",
+    "diagnostics_period": "seconds between diagnostics (each costs ~0.5-1 ms of the control thread)",
     "joints": "the robot's joint names in the command controller's order (default: the bundle's)",
     "joint_map": "ROBOT_NAME=POLICY_NAME for robot joints named differently from the bundle's",
     "state_joints": "JointState names forming qpos/qvel, in order (default: the whole message)",
@@ -251,8 +256,30 @@ def coerce_parameters(values: dict[str, Any]) -> dict[str, Any]:
             ok = False
         if not ok:
             raise ConfigError(f"parameter {key}: {out[key]!r} is not a {_type_name(default, key)}")
+        if key in _RANGES and not _RANGES[key][0](value):
+            raise ConfigError(f"parameter {key}: {out[key]!r} is out of range; valid: {_RANGES[key][1]}")
         out[key] = value
     return out
+
+
+def _seconds(zero_means: str | None, negative_means: str | None = None) -> tuple[Any, str]:
+    """A range check for a parameter in seconds, and the words that say what is valid."""
+    words = [w for w in (negative_means and f"-1 ({negative_means})", zero_means and f"0 ({zero_means})")
+             if w] + ["a positive number of seconds"]
+    return (lambda v: math.isfinite(v) and (v > 0 or (v == 0 and zero_means is not None)
+                                            or (v == -1 and negative_means is not None)),
+            ", ".join(words))
+
+
+# Numbers that would otherwise fail deep inside rclpy (a timer of period 0 spins, a NaN deadline raises)
+_RANGES: dict[str, tuple[Any, str]] = {
+    "period": _seconds("the bundle's"),
+    "stale_timeout": _seconds("1.5 control periods"),
+    "state_deadline": _seconds("none", "2 control periods"),
+    "command_deadline": _seconds("none", "2 control periods"),
+    "diagnostics_period": _seconds(None),
+    "activate_timeout": _seconds("wait forever"),
+}
 
 
 def _type_name(default: Any, key: str) -> str:

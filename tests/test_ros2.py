@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,6 +117,30 @@ def test_tightened_spec_narrows_but_never_widens_limits():
     assert tightened_spec(spec, [], []) is spec
     with pytest.raises(ConfigError, match="command_low: 2 values for 3 joints"):
         tightened_spec(spec, [0.0, 0.0], [])
+
+
+@pytest.mark.parametrize(("key", "bad", "words"), [
+    ("diagnostics_period", 0.0, "a positive number of seconds"),  # a timer of period 0 would spin
+    ("diagnostics_period", -1.0, "a positive number"),
+    ("period", -0.002, "0 (the bundle's)"),
+    ("stale_timeout", math.inf, "0 (1.5 control periods)"),
+    ("state_deadline", math.nan, "-1 (2 control periods), 0 (none)"),  # rclpy's Duration would raise
+    ("command_deadline", -2.0, "-1 (2 control periods)"),
+    ("activate_timeout", -1.0, "0 (wait forever)"),
+])
+def test_node_parameters_out_of_range_are_errors_naming_the_valid_values(key, bad, words):
+    from robot_rl.hardware.ros2_policy_node import PARAMETERS, coerce_parameters
+
+    with pytest.raises(ConfigError, match=rf"parameter {key}: .* out of range; valid: .*{re.escape(words)}"):
+        coerce_parameters({**PARAMETERS, key: bad})
+    good = coerce_parameters({**PARAMETERS, "state_deadline": -1.0, "command_deadline": 0.0, "period": 0.002})
+    assert (good["state_deadline"], good["command_deadline"], good["period"]) == (-1.0, 0.0, 0.002)
+
+
+def test_every_node_parameter_is_described():  # `ros2 param describe` shows these
+    from robot_rl.hardware.ros2_policy_node import PARAMETER_HELP, PARAMETERS
+
+    assert set(PARAMETER_HELP) == set(PARAMETERS) and all(PARAMETER_HELP.values())
 
 
 def test_joint_map_and_backend_options():
