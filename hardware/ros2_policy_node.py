@@ -65,6 +65,7 @@ import numpy as np
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.hardware.control_loop import ControlLoop
 from robot_rl.hardware.robot import Lifecycle, RobotState
+from robot_rl.hardware.ros2_robot import check_ranges, seconds_range
 from robot_rl.spec import TaskSpec
 
 NODE_NAME = "robot_rl_policy"
@@ -256,29 +257,18 @@ def coerce_parameters(values: dict[str, Any]) -> dict[str, Any]:
             ok = False
         if not ok:
             raise ConfigError(f"parameter {key}: {out[key]!r} is not a {_type_name(default, key)}")
-        if key in _RANGES and not _RANGES[key][0](value):
-            raise ConfigError(f"parameter {key}: {out[key]!r} is out of range; valid: {_RANGES[key][1]}")
         out[key] = value
+    check_ranges(out, _RANGES)
     return out
 
 
-def _seconds(zero_means: str | None, negative_means: str | None = None) -> tuple[Any, str]:
-    """A range check for a parameter in seconds, and the words that say what is valid."""
-    words = [w for w in (negative_means and f"-1 ({negative_means})", zero_means and f"0 ({zero_means})")
-             if w] + ["a positive number of seconds"]
-    return (lambda v: math.isfinite(v) and (v > 0 or (v == 0 and zero_means is not None)
-                                            or (v == -1 and negative_means is not None)),
-            ", ".join(words))
-
-
-# Numbers that would otherwise fail deep inside rclpy (a timer of period 0 spins, a NaN deadline raises)
 _RANGES: dict[str, tuple[Any, str]] = {
-    "period": _seconds("the bundle's"),
-    "stale_timeout": _seconds("1.5 control periods"),
-    "state_deadline": _seconds("none", "2 control periods"),
-    "command_deadline": _seconds("none", "2 control periods"),
-    "diagnostics_period": _seconds(None),
-    "activate_timeout": _seconds("wait forever"),
+    "period": seconds_range("the bundle's"),
+    "stale_timeout": seconds_range("1.5 control periods"),
+    "state_deadline": seconds_range("none", "2 control periods"),
+    "command_deadline": seconds_range("none", "2 control periods"),
+    "diagnostics_period": seconds_range(None),
+    "activate_timeout": seconds_range("wait forever"),
 }
 
 

@@ -186,6 +186,34 @@ class JointStateDecoder:
 
 
 # --------------------------------------------------------------------------------------------------
+# Parameter ranges (the policy node's and the sim bridge's)
+
+
+def seconds_range(zero_means: str | None, negative_means: str | None = None) -> tuple[Any, str]:
+    """A check for a parameter in seconds: positive, or 0 / -1 where they mean something; and the
+    words that say what is valid."""
+    words = [w for w in (negative_means and f"-1 ({negative_means})", zero_means and f"0 ({zero_means})")
+             if w] + ["a positive number of seconds"]
+    return (lambda v: math.isfinite(v) and (v > 0 or (v == 0 and zero_means is not None)
+                                            or (v == -1 and negative_means is not None)),
+            ", ".join(words))
+
+
+def count_range(zero_means: str) -> tuple[Any, str]:
+    """A check for a whole-number parameter: 0 (meaning `zero_means`) or more."""
+    return (lambda v: v >= 0), f"0 ({zero_means}) or a positive whole number"
+
+
+def check_ranges(values: Mapping[str, Any], ranges: Mapping[str, tuple[Any, str]]) -> None:
+    """A ConfigError naming the first parameter whose value is out of its range, and what is valid.
+    Such values would otherwise fail deep inside rclpy (a timer of period 0 spins; a NaN deadline
+    raises) or the simulator."""
+    for key, (ok, valid) in ranges.items():
+        if not ok(values[key]):
+            raise ConfigError(f"parameter {key}: {values[key]!r} is out of range; valid: {valid}")
+
+
+# --------------------------------------------------------------------------------------------------
 # QoS
 
 

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import RobotRLError
-from robot_rl.hardware.ros2_robot import command_qos, state_qos
+from robot_rl.hardware.ros2_robot import check_ranges, command_qos, count_range, seconds_range, state_qos
 
 PARAMETERS: dict[str, Any] = {
     "bundle": "",
@@ -62,6 +62,14 @@ PARAMETERS: dict[str, Any] = {
 """Parameter defaults. `bundle` or `task` picks the model (`task` wins); `period` 0: the task's control
 period; `episodes` 0: forever; `max_steps` 0: the task's own time limit; `command_timeout` 0: three
 periods; `deadline` (offered on the state topic) -1: 1.5 periods, 0: none."""
+RANGES = {
+    "seed": count_range("the first seed"),
+    "period": seconds_range("the task's control period"),
+    "episodes": count_range("forever"),
+    "max_steps": count_range("the task's own time limit"),
+    "command_timeout": seconds_range("three periods"),
+    "deadline": seconds_range("none", "1.5 periods"),
+}
 
 
 def joint_state_layout(model: Any) -> tuple[list[str], np.ndarray, np.ndarray, tuple[int, int] | None]:
@@ -108,6 +116,7 @@ def make_bridge(rclpy: Any, context: Any = None) -> Any:
             for key, value in PARAMETERS.items():
                 self.declare_parameter(key, value, ParameterDescriptor(dynamic_typing=False))
             p = {key: self.get_parameter(key).value for key in PARAMETERS}
+            check_ranges(p, RANGES)
             self.p = p
             self.done = False
             self.exit_code = 0

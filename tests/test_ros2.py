@@ -137,6 +137,19 @@ def test_node_parameters_out_of_range_are_errors_naming_the_valid_values(key, ba
     assert (good["state_deadline"], good["command_deadline"], good["period"]) == (-1.0, 0.0, 0.002)
 
 
+def test_bridge_parameters_out_of_range_are_errors_naming_the_valid_values():
+    from robot_rl.hardware.ros2_robot import check_ranges
+    from robot_rl.hardware.ros2_sim_bridge import PARAMETERS, RANGES
+
+    check_ranges(PARAMETERS, RANGES)  # the defaults pass
+    cases = [("period", -1.0, "0 (the task's control period)"), ("deadline", math.nan, "-1 (1.5"),
+             ("max_steps", -3, "positive whole number"), ("seed", -1, "0 (the first seed)")]
+    for key, bad, words in cases:
+        message = rf"parameter {key}: .* out of range; valid: .*{re.escape(words)}"
+        with pytest.raises(ConfigError, match=message):
+            check_ranges({**PARAMETERS, key: bad}, RANGES)
+
+
 def test_every_node_parameter_is_described():  # `ros2 param describe` shows these
     from robot_rl.hardware.ros2_policy_node import PARAMETER_HELP, PARAMETERS
 
