@@ -89,6 +89,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
         check(self.every_steps >= 0, "eval.every_steps", "must be >= 0")
+        check(self.seed >= 0, "eval.seed", "must be >= 0 (Gymnasium and NumPy take no negative seeds)")
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.algo, "algo", ALGORITHMS)
+        check(self.seed >= 0, "seed", "must be >= 0 (Gymnasium and NumPy take no negative seeds)")
         check(self.total_steps >= 1, "total_steps", "must be >= 1")
         check(self.num_envs >= 1, "num_envs", "must be >= 1")
         check(self.torch_threads >= 1, "torch_threads", "must be >= 1")

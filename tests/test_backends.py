@@ -182,6 +182,22 @@ def test_deploy_errors_are_one_line(capsys, pendulum_bundle, tmp_path):
                             str(tmp_path / "no_such_tty")], "no_such_tty")
 
 
+@pytest.mark.parametrize("argv", [
+    ["deploy", "{bundle}", "--backend", "mujoco", "--fast", "--seed", "-1"],
+    ["sim2sim", "{bundle}", "--seed", "-3"],
+    ["eval", "{bundle}", "--seed", "-1"],
+    ["emulate", "--task", "InvertedPendulum-v5", "--seed", "-1"],
+    ["tabular", "q-learning", "--seed", "-1"],
+])
+def test_a_negative_seed_is_a_usage_error_not_a_traceback(capsys, pendulum_bundle, argv):
+    with pytest.raises(SystemExit) as exited:  # Gymnasium and NumPy raise deep inside on these
+        main([a.replace("{bundle}", pendulum_bundle) for a in argv])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("robot-rl: error: argument --seed: -1 is negative; a seed is a "
+                                            "whole number >= 0").replace("-1", argv[-1])
+
+
 def test_sim2sim_reports_both_returns_and_their_ratio(capsys, pendulum_bundle):
     assert main(["sim2sim", pendulum_bundle, "--episodes", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -20,6 +20,8 @@ import json
 import sys
 from typing import Any
 
+from robot_rl.commands import seed_arg
+
 BACKENDS: dict[str, str] = {
     "mujoco": "robot_rl.hardware.mujoco_robot",
     "pybullet": "robot_rl.hardware.pybullet_robot",
@@ -43,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="simulated backends: pace the simulator to the wall clock (default)")
     pace.add_argument("--fast", dest="realtime", action="store_false",
                       help="simulated backends: run as fast as possible")
-    p.add_argument("--seed", type=int,
+    p.add_argument("--seed", type=seed_arg,
                    help="simulated backends: seed of the episode's initial state (default 0)")
     p.add_argument("--task", help="simulated backends: another task's model (to check a bundle against it)")
     p.add_argument("--max-delta", type=float, default=None, metavar="FRACTION",

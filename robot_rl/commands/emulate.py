@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from robot_rl.commands import seed_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("emulate", description=__doc__,
@@ -27,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "contact dynamics)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="simulated seconds per real second (default 1: real time)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the plant's initial state and the faults")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of the plant's initial state and the faults")
     p.add_argument("--protocol-version", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 

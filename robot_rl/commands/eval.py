@@ -11,12 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
+from robot_rl.commands import seed_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a run directory's or a bundle's policy deterministically")
     p.add_argument("path", help="a run directory, a bundle folder (manifest.json) or zoo:<name>")
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed_arg, default=None,
                    help="seed of episode 0 (default: the run's eval.seed, or the bundle's evaluation seed)")
     p.add_argument("--checkpoint", default="latest",
                    help="for a run directory: latest (default), best or the path of a checkpoint file")

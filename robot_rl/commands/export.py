@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from robot_rl.commands import seed_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a run's policy as a deployable bundle",
@@ -16,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=None,
                    help="evaluation episodes recorded in the manifest (default: the run's eval.episodes; "
                         "0: none)")
-    p.add_argument("--seed", type=int, default=None, help="seed of evaluation episode 0 (default: the run's)")
+    p.add_argument("--seed", type=seed_arg, default=None,
+                   help="seed of evaluation episode 0 (default: the run's)")
     p.add_argument("--checkpoint", default="latest",
                    help="latest (default), best (the best periodic evaluation: checkpoints/best.pt) or the "
                         "path of a checkpoint file")

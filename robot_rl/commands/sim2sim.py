@@ -14,6 +14,8 @@ import argparse
 import json
 from typing import Any
 
+from robot_rl.commands import seed_arg
+
 SIMULATORS = ("mujoco", "pybullet")
 
 
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="a bundle folder (manifest.json) or zoo:<name>")
     p.add_argument("--episodes", type=int, default=5, help="episodes per simulator (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of episode 0 (default 0)")
     p.add_argument("--max-delta", type=float, default=None, metavar="FRACTION",
                    help="safety filter rate limit, fraction of the command range per step (default 0.5)")
     p.add_argument("--runtime", default="numpy", help="policy runtime: numpy (default), onnx or torch")

@@ -17,6 +17,7 @@ import json
 import sys
 from typing import Any
 
+from robot_rl.commands import seed_arg
 from robot_rl.errors import ConfigError
 
 _ARROWS = {"N": "↑", "S": "↓", "E": "→", "W": "←", "exit": "◎", "random": "·"}
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("--epsilon-decay-episodes", type=int, default=None,
                          help="episodes over which ε decays (default: all)")
         sub.add_argument("--alpha", type=float, default=0.5, help="step size α in (0, 1]")
-        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--seed", type=seed_arg, default=0)
         sub.add_argument("--max-steps", type=int, default=None,
                          help="truncate episodes after this many steps")
         _dynamics_options(sub, gamma_default="the grid's, 1 for a Gymnasium id")
