@@ -296,6 +296,11 @@ class Emulator:
                               f"must be a whole number of ticks of {self.tick_us} µs")
         self._step_ticks = round(step_ticks)
         self.link = Path(link) if link is not None else None
+        if self.link is not None:
+            if not self.link.parent.is_dir():
+                raise ConfigError(f"link: the folder {self.link.parent} does not exist")
+            if self.link.exists() and not self.link.is_symlink():  # never replace a user's file
+                raise ConfigError(f"link: {self.link} exists and is not a symlink; refusing to replace it")
         self.faults = faults or FaultConfig()
         self.injector = FaultInjector(self.faults, seed)
         self.speed = float(speed)
@@ -365,9 +370,13 @@ class Emulator:
         self.path = os.ttyname(slave)
         if self.link is not None:
             tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.tmp")
-            tmp.unlink(missing_ok=True)
-            os.symlink(self.path, tmp)
-            os.replace(tmp, self.link)  # atomic: a host sees the old link or the new one
+            try:
+                tmp.unlink(missing_ok=True)
+                os.symlink(self.path, tmp)
+                os.replace(tmp, self.link)  # atomic: a host sees the old link or the new one
+            except OSError as err:
+                self._close_pty()
+                raise ConfigError(f"link: cannot make {self.link}: {err.strerror}") from None
         self._decoder.reset()
         self._tx.clear()
         self.log(f"serving {self.plant.task} at {self.path}" + (f" (link {self.link})" if self.link else "")

@@ -56,6 +56,22 @@ def _config(period_us: int = 10_000, mask: int = 0, kind=P.CommandKind.TORQUE) -
     return P.Config(period_us, 30_000, P.SafeMode.DAMPING, kind, mask)
 
 
+def test_emulator_link_never_replaces_a_file_and_names_a_missing_folder(tmp_path):
+    from robot_rl.errors import ConfigError
+
+    plant = MujocoPlant(TASK, seed=0, physics_dt=0.002)
+    mine = tmp_path / "notes.txt"
+    mine.write_text("keep")
+    with pytest.raises(ConfigError, match="exists and is not a symlink; refusing to replace it"):
+        Emulator(plant, link=str(mine))
+    assert mine.read_text() == "keep"
+    with pytest.raises(ConfigError, match=r"the folder .*nowhere does not exist"):
+        Emulator(plant, link=str(tmp_path / "nowhere" / "device"))
+    old = tmp_path / "device"
+    old.symlink_to("/dev/pts/nonexistent")  # a stale link of an earlier run is replaced
+    Emulator(plant, link=str(old))
+
+
 def test_nonexistent_port_is_a_clear_error(tmp_path):
     with pytest.raises(HardwareError, match="does not exist"):
         SerialLink(str(tmp_path / "no_such_tty")).open()
