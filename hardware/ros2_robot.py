@@ -565,6 +565,7 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(f"unknown ros2 backend option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+    options.update(ros_parameters(options.get("ros_args")))
     for key in ("port", "seed", "task"):
         if options.pop(key, None) is not None:
             raise ConfigError(f"--{key} applies to the {'serial' if key == 'port' else 'simulated'} "
@@ -572,3 +573,39 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
     if options.pop("realtime", None) is False:
         raise ConfigError("--fast applies to simulated backends; a ROS 2 robot runs in real time")
     return Ros2Robot(spec, **options)
+
+
+#: The policy node's parameters that are options of this backend: `robot-rl deploy --backend ros2
+#: --ros-args -p NAME:=VALUE` sets these (the node's others are about its own timers and lifecycle).
+PARAMETER_OPTIONS = ("joints", "joint_map", "state_joints", "state_topic", "imu_topic", "command_topic",
+                     "state_deadline", "command_deadline")
+
+
+def ros_parameters(ros_args: Sequence[str] | None) -> dict[str, Any]:
+    """The backend options given as `-p NAME:=VALUE` (or `--param`) in `ros_args`, typed and checked as
+    the policy node checks them (values in ROS's YAML syntax, e.g. `-p joints:="['hip', 'knee']"`). A
+    parameter that is not one of PARAMETER_OPTIONS is an error, not silently ignored."""
+    import yaml
+
+    from robot_rl.hardware.ros2_policy_node import PARAMETERS, coerce_parameters
+
+    args, given = list(ros_args or []), {}
+    for i, arg in enumerate(args):
+        if arg == "--params-file":
+            raise ConfigError("--ros-args --params-file: the ros2 backend takes -p NAME:=VALUE; a parameters "
+                              "file is for the policy node (python -m robot_rl.hardware.ros2_policy_node)")
+        if arg not in ("-p", "--param") or i + 1 >= len(args):
+            continue
+        name, sep, text = args[i + 1].partition(":=")
+        if not sep:
+            raise ConfigError(f"--ros-args -p {args[i + 1]!r}: expected NAME:=VALUE")
+        if name not in PARAMETER_OPTIONS:
+            raise ConfigError(f"--ros-args -p {name}: not a parameter of the ros2 backend; its parameters: "
+                              f"{', '.join(PARAMETER_OPTIONS)} (the policy node's others: run python -m "
+                              f"robot_rl.hardware.ros2_policy_node)")
+        try:
+            given[name] = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--ros-args -p {name}: cannot read {text!r}: {err}") from None
+    checked = coerce_parameters({**PARAMETERS, **given})  # types and ranges, naming the parameter
+    return {name: checked[name] for name in given}

@@ -150,6 +150,21 @@ def test_bridge_parameters_out_of_range_are_errors_naming_the_valid_values():
             check_ranges({**PARAMETERS, key: bad}, RANGES)
 
 
+def test_ros2_backend_takes_its_parameters_from_ros_args():
+    spec = load(PENDULUM).spec
+    robot = make_robot(spec, {"port": None, "realtime": None, "ros_args": [
+        "-r", "__ns:=/x", "-p", "joints:=['cart']", "--param", "joint_map:=['cart=slider']",
+        "-p", "state_topic:=/robot/joint_states", "-p", "state_deadline:=0.05"]})
+    assert (robot.joints, robot.joint_names) == (("cart",), ("slider",))
+    assert (robot.state_topic, robot.state_deadline) == ("/robot/joint_states", 0.05)
+    for args, words in [(["-p", "trigger:=timer"], "not a parameter of the ros2 backend"),
+                        (["-p", "state_deadline:=nan"], "state_deadline: nan is out of range"),
+                        (["-p", "joints:=[1, 2]"], "joints: [1, 2] is not a list of strings"),
+                        (["--params-file", "p.yaml"], "takes -p NAME:=VALUE")]:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            make_robot(spec, {"port": None, "realtime": None, "ros_args": args})
+
+
 def test_every_node_parameter_is_described():  # `ros2 param describe` shows these
     from robot_rl.hardware.ros2_policy_node import PARAMETER_HELP, PARAMETERS
 
@@ -644,9 +659,10 @@ def test_launch_file_starts_bridge_and_node_and_stops_both(ros, tmp_path):
 @needs_rclpy
 @pytest.mark.ros2
 def test_deploy_cli_passes_ros_args_to_the_ros2_backend(ros, procs):
-    sim = bridge(procs, "remapped", PENDULUM, seed=0, episodes=1, max_steps=15)
+    sim = bridge(procs, "remapped", PENDULUM, seed=0, episodes=1, max_steps=15, state_topic="js")
     out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
-                          "--duration", "1.0", "--json", "--ros-args", "-r", "__ns:=/remapped"],
+                          "--duration", "1.0", "--json", "--ros-args", "-r", "__ns:=/remapped",
+                          "-p", "state_topic:=js"],  # /remapped/js: the remap and the parameter both apply
                          env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -659,3 +675,7 @@ def test_deploy_cli_passes_ros_args_to_the_ros2_backend(ros, procs):
                             "--ros-args", "-r", "__ns:=/x"], env=ENV, cwd=ROOT, capture_output=True,
                            text=True, timeout=60)
     assert wrong.returncode == 2 and "--ros-args is for --backend ros2" in wrong.stderr
+    node_only = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
+                                "--ros-args", "-p", "trigger:=timer"], env=ENV, cwd=ROOT, capture_output=True,
+                               text=True, timeout=60)
+    assert node_only.returncode == 2 and "not a parameter of the ros2 backend" in node_only.stderr

@@ -8,8 +8,10 @@ Backends come from `BACKENDS`, an explicit registry of modules that each expose
 time unless `--fast`; a serial robot runs until `--duration` or Ctrl-C. A bad bundle, an unknown
 backend or a robot that is not the bundle's (joint names or count) is one line on stderr, exit 2,
 with nothing sent to the motors. `--backend ros2 [--ros-args ...]` runs the same loop over ROS 2 topics
-(hardware/ros2_robot.py; remaps and parameters after --ros-args); the `robot_rl_policy` lifecycle node
-(`python -m robot_rl.hardware.ros2_policy_node`) runs it ticked by a ROS timer.
+(hardware/ros2_robot.py): after --ros-args, `-r` remaps and `-p NAME:=VALUE` for the policy node's
+topic, joint and deadline parameters (`ros2_robot.PARAMETER_OPTIONS`; any other is an error); the
+`robot_rl_policy` lifecycle node (`python -m robot_rl.hardware.ros2_policy_node`) runs the same tick
+from ROS callbacks, with all its parameters.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", default="numpy", help="policy runtime: numpy (default), onnx or torch")
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
-                   help="ros2 backend: everything after it goes to the node (-p name:=value, -r remaps)")
+                   help="ros2 backend: ROS arguments: -r remaps, -p NAME:=VALUE for joints, joint_map, "
+                        "state_joints, state_topic, imu_topic, command_topic, state_deadline, "
+                        "command_deadline")
     p.set_defaults(run=run_deploy)
 
 
