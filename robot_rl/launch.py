@@ -54,6 +54,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         check(all(h > 0 for h in self.hidden), "policy.hidden", "layer widths must be positive")
         check(all(h > 0 for h in self.critic_hidden), "policy.critic_hidden", "widths must be positive")
+        check(-20.0 <= self.log_std_init <= 2.0, "policy.log_std_init",
+              f"must be a number in [-20, 2] (a standard deviation of e^-20 to e^2), got {self.log_std_init}")
 
 
 @dataclass(frozen=True)
