@@ -9,6 +9,7 @@ type, or a value outside a `Literal`'s choices, with the dotted path of the offe
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -149,6 +150,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {_kind(value)}")
+        if not math.isfinite(value):  # a NaN passes every `x > 0` check the wrong way; inf means nothing here
+            raise ConfigError(f"{path}: expected a finite number, got {value}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -65,7 +65,9 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     ("task: Hopper-v5\nalgo: ppo\npolicy: {activation: sigmoid}\n", r"policy.activation.*tanh, relu, elu"),
     ("- just\n- a list\n", r"mapping"),
     ("task: Hopper-v5\nalgo: ppo\nseed: -1\n", r"seed: must be >= 0"),
-    ("task: Hopper-v5\nalgo: ppo\npolicy: {log_std_init: .nan}\n", r"policy\.log_std_init: must be a number"),
+    ("task: Hopper-v5\nalgo: ppo\npolicy: {log_std_init: .nan}\n", r"log_std_init: expected a finite"),
+    ("task: Hopper-v5\nalgo: ppo\npolicy: {log_std_init: 5}\n", r"policy\.log_std_init: must be a number in"),
+    ("task: CartPole-v1\nalgo: dqn\ndqn: {learning_rate: .inf}\n", r"dqn\.learning_rate: expected a finite"),
     ("task: Hopper-v5\nalgo: dqn\neval: {seed: -5}\n", r"eval\.seed: must be >= 0"),
 ])
 def test_bad_values_are_named(tmp_path: Path, text: str, pattern: str) -> None:
