@@ -38,6 +38,11 @@ command is published once); cleanup/shutdown close the robot; an error e-stops i
 (default true) the node configures itself, waits for the first JointState, and activates; a refusal
 then ends the process with exit code 2 and the error on stderr.
 
+**E-stop** (`estop`, std_msgs/Bool, reliable, depth 10; `estop_topic:=` empty turns it off): `true`
+from any lifecycle state stops ticking, e-stops the control loop (the filter holds the safe action,
+the robot publishes its safe command once) and latches: activation is refused, whatever arrives
+after (a `false` too), until the cleanup transition; diagnostics report it at ERROR level.
+
 **QoS**: state in best effort (sensor-data profile), depth 1; commands out reliable, depth 1, with
 an offered deadline `command_deadline` (default 2 control periods; misses are counted in the
 diagnostics). `state_deadline` > 0 also requests a deadline on the state topic: only a driver that
@@ -79,6 +84,7 @@ PARAMETERS: dict[str, Any] = {
     "imu_topic": "",
     "command_topic": "commands",
     "diagnostics_topic": "diagnostics",
+    "estop_topic": "estop",
     "joints": [],
     "joint_map": [],
     "state_joints": [],
@@ -106,6 +112,7 @@ PARAMETER_HELP = {
     "command_topic": "std_msgs/Float64MultiArray out, one value per joint in `joints` order",
     "diagnostics_topic": "diagnostic_msgs/DiagnosticArray out: timing, interventions, rejected states",
     "diagnostics_period": "seconds between diagnostics (each costs ~0.5-1 ms of the control thread)",
+    "estop_topic": "std_msgs/Bool in: true e-stops the node from any state until cleanup (empty: none)",
     "joints": "the robot's joint names in the command controller's order (default: the bundle's)",
     "joint_map": "ROBOT_NAME=POLICY_NAME for robot joints named differently from the bundle's",
     "state_joints": "JointState names forming qpos/qvel, in order (default: the whole message)",
@@ -287,6 +294,7 @@ def make_policy_node(context: Any = None) -> Any:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+    from std_msgs.msg import Bool
 
     success, failure = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -314,6 +322,10 @@ def make_policy_node(context: Any = None) -> Any:
             self._active = False
             self._started = time.monotonic()
             self._waiting_logged = 0.0
+            self.estop_reason: str | None = None  # latched by the e-stop topic until cleanup
+            topic = self.get_parameter("estop_topic").value
+            if topic:  # from construction on, so that it reaches every lifecycle state
+                self.create_subscription(Bool, topic, self._on_estop, 10)
             self._autostart_timer = (self.create_timer(0.02, self._autostart)
                                      if self.get_parameter("autostart").value else None)
 
@@ -346,6 +358,11 @@ def make_policy_node(context: Any = None) -> Any:
 
         def on_activate(self, state: Any) -> Any:
             loop, robot = self.loop, self.robot
+            if self.estop_reason is not None:
+                name = self.get_fully_qualified_name()
+                return self._refuse(f"refusing to activate: {self.estop_reason}; clear it with the cleanup "
+                                    f"transition (ros2 lifecycle set {name} cleanup), then configure and "
+                                    f"activate")
             if robot.latest is None:
                 return self._refuse(f"refusing to activate: {robot.no_state_reason()}")
             try:
@@ -380,6 +397,9 @@ def make_policy_node(context: Any = None) -> Any:
 
         def on_cleanup(self, state: Any) -> Any:
             self._release()
+            if self.estop_reason is not None:
+                self.get_logger().info(f"e-stop cleared by cleanup ({self.estop_reason})")
+            self.estop_reason = None
             return success
 
         def on_shutdown(self, state: Any) -> Any:
@@ -412,11 +432,7 @@ def make_policy_node(context: Any = None) -> Any:
             try:
                 loop.tick()
             except RobotRLError as err:
-                self.error = f"control loop fault: {err}"
-                self.get_logger().error(self.error)
-                self._stop_ticking()
-                loop.estop(self.error)
-                self.publish_diagnostics()
+                self._halt(f"control loop fault: {err}")
                 return
             stale = counts["stale"] != stale_before
             if stale != self.stale:
@@ -428,6 +444,24 @@ def make_policy_node(context: Any = None) -> Any:
                     self.get_logger().info("state is fresh again; the policy is back in control",
                                            throttle_duration_sec=1.0)
                 self.publish_diagnostics(timing=False)  # at once: no percentiles to compute first
+
+        def _halt(self, reason: str) -> None:
+            """Stop ticking and e-stop: the filter holds the safe action, the robot sends its safe command."""
+            self.error = reason
+            self.get_logger().error(reason)
+            self._stop_ticking()
+            if self.loop is not None:
+                self.loop.estop(reason)
+            elif self.robot is not None:
+                self.robot.estop(reason)
+            self.publish_diagnostics()
+
+        def _on_estop(self, msg: Any) -> None:
+            if not msg.data or self.estop_reason is not None:
+                return  # false never clears it: only the cleanup transition does, deliberately
+            topic = self.resolve_topic_name(self.get_parameter("estop_topic").value)
+            self.estop_reason = f"e-stop from {topic}"
+            self._halt(self.estop_reason)
 
         def _stop_ticking(self) -> None:
             self._active = False
@@ -495,8 +529,8 @@ def make_policy_node(context: Any = None) -> Any:
         def status(self, timing: bool = True) -> Any:
             values = self.report(timing)
             label = values["lifecycle"]
-            if self.error:
-                level, message = DiagnosticStatus.ERROR, self.error
+            if self.estop_reason or self.error:
+                level, message = DiagnosticStatus.ERROR, self.estop_reason or self.error
             elif label == "active" and self.stale:
                 level = DiagnosticStatus.STALE
                 message = f"stale state: {values.get('safety_last_detail')}; sending the safe command"
@@ -511,7 +545,8 @@ def make_policy_node(context: Any = None) -> Any:
         def report(self, timing: bool = True) -> dict[str, Any]:
             """Everything the diagnostics carry, as plain values (times in ms); without `timing`, no
             percentiles (a report that must go out at once)."""
-            out: dict[str, Any] = {"lifecycle": self._state_machine.current_state[1], "stale": self.stale}
+            out: dict[str, Any] = {"lifecycle": self._state_machine.current_state[1], "stale": self.stale,
+                                   "estop": self.estop_reason or ""}
             loop, robot = self.loop, self.robot
             if loop is None or robot is None:
                 return out

@@ -487,11 +487,11 @@ def test_mismatched_joint_names_refuse_activation_and_joint_map_fixes_them(ros, 
 @needs_rclpy
 @pytest.mark.ros2
 def test_lifecycle_and_bad_joint_states_are_rejected_counted_and_answer_nothing(ros, procs):
-    from diagnostic_msgs.msg import DiagnosticArray
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
+    from std_msgs.msg import Bool, Float64MultiArray
 
     from robot_rl.hardware.ros2_robot import state_qos
 
@@ -552,6 +552,36 @@ def test_lifecycle_and_bad_joint_states_are_rejected_counted_and_answer_nothing(
         assert len(commands) == len(late) + 1 and list(commands[-1][1].data) == [0.0]  # deactivate: safe
     assert publish_and_wait(good(), 0.1) == []  # inactive: states are not answered
     assert change(Transition.TRANSITION_CLEANUP) and lifecycle() == "unconfigured"
+
+    # e-stop (std_msgs/Bool on estop) while active: the safe command once, then nothing; latched until cleanup
+    estop = ros.node.create_publisher(Bool, "/lc/estop", 10)
+    assert change(Transition.TRANSITION_CONFIGURE)
+    pub.publish(good())
+    time.sleep(0.1)
+    assert change(Transition.TRANSITION_ACTIVATE) and lifecycle() == "active"
+    assert publish_and_wait(good(0.03), 0.1)[-1] != [0.0]
+    deadline = time.monotonic() + 10
+    while not estop.get_subscription_count() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with ros.lock:
+        n = len(commands)
+    estop.publish(Bool(data=True))
+    time.sleep(0.2)
+    assert publish_and_wait(good(0.04), 0.2) == []  # e-stopped: a fresh state is not answered
+    with ros.lock:
+        assert [list(m.data) for _, m in commands[n:]] == [[0.0]]  # the robot's safe command, once
+        status = diags[-1][1].status[0]
+    assert status.level == DiagnosticStatus.ERROR
+    assert diagnostics_values(status)["estop"] == "e-stop from /lc/estop"
+    assert change(Transition.TRANSITION_DEACTIVATE) and not change(Transition.TRANSITION_ACTIVATE)
+    estop.publish(Bool(data=False))  # false never clears it
+    time.sleep(0.1)
+    assert not change(Transition.TRANSITION_ACTIVATE) and lifecycle() == "inactive"
+    assert change(Transition.TRANSITION_CLEANUP) and change(Transition.TRANSITION_CONFIGURE)
+    pub.publish(good())
+    time.sleep(0.1)
+    assert change(Transition.TRANSITION_ACTIVATE) and lifecycle() == "active"  # cleanup cleared it
+    assert publish_and_wait(good(0.03), 0.1)[-1] != [0.0]
 
 
 @needs_rclpy
