@@ -450,10 +450,8 @@ def make_policy_node(context: Any = None) -> Any:
             self.error = reason
             self.get_logger().error(reason)
             self._stop_ticking()
-            if self.loop is not None:
+            if self.loop is not None:  # configured (loop and robot come and go together): e-stop both
                 self.loop.estop(reason)
-            elif self.robot is not None:
-                self.robot.estop(reason)
             self.publish_diagnostics()
 
         def _on_estop(self, msg: Any) -> None:
