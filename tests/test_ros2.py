@@ -25,7 +25,8 @@ import pytest
 from robot_rl.errors import ConfigError
 from robot_rl.hardware.control_loop import ControlLoop
 from robot_rl.hardware.mujoco_robot import MujocoRobot
-from robot_rl.hardware.ros2_policy_node import StateSchedule, tightened_spec
+from robot_rl.hardware.ros2_node_params import tightened_spec
+from robot_rl.hardware.ros2_node_timing import StateSchedule
 from robot_rl.hardware.ros2_robot import JointStateDecoder, make_robot, parse_joint_map, stamp_seconds
 from robot_rl.policies import load
 
@@ -129,7 +130,7 @@ def test_tightened_spec_narrows_but_never_widens_limits():
     ("activate_timeout", -1.0, "0 (wait forever)"),
 ])
 def test_node_parameters_out_of_range_are_errors_naming_the_valid_values(key, bad, words):
-    from robot_rl.hardware.ros2_policy_node import PARAMETERS, coerce_parameters
+    from robot_rl.hardware.ros2_node_params import PARAMETERS, coerce_parameters
 
     with pytest.raises(ConfigError, match=rf"parameter {key}: .* out of range; valid: .*{re.escape(words)}"):
         coerce_parameters({**PARAMETERS, key: bad})
@@ -166,7 +167,7 @@ def test_ros2_backend_takes_its_parameters_from_ros_args():
 
 
 def test_every_node_parameter_is_described():  # `ros2 param describe` shows these
-    from robot_rl.hardware.ros2_policy_node import PARAMETER_HELP, PARAMETERS
+    from robot_rl.hardware.ros2_node_params import PARAMETER_HELP, PARAMETERS
 
     assert set(PARAMETER_HELP) == set(PARAMETERS) and all(PARAMETER_HELP.values())
 
