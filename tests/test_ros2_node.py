@@ -103,13 +103,14 @@ def test_node_modules_import_without_rclpy_and_define_no_class_inside_a_function
             "import robot_rl.hardware.ros2_policy_node as n, robot_rl.hardware.ros2_node_params as p\n"
             "from robot_rl.hardware.ros2_diagnostics import NodeSnapshot, diagnose\n"
             "print(diagnose(NodeSnapshot('active', stale=True, task='t')).level, len(p.PARAMETERS))\n"
+            "import robot_rl.hardware.ros2_sim_bridge\n"
             "try:\n    import robot_rl.hardware.ros2_policy_lifecycle\nexcept ImportError:\n"
             "    print('lifecycle needs rclpy')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["STALE 24", "lifecycle needs rclpy"]
     for name in ("ros2_policy_node", "ros2_policy_lifecycle", "ros2_node_params", "ros2_node_timing",
-                 "ros2_diagnostics", "ros2_robot"):
+                 "ros2_diagnostics", "ros2_robot", "ros2_sim_bridge", "ros2_sim_bridge_node"):
         tree = ast.parse((ROOT / "hardware" / f"{name}.py").read_text())
         for func in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
             nested = [c.name for c in ast.walk(func) if isinstance(c, ast.ClassDef)]
