@@ -97,6 +97,10 @@ class PolicyNode(LifecycleNode):
             f"after {self.loop.safety.stale_timeout * 1e3:g} ms; state "
             f"{robot.topic_name(p['state_topic'])} (a driver must publish {list(robot.decoder.required)}), "
             f"commands {robot.topic_name(p['command_topic'])}")
+        if not robot.state_joints and {"qpos", "qvel"} & set(spec.state_fields):
+            self.get_logger().warning(
+                "the bundle names no state_joints (exported before they existed): qpos/qvel are read "
+                "from the whole JointState in message order; give the joints with state_joints")
         return SUCCESS
 
     def on_activate(self, state: Any) -> Any:
