@@ -134,6 +134,12 @@ class ControlLoop:
     only the last `window` timing records (None: all), so a loop ticked for days keeps a fixed memory.
     """
 
+    _mapping: tuple[np.ndarray | None, np.ndarray | None] | None
+    """(to_robot, to_policy) while started (by `start`), else None."""
+    _t0: float | None
+    _t_end: float | None
+    _last_start: float | None
+
     def __init__(self, robot: Robot, policy: Any, safety: SafetyFilter | None = None,
                  period: float | None = None, realtime: bool | None = None,
                  clock: Callable[[], float] = time.perf_counter,
@@ -372,10 +378,10 @@ class ControlLoop:
         self._steps = self._skipped = 0
         self._return, self._rewarded = 0.0, False
         self._stop_reason = ""
-        self._t0: float | None = None
-        self._t_end: float | None = None
-        self._last_start: float | None = None
-        self._mapping: tuple[np.ndarray | None, np.ndarray | None] | None = None
+        self._t0 = None
+        self._t_end = None
+        self._last_start = None
+        self._mapping = None
 
 
 def joint_mapping(robot_joints: tuple[str, ...] | list[str], policy_joints: tuple[str, ...] | list[str],

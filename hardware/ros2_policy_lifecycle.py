@@ -105,6 +105,8 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: Any) -> Any:
         loop, robot = self.loop, self.robot
+        if loop is None or robot is None:  # (the lifecycle activates only a configured node)
+            return self._refuse("refusing to activate: not configured")
         if self.estop_reason is not None:
             name = self.get_fully_qualified_name()
             return self._refuse(f"refusing to activate: {self.estop_reason}; clear it with the cleanup "
@@ -171,6 +173,8 @@ class PolicyNode(LifecycleNode):
 
     def _run_tick(self) -> None:
         loop, robot = self.loop, self.robot
+        if loop is None or robot is None:  # (ticking stops before the loop is released)
+            return
         safety = loop.safety
         counts = safety.counts
         stale_before = counts["stale"]
@@ -259,8 +263,9 @@ class PolicyNode(LifecycleNode):
         if self.trigger_activate() != SUCCESS:
             self._give_up()
             return
-        self.destroy_timer(self._autostart_timer)
-        self._autostart_timer = None
+        if self._autostart_timer is not None:
+            self.destroy_timer(self._autostart_timer)
+            self._autostart_timer = None
 
     def _give_up(self) -> None:
         self.exit_code = 2
