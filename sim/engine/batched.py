@@ -14,7 +14,8 @@ period, `mj_rnePostConstraint` where a field needs it) and reset exactly as its 
 
 Physics failures: a step after which MuJoCo raised a bad-qpos/qvel/qacc/ctrl warning (it reset the
 state itself), or whose observation is not finite, ends that world's episode (terminated, reward 0,
-non-finite observation entries zeroed, `physics_failure` True); the other worlds go on.
+non-finite observation entries zeroed, `info["final_info"]["physics_failure"][i]` True, as a sync
+sub-env's info reaches the vector env); the other worlds go on.
 """
 
 from __future__ import annotations
@@ -246,8 +247,6 @@ class BatchedEngine:
             terminated |= failed
             reward[failed] = 0.0  # computed across MuJoCo's own reset of the state: meaningless
             obs[failed] = np.nan_to_num(obs[failed], nan=0.0, posinf=0.0, neginf=0.0)
-            info["physics_failure"] = failed
-            info["_physics_failure"] = failed.copy()
         if self.randomizer is not None:
             obs = self.randomizer.perturb_observations(obs, self._step_rng)
         self._steps += 1
@@ -264,7 +263,9 @@ class BatchedEngine:
         final_obs = np.full(self.num_envs, None, dtype=object)
         for i in idx:
             final_obs[i] = obs[i].copy()
-        final_info: dict[str, Any] = {"physics_failure": failed & done, "_physics_failure": done.copy()}
+        final_info: dict[str, Any] = {}
+        if failed.any():  # as sync's sub-envs report it: in the ended episode's final info
+            final_info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
         if self.randomizer is not None:
             final_info["randomization"] = np.full(self.num_envs, None, dtype=object)
             for i in idx:
