@@ -116,8 +116,8 @@ class ObsTerm:
         if self.relative != "position":
             for key in ("indices", "goal_indices"):
                 sel = getattr(self, key)
-                _check(sel is not None and len(sel) == 4, key,
-                       f"an orientation term reads one quaternion (w x y z): 4 indices, got {sel!r}")
+                _check(sel is None or len(sel) == 4, key,
+                       f"an orientation term reads one quaternion (w x y z): 4 indices, got {sel}")
 
     def width(self, field_size: int) -> int:
         """Elements of one frame of this term, given the size of its source field."""
@@ -282,10 +282,14 @@ class TaskSpec:
                 gsel = term.goal_indices if term.goal_indices is not None else tuple(range(size))
                 _check(max(gsel) < size, f"{where}.goal_indices",
                        f"index {max(gsel)} is out of range for goal field {term.goal!r} of size {size}")
+                measured = fields[term.source] if term.indices is None else len(term.indices)
                 if term.relative == "position":
-                    n = term.width(fields[term.source])
-                    _check(len(gsel) == n, f"{where}.goal_indices",
-                           f"selects {len(gsel)} goal elements for {n} measured ones")
+                    _check(len(gsel) == measured, f"{where}.goal_indices",
+                           f"selects {len(gsel)} goal elements for {measured} measured ones")
+                else:
+                    _check(measured == 4 and len(gsel) == 4, f"{where}.indices",
+                           f"an orientation term compares two quaternions (w x y z): 4 elements each, got "
+                           f"{measured} measured and {len(gsel)} of the goal")
         object.__setattr__(self, "observation", terms)
 
         for key in ("control_period", "physics_dt"):
