@@ -69,7 +69,8 @@ class DQNTrainer(TrainerBase):
         torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
-                         vectorization=config.vectorization, randomize=config.randomize)
+                         vectorization=config.vectorization, randomize=config.randomize,
+                         threads=config.env_threads)
         self.obs_dim, self.num_actions = self.spec.obs_dim, self.spec.action.num_actions
         self.agent = DQN(self.obs_dim, self.num_actions, config.policy, cfg)
         obs_dtype = np.uint8 if cfg.network == "nature_cnn" else np.float32

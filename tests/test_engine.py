@@ -347,3 +347,21 @@ def test_close_stops_the_pool_threads():
     env.close()
     env.close()
     assert threading.active_count() == before
+
+
+# ---------------------------------------------------------------------------------------- launch files
+
+
+def test_a_launch_file_chooses_the_batched_engine_and_its_threads():
+    from robot_rl.launch import parse_train_config
+
+    config = parse_train_config({"task": "Hopper-v5", "algo": "ppo", "num_envs": 16,
+                                 "vectorization": "batched", "env_threads": 2})
+    assert config.vectorization == "batched" and config.env_threads == 2
+    for bad, message in (({"vectorization": "batched", "env_threads": 0}, "env_threads: must be >= 1"),
+                         ({"env_threads": 2}, "env_threads: sets the batched engine's threads, but "
+                                              "vectorization is 'sync'"),
+                         ({"vectorization": "batched", "task": "CartPole-v1", "algo": "dqn"},
+                          "'CartPole-v1' is not one of them")):
+        with pytest.raises(ConfigError, match=message):
+            parse_train_config({"task": "Hopper-v5", "algo": "ppo", **bad})

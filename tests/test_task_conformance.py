@@ -386,7 +386,7 @@ def test_dm_control_physics_failure_ends_the_episode(envs):
 # ---------------------------------------------------------------------------------------- vector env
 
 
-@pytest.mark.parametrize("vectorization", ["sync", "async"])
+@pytest.mark.parametrize("vectorization", ["sync", "async", "batched"])
 def test_vector_truncation_hands_over_the_real_final_observation(vectorization):
     task, n, limit = "InvertedPendulum-v5", 3, 4
     vec = make(task, num_envs=n, seed=10, vectorization=vectorization, max_episode_steps=limit)
@@ -445,7 +445,7 @@ def test_unknown_task_lists_valid_ids():
 def test_vector_arguments_are_checked():
     with pytest.raises(ConfigError, match="num_envs"):
         make("Hopper-v5", num_envs=0)
-    with pytest.raises(ConfigError, match="sync, async"):
+    with pytest.raises(ConfigError, match="sync, async, batched"):
         make("Hopper-v5", vectorization="threads")
     with pytest.raises(ConfigError, match="max_episode_steps"):
         make_env("Hopper-v5", max_episode_steps=0)
