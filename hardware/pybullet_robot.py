@@ -26,6 +26,7 @@ class PyBulletRobot(MujocoRobot):
     """`task`'s robot simulated by PyBullet (`twin`), observed and rewarded through its MuJoCo env."""
 
     backend = "pybullet"
+    engine_backed = False  # replaces Gymnasium's physics step: needs the Gymnasium env
 
     def __init__(self, task: str, seed: int = 0, realtime: bool = True) -> None:
         super().__init__(task, seed=seed, realtime=realtime)

@@ -365,3 +365,37 @@ def test_a_launch_file_chooses_the_batched_engine_and_its_threads():
                           "'CartPole-v1' is not one of them")):
         with pytest.raises(ConfigError, match=message):
             parse_train_config({"task": "Hopper-v5", "algo": "ppo", **bad})
+
+
+# ---------------------------------------------------------------------------------------- hardware backend
+
+
+def test_the_mujoco_backend_runs_an_engine_task_as_one_engine_world():
+    from robot_rl.hardware.mujoco_robot import make_robot
+
+    spec = sim.get_spec("Hopper-v5")
+    robot = make_robot(spec, {"realtime": False, "seed": 3})
+    reference = sim.make_env("Hopper-v5", seed=3)
+    try:
+        robot.configure()
+        world = robot._engine.worlds[0]  # the declared interface, not an env's attributes
+        assert robot._model is world.model and robot._data is world.data and robot.spec == spec
+        state = robot.activate()
+        obs, _ = reference.reset(seed=3)
+        np.testing.assert_array_equal(np.concatenate([state.fields["qpos"][1:], state.fields["qvel"]]), obs)
+        command = np.array([0.5, -0.5, 0.5])
+        steps = 0
+        while not robot.episode_over:
+            robot.write_command(command)
+            obs, reward, terminated, _, _ = reference.step(command)  # ctrlrange is [-1, 1]: the same units
+            assert robot.last_reward == reward
+            steps += 1
+        assert terminated and steps < 1000  # it falls; the engine did not start a new episode
+        final = robot.read_state()
+        measured = np.concatenate([final.fields["qpos"][1:], np.clip(final.fields["qvel"], -10, 10)])
+        np.testing.assert_allclose(measured, obs, atol=1e-12)  # the final state, not a new episode's
+        with pytest.raises(Exception, match="episode has ended"):
+            robot.write_command(command)
+    finally:
+        robot.close()
+        reference.close()

@@ -37,6 +37,9 @@ from robot_rl.spec import TaskSpec, action_to_robot
 from .observation import BatchObservationBuilder
 from .task import POST_CONSTRAINT_FIELDS, EngineTask, StepBatch, build_spec, load_model
 
+StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+"""obs `(N, obs_dim)`, reward `(N,)`, terminated `(N,)`, truncated `(N,)`, info."""
+
 # Warnings after which MuJoCo has reset the state itself: the step is a physics failure.
 FAILURE_WARNINGS = np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}")) for w in
                              ("BADQPOS", "BADQVEL", "BADQACC", "BADCTRL")])
@@ -79,12 +82,13 @@ class BatchedEngine:
     `threads`: pool threads stepping the physics (default: the cores this process may use; at most
     `num_envs`). `randomize`: a `sim.randomization.RandomizationConfig`; where active, the
     `Randomizer` of that module (or `randomizer_cls`, same constructor and methods) draws each world's
-    perturbations at its episode start and perturbs actions and observations.
+    perturbations at its episode start and perturbs actions and observations. `autoreset=False` (one
+    robot's plant, hardware/): an ended world keeps its final state until the next `reset`.
     """
 
     def __init__(self, task: EngineTask, num_envs: int, seed: int | None = None, threads: int | None = None,
                  max_episode_steps: int | None = None, randomize: Any = None,
-                 randomizer_cls: Callable[..., Any] | None = None) -> None:
+                 randomizer_cls: Callable[..., Any] | None = None, autoreset: bool = True) -> None:
         self.num_envs = n = _check_count(num_envs, "num_envs")
         threads = default_threads() if threads is None else _check_count(threads, "threads")
         self.threads = min(threads, n)
@@ -125,6 +129,7 @@ class BatchedEngine:
         self._chunks = list(itertools.pairwise(bounds))
         self._pool = ThreadPoolExecutor(self.threads, "engine") if self.threads > 1 else None
         self._reset_needed = True
+        self.autoreset = bool(autoreset)
 
     # ------------------------------------------------------------------ setup
     def _randomizer(self, randomize: Any, cls: Callable[..., Any] | None) -> Any:
@@ -163,6 +168,12 @@ class BatchedEngine:
             self._goals[g][i] = np.asarray(get(m, d)).reshape(-1)
         self._body_mass[i] = m.body_mass
         self._steps[i] = 0
+
+    def world_state(self, i: int) -> dict[str, np.ndarray]:
+        """World i's state fields and goals, flat copies (field -> `(size,)`): what a robot measures."""
+        state = {f: self._flat[f][i].copy() for f in self.spec.state_fields if f in self._flat}
+        state.update({g: v[i].copy() for g, v in self._goals.items()})
+        return state
 
     def _observe(self) -> np.ndarray:
         return self._builder.build({**self._flat, **self._goals})
@@ -216,21 +227,33 @@ class BatchedEngine:
         for future in [self._pool.submit(self._advance, lo, hi) for lo, hi in self._chunks]:
             future.result()
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: Any) -> StepResult:
         """One control period of every world. `actions` `(N, act_dim)` in [-1, 1].
 
         Returns obs `(N, obs_dim)` (rows of ended episodes: the next episode's first observation),
         reward `(N,)` float64, terminated and truncated `(N,)` bool, and info (sim/vector.py's contract).
         """
-        if self._reset_needed:
-            raise RuntimeError("step() before reset(): call reset() first")
-        n = self.num_envs
-        a = np.asarray(actions, dtype=np.float64)
-        if a.shape != (n, self.spec.act_dim):
-            raise ValueError(f"actions have shape {a.shape}; expected ({n}, {self.spec.act_dim})")
+        a = self._checked(actions, "actions")
         if self.randomizer is not None:
             a = self.randomizer.perturb_actions(a, self._step_rng)
         self._ctrl[...] = action_to_robot(self.spec, a)
+        return self._step()
+
+    def step_controls(self, ctrl: Any) -> StepResult:
+        """`step` with the controls `(N, nu)` in robot units, applied as given (a robot backend's command,
+        already clamped to the actuators' ctrlrange; no action noise)."""
+        self._ctrl[...] = self._checked(ctrl, "controls")
+        return self._step()
+
+    def _checked(self, values: Any, what: str) -> np.ndarray:
+        if self._reset_needed:
+            raise RuntimeError("step() before reset(): call reset() first")
+        a = np.asarray(values, dtype=np.float64)
+        if a.shape != (self.num_envs, self.spec.act_dim):
+            raise ValueError(f"{what} have shape {a.shape}; expected ({self.num_envs}, {self.spec.act_dim})")
+        return a
+
+    def _step(self) -> StepResult:
         before = {f: a.copy() for f, a in self._now.items()}
         warnings_before = self._warnings[:, FAILURE_WARNINGS]
         self._run()
@@ -252,8 +275,10 @@ class BatchedEngine:
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps
         done = terminated | truncated
-        if done.any():
+        if done.any() and self.autoreset:
             self._autoreset(obs, done, failed, info)
+        elif failed.any():
+            info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
         return obs, reward, terminated, truncated, info
 
     def _autoreset(self, obs: np.ndarray, done: np.ndarray, failed: np.ndarray, info: dict[str, Any]) -> None:
