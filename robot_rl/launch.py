@@ -147,13 +147,6 @@ class TrainConfig:
         check(self.env_threads is None or self.env_threads >= 1, "env_threads", "must be >= 1")
         check(self.env_threads is None or self.vectorization == "batched", "env_threads",
               f"sets the batched engine's threads, but vectorization is {self.vectorization!r}")
-        if self.vectorization == "batched":
-            from robot_rl.sim.registry import engine_task_names, resolve
-
-            resolve(self.task)  # an unknown task is its own error
-            check(self.task in engine_task_names(), "vectorization",
-                  f"'batched' runs the MuJoCo engine's tasks only; {self.task!r} is not one of them "
-                  f"({', '.join(engine_task_names())}); use sync or async")
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
               "evaluates under the run's randomize: section, but it randomizes nothing; add one (e.g. "
               "randomize.actuation_delay) or set eval.randomize: false")

@@ -360,11 +360,18 @@ def test_a_launch_file_chooses_the_batched_engine_and_its_threads():
     assert config.vectorization == "batched" and config.env_threads == 2
     for bad, message in (({"vectorization": "batched", "env_threads": 0}, "env_threads: must be >= 1"),
                          ({"env_threads": 2}, "env_threads: sets the batched engine's threads, but "
-                                              "vectorization is 'sync'"),
-                         ({"vectorization": "batched", "task": "CartPole-v1", "algo": "dqn"},
-                          "'CartPole-v1' is not one of them")):
+                                              "vectorization is 'sync'")):
         with pytest.raises(ConfigError, match=message):
             parse_train_config({"task": "Hopper-v5", "algo": "ppo", **bad})
+
+
+def test_a_batched_run_of_a_task_off_the_engine_fails_before_its_run_dir_exists(tmp_path):
+    from robot_rl.cli import main
+
+    launch = tmp_path / "grid.yaml"
+    launch.write_text("task: grid:book\nalgo: dqn\nvectorization: batched\n")
+    assert main(["train", str(launch), "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------------------------------- hardware backend
