@@ -204,18 +204,21 @@ def test_the_randomizer_is_called_per_world_per_episode_with_that_worlds_generat
             assert call["model"] is w.model and call["data"] is w.data and call["rng"] is w.rng
             np.testing.assert_array_equal(call["qpos"], w.data.qpos)  # after the task set the reset state
             assert call["time"] == 0.0 and call["xpos_zero"]  # ... and before mj_forward
-            scale = info["randomization"][i]["mass_scale"]
+            assert info["randomization"]["_mass_scale"][i]  # batched as sync batches its sub-envs' infos
+            scale = info["randomization"]["mass_scale"][i]
             np.testing.assert_allclose(w.model.body_mass, engine.nominal.body_mass * scale)
         assert obs.min() > 900.0 and r.obs_calls == 1  # observations go through perturb_observations
-        first_scale_1 = info["randomization"][1]["mass_scale"]
+        first_scale_1 = info["randomization"]["mass_scale"][1]
         actions = np.full((3, 3), 0.5, dtype=np.float32)
         engine.step(actions)
         assert r.action_calls[-1].shape == (3, 3) and r.action_calls[-1].dtype == np.float64
         engine.worlds[1].data.qpos[1] = -5.0  # make world 1 fall: its next episode draws again
         *_, terminated, _, info = engine.step(actions)
         assert terminated[1] and len(r.resets) == 4 and r.resets[-1]["model"] is engine.worlds[1].model
-        assert info["final_info"]["randomization"][1]["mass_scale"] == first_scale_1  # the ended episode's
+        assert info["final_info"]["randomization"]["mass_scale"][1] == first_scale_1  # the ended episode's
+        assert info["final_info"]["randomization"]["_mass_scale"].tolist() == [False, True, False]
         new_scale = engine.worlds[1].randomization["mass_scale"]
+        assert info["randomization"]["mass_scale"][1] == new_scale  # the new episode's, at its start
         assert new_scale != first_scale_1
         np.testing.assert_allclose(engine.worlds[1].model.body_mass, engine.nominal.body_mass * new_scale)
     finally:

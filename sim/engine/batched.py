@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import gymnasium
 import mujoco
 import numpy as np
 from gymnasium.utils import seeding
@@ -68,6 +69,19 @@ class World:
         """Physics steps at the start of each control period during which `held_ctrl` still acts."""
         self.randomization: dict[str, Any] = {}
         """The values the randomizer drew for this episode (empty without randomization)."""
+
+
+class _InfoBatch:
+    """Gymnasium's own batching of per-env info dicts (`VectorEnv._add_info`: an array per key plus its
+    `_key` mask, nested dicts recursively), so engine infos have the shape sync's have."""
+
+    _add_info = gymnasium.vector.VectorEnv._add_info
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+
+    def add(self, infos: dict[str, Any], env_info: dict[str, Any], i: int) -> dict[str, Any]:
+        return self._add_info(infos, env_info, i)
 
 
 def _check_count(value: Any, key: str) -> int:
@@ -196,9 +210,11 @@ class BatchedEngine:
         return obs, self._reset_info()
 
     def _reset_info(self) -> dict[str, Any]:
-        if self.randomizer is None:
-            return {}
-        return {"randomization": [w.randomization for w in self.worlds]}
+        info: dict[str, Any] = {}
+        if self.randomizer is not None:
+            for i, w in enumerate(self.worlds):
+                info = _InfoBatch(self.num_envs).add(info, {"randomization": w.randomization}, i)
+        return info
 
     # ------------------------------------------------------------------ stepping
     def _advance(self, lo: int, hi: int) -> None:
@@ -276,27 +292,29 @@ class BatchedEngine:
         truncated = self._steps >= self.max_episode_steps
         done = terminated | truncated
         if done.any() and self.autoreset:
-            self._autoreset(obs, done, failed, info)
+            info = self._autoreset(obs, done, failed, info)
         elif failed.any():
             info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
         return obs, reward, terminated, truncated, info
 
-    def _autoreset(self, obs: np.ndarray, done: np.ndarray, failed: np.ndarray, info: dict[str, Any]) -> None:
+    def _autoreset(self, obs: np.ndarray, done: np.ndarray, failed: np.ndarray,
+                   info: dict[str, Any]) -> dict[str, Any]:
         """SAME_STEP autoreset of the ended worlds: their rows of `obs` become the new episodes' first
         observations; the real final ones go to info["final_obs"]."""
         idx = np.flatnonzero(done)
         final_obs = np.full(self.num_envs, None, dtype=object)
         for i in idx:
             final_obs[i] = obs[i].copy()
-        final_info: dict[str, Any] = {}
-        if failed.any():  # as sync's sub-envs report it: in the ended episode's final info
-            final_info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
-        if self.randomizer is not None:
-            final_info["randomization"] = np.full(self.num_envs, None, dtype=object)
-            for i in idx:
-                final_info["randomization"][i] = self.worlds[i].randomization
+        batch, final_info = _InfoBatch(self.num_envs), {}
+        for i in idx:  # what a sync sub-env's last step reports, batched as sync batches it
+            ended: dict[str, Any] = {"physics_failure": True} if failed[i] else {}
+            if self.randomizer is not None:
+                ended["randomization"] = self.worlds[i].randomization
+            final_info = batch.add(final_info, ended, int(i))
         for i in idx:
             self._reset_world(int(i), None)
+            if self.randomizer is not None:  # the new episode's draws, as sync's reset info reaches it
+                info = batch.add(info, {"randomization": self.worlds[i].randomization}, int(i))
         self._builder.reset(done)
         fresh = self._builder.build({**self._flat, **self._goals}, rows=idx)
         if self.randomizer is not None:
@@ -304,6 +322,7 @@ class BatchedEngine:
         obs[idx] = fresh
         info.update(final_obs=final_obs, _final_obs=done.copy(), final_info=final_info,
                     _final_info=done.copy())
+        return info
 
     # ------------------------------------------------------------------ the end
     def close(self) -> None:
