@@ -15,7 +15,10 @@
   (`task_spec.physics_steps`) of physics steps of `task_spec.physics_dt` seconds. Units are SI:
   metres, radians, seconds; forces as each task's spec says.
 - A sub-env with `info["physics_failure"]` hit a NaN or unstable state; its episode was terminated
-  and the run goes on.
+  and the run goes on. (Since that step also ended the episode, the vector env hands that info over
+  as `info["final_info"]["physics_failure"][i]`, under the mask `info["final_info"]["_physics_failure"]`.)
+- The three vectorizations keep this contract: "sync" and "async" step Gymnasium-style envs, "batched"
+  the MuJoCo engine's worlds (sim/engine), world i on the trajectory of sync's sub-env i.
 """
 
 from __future__ import annotations
