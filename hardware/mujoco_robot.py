@@ -23,7 +23,6 @@ env path.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -51,6 +50,8 @@ class MujocoRobot(Robot):
         self.spec: TaskSpec | None = None
         self._env: Any = None
         self._engine: Any = None
+        self._max_steps: int | None = None
+        """The task's time limit in control steps (None: the task ends its own episodes)."""
         self._sequence = 0
         self._steps = 0
 
@@ -74,16 +75,27 @@ class MujocoRobot(Robot):
         from robot_rl.sim.engine.batched import BatchedEngine
         from robot_rl.sim.registry import engine_task
 
-        engine = BatchedEngine(engine_task(self.task), 1, seed=self.seed, threads=1, autoreset=False)
+        engine = BatchedEngine(engine_task(self.task), 1, seed=self.seed, threads=1, autoreset=False,
+                               physics=self._world_physics())
         try:
             world = engine.worlds[0]
             self._model, self._data = world.model, world.data
             self._use_spec(engine.spec)
+            self._max_steps = engine.max_episode_steps
             self._engine = engine
+            self._attach_world(world)
             engine.reset(seed=self.seed)  # a defined state to read before the first activation
         except BaseException:
             engine.close()
+            self._engine = None
             raise
+
+    def _world_physics(self) -> Any:
+        """What steps the world's physics (None: MuJoCo's own `mj_step`; a twin simulator replaces it)."""
+        return None
+
+    def _attach_world(self, world: Any) -> None:
+        """Called once the engine world exists, before its first reset."""
 
     def _use_spec(self, spec: TaskSpec) -> None:
         if spec.action.kind not in ("torque", "position", "velocity"):
@@ -101,11 +113,10 @@ class MujocoRobot(Robot):
         handles = _mujoco_handles(inner)
         if spec is None or handles is None or not hasattr(inner, "robot_state"):
             raise HardwareError(f"{self.task} is not a MuJoCo task; the {self.backend} backend runs "
-                                f"Gymnasium MuJoCo and dm_control tasks")
+                                f"the MuJoCo engine's tasks and dm_control tasks")
         self._model, self._data = handles
         self._use_spec(spec)
         self._max_steps = getattr(env, "_max_episode_steps", None)
-        self._direct = hasattr(inner, "simulator")
         self._env, self._inner = env, inner
         env.reset(seed=self.seed)  # a defined state to read before the first activation (which resets again)
 
@@ -141,8 +152,6 @@ class MujocoRobot(Robot):
         if self._engine is not None:
             _, rewards, terminated_, truncated_, _ = self._engine.step_controls(sent[None])
             reward, terminated, truncated = rewards[0], terminated_[0], truncated_[0]
-        elif self._direct:
-            reward, terminated, truncated = self._step_direct(sent)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 action = np.where(self._scale != 0, (sent - self._offset) / self._scale, 0.0)
@@ -151,22 +160,6 @@ class MujocoRobot(Robot):
         self.last_reward = float(reward)
         self.episode_over = bool(terminated or truncated)
         return sent
-
-    def _step_direct(self, ctrl: np.ndarray) -> tuple[float, bool, bool]:
-        """One control period of the Gymnasium MuJoCo env with robot units (LocomotionEnv.step's rule:
-        a physics failure terminates with reward 0); the time limit counted here."""
-        counts = self._data.warning.number
-        failures = _failure_warnings()
-        before = counts[failures].copy()
-        _, reward, terminated, _, _ = self._inner.simulator.step(ctrl)
-        fields = self._inner.robot_state()
-        failed = bool((counts[failures] > before).any()) or not all(np.isfinite(v).all()
-                                                                      for v in fields.values())
-        if failed:
-            reward, terminated = 0.0, True
-        self._steps += 1
-        truncated = self._max_steps is not None and self._steps >= self._max_steps
-        return float(reward), bool(terminated), bool(truncated)
 
     def _deactivate(self) -> None:
         self._zero_controls()
@@ -215,13 +208,11 @@ def make_simulated(cls: type[MujocoRobot], spec: TaskSpec, options: dict[str, An
 
 
 def _mujoco_handles(env: Any) -> tuple[Any, Any] | None:
-    """(MjModel, MjData) of a Gymnasium MuJoCo env or a dm_control env, else None."""
-    sim = getattr(env, "simulator", None)
-    if sim is not None and hasattr(sim, "model") and hasattr(sim, "data"):
-        return sim.model, sim.data
-    dm_env = getattr(env, "dm_env", None)
-    if dm_env is not None:
-        return dm_env.physics.model.ptr, dm_env.physics.data.ptr
+    """(MjModel, MjData) of a dm_control task's env (the tasks off the engine), else None."""
+    from robot_rl.sim.dm_control_tasks import DmControlEnv
+
+    if isinstance(env, DmControlEnv):
+        return env.dm_env.physics.model.ptr, env.dm_env.physics.data.ptr
     return None
 
 
@@ -245,12 +236,3 @@ def _values(data: Any, field: str, address: Any) -> np.ndarray:
     if isinstance(address, tuple):
         field, address = address
     return np.array(getattr(data, field)[address], dtype=np.float64)
-
-
-@functools.cache
-def _failure_warnings() -> np.ndarray:
-    """MuJoCo warnings after which it has reset the state itself (as `sim.locomotion` counts them)."""
-    import mujoco
-
-    return np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}"))
-                     for w in ("BADQPOS", "BADQVEL", "BADQACC", "BADCTRL")])

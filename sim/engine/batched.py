@@ -71,6 +71,18 @@ class World:
         """The values the randomizer drew for this episode (empty without randomization)."""
 
 
+def _mj_period(w: World, ctrl: np.ndarray, nstep: int) -> None:
+    """One control period of MuJoCo's physics; during the actuation delay the previous command acts."""
+    m, d, delay = w.model, w.data, w.delay_steps
+    if delay:
+        d.ctrl[:] = w.held_ctrl
+        mujoco.mj_step(m, d, delay)
+        w.held_ctrl[:] = ctrl
+    if nstep > delay:
+        d.ctrl[:] = ctrl
+        mujoco.mj_step(m, d, nstep - delay)
+
+
 class _InfoBatch:
     """Gymnasium's own batching of per-env info dicts (`VectorEnv._add_info`: an array per key plus its
     `_key` mask, nested dicts recursively), so engine infos have the shape sync's have."""
@@ -98,11 +110,15 @@ class BatchedEngine:
     `Randomizer` of that module (or `randomizer_cls`, same constructor and methods) draws each world's
     perturbations at its episode start and perturbs actions and observations. `autoreset=False` (one
     robot's plant, hardware/): an ended world keeps its final state until the next `reset`.
+    `physics(world, ctrl, nstep)`: replaces MuJoCo's stepping of a world for one control period (a
+    twin simulator that writes its state back into `world.data`, then `mj_forward`); reset, outcome
+    and observation stay the engine's.
     """
 
     def __init__(self, task: EngineTask, num_envs: int, seed: int | None = None, threads: int | None = None,
                  max_episode_steps: int | None = None, randomize: Any = None,
-                 randomizer_cls: Callable[..., Any] | None = None, autoreset: bool = True) -> None:
+                 randomizer_cls: Callable[..., Any] | None = None, autoreset: bool = True,
+                 physics: Callable[[World, np.ndarray, int], None] | None = None) -> None:
         self.num_envs = n = _check_count(num_envs, "num_envs")
         threads = default_threads() if threads is None else _check_count(threads, "threads")
         self.threads = min(threads, n)
@@ -144,6 +160,7 @@ class BatchedEngine:
         self._pool = ThreadPoolExecutor(self.threads, "engine") if self.threads > 1 else None
         self._reset_needed = True
         self.autoreset = bool(autoreset)
+        self._physics = physics
 
     # ------------------------------------------------------------------ setup
     def _randomizer(self, randomize: Any, cls: Callable[..., Any] | None) -> Any:
@@ -220,17 +237,11 @@ class BatchedEngine:
     def _advance(self, lo: int, hi: int) -> None:
         """Step worlds lo..hi-1 by one control period (runs on a pool thread; mj_step frees the GIL)."""
         nstep, ctrl, post = self.task.frame_skip, self._ctrl, self._post_constraint
+        physics = self._physics or _mj_period
         for i in range(lo, hi):
             w = self.worlds[i]
             m, d = w.model, w.data
-            delay = w.delay_steps
-            if delay:  # the previous command still acts at the start of the period
-                d.ctrl[:] = w.held_ctrl
-                mujoco.mj_step(m, d, delay)
-                w.held_ctrl[:] = ctrl[i]
-            if nstep > delay:
-                d.ctrl[:] = ctrl[i]
-                mujoco.mj_step(m, d, nstep - delay)
+            physics(w, ctrl[i], nstep)
             if post:
                 mujoco.mj_rnePostConstraint(m, d)
             for dst, src in self._copies[i]:
