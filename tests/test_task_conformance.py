@@ -83,7 +83,8 @@ def _actions(task: str, n: int, seed: int = 0) -> np.ndarray:
 def test_registry_lists_the_briefed_tasks():
     assert set(sim.task_names()) == {
         "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5",
-        "Ant-v5", "Humanoid-v5", "Reacher-v5", "Swimmer-v5", "Pusher-v5", "dmc:cheetah-run", "dmc:walker-walk", "dmc:cartpole-swingup",
+        "Ant-v5", "Humanoid-v5", "Reacher-v5", "Swimmer-v5", "Pusher-v5", "dmc:cheetah-run",
+        "dmc:walker-walk", "dmc:cartpole-swingup",
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
         "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout"}
 
