@@ -121,7 +121,11 @@ class TrainConfig:
     total_steps: int = 1_000_000
     """Environment steps, summed over the vector env's sub-environments."""
     num_envs: int = 1
-    vectorization: Literal["sync", "async"] = "sync"
+    vectorization: Literal["sync", "async", "batched"] = "sync"
+    """How the num_envs copies step: "sync" (Gymnasium envs in this process), "async" (one process
+    each), "batched" (worlds of the MuJoCo engine on threads; the MuJoCo locomotion tasks only)."""
+    env_threads: int | None = None
+    """Threads stepping the batched engine's physics (default: the cores); batched only."""
     torch_threads: int = 1
     """Threads torch may use; small networks on 2 cores run fastest on one."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -140,6 +144,9 @@ class TrainConfig:
         check(self.total_steps >= 1, "total_steps", "must be >= 1")
         check(self.num_envs >= 1, "num_envs", "must be >= 1")
         check(self.torch_threads >= 1, "torch_threads", "must be >= 1")
+        check(self.env_threads is None or self.env_threads >= 1, "env_threads", "must be >= 1")
+        check(self.env_threads is None or self.vectorization == "batched", "env_threads",
+              f"sets the batched engine's threads, but vectorization is {self.vectorization!r}")
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
               "evaluates under the run's randomize: section, but it randomizes nothing; add one (e.g. "
               "randomize.actuation_delay) or set eval.randomize: false")

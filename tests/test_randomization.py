@@ -82,7 +82,8 @@ def test_a_training_run_randomizes_and_records_it(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     config = load_train_config(root / "launch" / "hopper_ppo.yaml", [
         "total_steps=2048", "randomize.actuation_delay=[0.0, 0.004]", "eval.episodes=1",
-        "log.progress_bar=false", "log.plot=false", "log.tensorboard=false"])
+        "log.progress_bar=false", "log.plot=false", "log.tensorboard=false",
+        "vectorization=sync"])  # it reads the sync sub-envs' hook (the launch file trains batched)
     trainer = Trainer(config, tmp_path / "run")
     assert all(env.unwrapped._delay_range == (0, 2) for env in trainer.envs.envs)
     trainer.train()
@@ -98,7 +99,8 @@ def test_evaluation_under_randomization_is_reproducible_and_differs_from_nominal
 
     root = Path(__file__).resolve().parents[1]
     quiet = ["total_steps=2048", "eval.episodes=2", "log.progress_bar=false", "log.plot=false",
-             "log.tensorboard=false", "randomize.actuation_delay=[0.008, 0.008]"]
+             "log.tensorboard=false", "randomize.actuation_delay=[0.008, 0.008]",
+             "vectorization=sync"]  # the batched engine randomizes through sim.randomization.Randomizer
     config = load_train_config(root / "launch" / "hopper_ppo.yaml", [*quiet, "eval.randomize=true"])
     trainer = Trainer(config, tmp_path / "run")
     policy, seed = trainer.policy_fn(), config.eval.seed
