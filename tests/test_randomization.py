@@ -317,19 +317,24 @@ def test_a_term_a_task_cannot_take_is_a_config_error() -> None:
             actuation_delay=(0.0, 0.01)))
 
 
-def test_a_training_run_randomizes_and_records_the_ranges(tmp_path: Path) -> None:
+def test_a_training_run_randomizes_and_logs_the_ranges(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from robot_rl.cli import main
     from robot_rl.launch import load_train_config, read_run_config
     from robot_rl.trainer import Trainer
 
-    config = load_train_config(ROOT / "launch" / "hopper_ppo.yaml", [
-        "total_steps=2048", "randomize.actuation_delay=[0.0, 0.004]", "randomize.body_mass_scale=[0.9, 1.1]",
-        "eval.episodes=1", "log.progress_bar=false", "log.plot=false", "log.tensorboard=false"])
-    trainer = Trainer(config, tmp_path / "run")
+    quiet = ["total_steps=2048", "randomize.actuation_delay=[0.0, 0.004]",
+             "randomize.body_mass_scale=[0.9, 1.1]", "eval.episodes=1", "log.progress_bar=false",
+             "log.plot=false", "log.tensorboard=false"]
+    trainer = Trainer(load_train_config(ROOT / "launch" / "hopper_ppo.yaml", quiet), tmp_path / "direct")
     assert all(env.unwrapped.randomizer is not None for env in trainer.envs.envs)
-    trainer.train()
-    recorded = read_run_config(tmp_path / "run").randomize
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "launch" / "hopper_ppo.yaml"), "--out", str(run),
+                 *[arg for item in quiet for arg in ("--set", item)]]) == 0
+    line = "randomize: body_mass_scale [0.9, 1.1], actuation_delay [0, 0.004]"
+    assert capsys.readouterr().err.splitlines()[0] == line
+    recorded = read_run_config(run).randomize
     assert recorded.actuation_delay == (0.0, 0.004) and recorded.body_mass_scale == (0.9, 1.1)
-    assert recorded.describe() == "randomize: body_mass_scale [0.9, 1.1], actuation_delay [0, 0.004]"
+    assert recorded.describe() == line
 
 
 def test_evaluation_under_randomization_is_reproducible_and_differs_from_nominal(tmp_path: Path) -> None:
