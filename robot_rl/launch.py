@@ -19,7 +19,7 @@ import yaml
 
 from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
 from robot_rl.errors import ConfigError
-from robot_rl.sim.randomization import RandomizationConfig
+from robot_rl.sim.randomization import RandomizationConfig, check_randomization
 
 # algorithm name -> (module, config class, agent class, trainer "module:class"). Explicit: the error
 # lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`, `train() -> dict`
@@ -196,6 +196,7 @@ def parse_train_config(data: dict[str, Any]) -> TrainConfig:
     config = from_dict(TrainConfig, data)
     algorithm = from_dict(algorithm_config_class(algo), section, algo)
     _check_task(config.task)
+    check_randomization(config.task, config.randomize)  # a term the task cannot take, named, now
     return dataclasses.replace(config, algorithm=algorithm)
 
 
