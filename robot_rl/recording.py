@@ -1,0 +1,90 @@
+"""The evaluation hook that films episodes: each frame rendered headless (sim.rendering), the overlay
+drawn on it (robot_rl.overlay), and the frame sent to a video file or a window.
+
+`VideoRecorder(required=False)` is what training uses for `eval.video: true`: without a renderer or
+ffmpeg it says so once on stderr and the run goes on without videos (training never needs a renderer).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from robot_rl.errors import RobotRLError
+from robot_rl.evaluation import episode_success
+from robot_rl.overlay import draw_text, episode_lines
+
+
+class FrameSink(Protocol):
+    def write(self, frame: np.ndarray) -> None: ...
+
+    def close(self) -> Any: ...
+
+    def abort(self) -> None: ...
+
+
+def control_fps(env: Any) -> float:
+    """Frames per second that play the episode in real time: one frame per control period."""
+    spec = getattr(env.unwrapped, "task_spec", None)
+    if spec is not None and spec.control_period > 0:
+        return 1.0 / spec.control_period
+    return float(env.metadata.get("render_fps") or 30)
+
+
+class VideoRecorder:
+    """Films the first `episodes` episodes of an evaluation (all if None) into `path` (an .mp4), or into
+    a window when `path` is None."""
+
+    def __init__(self, path: str | Path | None, task: str, settings: Any = None, episodes: int | None = None,
+                 required: bool = True, overlay: bool = True) -> None:
+        self.path = None if path is None else Path(path)
+        self.task, self.settings, self.episodes = task, settings, episodes
+        self.required, self.overlay = required, overlay
+        self.written: Path | None = None
+        self.frames = 0
+        self._renderer: Any = None
+        self._sink: FrameSink | None = None
+
+    def attach(self, env: Any) -> None:
+        from robot_rl.sim.rendering import FrameRenderer
+        from robot_rl.video import VideoWriter
+
+        try:
+            if self.path is not None:
+                sink: FrameSink = VideoWriter(self.path, fps=control_fps(env))
+            else:
+                from robot_rl.window import Window
+
+                sink = Window(self.task, fps=control_fps(env))
+            self._renderer = FrameRenderer(env, self.settings)
+        except RobotRLError as err:
+            if self.required:
+                raise
+            print(f"robot-rl: warning: no evaluation video: {err}", file=sys.stderr)
+            return
+        self._sink = sink
+
+    def frame(self, episode: int, step: int, episode_return: float, info: dict[str, Any]) -> None:
+        if self._sink is None or (self.episodes is not None and episode >= self.episodes):
+            return
+        image = self._renderer.render()
+        if self.overlay:
+            image = draw_text(image, episode_lines(self.task, episode, step, episode_return,
+                                                   episode_success(info) if step else None))
+        self._sink.write(image)
+        self.frames += 1
+
+    def close(self, ok: bool) -> None:
+        try:
+            if self._sink is not None:
+                if ok:
+                    self.written = self._sink.close()
+                else:
+                    self._sink.abort()
+        finally:
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = self._sink = None
