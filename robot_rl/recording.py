@@ -36,13 +36,13 @@ def control_fps(env: Any) -> float:
 
 class VideoRecorder:
     """Films the first `episodes` episodes of an evaluation (all if None) into `path` (an .mp4), or into
-    a window when `path` is None."""
+    a window when `path` is None. `native_size`: a task that is not MuJoCo keeps its own frame size."""
 
     def __init__(self, path: str | Path | None, task: str, settings: Any = None, episodes: int | None = None,
-                 required: bool = True, overlay: bool = True) -> None:
+                 required: bool = True, overlay: bool = True, native_size: bool = False) -> None:
         self.path = None if path is None else Path(path)
         self.task, self.settings, self.episodes = task, settings, episodes
-        self.required, self.overlay = required, overlay
+        self.required, self.overlay, self.native_size = required, overlay, native_size
         self.written: Path | None = None
         self.frames = 0
         self._renderer: Any = None
@@ -59,7 +59,7 @@ class VideoRecorder:
                 from robot_rl.window import Window
 
                 sink = Window(self.task, fps=control_fps(env))
-            self._renderer = FrameRenderer(env, self.settings)
+            self._renderer = FrameRenderer(env, self.settings, native_size=self.native_size)
         except RobotRLError as err:
             if self.required:
                 raise

@@ -12,6 +12,7 @@ Speed on two CPU cores (Mesa llvmpipe, 480×480, BENCHMARKS.md): shadows cost ~5
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -70,11 +71,38 @@ def _missing(backend: str, why: str) -> RendererUnavailable:
                                f"`apt-get install {packages}` (Debian/Ubuntu) and run with MUJOCO_GL=egl")
 
 
-def gl_context(width: int, height: int) -> Any:
-    """A current offscreen OpenGL context of the chosen backend; `RendererUnavailable` if there is none."""
+# The shared library each backend loads; without it MuJoCo's own import fails (not with a clear error).
+_LIBRARIES = {"egl": "EGL", "osmesa": "OSMesa", "glfw": "glfw", "glx": "GL"}
+
+
+def check_renderer() -> str:
+    """The backend to use, checked before MuJoCo is imported: `RendererUnavailable` (one line saying
+    what to install) if it is switched off or its library is missing. Cheap: imports nothing."""
     backend = gl_backend()
     if backend == "disable":
         raise _missing(backend, "rendering is switched off")
+    library = _LIBRARIES[backend]
+    if ctypes.util.find_library(library) is None and not (backend == "glfw" and _has_pyglfw()):
+        raise _missing(backend, f"lib{library} not found")
+    return backend
+
+
+def draws_with_opengl(task_id: str) -> bool:
+    """Whether the task's frames come from MuJoCo (OpenGL) rather than its own software renderer."""
+    from .registry import resolve
+
+    return resolve(task_id).__name__ not in ("_classic_control", "_atari", "_grid")
+
+
+def _has_pyglfw() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("glfw") is not None  # the glfw wheel ships its own library
+
+
+def gl_context(width: int, height: int) -> Any:
+    """A current offscreen OpenGL context of the chosen backend; `RendererUnavailable` if there is none."""
+    backend = check_renderer()
     try:
         if backend == "egl":
             from mujoco.egl import GLContext
@@ -107,41 +135,56 @@ def mujoco_handles(env: Any) -> tuple[Any, Any] | None:
     return None
 
 
-def _default_camera(env: Any, model: Any, camera: Any) -> None:
-    """The task's own view: Gymnasium's `default_camera_config` (tracking its body, if it names one),
-    else the model's first camera, else a free camera over the whole model."""
+def _default_camera(env: Any, model: Any, data: Any, camera: Any) -> None:
+    """The task's own view: Gymnasium's `default_camera_config`, tracking the body it names, or else the
+    robot's free-moving root body; a dm_control model's first camera; else a view of the whole model."""
     import mujoco
 
     base = env.unwrapped
     renderer = getattr(getattr(base, "simulator", None), "mujoco_renderer", None)
     config = getattr(renderer, "default_cam_config", None)
     if config is not None or getattr(base, "dm_env", None) is None or model.ncam == 0:
-        camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        camera.lookat[:] = model.stat.center
-        camera.distance = 1.5 * model.stat.extent
-        camera.elevation = -20.0
+        camera.type = mujoco.mjtCamera.mjCAMERA_FREE  # Gymnasium's own start: then its config
+        camera.lookat[:] = np.median(data.geom_xpos, axis=0)
+        camera.distance = model.stat.extent
         for key, value in (config or {}).items():
             if isinstance(value, np.ndarray):
                 getattr(camera, key)[:] = value
             else:
                 setattr(camera, key, value)
-        if (config or {}).get("trackbodyid", 0) > 0:
+        track = (config or {}).get("trackbodyid", _root_body(model))
+        if track > 0:
             camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+            camera.trackbodyid = track
         return
     camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
     camera.fixedcamid = 0
+
+
+def _root_body(model: Any) -> int:
+    """Body 1 if it is a free-moving root (a free joint, or a planar root of three or more joints: it
+    walks out of a fixed view), else 0 (the world: a fixed view, e.g. of a cart-pole)."""
+    import mujoco
+
+    if model.nbody < 2 or model.body_parentid[1] != 0 or model.body_jntnum[1] == 0:
+        return 0
+    first = model.body_jntadr[1]
+    free = model.jnt_type[first] == mujoco.mjtJoint.mjJNT_FREE
+    return 1 if free or model.body_jntnum[1] >= 3 else 0
 
 
 class FrameRenderer:
     """RGB frames `(height, width, 3)` uint8 of one env, rendered offscreen; `close()` frees the context.
 
     For a non-MuJoCo task the env must have been made with `render_mode="rgb_array"`; its frames are
-    resized to the settings' size (nearest pixel) so that a video has one size.
+    resized to the settings' size (nearest pixel), or with `native_size` kept at their own size (cut to
+    even sizes for H.264).
     """
 
-    def __init__(self, env: Any, settings: RenderSettings | None = None) -> None:
+    def __init__(self, env: Any, settings: RenderSettings | None = None, native_size: bool = False) -> None:
         self.env = env
         self.settings = settings or RenderSettings()
+        self.native_size = native_size
         self._handles = mujoco_handles(env)
         self._context: Any = None
         if self._handles is not None:
@@ -166,9 +209,8 @@ class FrameRenderer:
         self._option = mujoco.MjvOption()
         self._perturb = mujoco.MjvPerturb()
         self._camera = mujoco.MjvCamera()
-        if s.camera is None:
-            _default_camera(self.env, model, self._camera)
-        else:
+        self._camera_placed = False
+        if s.camera is not None:
             cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, s.camera)
             if cam < 0:
                 names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
@@ -182,10 +224,16 @@ class FrameRenderer:
     def render(self) -> np.ndarray:
         """The current frame, a new `(height, width, 3)` uint8 array."""
         if self._handles is None:
-            return _resize(np.asarray(self.env.render(), dtype=np.uint8), self.settings)
+            frame = np.asarray(self.env.render(), dtype=np.uint8)
+            if self.native_size:
+                return frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+            return _resize(frame, self.settings)
         import mujoco
 
         model, data = self._handles
+        if self.settings.camera is None and not self._camera_placed:  # at the first frame, as Gymnasium
+            _default_camera(self.env, model, data, self._camera)
+            self._camera_placed = True
         self._context.make_current()
         mujoco.mjv_updateScene(model, data, self._option, self._perturb, self._camera,
                                mujoco.mjtCatBit.mjCAT_ALL, self._scene)
