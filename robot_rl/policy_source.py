@@ -46,7 +46,8 @@ def load_policy_source(path: str, checkpoint: str = "latest", runtime: str = "nu
         return PolicySource(policy.spec.name, policy.act_normalized, f"{prov.get('algorithm')} bundle {path}",
                             seed, randomize)
     if not (Path(path) / "config.yaml").is_file():
-        raise ConfigError(f"{path}: neither a run directory (config.yaml) nor a policy bundle (manifest.json)")
+        raise ConfigError(f"{path}: neither a run directory (config.yaml) nor a policy bundle "
+                          "(manifest.json)")
     from robot_rl.trainer import load_run_policy
 
     config, policy_fn, _ = load_run_policy(path, checkpoint)

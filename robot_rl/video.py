@@ -54,7 +54,8 @@ class VideoWriter:
         height, width = frame.shape[:2]
         if self._writer is None:
             if frame.ndim != 3 or frame.shape[2] != 3 or height % 2 or width % 2:
-                raise ConfigError(f"video: frames must be (height, width, 3) with even sizes, got {frame.shape}")
+                raise ConfigError(f"video: frames must be (height, width, 3) with even sizes, "
+                                  f"got {frame.shape}")
             self._size = (width, height)
             self._writer = self._ffmpeg.write_frames(
                 str(self._partial), (width, height), fps=self.fps, codec="libx264", pix_fmt_in="rgb24",
@@ -62,7 +63,8 @@ class VideoWriter:
                 output_params=["-preset", "veryfast"], ffmpeg_log_level="error")
             self._writer.send(None)
         elif (width, height) != self._size:
-            raise ConfigError(f"video: frame of {width}x{height} after frames of {self._size[0]}x{self._size[1]}")
+            raise ConfigError(f"video: a frame of {width}x{height} after frames of "
+                              f"{self._size[0]}x{self._size[1]}")
         self._writer.send(frame)
         self.frames += 1
 

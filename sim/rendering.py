@@ -67,8 +67,8 @@ def gl_backend() -> str:
 
 def _missing(backend: str, why: str) -> RendererUnavailable:
     packages = SYSTEM_PACKAGES.get(backend, SYSTEM_PACKAGES["egl"])
-    return RendererUnavailable(f"no OpenGL renderer for MuJoCo (MUJOCO_GL={backend}: {why}); install one with "
-                               f"`apt-get install {packages}` (Debian/Ubuntu) and run with MUJOCO_GL=egl")
+    return RendererUnavailable(f"no OpenGL renderer for MuJoCo (MUJOCO_GL={backend}: {why}); install one "
+                               f"with `apt-get install {packages}` (Debian/Ubuntu) and MUJOCO_GL=egl")
 
 
 # The shared library each backend loads; without it MuJoCo's own import fails (not with a clear error).

@@ -21,11 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="a run directory, a bundle folder (manifest.json) or zoo:<name>")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--video", default=None, help="write an H.264 mp4 here instead of opening a window")
-    p.add_argument("--camera", default=None, help="a camera of the MuJoCo model by name (default: the task's view)")
-    p.add_argument("--width", type=int, default=None, help="pixels (even; default 480, or the task's own frames)")
-    p.add_argument("--height", type=int, default=None, help="pixels (even; default 480, or the task's own frames)")
+    p.add_argument("--camera", default=None,
+                   help="a camera of the MuJoCo model by name (default: the task's own view)")
+    size = "pixels, even (default 480, or the task's own frames for Atari and classic control)"
+    p.add_argument("--width", type=int, default=None, help=size)
+    p.add_argument("--height", type=int, default=None, help=size)
     p.add_argument("--max-steps", type=int, default=None, help="end each episode after this many steps")
-    p.add_argument("--seed", type=seed_arg, default=None, help="seed of episode 0 (default: the evaluation seed)")
+    p.add_argument("--seed", type=seed_arg, default=None,
+                   help="seed of episode 0 (default: the evaluation seed)")
     p.add_argument("--checkpoint", default="latest", help="for a run directory: latest, best or a file")
     p.add_argument("--randomize", action="store_true",
                    help="play under the training run's domain randomization (randomize: section)")
