@@ -17,6 +17,8 @@ from robot_rl.errors import RobotRLError
 from robot_rl.evaluation import episode_success
 from robot_rl.overlay import draw_text, episode_lines
 
+_WARNED: set[str] = set()
+
 
 class FrameSink(Protocol):
     def write(self, frame: np.ndarray) -> None: ...
@@ -32,6 +34,14 @@ def control_fps(env: Any) -> float:
     if spec is not None and spec.control_period > 0:
         return 1.0 / spec.control_period
     return float(env.metadata.get("render_fps") or 30)
+
+
+def eval_video_recorder(run_dir: Path, task: str, step: int) -> VideoRecorder:
+    """Training's `eval.video`: the evaluation's first episode, to `videos/eval_step<STEP>.mp4`; without a
+    renderer, one warning and no video (training never needs a renderer)."""
+    folder = Path(run_dir) / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    return VideoRecorder(folder / f"eval_step{step:09d}.mp4", task, episodes=1, required=False)
 
 
 class VideoRecorder:
@@ -63,7 +73,9 @@ class VideoRecorder:
         except RobotRLError as err:
             if self.required:
                 raise
-            print(f"robot-rl: warning: no evaluation video: {err}", file=sys.stderr)
+            if str(err) not in _WARNED:  # once per process, not at every evaluation
+                _WARNED.add(str(err))
+                print(f"robot-rl: warning: no evaluation videos: {err}", file=sys.stderr)
             return
         self._sink = sink
 
