@@ -141,9 +141,10 @@ def _frames_of(task: str, steps: int = 5) -> np.ndarray:
     env = make_env(task, seed=0, render_mode="rgb_array")
     env.reset(seed=0)
     renderer = FrameRenderer(env, native_size=True)
+    action = np.zeros(1, dtype=np.int64) if spec.action.kind == "discrete" else np.zeros(spec.act_dim)
     try:
         for _ in range(steps):
-            env.step(np.zeros(1, dtype=np.int64) if spec.action.kind == "discrete" else np.zeros(spec.act_dim))
+            env.step(action)
         return renderer.render()
     finally:
         renderer.close()
@@ -183,10 +184,9 @@ def test_eval_video_during_training_films_each_evaluations_first_episode(tmp_pat
 
 def test_training_without_a_renderer_warns_once_and_trains_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from robot_rl import recording
     from robot_rl.launch import load_train_config
     from robot_rl.trainer import Trainer
-
-    from robot_rl import recording
 
     monkeypatch.setenv("MUJOCO_GL", "disable")
     monkeypatch.setattr(recording, "_WARNED", set())
