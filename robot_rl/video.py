@@ -82,6 +82,8 @@ class VideoWriter:
         if self._writer is not None:
             try:
                 self._writer.close()
+            except Exception:
+                pass
             finally:
                 self._writer = None
                 self._partial.unlink(missing_ok=True)
