@@ -21,17 +21,23 @@ def _font(size: int) -> Any:
 
 
 def draw_text(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """A copy of the `(h, w, 3)` uint8 frame with `lines` in its top-left corner."""
+    """A copy of the `(h, w, 3)` uint8 frame with `lines` in its top-left corner.
+
+    Only the corner the text covers goes through Pillow (a whole 480x480 frame costs ~4 ms a frame)."""
     from PIL import Image, ImageDraw
 
-    image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
-    size = max(10, image.height // 30)
-    font, draw = _font(size), ImageDraw.Draw(image, "RGBA")
-    text = "\n".join(lines)
-    left, top, right, bottom = draw.multiline_textbbox((6, 4), text, font=font, spacing=2)
-    draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=(0, 0, 0, 150))
+    out = np.array(frame, dtype=np.uint8, copy=True)
+    font, text = _font(max(10, out.shape[0] // 30)), "\n".join(lines)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left, top, right, bottom = measure.multiline_textbbox((6, 4), text, font=font, spacing=2)
+    height, width = out.shape[:2]
+    box = (max(left - 4, 0), max(top - 3, 0), min(right + 4, width - 1), min(bottom + 3, height - 1))
+    corner = Image.fromarray(np.ascontiguousarray(out[: box[3] + 1, : box[2] + 1]))
+    draw = ImageDraw.Draw(corner, "RGBA")
+    draw.rectangle(box, fill=(0, 0, 0, 150))
     draw.multiline_text((6, 4), text, font=font, fill=(255, 255, 255, 255), spacing=2)
-    return np.asarray(image)
+    out[: box[3] + 1, : box[2] + 1] = np.asarray(corner)
+    return out
 
 
 def episode_lines(task: str, episode: int, step: int, episode_return: float,
