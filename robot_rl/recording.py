@@ -36,12 +36,26 @@ def control_fps(env: Any) -> float:
     return float(env.metadata.get("render_fps") or 30)
 
 
-def eval_video_recorder(run_dir: Path, task: str, step: int) -> VideoRecorder:
-    """Training's `eval.video`: the evaluation's first episode, to `videos/eval_step<STEP>.mp4`; without a
-    renderer, one warning and no video (training never needs a renderer)."""
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"robot-rl: warning: no evaluation videos: {message}", file=sys.stderr)
+
+
+def eval_video(run_dir: Path, task: str, step: int) -> tuple[list[VideoRecorder], str | None]:
+    """Training's `eval.video`: (hooks, render_mode) for `evaluate` that film the evaluation's first
+    episode to `videos/eval_step<STEP>.mp4`. Without a renderer, or for a task with no frames (grid
+    worlds), one warning and no video: training never needs a renderer."""
+    from robot_rl.sim.rendering import frame_render_mode
+
+    try:
+        render_mode = frame_render_mode(task)
+    except RobotRLError as err:
+        _warn_once(str(err))
+        return [], None
     folder = Path(run_dir) / "videos"
     folder.mkdir(parents=True, exist_ok=True)
-    return VideoRecorder(folder / f"eval_step{step:09d}.mp4", task, episodes=1, required=False)
+    return [VideoRecorder(folder / f"eval_step{step:09d}.mp4", task, episodes=1, required=False)], render_mode
 
 
 class VideoRecorder:
@@ -73,9 +87,7 @@ class VideoRecorder:
         except RobotRLError as err:
             if self.required:
                 raise
-            if str(err) not in _WARNED:  # once per process, not at every evaluation
-                _WARNED.add(str(err))
-                print(f"robot-rl: warning: no evaluation videos: {err}", file=sys.stderr)
+            _warn_once(str(err))  # once per process, not at every evaluation
             return
         self._sink = sink
 

@@ -29,7 +29,7 @@ from robot_rl.checkpoint import (
 from robot_rl.errors import RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import config_to_yaml_dict, read_run_config
-from robot_rl.recording import eval_video_recorder
+from robot_rl.recording import eval_video
 from robot_rl.run_log import RunLog, truncate_progress
 
 
@@ -94,10 +94,11 @@ class TrainerBase:
     def evaluate(self, episodes: int, seed: int | None = None, video: bool = False) -> dict[str, Any]:
         """`video`: with eval.video, film the first episode to videos/eval_step<STEP>.mp4."""
         cfg = self.config
-        hooks = [eval_video_recorder(self.run_dir, cfg.task, self.step)] if video and cfg.eval.video else []
+        hooks, render_mode = eval_video(self.run_dir, cfg.task, self.step) if video and cfg.eval.video \
+            else ([], None)
         return evaluate(cfg.task, self.policy_fn(), episodes, cfg.eval.seed if seed is None else seed,
                         randomize=cfg.randomize if cfg.eval.randomize else None, hooks=hooks,
-                        render_mode="rgb_array" if hooks else None)
+                        render_mode=render_mode)
 
     def periodic_evaluation(self) -> float:
         """Evaluate now; a new best mean return replaces checkpoints/best.pt (with eval.keep_best)."""

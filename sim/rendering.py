@@ -87,11 +87,15 @@ def check_renderer() -> str:
     return backend
 
 
-def draws_with_opengl(task_id: str) -> bool:
-    """Whether the task's frames come from MuJoCo (OpenGL) rather than its own software renderer."""
+def frame_render_mode(task_id: str) -> str | None:
+    """How to make the task's env so that `FrameRenderer` can film it: None for a MuJoCo task (drawn
+    here), "rgb_array" for a task that draws its own frames; a ConfigError for one without frames."""
     from .registry import resolve
 
-    return resolve(task_id).__name__ not in ("_classic_control", "_atari", "_grid")
+    family = resolve(task_id).__name__
+    if family == "_grid":
+        raise ConfigError(f"task {task_id!r} has no frames to film (a grid world prints text)")
+    return "rgb_array" if family in ("_classic_control", "_atari") else None
 
 
 def _has_pyglfw() -> bool:

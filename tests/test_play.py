@@ -199,3 +199,20 @@ def test_training_without_a_renderer_warns_once_and_trains_on(tmp_path: Path, mo
     assert not list((tmp_path / "videos").glob("*.mp4"))
     warnings = [line for line in capsys.readouterr().err.splitlines() if "no evaluation videos" in line]
     assert len(warnings) == 1 and "MUJOCO_GL=disable" in warnings[0]  # once, not at every evaluation
+
+
+def test_eval_video_of_a_task_without_frames_warns_and_trains_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from robot_rl import recording
+    from robot_rl.dqn_trainer import DQNTrainer
+    from robot_rl.launch import load_train_config
+
+    monkeypatch.setattr(recording, "_WARNED", set())
+    config = load_train_config(ROOT / "launch" / "grid_book_dqn.yaml",
+                               ["total_steps=600", "eval.every_steps=300", "eval.episodes=2",
+                                "eval.video=true", "log.progress_bar=false", "log.tensorboard=false",
+                                "log.plot=false"])
+    DQNTrainer(config, tmp_path).train()
+    assert (tmp_path / "eval.json").is_file() and not (tmp_path / "videos").exists()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "no evaluation videos" in line]
+    assert len(warnings) == 1 and "has no frames to film" in warnings[0]

@@ -42,14 +42,15 @@ def run_play(args: argparse.Namespace) -> int:
     from robot_rl.evaluation import evaluate
     from robot_rl.policy_source import load_policy_source
     from robot_rl.recording import VideoRecorder
-    from robot_rl.sim.rendering import RenderSettings, check_renderer, draws_with_opengl
+    from robot_rl.sim.rendering import RenderSettings, check_renderer, frame_render_mode
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
     if args.max_steps is not None and args.max_steps < 1:
         raise ConfigError("--max-steps must be >= 1")
     source = load_policy_source(args.path, args.checkpoint)
-    if draws_with_opengl(source.task):
+    render_mode = frame_render_mode(source.task)
+    if render_mode is None:
         check_renderer()  # before MuJoCo is imported: a missing library breaks its import itself
     if args.randomize and not source.randomize.active:
         raise ConfigError(f"--randomize: {args.path} was trained without domain randomization "
@@ -61,7 +62,7 @@ def run_play(args: argparse.Namespace) -> int:
     seed = source.seed if args.seed is None else args.seed
     result = evaluate(source.task, source.act, args.episodes, seed, max_steps=args.max_steps,
                       randomize=source.randomize if args.randomize else None, hooks=[recorder],
-                      render_mode="rgb_array")
+                      render_mode=render_mode)
     summary = {"task": source.task, "episodes": args.episodes, "seed": seed, "returns": result["returns"],
                "lengths": result["lengths"], "frames": recorder.frames}
     if "success_rate" in result:
