@@ -10,6 +10,9 @@ Terms (each a factor, 1 = nominal):
 
 These are the episode-level terms of the domain-randomization contract (body_mass_scale,
 geom_friction_scale, joint_damping_scale, actuator_gain_scale) held at one value instead of drawn.
+When sim/randomization.py's `Randomizer` has them, robustness should evaluate through it instead (a
+`RandomizationConfig` whose ranges are [s, s] at each grid point), so that training and this map apply
+one definition of each term; this module then goes.
 """
 
 from __future__ import annotations
