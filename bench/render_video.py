@@ -35,7 +35,7 @@ def _film(bundle: str, steps: int, settings: Any, out: Path) -> dict[str, float]
     recorder = VideoRecorder(out, policy.spec.name, settings, episodes=1)
     start, cpu = time.perf_counter(), _cpu_seconds()
     result = evaluate(policy.spec.name, policy.act_normalized, 1, 1_000_000, max_steps=steps,
-                      hooks=[recorder], render_mode="rgb_array")
+                      hooks=[recorder])
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     frames = video_info(out)["frames"]
     return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "frames": frames,
@@ -82,6 +82,7 @@ def main() -> None:
     args = p.parse_args()
     variants = {
         "robot_rl_default": RenderSettings(),  # no shadows, no reflections, no multisampling
+        "robot_rl_no_skybox": RenderSettings(skybox=False),
         "robot_rl_msaa4": RenderSettings(multisamples=4),
         "robot_rl_full": RenderSettings(shadows=True, reflections=True, multisamples=4),
     }

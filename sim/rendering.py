@@ -41,6 +41,8 @@ class RenderSettings:
     multisamples: int = 0
     """Anti-aliasing samples per pixel (MuJoCo's `vis.quality.offsamples`, 4 in a model by default);
     0 = none: ~2x faster in software rendering, slightly jagged edges."""
+    skybox: bool = True
+    """Draw the model's sky; off, the background is black and a frame costs ~25% less CPU."""
     camera: str | None = None
     """A camera of the model by name; None = the task's own view (Gymnasium's default camera, tracking
     the body it names; camera 0 of a dm_control model)."""
@@ -210,6 +212,7 @@ class FrameRenderer:
         self._scene = mujoco.MjvScene(model, maxgeom=10_000)
         self._scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = s.shadows
         self._scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = s.reflections
+        self._scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = s.skybox
         self._option = mujoco.MjvOption()
         self._perturb = mujoco.MjvPerturb()
         self._camera = mujoco.MjvCamera()
