@@ -4,7 +4,7 @@ dependency, so in the train extra). The text sits on a dark box so it reads on a
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,11 +41,14 @@ def draw_text(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
 
 
 def episode_lines(task: str, episode: int, step: int, episode_return: float,
-                  success: bool | None = None, extra: str | None = None) -> list[str]:
-    """The overlay of one frame: what is shown, in what order."""
+                  info: Mapping[str, Any] | None = None) -> list[str]:
+    """The overlay of one frame: task, episode and step, return, and what the step's info says of
+    success: `success`/`is_success` (a flag) or `consecutive_successes` (the cube tasks' goal count)."""
     lines = [task, f"episode {episode}  step {step}", f"return {episode_return:.1f}"]
-    if success is not None:
-        lines.append(f"success {'yes' if success else 'no'}")
-    if extra:
-        lines.append(extra)
+    info = info or {}
+    flag = info.get("success", info.get("is_success"))
+    if flag is not None:
+        lines.append(f"success {'yes' if flag else 'no'}")
+    if info.get("consecutive_successes") is not None:
+        lines.append(f"successes {int(info['consecutive_successes'])}")
     return lines

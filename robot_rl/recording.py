@@ -14,7 +14,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from robot_rl.errors import RobotRLError
-from robot_rl.evaluation import episode_success
 from robot_rl.overlay import draw_text, episode_lines
 
 _WARNED: set[str] = set()
@@ -96,8 +95,7 @@ class VideoRecorder:
             return
         image = self._renderer.render()
         if self.overlay:
-            image = draw_text(image, episode_lines(self.task, episode, step, episode_return,
-                                                   episode_success(info) if step else None))
+            image = draw_text(image, episode_lines(self.task, episode, step, episode_return, info))
         self._sink.write(image)
         self.frames += 1
 

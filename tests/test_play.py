@@ -216,3 +216,12 @@ def test_eval_video_of_a_task_without_frames_warns_and_trains_on(
     assert (tmp_path / "eval.json").is_file() and not (tmp_path / "videos").exists()
     warnings = [line for line in capsys.readouterr().err.splitlines() if "no evaluation videos" in line]
     assert len(warnings) == 1 and "has no frames to film" in warnings[0]
+
+
+def test_overlay_shows_what_the_task_reports_of_success() -> None:
+    from robot_rl.overlay import episode_lines
+
+    assert episode_lines("Hopper-v5", 1, 30, 12.345) == ["Hopper-v5", "episode 1  step 30", "return 12.3"]
+    assert episode_lines("cube", 0, 5, 1.0, {"success": True})[-1] == "success yes"
+    assert episode_lines("cube", 0, 5, 1.0, {"is_success": 0})[-1] == "success no"
+    assert episode_lines("cube", 0, 5, 1.0, {"consecutive_successes": np.int64(3)})[-1] == "successes 3"
