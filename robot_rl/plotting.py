@@ -60,7 +60,12 @@ def read_run_curve(run_dir: str | Path, metric: str) -> RunCurve:
     progress, config_file = run_dir / "progress.csv", run_dir / "config.yaml"
     if not progress.is_file() or not config_file.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (needs progress.csv and config.yaml)")
-    config = yaml.safe_load(config_file.read_text()) or {}
+    try:
+        config = yaml.safe_load(config_file.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{config_file}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{config_file}: not a run's config (a mapping of keys to values)")
     flat = {k: v for k, v in _flatten(config).items() if k != "seed" and not k.startswith("log.")}
     column = METRICS[metric]
     with open(progress, newline="") as f:

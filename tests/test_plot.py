@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from robot_rl.cli import main
+from robot_rl.errors import ConfigError
 from robot_rl.plotting import CSV_COLUMNS, bootstrap_ci, group_curves, group_labels, plot_runs, read_run_curve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,3 +116,17 @@ def test_runs_group_by_configuration_without_seed_and_average_point_by_point(tmp
     assert x[0] == 150 and x[-1] == 300  # the steps both runs reached
     # a: y = x/100; b: y = x/100 + 3 -> the mean is x/100 + 1.5 at every grid point
     np.testing.assert_allclose([float(r["mean"]) for r in rows], x / 100 + 1.5, rtol=1e-5)
+
+
+def test_a_hostile_run_directory_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "run", 1, 1e-3, [100, 200], [1.0, 2.0])
+    (run / "config.yaml").write_text("task: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML"):
+        read_run_curve(run, "return")
+    (run / "config.yaml").write_text("- a list\n")
+    with pytest.raises(ConfigError, match="not a run's config"):
+        read_run_curve(run, "return")
+    (run / "config.yaml").write_text("task: Hopper-v5\nalgo: ppo\n")
+    (run / "progress.csv").write_text("step,time_s,episode_return\n100,1,nan\nabc,2,3\n300,x,1\n")
+    with pytest.raises(ConfigError, match=r"no row of progress\.csv has a finite .episode_return."):
+        read_run_curve(run, "return")
