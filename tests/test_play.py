@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,13 @@ def test_overlay_shows_what_the_task_reports_of_success() -> None:
     assert episode_lines("cube", 0, 5, 1.0, {"success": True})[-1] == "success yes"
     assert episode_lines("cube", 0, 5, 1.0, {"is_success": 0})[-1] == "success no"
     assert episode_lines("cube", 0, 5, 1.0, {"consecutive_successes": np.int64(3)})[-1] == "successes 3"
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs a display: xvfb-run (Debian xvfb)")
+def test_without_video_play_shows_a_window_where_a_display_exists() -> None:
+    result = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "robot_rl.cli", "play",
+                             "zoo:InvertedPendulum-v5_ppo", "--max-steps", "10"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == 11 and "video" not in summary
