@@ -84,8 +84,19 @@ def read_run_curve(run_dir: str | Path, metric: str) -> RunCurve:
     table = table[np.isfinite(table).all(axis=1)]
     if len(table) == 0:
         raise ConfigError(f"{run_dir}: no row of progress.csv has a finite {column!r} yet")
+    table[:, 1] = training_time(table[:, 1])
     group = repr(sorted(flat.items()))
     return RunCurve(run_dir, group, flat, {"step": table[:, 0], "time_s": table[:, 1], column: table[:, 2]})
+
+
+def training_time(time_s: np.ndarray) -> np.ndarray:
+    """Wall time across resumes: a resumed run's `time_s` starts again from 0, so each later session
+    is shifted by where the one before it stopped."""
+    session = np.asarray(time_s, dtype=np.float64)
+    out = session.copy()
+    for i in np.flatnonzero(np.diff(session) < 0) + 1:
+        out[i:] += session[i - 1]
+    return out
 
 
 def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = 2000,

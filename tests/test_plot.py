@@ -130,3 +130,12 @@ def test_a_hostile_run_directory_is_one_error_naming_the_file(tmp_path: Path) ->
     (run / "progress.csv").write_text("step,time_s,episode_return\n100,1,nan\nabc,2,3\n300,x,1\n")
     with pytest.raises(ConfigError, match=r"no row of progress\.csv has a finite .episode_return."):
         read_run_curve(run, "return")
+
+
+def test_wall_time_continues_across_a_resume() -> None:
+    from robot_rl.plotting import training_time
+
+    # a run killed at 30 s, resumed (time_s restarts), killed again at 15 s of the second session
+    np.testing.assert_allclose(training_time(np.array([10.0, 20.0, 30.0, 5.0, 15.0, 4.0])),
+                               [10.0, 20.0, 30.0, 35.0, 45.0, 49.0])
+    np.testing.assert_allclose(training_time(np.array([1.0, 2.0])), [1.0, 2.0])
