@@ -35,7 +35,8 @@ class Device:
 
     def __init__(self, plant: MujocoPlant, info: P.Info, *, tick_us: int, step_ticks: int,
                  send: Callable[[P.Message, int], None], inject: Callable[[P.Inject], None],
-                 decoder_counters: dict[str, int], freeze_until_enable: bool = True) -> None:
+                 decoder_counters: dict[str, int], freeze_until_enable: bool = True,
+                 log: Callable[[str], None] | None = None) -> None:
         self.plant = plant
         self.info = info
         self.version = info.protocol_version
@@ -44,6 +45,8 @@ class Device:
         self._send_cb, self._inject_cb = send, inject
         self._decoder_counters = decoder_counters
         self.freeze_until_enable = freeze_until_enable
+        self.log = log or (lambda text: None)
+        """Called with one line per session event (CONFIG, ENABLE, DISABLE, ESTOP, RESET, watchdog)."""
         self.n = len(plant.joints)
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.latencies_us: list[int] = []
@@ -98,7 +101,10 @@ class Device:
             self.safe = self.watchdog_tripped = True
             self.hold = self.plant.positions()
             self.counters["watchdog_trips"] += 1
-            self._fault(P.Fault.WATCHDOG, value=(t_us - self._last_setpoint_us) / 1000.0)
+            silent_ms = (t_us - self._last_setpoint_us) / 1000.0
+            self._fault(P.Fault.WATCHDOG, value=silent_ms)
+            self.log(f"watchdog: no setpoint for {silent_ms:g} ms; motors in the safe mode "
+                     f"({self.safe_mode.name}) until ENABLE")
         if self.configured and (k - self._config_tick) % self._period_ticks == 0:
             values = self.plant.sample(self._field_names)
             self._send(P.State(self.flags, self._setpoint_seq, values), stamp=t_us)
@@ -212,6 +218,8 @@ class Device:
         self._config_tick = (self._k // self._step_ticks + 1) * self._step_ticks
         self.latencies_us, self.arrivals_us = [], []
         self._ack(packet)
+        self.log(f"CONFIG: period {msg.control_period_us / 1000:g} ms, watchdog "
+                 f"{msg.watchdog_us / 1000:g} ms, {msg.command_kind.name}, safe mode {msg.safe_mode.name}")
 
     def _on_enable(self, packet: P.Packet, msg: P.Enable) -> None:
         if self.estopped:
@@ -225,9 +233,12 @@ class Device:
             self.hold = q
             self.command = q.copy() if self.command_kind == P.CommandKind.POSITION else np.zeros(self.n)
             self._last_setpoint_us = max(self.now_us(), self._rx_us)
+            self.log("ENABLE: motors on")
         self._ack(packet)
 
     def _on_disable(self, packet: P.Packet, msg: P.Disable) -> None:
+        if self.enabled:
+            self.log("DISABLE: motors off")
         self.enabled = self.safe = False
         self.command = np.zeros(self.n)
         self._ack(packet)
@@ -254,11 +265,14 @@ class Device:
         if not self.estopped:
             self.hold = self.plant.positions()
             self._fault(P.Fault.ESTOP)
+            self.log("ESTOP: motors in the safe mode, latched until RESET")
         self.estopped, self.enabled = True, False
         self._ack(packet)
 
     def _on_reset(self, packet: P.Packet, msg: P.Reset) -> None:
         frozen = self.frozen
+        if self.configured or self.estopped:
+            self.log("RESET: unconfigured, motors off")
         self.reset()
         self.frozen = frozen
         self._ack(packet)

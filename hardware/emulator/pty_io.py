@@ -124,7 +124,7 @@ class Emulator:
         self._start = time.perf_counter()
         self.device = Device(plant, self.info, tick_us=self.tick_us, step_ticks=round(step_ticks),
                              send=self._send, inject=self._inject, decoder_counters=self._decoder.counters,
-                             freeze_until_enable=freeze_until_enable)
+                             freeze_until_enable=freeze_until_enable, log=self.log)
         self.counters = self.device.counters
 
     # ---- pseudo-terminal
