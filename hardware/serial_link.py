@@ -9,9 +9,11 @@ STATE (with the host time it arrived), the device's INFO, recent FAULTs, and cou
     timeouts       requests that got no answer in time (each retry counts)
     disconnects, reconnects, packets_sent, setpoints_sent
 
-Requests (CONFIG, ENABLE, DISABLE, ESTOP, RESET, INJECT) wait for the device's ACK or NACK, resending
-after `request_timeout` up to `retries` times; requests are idempotent, so a retry after a lost ACK is
-harmless. SETPOINTs are streamed, never acknowledged.
+Requests (HELLO, CONFIG, ENABLE, DISABLE, ESTOP, RESET, GET_STATUS, INJECT) wait for the device's
+answer, resending after `request_timeout` up to `retries` times; requests are idempotent, so a retry
+after a lost ACK is harmless, and the answer to any try ends the wait (a late answer is not lost). A
+NACK is a `DeviceRefused` with its reason; an answer that does not decode (an invalid INFO) refuses the
+device at once. SETPOINTs are streamed, never acknowledged.
 
 A vanished port (the cable pulled, the emulator's pty closed) ends the reader's read with an error: the
 link marks itself disconnected (`HardwareError` on the next use) and, with `reconnect=True`, reopens

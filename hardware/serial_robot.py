@@ -7,7 +7,12 @@
 
 `configure` refuses a device that is not the bundle's robot (protocol version, joint count or names,
 missing state fields, unsupported command kind) with a HardwareError that names both sides, having sent
-nothing but HELLO. `read_state` returns the latest STATE; if that one was already returned, it waits
+nothing but HELLO; and a device that an earlier host left ENABLED (killed: the watchdog holds the
+motors in the safe mode) or ESTOPPED with a `DeviceLockedError` (one line, nothing sent but HELLO and
+GET_STATUS), unless `recover=True`, which RESETs it first. `deactivate` sends the safe command (zeros;
+the measured positions for position control) and then DISABLE.
+
+`read_state` returns the latest STATE; if that one was already returned, it waits
 up to half a control period for the next, so a host loop whose deadlines fall just before the
 device's states arrive stays in step (every state is used once, none skipped). If none comes, it
 returns the old one again, and the safety filter sees that its sequence did not advance. (Waiting for
