@@ -143,14 +143,17 @@ def test_a_faulted_loop_estops_and_the_next_deploy_needs_recover(device):
     process.send_signal(signal.SIGCONT)  # ... and the host, back, finds its device in the safe state
     _, err = process.communicate(timeout=30)
     assert process.returncode == 2, err
-    assert "went to its safe state" in err
+    # the fault the loop sees first depends on where SIGSTOP caught it: the device's safe state in
+    # the next STATE, or (stopped mid-write) pyserial's write timeout; either way it e-stops
+    assert "went to its safe state" in err or "write failed (Write timeout)" in err, err
     assert device_status(device).flags & P.Flags.ESTOPPED
     refused = deploy(device)
     lines = errors(refused.stderr)
     assert refused.returncode == 2 and len(lines) == 1 and "is ESTOPPED" in lines[0]
     recovered = deploy(device, "--recover")
     assert recovered.returncode == 0, recovered.stderr
-    assert json.loads(recovered.stdout)["steps"] == 25
+    report = json.loads(recovered.stdout)
+    assert report["stop_reason"] == "duration" and report["device"]["device"]["watchdog_trips"] >= 1
 
 
 # ------------------------------------------------------------------------------------------ launch
