@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise ConfigError(f"{args.file}: {err}") from None
     task = config.task or bundle_task(config.bundle)
+    if config.emulator.link is not None and os.path.lexists(config.emulator.link):
+        # the emulator would refuse it, and the wait for the port would take the old one for ours
+        raise ConfigError(f"{args.file}: emulator.link: {config.emulator.link} already exists; remove it "
+                          f"or choose another path (the emulator never takes over a link it did not make)")
     # the supervisor first: a signal between the folder's creation and the children's start still
     # ends in the `with` blocks, which stop the children and then remove the folder
     with Supervisor(config.stop_timeout) as sup, tempfile.TemporaryDirectory(prefix="robot_rl_hil_") as tmp:
