@@ -214,3 +214,12 @@ def test_sigterm_to_a_ros2_launch_leaves_no_process(tmp_path):
     pytest.importorskip("rclpy")
     kill_launch_and_check([*CLI, "launch", str(ROOT / "launch" / "ros2_sim.yaml"), "--set", "duration=0",
                            "--set", "bridge.max_steps=0"], tmp_path, expect_children=2, ready=4.0)
+
+
+def test_a_hil_launch_never_takes_an_existing_link_for_its_emulators(tmp_path):
+    link = tmp_path / "tty"
+    link.symlink_to("/dev/null")  # someone else's
+    result = subprocess.run([*CLI, "launch", str(ROOT / "launch" / "hil_serial.yaml"), "--set",
+                             f"emulator.link={link}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "emulator.link" in result.stderr and "already exists" in result.stderr
+    assert os.readlink(link) == "/dev/null"
