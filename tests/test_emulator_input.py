@@ -329,6 +329,9 @@ def test_p11_the_tick_is_a_whole_number_of_microseconds():
     plant = MujocoPlant(TASK, seed=0, physics_dt=0.002)
     with pytest.raises(ConfigError, match="not a whole number of microseconds"):
         Emulator(plant, rate_hz=3000)
+    for rate in (0.5, 1000.5, math.nan, 0):
+        with pytest.raises(ConfigError, match="not a whole number in"):
+            Emulator(plant, rate_hz=rate)
     assert Emulator(plant, rate_hz=500).tick_us == 2000
 
 

@@ -87,10 +87,11 @@ class Emulator:
                  force: bool = False, faults: FaultConfig | None = None, speed: float = 1.0,
                  protocol_version: int = P.PROTOCOL_VERSION, seed: int = 0, freeze_until_enable: bool = True,
                  device_name: str | None = None, log: Callable[[str], None] | None = None) -> None:
-        if not (isinstance(rate_hz, (int, float)) and 0 < rate_hz <= 20000):
-            raise ConfigError(f"firmware rate: {rate_hz} Hz is not in (0, 20000]")
+        if not (isinstance(rate_hz, (int, float)) and 1 <= rate_hz <= 20000 and rate_hz == int(rate_hz)):
+            raise ConfigError(f"firmware rate: {rate_hz} Hz is not a whole number in [1, 20000] (INFO "
+                              f"carries it as a u16)")
         tick = 1e6 / rate_hz
-        if abs(tick - round(tick)) > 1e-9 * tick:
+        if 10 ** 6 % int(rate_hz):
             raise ConfigError(f"firmware rate {rate_hz:g} Hz: a tick of 10^6 / rate = {tick:g} µs is not a "
                               f"whole number of microseconds; choose a rate that divides 10^6 (e.g. 1000, "
                               f"500, 2000, 4000)")
