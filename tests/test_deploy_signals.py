@@ -52,14 +52,30 @@ def device(tmp_path_factory):
     process.wait(timeout=10)
 
 
-def wait_log(text: str, timeout: float = 60.0) -> str:
-    """The next emulator line containing `text` (AssertionError after `timeout` s)."""
+@pytest.fixture(autouse=True)
+def reset_device(request):
+    """Each test starts from a device just reset, whatever the one before left (e-stopped, enabled)."""
+    if "device" in request.fixturenames:
+        link = request.getfixturevalue("device")
+        with SerialLink(str(link)) as lk:
+            lk.hello()
+            lk.request(P.Reset())
+
+
+def wait_log(text: str, process: subprocess.Popen, timeout: float = 60.0) -> str:
+    """The next emulator line containing `text` (AssertionError after `timeout` s, or at once with the
+    deploy's output if it exited)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            line = EMULATOR_LOG.get(timeout=max(0.0, deadline - time.monotonic()))
+            line = EMULATOR_LOG.get(timeout=0.1)
         except queue.Empty:
-            raise AssertionError(f"the emulator never logged {text!r}") from None
+            if process.poll() is not None:
+                raise AssertionError(f"the deploy exited ({process.returncode}) before the emulator logged "
+                                     f"{text!r}: {process.communicate()}") from None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the emulator never logged {text!r}") from None
+            continue
         if text in line:
             return line
 
@@ -77,7 +93,7 @@ def start_deploy(link: Path, *args: str) -> subprocess.Popen:
     process = subprocess.Popen([*CLI, "deploy", BUNDLE, "--backend", "serial", "--port", str(link),
                                 "--duration", "30", "--json", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_log("ENABLE: motors on")
+    wait_log("ENABLE: motors on", process)
     time.sleep(1.0)  # some 25 control periods
     assert process.poll() is None, process.communicate()
     return process
