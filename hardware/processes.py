@@ -39,19 +39,22 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float, first: int = 
         process.wait()
 
 
-def _parent_death_signal(parent: int) -> Callable[[], None] | None:
-    """A `preexec_fn` that asks Linux to send SIGTERM to the child when its parent dies (prctl
-    PR_SET_PDEATHSIG), or None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
+def _child_setup(parent: int) -> Callable[[], None]:
+    """A `preexec_fn`: the child gets its own process group (a terminal's Ctrl-C reaches only the
+    launcher; `process_group=0` needs Python 3.11), and on Linux SIGTERM when its parent dies (prctl
+    PR_SET_PDEATHSIG)."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: the child only calls it
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: the child only calls it
 
     def preexec() -> None:
-        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before the line above: go now
-            os.kill(os.getpid(), signal.SIGTERM)
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the line above: go now
+                os.kill(os.getpid(), signal.SIGTERM)
 
     return preexec
 
@@ -91,8 +94,8 @@ class Supervisor:
     def start(self, name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None
               ) -> subprocess.Popen[bytes]:
         """Start `cmd` as a supervised child named `name` (in its own process group)."""
-        process = subprocess.Popen(list(cmd), env=None if env is None else dict(env), process_group=0,
-                                   preexec_fn=_parent_death_signal(os.getpid()))
+        process = subprocess.Popen(list(cmd), env=None if env is None else dict(env),
+                                   preexec_fn=_child_setup(os.getpid()))
         self.children.append((name, process))
         return process
 
