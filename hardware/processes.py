@@ -5,7 +5,9 @@ error, SIGINT or SIGTERM to the launcher) its `with` block stops every child it 
 started first (the deployment before the emulator, the policy node before the bridge), waits for
 each, and kills what is left; a signal to the launcher is forwarded as that signal. Children run in
 their own process group, so a Ctrl-C in the terminal reaches only the launcher, which stops them in
-order; on Linux each child also gets SIGTERM if the launcher dies without cleaning up (kill -9).
+order; on Linux each child also gets SIGTERM if the launcher dies without cleaning up (kill -9): all
+at once then, so a deployment may see its device vanish first (it reports the lost link), and the
+launcher's temporary folder stays.
 """
 
 from __future__ import annotations
