@@ -221,8 +221,9 @@ def kill_launch_and_check(cmd: list[str], tmp_path: Path, expect_children: int, 
 def test_sigterm_to_a_hil_launch_leaves_no_process_and_no_folder(tmp_path):
     out = kill_launch_and_check([*CLI, "launch", str(ROOT / "launch" / "hil_serial.yaml"), "--set",
                                  "deploy.duration=60"], tmp_path, expect_children=2, ready=3.0)
-    assert "stopped by SIGTERM" in out  # the deployment's report: it stopped cleanly
+    assert "stopped by SIGTERM" in out  # the deployment's report: it stopped cleanly ...
     assert "robot-rl emulate: stopped" in out
+    assert out.index("DISABLE: motors off") < out.index("robot-rl emulate: stopped")  # ... first
 
 
 @pytest.mark.ros2
@@ -239,3 +240,28 @@ def test_a_hil_launch_never_takes_an_existing_link_for_its_emulators(tmp_path):
                              f"emulator.link={link}"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "emulator.link" in result.stderr and "already exists" in result.stderr
     assert os.readlink(link) == "/dev/null"
+
+
+def test_a_stop_requested_while_configuring_never_enables_the_motors(tmp_path):
+    """A signal that arrives before activation (deploy: during HELLO/CONFIG) ends the run there."""
+    from emulator_host import EmulatorThread
+
+    from robot_rl.hardware.control_loop import ControlLoop
+    from robot_rl.hardware.serial_robot import SerialRobot
+    from robot_rl.policies import load
+
+    lines: list[str] = []
+    dev = EmulatorThread(str(tmp_path / "tty"), log=lines.append)
+    try:
+        policy = load(BUNDLE)
+        robot = SerialRobot(policy.spec, dev.link)
+        loop = ControlLoop(robot, policy)
+        loop.request_stop("SIGTERM")
+        stats = loop.run(duration=5.0, close=False)
+        assert stats.stop_reason == "SIGTERM" and stats.steps == 0
+        assert any(line.startswith("CONFIG") for line in lines)
+        assert not any(line.startswith("ENABLE") for line in lines)
+        again = loop.run(steps=3)  # the request ended that run only
+        assert again.stop_reason == "steps" and any(line.startswith("ENABLE") for line in lines)
+    finally:
+        dev.stop()
