@@ -52,6 +52,8 @@ class RawHost:
         self.serial.reset_input_buffer()
         self.decoder = P.FrameDecoder()
         self.seq = 0
+        self.backlog: list[P.Packet] = []
+        """Packets `answer` passed over (FAULTs, STATEs): `read` returns them first."""
 
     def close(self) -> None:
         self.serial.close()
@@ -69,7 +71,7 @@ class RawHost:
 
     def read(self, seconds: float) -> list[P.Packet]:
         """Every packet the device sent within `seconds`."""
-        out: list[P.Packet] = []
+        out, self.backlog = self.backlog, []
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             out += self.decoder.feed(self.serial.read(4096))
@@ -82,6 +84,7 @@ class RawHost:
             for packet in self.decoder.feed(self.serial.read(4096)):
                 if answers(packet, seq):
                     return packet
+                self.backlog.append(packet)
         return None
 
     def request(self, msg_type: int, payload: bytes = b"", **kwargs) -> P.Packet | None:
