@@ -69,7 +69,12 @@ def probe_ray(address: str, timeout_s: float = RAY_PROBE_TIMEOUT_S) -> None:
     try:
         result = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True,
                                 timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as err:
+        said = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
+        if "InvalidAuthToken" in said:
+            raise ClusterUnreachable(f"--address {address}: the Ray cluster refused this machine's "
+                                     f"authentication token; give it the cluster's token (RAY_AUTH_TOKEN or "
+                                     f"~/.ray/auth_token, Ray's token authentication)") from None
         raise ClusterUnreachable(f"--address {address}: something listens there, but no Ray cluster answered "
                                  f"within {timeout_s:.0f} s") from None
     if result.returncode != 0:
