@@ -94,7 +94,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
         return ray
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        # "local": a new instance even where `ray start` runs a cluster here (ray.init() would join that)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
         return ray
     if num_cpus is not None:
         raise ConfigError("--num-cpus applies to a local Ray instance only; a cluster has its own CPUs")
