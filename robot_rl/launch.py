@@ -19,7 +19,7 @@ import yaml
 
 from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
 from robot_rl.errors import ConfigError
-from robot_rl.sim.randomization import RandomizationConfig
+from robot_rl.sim.randomization import RandomizationConfig, check_randomization
 
 # algorithm name -> (module, config class, agent class, trainer "module:class"). Explicit: the error
 # lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`, `train() -> dict`
@@ -87,6 +87,9 @@ class EvalConfig:
     randomize: bool = False
     """Evaluate under the run's `randomize:` perturbations (drawn per episode from its seed) instead of
     the nominal model, so that keep_best keeps the checkpoint that is best across them: the robust one."""
+    video: bool = False
+    """Film the first episode of every evaluation (periodic and final) to videos/eval_step<STEP>.mp4 in
+    the run directory (480x480, H.264; needs a renderer: see the README's system packages)."""
 
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
@@ -196,6 +199,7 @@ def parse_train_config(data: dict[str, Any]) -> TrainConfig:
     config = from_dict(TrainConfig, data)
     algorithm = from_dict(algorithm_config_class(algo), section, algo)
     _check_task(config.task)
+    check_randomization(config.task, config.randomize)  # a term the task cannot take, named, now
     return dataclasses.replace(config, algorithm=algorithm)
 
 

@@ -226,6 +226,11 @@ class TaskSpec:
     """Simulator step in seconds; control_period is a whole number of them."""
     state_fields: Mapping[str, int]
     """Name -> size (elements, flattened) of every state field the observation reads."""
+    state_joints: tuple[str, ...] = ()
+    """The robot joints whose positions form `qpos` and velocities `qvel`, in that order: every joint
+    a driver must publish (a robot's JointState is matched to these by name), not only the commanded
+    ones. A free joint J is the entries `J:x J:y J:z J:qw J:qx J:qy J:qz`, a ball joint `J:qw .. J:qz`;
+    a `:qw` entry has no velocity (skipped in `qvel`). Empty: not named (older bundles)."""
     goal_fields: tuple[str, ...] = ()
     """The state fields that are a per-episode target the task draws (a position, a quaternion), not a
     measurement: a robot supplies them with its measured state. Goal terms read them."""
@@ -255,6 +260,7 @@ class TaskSpec:
                    f"state_fields.{key}", f"must be a positive integer size, got {size!r}")
             fields[key] = int(size)
         object.__setattr__(self, "state_fields", types.MappingProxyType(fields))
+        self._check_state_joints(fields)
 
         goals = _str_tuple(self.goal_fields, "goal_fields")
         for g in goals:
@@ -303,6 +309,19 @@ class TaskSpec:
                "control_period", f"{self.control_period} s is not a whole number of physics steps of "
                f"{self.physics_dt} s")
 
+    def _check_state_joints(self, fields: Mapping[str, int]) -> None:
+        joints = _str_tuple(self.state_joints, "state_joints")
+        object.__setattr__(self, "state_joints", joints)
+        if not joints:
+            return
+        _check(len(set(joints)) == len(joints), "state_joints", f"must be unique, got {list(joints)}")
+        counts = {"qpos": len(joints), "qvel": sum(not j.endswith(":qw") for j in joints)}
+        _check(any(f in fields for f in counts), "state_joints",
+               "name the joints of qpos/qvel; this spec reads neither")
+        for field, count in counts.items():
+            _check(field not in fields or fields[field] == count, "state_joints",
+                   f"give {count} {field} entries, state_fields.{field} has {fields.get(field)}")
+
     # ---- derived
     @property
     def obs_dim(self) -> int:
@@ -330,9 +349,10 @@ class TaskSpec:
 
     # ---- plain form (manifest.json)
     def to_dict(self) -> dict[str, Any]:
-        """A plain, strict-JSON-able dict; `TaskSpec.from_dict(spec.to_dict()) == spec`."""
+        """A plain, strict-JSON-able dict; `TaskSpec.from_dict(spec.to_dict()) == spec`
+        (`state_joints` only where named)."""
         a = self.action
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "joint_names": list(self.joint_names),
             "observation": [_term_to_dict(t) for t in self.observation],
@@ -346,13 +366,17 @@ class TaskSpec:
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
         }
+        if self.state_joints:
+            out["state_joints"] = list(self.state_joints)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
         """Rebuild a spec from `to_dict`'s form; errors name the bad field (e.g. `observation[2].scale`)."""
         required = ("name", "joint_names", "observation", "action", "joint_limits", "control_period",
                     "physics_dt", "state_fields")
-        d = _fields(data, "task spec", required, optional=("goal_fields", "obs_dim", "act_dim"))
+        optional = ("goal_fields", "obs_dim", "act_dim", "state_joints")
+        d = _fields(data, "task spec", required, optional=optional)
         terms = _as_sequence(d["observation"], "observation")
         obs = [_term_from_dict(t, f"observation[{i}]") for i, t in enumerate(terms)]
         a = _fields(d["action"], "action", ("kind", "low", "high", "scale", "offset"))
@@ -363,7 +387,8 @@ class TaskSpec:
                   enumerate(_as_sequence(d["joint_limits"], "joint_limits"))]
         spec = cls(name=d["name"], joint_names=d["joint_names"], observation=tuple(obs), action=action,
                    joint_limits=tuple(limits), control_period=d["control_period"], physics_dt=d["physics_dt"],
-                   state_fields=d["state_fields"], goal_fields=tuple(d.get("goal_fields", ())))
+                   state_fields=d["state_fields"], state_joints=d.get("state_joints", ()),
+                   goal_fields=tuple(d.get("goal_fields", ())))
         for key in ("obs_dim", "act_dim"):
             if key in d:
                 _check(d[key] == getattr(spec, key), key,

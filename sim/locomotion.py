@@ -21,6 +21,7 @@ import numpy as np
 from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec, action_to_robot
 
 from .engine.task import FIELD_SIZES, joint_actions
+from .randomization import Randomizer
 from .spec_env import SpecEnv
 
 _FIELD_SIZES = FIELD_SIZES  # mjData arrays a task's observation may read, with their size per model
@@ -171,20 +172,30 @@ class LocomotionEnv(SpecEnv):
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.task_spec.act_dim,), np.float32, seed=seed)
         self._goals = GOALS.get(task_id, {})
         self._fields = tuple(f for f in self.task_spec.state_fields if f not in self._goals)
-        self._delay_range = (0, 0)
+        self.randomizer: Randomizer | None = None
+        """Domain randomization (`use_randomizer`), or None: the nominal model."""
+        self.randomization: dict[str, Any] = {}
+        """This episode's draws (also the reset's `info["randomization"]`)."""
         self.actuation_delay_steps = 0
         """Physics steps at the start of each env step during which the previous command still acts."""
         self._held_ctrl = np.zeros(self.simulator.model.nu)
         self._simulate: Callable[[np.ndarray, int], None] | None = None  # the nominal do_simulation
         self._setup(seed)
 
-    def set_actuation_delay_range(self, low_steps: int, high_steps: int) -> None:
-        """Domain randomization (sim/randomization.py): each episode draws its actuation delay, in
-        physics steps, uniformly from [low_steps, high_steps] (at most the steps of one control period)."""
-        if not 0 <= low_steps <= high_steps <= self.simulator.frame_skip:
-            raise ValueError(f"actuation delay of [{low_steps}, {high_steps}] physics steps: must lie in "
-                             f"[0, {self.simulator.frame_skip}] (one control period) with low <= high")
-        self._delay_range = (int(low_steps), int(high_steps))
+    @property
+    def model(self) -> Any:
+        """This world's `mujoco.MjModel` (the one the randomizer writes)."""
+        return self.simulator.model
+
+    @property
+    def data(self) -> Any:
+        """This world's `mujoco.MjData`."""
+        return self.simulator.data
+
+    def use_randomizer(self, randomizer: Randomizer) -> None:
+        """Randomize every later episode (sim/randomization): model terms and reset noise at each reset,
+        from Gymnasium's seeded generator of this env; action and observation noise each step."""
+        self.randomizer = randomizer
         if self._simulate is None:  # only a randomized env pays for the delayed stepping
             self._simulate = self.simulator.do_simulation
             self.simulator.do_simulation = self._delayed_simulation  # Gymnasium's step calls it
@@ -197,10 +208,24 @@ class LocomotionEnv(SpecEnv):
             self._simulate(ctrl, n_frames - delay)
         self._held_ctrl = np.array(ctrl, dtype=np.float64)
 
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = super().reset(seed=seed, options=options)
+        if self.randomizer is None:
+            return obs, info
+        info["randomization"] = self.randomization
+        return self._noisy(obs), info
+
     def _after_reset(self, first: Any) -> None:
         self._held_ctrl = np.zeros(self.simulator.model.nu)  # actuators start unpowered
-        low, high = self._delay_range
-        self.actuation_delay_steps = int(self.np_random.integers(low, high + 1)) if high else 0
+        if self.randomizer is not None:  # after the task's reset state, before the first observation
+            self.randomization = self.randomizer.reset_world(self.model, self.data, self.simulator.np_random)
+            self.actuation_delay_steps = self.randomization["actuation_delay_steps"]
+            mujoco.mj_forward(self.model, self.data)
+
+    def _noisy(self, obs: np.ndarray) -> np.ndarray:
+        assert self.randomizer is not None
+        return self.randomizer.perturb_observations(obs[None], self.simulator.np_random)[0]
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """Copies of the mjData arrays the observation reads, flattened (name -> `(size,)`)."""
@@ -211,6 +236,9 @@ class LocomotionEnv(SpecEnv):
         return state
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.randomizer is not None:
+            action = self.randomizer.perturb_actions(
+                np.asarray(action, dtype=np.float64)[None], self.simulator.np_random)[0]
         ctrl = action_to_robot(self.task_spec, action)
         counts = self.simulator.data.warning.number  # a view of mjData's warning counters
         before = counts[_FAILURE_WARNINGS]
@@ -222,4 +250,6 @@ class LocomotionEnv(SpecEnv):
             terminated = True
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
             reward = 0.0  # computed across MuJoCo's own reset of the state: meaningless
+        if self.randomizer is not None:
+            obs = self._noisy(obs)
         return obs, float(reward), bool(terminated), bool(truncated), info
