@@ -190,12 +190,12 @@ def test_joint_map_and_backend_options():
 
 def test_bridge_joint_state_layout_of_a_free_joint_model():
     pytest.importorskip("mujoco")
-    from robot_rl.hardware.ros2_sim_bridge import joint_state_layout
+    from robot_rl.sim.joint_naming import joint_layout
 
     robot = MujocoRobot("Ant-v5", realtime=False)
     robot.configure()
     try:
-        names, qpos, qvel, free = joint_state_layout(robot._model)
+        names, qpos, qvel, free = joint_layout(robot._model)
         assert names[:7] == ["root:x", "root:y", "root:z", "root:qw", "root:qx", "root:qy", "root:qz"]
         assert qpos.tolist() == list(range(robot._model.nq)) and free == (0, 0)
         assert qvel[:7].tolist() == [0, 1, 2, -1, 3, 4, 5] and (qvel[qvel >= 0] == np.arange(14)).all()
