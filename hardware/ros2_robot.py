@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import array
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -345,7 +346,8 @@ class Ros2Robot(Robot):
         self._returned_arrival: float | None = None  # and when it arrived
         self._watchdog: Any = None
         self._imu: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-        self._cond = threading.Condition()
+        self._cond = threading.RLock()  # the newest state, its arrival, and what is published
+        self._arrivals: queue.SimpleQueue[int] = queue.SimpleQueue()  # wakes a standalone read_state
         self._entities: list[Any] = []
         self._publisher: Any = None
         self._context: Any = None
@@ -407,8 +409,7 @@ class Ros2Robot(Robot):
             self._watchdog = node.create_timer(watchdog_period(self.stale_timeout, self.period),
                                                self._on_watchdog)
         if self.standalone:  # like a device that must answer its configuration: wait for its stream
-            with self._cond:
-                self._cond.wait_for(lambda: self._latest is not None, timeout=self.connect_timeout)
+            self._wait_for(lambda: self._latest is not None, self.connect_timeout)
             if self._latest is None:
                 self._fresh_state()  # raises, saying what arrived (nothing, or why it was rejected)
 
@@ -447,10 +448,26 @@ class Ros2Robot(Robot):
         return state
 
     def _read_state(self) -> RobotState:
+        if self.standalone:
+            self._wait_for(self._newer, 0.5 * self.period)
         with self._cond:
-            if self.standalone:
-                self._cond.wait_for(self._newer, timeout=0.5 * self.period)
             return self._returned_state()
+
+    def _wait_for(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Wait up to `timeout` seconds until `ready()`, woken by each arrival. Not a Condition's wait:
+        a Ctrl-C landing in one can leave its lock released under the `with` (a RuntimeError instead
+        of the KeyboardInterrupt, seen under `robot-rl deploy`); a queue's get is cleanly interrupted."""
+        end = time.monotonic() + timeout
+        while not self._arrivals.empty():  # wake-ups already seen by `ready`: at most one per state
+            self._arrivals.get_nowait()
+        while not ready():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self._arrivals.get(timeout=remaining)
+            except queue.Empty:
+                return
 
     def _returned_state(self) -> RobotState:
         state = self._fresh_state()
@@ -561,7 +578,8 @@ class Ros2Robot(Robot):
         with self._cond:
             self._arrival = self.clock()
             self._latest = state
-            self._cond.notify_all()
+        if self.standalone:
+            self._arrivals.put(state.sequence)
         if self._watchdog is not None:
             self._watchdog.reset()  # fires `watchdog_period` after this arrival unless another comes
         if self.on_state is not None:

@@ -868,3 +868,140 @@ def test_observation_joints_found_by_name_in_any_order_extra_ignored_missing_ref
     text = partial.log.read_text()
     assert "refusing to activate" in text and "no joint named hinge" in text
     assert "a driver must publish ['slider', 'hinge']" in text
+
+
+# ---------------------------------------------------------------- the ros2 backend under `robot-rl deploy`
+
+
+def deploy(start, ns: str, *ros_args: str) -> subprocess.Popen:
+    """`robot-rl deploy` of the pendulum bundle with `--backend ros2` in namespace `ns`, no rate limit,
+    a JSON report, for a minute or until `deploy_report` stops it."""
+    return start(["-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2", "--duration", "60", "--json",
+                  "--max-delta", "inf", "--ros-args", "-r", f"__ns:=/{ns}", *ros_args], f"deploy_{ns}")
+
+
+def deploy_report(p: subprocess.Popen) -> dict:
+    """Stop a deploy with Ctrl-C and read its JSON report."""
+    p.send_signal(signal.SIGINT)
+    assert p.wait(15) == 0, p.log.read_text()
+    lines = [x for x in p.log.read_text().splitlines() if x.startswith('{"task"')]
+    assert lines, p.log.read_text()
+    return json.loads(lines[-1])
+
+
+@needs_rclpy
+@pytest.mark.ros2
+@pytest.mark.parametrize("rate", [20.0, 25.0, 50.0, 100.0], ids=["below", "at", "above", "twice_above"])
+def test_deploy_ros2_safe_command_within_two_periods_of_the_last_state_at_any_driver_rate(ros, procs, rate):
+    """`robot-rl deploy --backend ros2` follows the policy node's rule: a driver below, at or above the
+    pendulum bundle's 25 Hz stops right after the loop's tick read a state (the worst phase for a loop
+    that ticks on its own clock: the last state is first seen a period later); no policy command comes
+    from a state older than the stale timeout (1.5 periods from its arrival), the safe command follows
+    the last state within two control periods and holds, repeated while the state stays stale."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    period, stale = 0.04, 0.06  # the bundle's control period; the backend's default stale timeout
+    steady, last = _pendulum_act(0.0, -0.01), _pendulum_act(0.0, -0.005)
+    assert min(abs(steady), abs(last), abs(steady - last)) > 0.1  # the two poses and the safe 0 differ
+    ns = f"deploy{int(rate)}"
+    commands = ros.record(Float64MultiArray, f"/{ns}/commands")
+    p = deploy(procs, ns)
+    pub = ros.node.create_publisher(JointState, f"/{ns}/joint_states", state_qos(None))
+    dt = 1.0 / rate
+
+    def count() -> int:
+        with ros.lock:
+            return len(commands)
+
+    t = time.monotonic()
+    deadline = t + 30
+    while count() < 10 and t < deadline and p.poll() is None:  # until the loop runs and answers
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t += dt
+        time.sleep(max(0.0, t - time.monotonic()))
+    assert count() >= 10, f"the deploy never answered: {p.log.read_text()}"
+    for _ in range(int(rate)):  # a second of the steady stream
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t += dt
+        time.sleep(max(0.0, t - time.monotonic()))
+    while time.monotonic() < deadline:  # the stream goes on until a tick has just read its newest state
+        n = count()
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t = time.monotonic() + dt
+        while count() == n and time.monotonic() < t:
+            time.sleep(0.0002)
+        if count() > n:
+            break
+    t_last = time.monotonic()
+    pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.005]))
+    time.sleep(0.5)
+    with ros.lock:
+        after = [(t - t_last, m.data[0]) for t, m in commands if t > t_last]
+    report = deploy_report(p)
+    safe = [dt_ for dt_, c in after if c == 0.0]
+    acted = [(dt_, c) for dt_, c in after if c != 0.0]
+    print(f"{rate:g} Hz driver under deploy: the first safe command "
+          f"{1e3 * safe[0] if safe else math.nan:.1f} ms after the last state; policy commands after it: "
+          f"{[(round(1e3 * d, 1), round(c, 4)) for d, c in acted]}; device {report.get('device')}")
+    assert safe, f"no safe command after the stream stopped: {after}"
+    assert safe[0] <= 2 * period, f"the safe command came {1e3 * safe[0]:.1f} ms after the last state"
+    assert all(dt_ <= stale for dt_, _ in acted), f"a policy command from a stale state: {acted}"
+    assert all(c == 0.0 for dt_, c in after if dt_ >= safe[0]), after  # the safe command holds
+    assert len(safe) >= 3  # and is repeated while the state stays stale
+    assert all(c in (pytest.approx(last), pytest.approx(steady)) for _, c in acted), acted
+    assert report["stop_reason"] == "interrupted" and report["safety"]["interventions"]["stale"] >= 3
+    assert report["device"]["stale_timeout"] == pytest.approx(stale)
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_deploy_ros2_finds_observation_joints_by_name_and_refuses_a_driver_without_them(ros, procs):
+    """Under `robot-rl deploy --backend ros2` the same pose as [slider, hinge], [hinge, slider] and with
+    an extra joint gives the same command (the decoder the node uses, by the bundle's state_joints); a
+    driver that never publishes the pole's joint is refused before anything is sent, naming the joints."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    expected = _pendulum_act(0.05, -0.02)
+    assert abs(expected - _pendulum_act(-0.02, 0.05)) > 0.5  # a read in message order would show
+    commands = ros.record(Float64MultiArray, "/dnames/commands")
+    missing_commands = ros.record(Float64MultiArray, "/dmissing/commands")
+    p = deploy(procs, "dnames")
+    missing = deploy(procs, "dmissing")
+    pub = ros.node.create_publisher(JointState, "/dnames/joint_states", state_qos(None))
+    pub_missing = ros.node.create_publisher(JointState, "/dmissing/joint_states", state_qos(None))
+    layouts = {"policy order": (["slider", "hinge"], [0.05, -0.02]),
+               "swapped": (["hinge", "slider"], [-0.02, 0.05]),
+               "extra joint": (["gripper", "hinge", "slider"], [9.0, -0.02, 0.05])}
+
+    def stream(names: list[str], positions: list[float], seconds: float) -> list[float]:
+        with ros.lock:
+            n = len(commands)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub.publish(_joint_state(ros, names, positions))
+            pub_missing.publish(_joint_state(ros, ["slider"], [0.05]))
+            time.sleep(0.02)
+        with ros.lock:
+            return [m.data[0] for _, m in commands[n:]]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(stream(*layouts["policy order"], 0.2)) < 3:
+        pass  # until the loop runs
+    answers = {name: stream(names, positions, 0.6) for name, (names, positions) in layouts.items()}
+    for name, got in answers.items():
+        acted = [c for c in got if c != 0.0]  # (a safe command, should the load delay a state)
+        assert len(acted) >= 5 and acted == [pytest.approx(expected)] * len(acted), (name, got)
+    report = deploy_report(p)
+    assert report["device"]["states_rejected"] == {"length": 0, "non_finite": 0, "names": 0}
+    while missing.poll() is None and time.monotonic() < deadline + 15:
+        pub_missing.publish(_joint_state(ros, ["slider"], [0.05]))
+        time.sleep(0.02)
+    assert missing.wait(5) == 2 and not missing_commands  # refused before anything was sent
+    text = missing.log.read_text()
+    assert "no joint named hinge" in text and "a driver must publish ['slider', 'hinge']" in text, text
