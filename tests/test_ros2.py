@@ -1005,3 +1005,57 @@ def test_deploy_ros2_finds_observation_joints_by_name_and_refuses_a_driver_witho
     assert missing.wait(5) == 2 and not missing_commands  # refused before anything was sent
     text = missing.log.read_text()
     assert "no joint named hinge" in text and "a driver must publish ['slider', 'hinge']" in text, text
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_a_freshly_exported_bundle_runs_on_the_node_with_a_shuffled_joint_state(ros, procs, tmp_path):
+    """`robot-rl train` (2048 steps) + `robot-rl export` of Hopper: the bundle names the joints the sim
+    bridge publishes, and the policy node activates on a JointState that carries them shuffled with an
+    extra joint, answering as the policy answers the true state (the node ticks at 25 Hz here)."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.cli import main
+    from robot_rl.hardware.ros2_robot import state_qos
+    from robot_rl.sim.joint_naming import joint_layout
+
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    train = ["train", str(ROOT / "launch" / "hopper_ppo.yaml"), "--set", "total_steps=2048", "--set",
+             "log.progress_bar=false", "--set", "log.plot=false", "--set", "log.tensorboard=false",
+             "--set", "eval.episodes=1", "--out", str(run)]
+    assert main(train) == 0
+    assert main(["export", str(run), "--out", str(bundle), "--episodes", "0", "--no-onnx"]) == 0
+    policy = load(str(bundle))
+    robot = MujocoRobot("Hopper-v5", realtime=False)
+    robot.configure()
+    try:
+        names = joint_layout(robot._model)[0]
+    finally:
+        robot.close()
+    assert list(policy.spec.state_joints) == names
+    qpos = np.array([0.1, 1.2, 0.05, -0.3, -0.4, 0.2])
+    qvel = np.array([0.5, -0.1, 0.3, 1.0, -2.0, 0.7])
+    expected = policy.act({"qpos": qpos, "qvel": qvel})
+    in_order = policy.act({"qpos": qpos[::-1].copy(), "qvel": qvel[::-1].copy()})
+    assert np.abs(expected - in_order).max() > 1e-3  # a read in message order would show
+    order = [4, 0, 5, 2, 1, 3]  # shuffled, and a joint the bundle does not read in the middle
+    msg_names = [names[i] for i in order[:3]] + ["gripper"] + [names[i] for i in order[3:]]
+    msg_pos = [*qpos[order[:3]], 9.0, *qpos[order[3:]]]
+    msg_vel = [*qvel[order[:3]], -9.0, *qvel[order[3:]]]
+    commands = ros.record(Float64MultiArray, "/fresh/commands")
+    policy_node(procs, "fresh", str(bundle), max_delta=".inf", period=0.04)
+    pub = ros.node.create_publisher(JointState, "/fresh/joint_states", state_qos(None))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = JointState(name=msg_names, position=msg_pos, velocity=msg_vel)
+        msg.header.stamp = ros.node.get_clock().now().to_msg()
+        pub.publish(msg)
+        time.sleep(0.04)
+        with ros.lock:
+            acted = [np.array(m.data) for _, m in commands if any(m.data)]
+        if len(acted) >= 10:
+            break
+    assert len(acted) >= 10, "the node never answered the shuffled JointState"
+    for command in acted:
+        np.testing.assert_allclose(command, expected, rtol=1e-9, atol=1e-12)
