@@ -644,7 +644,14 @@ def test_standalone_ros2_robot_reads_joint_state_and_imu_and_publishes_commands(
 @needs_rclpy
 @pytest.mark.ros2
 def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
+    from sensor_msgs.msg import JointState
+
+    states = ros.record(JointState, "/joint_states")
     bridge(procs, "", PENDULUM, seed=0)
+    deadline = time.monotonic() + 30
+    while len(states) < 25 and time.monotonic() < deadline:
+        time.sleep(0.05)  # a second of its stream first: a starting bridge has gaps longer than the stale
+        # timeout (1.5 periods from a state's arrival), which the deploy rightly answers with the safe action
     out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
                           "--duration", "1.0", "--json"], env=ENV, cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
