@@ -21,6 +21,7 @@ import numpy as np
 from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec, action_to_robot
 
 from .engine.task import FIELD_SIZES, joint_actions
+from .joint_naming import spec_state_joints
 from .randomization import Randomizer
 from .spec_env import SpecEnv
 
@@ -144,6 +145,7 @@ def locomotion_spec(task_id: str, model: Any, frame_skip: int) -> TaskSpec:
         control_period=float(model.opt.timestep) * frame_skip,
         physics_dt=float(model.opt.timestep),
         state_fields=fields,
+        state_joints=spec_state_joints(model, fields),
         goal_fields=tuple(goals),
     )
 
