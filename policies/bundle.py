@@ -412,8 +412,10 @@ def write_bundle(out: str | Path, *, spec: TaskSpec, kind: str,
     replaced only with `force`.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise BundleError(f"{out} already exists; choose another --out or pass --force to replace it")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise BundleError(f"{out} already exists; choose another --out or pass --force to replace it")
+        _check_replaceable(out)
     blobs = {WEIGHTS: weights_npz(layers)}
     if onnx is None or onnx:
         from robot_rl.policies.runtime_onnx import onnx_available, onnx_model_bytes
@@ -440,6 +442,24 @@ def write_bundle(out: str | Path, *, spec: TaskSpec, kind: str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return read_bundle(out)
+
+
+def _check_replaceable(out: Path) -> None:
+    """`--force` replaces a bundle and nothing else: a folder holding anything but a manifest and the
+    files a bundle may hold (a run directory, a user's documents) or a file is refused, not deleted."""
+    if out.is_symlink() or not out.is_dir():
+        raise BundleError(f"{out} is a {'link' if out.is_symlink() else 'file'}, not a policy bundle; "
+                          f"--force replaces only a bundle folder: choose another --out")
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return  # an empty folder holds nothing to lose
+    others = [n for n in names if n not in (MANIFEST, *KNOWN_FILES)]
+    if MANIFEST not in names or others or any((out / n).is_symlink() or not (out / n).is_file()
+                                              for n in names):
+        what = f"holds {others[0]!r}" if others else "is not a policy bundle (no manifest.json)" \
+            if MANIFEST not in names else "holds something that is not a plain file"
+        raise BundleError(f"{out} {what}; --force replaces only a policy bundle, never a folder with "
+                          f"anything else: choose another --out")
 
 
 def update_provenance(path: str | Path, **fields: Any) -> Bundle:

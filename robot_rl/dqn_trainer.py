@@ -37,6 +37,7 @@ from robot_rl.launch import TrainConfig, config_to_yaml_dict
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
 from robot_rl.run_base import TrainerBase
+from robot_rl.run_dir import make_run_dir
 from robot_rl.run_log import RunLog
 
 
@@ -65,7 +66,7 @@ class DQNTrainer(TrainerBase):
         self.config = config
         cfg = config.algorithm
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.run_dir)
         torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
@@ -107,7 +108,7 @@ class DQNTrainer(TrainerBase):
             self.replay.load_state_dict(from_checkpoint_state(state["replay"]))
 
     # ------------------------------------------------------------------ the loop
-    def train(self, callback: Callable[[DQNTrainer], bool] | None = None) -> dict[str, Any]:
+    def _train(self, callback: Callable[[DQNTrainer], bool] | None = None) -> dict[str, Any]:
         """Train to `total_steps`; `callback(trainer)` after every iteration may stop early (True)."""
         cfg = self.config
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from robot_rl import strict_yaml
 from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
 from robot_rl.errors import ConfigError
 from robot_rl.sim.randomization import RandomizationConfig
@@ -197,10 +196,7 @@ def read_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"launch file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    data = strict_yaml.read(path)  # bounded: no aliases, duplicate keys, non-UTF-8 or huge files
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a launch file must be a mapping of keys to values")
     return apply_overrides(data, overrides)
@@ -220,8 +216,10 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     if not config_file.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
     try:
-        return parse_train_config(yaml.safe_load(config_file.read_text()))
+        return parse_train_config(strict_yaml.read(config_file))
     except ConfigError as err:
+        if str(err).startswith(str(config_file)):
+            raise
         raise ConfigError(f"{config_file}: {err}") from None
 
 

@@ -19,16 +19,19 @@ from typing import Any
 import numpy as np
 
 from robot_rl.checkpoint import (
+    CHECKPOINT_DIR,
     atomic_write_text,
     from_checkpoint_state,
-    load_latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
     save_best_checkpoint,
     save_checkpoint,
     to_checkpoint_state,
 )
-from robot_rl.errors import RobotRLError
+from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import config_to_yaml_dict, read_run_config
+from robot_rl.run_dir import RunLock, clear_unfinished_run
 from robot_rl.run_log import RunLog, truncate_progress
 
 
@@ -44,16 +47,90 @@ class TrainerBase:
     best_eval: float | None = None
     """The best periodic evaluation's mean return so far (checkpoints/best.pt holds its state)."""
 
+    _lock: RunLock | None = None
+
     @classmethod
-    def resume(cls, run_dir: str | Path) -> Any:
-        """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
+    def resume(cls, run_dir: str | Path, config: Any = None) -> Any:
+        """Rebuild a run from its config (config.yaml unless given) and continue from its newest
+        checkpoint that loads *and fits the network*: a truncated checkpoint, or one of another network
+        copied in, falls back to the one before, saying so."""
         run_dir = Path(run_dir)
-        trainer = cls(read_run_config(run_dir), run_dir)  # type: ignore[call-arg]
-        state, path = load_latest_checkpoint(run_dir)
-        trainer.load_state(state)
-        truncate_progress(run_dir, trainer.step)
+        if config is None:
+            config, _ = read_resume_config(run_dir)
+        lock = RunLock(run_dir)
+        lock.acquire()  # before anything is read for writing: a second writer is refused here
+        try:
+            trainer, path, skipped = cls._newest_fitting(config, run_dir)
+            trainer._lock = lock
+            truncate_progress(run_dir, trainer.step)
+        except BaseException:
+            lock.release()
+            raise
+        for reason in skipped:
+            print(f"skipped {reason}")
         print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
         return trainer
+
+    @classmethod
+    def _newest_fitting(cls, config: Any, run_dir: Path) -> tuple[Any, Path, list[str]]:
+        checkpoints = list_checkpoints(run_dir)
+        if not checkpoints:
+            raise RobotRLError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINT_DIR}")
+        skipped: list[str] = []
+        trainer = None
+        for _, path in reversed(checkpoints):
+            try:
+                state = load_checkpoint(path)
+            except RobotRLError as err:
+                skipped.append(str(err))
+                continue
+            if trainer is None:
+                trainer = cls(config, run_dir)  # type: ignore[call-arg]
+            try:
+                trainer.load_state(state)
+            except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+                skipped.append(f"checkpoint {path}: it does not fit this run's network "
+                               f"({load_error_summary(err)})")
+                trainer.close()  # partly loaded: the next try starts from a fresh trainer
+                trainer = None
+                continue
+            return trainer, path, skipped
+        raise RobotRLError(f"{run_dir}: no checkpoint that loads and fits the run ({'; '.join(skipped)})")
+
+    def close(self) -> None:
+        """Release what a trainer holds that is not garbage-collected promptly (its environments)."""
+        envs = getattr(self, "envs", None)
+        if envs is not None:
+            envs.close()
+
+    def train(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Train to total_steps (see the subclass's `_train`), holding the run directory's lock: a
+        second process writing the same folder is refused, not mixed in. A new run first clears
+        what a run killed before its first checkpoint left there."""
+        if self._lock is None:
+            self._lock = RunLock(self.run_dir)
+            self._lock.acquire()
+            try:
+                if self.step == 0:
+                    removed = clear_unfinished_run(self.run_dir)
+                    if removed:
+                        print(f"{self.run_dir}: removed {', '.join(removed)} of a run killed before its "
+                              f"first checkpoint")
+            except BaseException:
+                self._release_lock()
+                raise
+        try:
+            return self._train(*args, **kwargs)
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _train(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise NotImplementedError
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds: tensors, numbers, strings, lists, dicts (weights_only loading)."""
@@ -121,10 +198,12 @@ class TrainerBase:
         bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
         if bad or not self.agent.parameters_finite():
             what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
+            saved = list_checkpoints(self.run_dir)
+            kept = (f"the last good checkpoint {saved[-1][1]} (step {saved[-1][0]}) is intact" if saved
+                    else "no checkpoint was written before it (log.checkpoint_every_steps = "
+                         f"{self.config.log.checkpoint_every_steps}), so the run cannot be resumed")
             raise TrainingDiverged(f"training diverged at step {self.step} "
-                                   f"({unit} {self.agent.updates_done}): "
-                                   f"{what} is not finite; the last good checkpoint in "
-                                   f"{self.run_dir / 'checkpoints'} is intact")
+                                   f"({unit} {self.agent.updates_done}): {what} is not finite; {kept}")
 
     def _base_row(self, start: float, start_step: int) -> dict[str, Any]:
         """The progress columns every trainer writes (RunLog's PROGRESS_FIELDS)."""
@@ -167,3 +246,36 @@ class TrainerBase:
         log.scalar("eval/mean_return", result["mean_return"], self.step)
         log.finish()
         return result
+
+
+def load_error_summary(err: BaseException) -> str:
+    """The first informative line of a `load_state_dict` error (torch lists every mismatch, one per
+    line, under a header): e.g. "size mismatch for net.0.weight: ... [64, 11] ... [64, 4]"."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = [line for line in lines if not line.startswith("Error(s) in loading")]
+    text = (detail or lines or [type(err).__name__])[0]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def read_resume_config(run_dir: str | Path) -> tuple[Any, str | None]:
+    """The config to resume `run_dir` with: its config.yaml, or, if that is damaged, the config saved
+    in its newest readable checkpoint (with a note saying so; train() rewrites config.yaml)."""
+    from robot_rl.launch import parse_train_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() and not list_checkpoints(run_dir):
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    try:
+        return read_run_config(run_dir), None
+    except ConfigError as err:
+        damage = str(err)
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            saved = load_checkpoint(path).get("config")
+            config = parse_train_config(saved)
+        except (RobotRLError, AttributeError):
+            continue
+        note = f"{damage}; resuming with the config saved in {path}"
+        print(note)
+        return config, note
+    raise ConfigError(f"{damage}; and no checkpoint holds a readable config, so the run cannot resume")

@@ -32,11 +32,12 @@ from robot_rl.checkpoint import (
     from_checkpoint_state,
     load_run_checkpoint,
 )
-from robot_rl.errors import ConfigError
+from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
-from robot_rl.run_base import TrainerBase
+from robot_rl.run_base import TrainerBase, load_error_summary
+from robot_rl.run_dir import make_run_dir
 from robot_rl.run_log import RunLog
 
 
@@ -55,7 +56,7 @@ class Trainer(TrainerBase):
                               f"use algo: dqn")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization, randomize=config.randomize)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.run_dir)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm
         steps_per_update = algo_cfg.num_steps * config.num_envs
@@ -77,7 +78,7 @@ class Trainer(TrainerBase):
         self.episode_lengths: deque[int] = deque(maxlen=20)
 
     # ------------------------------------------------------------------ the loop
-    def train(self) -> dict[str, Any]:
+    def _train(self) -> dict[str, Any]:
         cfg = self.config
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", resolved)
@@ -174,8 +175,14 @@ def load_run_policy(run_dir: str | Path, checkpoint: str = "latest"
     Works for every algorithm: the run's trainer class rebuilds its policy from the checkpoint.
     """
     config = read_run_config(run_dir)
-    state, _ = load_run_checkpoint(run_dir, checkpoint)
-    return config, trainer_class(config.algo).policy_from_checkpoint(config, state), state
+    state, path = load_run_checkpoint(run_dir, checkpoint)
+    try:
+        policy = trainer_class(config.algo).policy_from_checkpoint(config, state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        raise RobotRLError(f"checkpoint {path} does not fit the run {run_dir} ({config.algo} on "
+                           f"{config.task}, policy.hidden {list(config.policy.hidden)}): "
+                           f"{load_error_summary(err)}; it was saved by another network") from None
+    return config, policy, state
 
 
 def make_policy_fn(agent: OnPolicyAgent, normalizer: ObservationNormalizer | None):
