@@ -36,7 +36,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.launch import TrainConfig, config_to_yaml_dict
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
-from robot_rl.run_base import TrainerBase
+from robot_rl.run_base import TrainerBase, check_memory
 from robot_rl.run_dir import make_run_dir
 from robot_rl.run_log import RunLog
 
@@ -65,6 +65,9 @@ class DQNTrainer(TrainerBase):
         self.spec = check_discrete_task(config)
         self.config = config
         cfg = config.algorithm
+        item = 1 if cfg.network == "nature_cnn" else 4
+        check_memory(cfg.buffer_size * (2 * self.spec.obs_dim * item + 14), "dqn.buffer_size",
+                     "replay buffer")
         self.run_dir = Path(run_dir)
         make_run_dir(self.run_dir)
         torch.set_num_threads(config.torch_threads)

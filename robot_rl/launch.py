@@ -33,6 +33,19 @@ ALGORITHMS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# Upper bounds on sizes, checked before anything is allocated (a typo must not take the machine down).
+MAX_WIDTH = 4096
+"""Widest hidden layer: a 4096×4096 float32 layer is 64 MiB, ×3 with Adam's moments."""
+MAX_LAYERS = 16
+"""Most hidden layers of one network."""
+MAX_THREADS = 256
+"""Most torch threads (100 000 segfaulted torch, 5 000 hung it)."""
+MAX_ENVS = 4096
+"""Most sub-environments of one vector env."""
+MAX_SEED = 2**64 - 1
+"""Largest seed (the run's, eval.seed): 64 bits, what torch.manual_seed takes."""
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     """Actor and critic networks."""
@@ -51,8 +64,10 @@ class PolicyConfig:
     false keeps torch's default initialisation, as the RL Zoo's tuned MuJoCo PPO settings do."""
 
     def __post_init__(self) -> None:
-        check(all(h > 0 for h in self.hidden), "policy.hidden", "layer widths must be positive")
-        check(all(h > 0 for h in self.critic_hidden), "policy.critic_hidden", "widths must be positive")
+        for key, widths in (("policy.hidden", self.hidden), ("policy.critic_hidden", self.critic_hidden)):
+            check(all(0 < h <= MAX_WIDTH for h in widths), key,
+                  f"layer widths must be in [1, {MAX_WIDTH}], got {list(widths)}")
+            check(len(widths) <= MAX_LAYERS, key, f"at most {MAX_LAYERS} hidden layers, got {len(widths)}")
         check(-20.0 <= self.log_std_init <= 2.0, "policy.log_std_init",
               f"must be a number in [-20, 2] (a standard deviation of e^-20 to e^2), got {self.log_std_init}")
 
@@ -90,7 +105,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
         check(self.every_steps >= 0, "eval.every_steps", "must be >= 0")
-        check(self.seed >= 0, "eval.seed", "must be >= 0 (Gymnasium and NumPy take no negative seeds)")
+        check(0 <= self.seed <= MAX_SEED, "eval.seed",
+              f"must be in [0, {MAX_SEED}] (Gymnasium and NumPy take no negative seeds)")
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,9 @@ class TrainConfig:
         check(self.seed >= 0, "seed", "must be >= 0 (Gymnasium and NumPy take no negative seeds)")
         check(self.total_steps >= 1, "total_steps", "must be >= 1")
         check(self.num_envs >= 1, "num_envs", "must be >= 1")
-        check(self.torch_threads >= 1, "torch_threads", "must be >= 1")
+        check(1 <= self.torch_threads <= MAX_THREADS, "torch_threads", f"must be in [1, {MAX_THREADS}]")
+        check(self.seed <= MAX_SEED, "seed", f"must be <= {MAX_SEED} (64 bits, what torch.manual_seed takes)")
+        check(self.num_envs <= MAX_ENVS, "num_envs", f"must be <= {MAX_ENVS}")
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
               "evaluates under the run's randomize: section, but it randomizes nothing; add one (e.g. "
               "randomize.actuation_delay) or set eval.randomize: false")

@@ -279,3 +279,17 @@ def read_resume_config(run_dir: str | Path) -> tuple[Any, str | None]:
         print(note)
         return config, note
     raise ConfigError(f"{damage}; and no checkpoint holds a readable config, so the run cannot resume")
+
+
+def check_memory(nbytes: int, key: str, what: str) -> None:
+    """Refuse, before allocating, a buffer larger than half this machine's physical memory (a size
+    typo must be one error line, not an out-of-memory kill or a swapping machine)."""
+    import os
+
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no estimate to compare with
+        return
+    if nbytes > physical // 2:
+        raise ConfigError(f"{key}: the {what} would take {nbytes / 2**30:.1f} GiB; this machine has "
+                          f"{physical / 2**30:.1f} GiB of memory (at most half is allowed); make it smaller")

@@ -36,7 +36,7 @@ from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
-from robot_rl.run_base import TrainerBase, load_error_summary
+from robot_rl.run_base import TrainerBase, check_memory, load_error_summary
 from robot_rl.run_dir import make_run_dir
 from robot_rl.run_log import RunLog
 
@@ -54,6 +54,9 @@ class Trainer(TrainerBase):
             raise ConfigError(f"algo: {config.algo!r} trains Gaussian policies for continuous actions, but "
                               f"task {config.task!r} has {self.spec.action.num_actions} discrete actions; "
                               f"use algo: dqn")
+        transition = 4 * (self.spec.obs_dim + self.spec.act_dim + 8)  # float32 obs, action and 8 scalars
+        check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
+                     "rollout buffer (num_steps × num_envs transitions)")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization, randomize=config.randomize)
         make_run_dir(self.run_dir)
