@@ -105,8 +105,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
         check(self.every_steps >= 0, "eval.every_steps", "must be >= 0")
-        check(0 <= self.seed <= MAX_SEED, "eval.seed",
-              f"must be in [0, {MAX_SEED}] (Gymnasium and NumPy take no negative seeds)")
+        check(self.seed >= 0, "eval.seed", "must be >= 0 (Gymnasium and NumPy take no negative seeds)")
+        check(self.seed <= MAX_SEED, "eval.seed", f"must be <= {MAX_SEED} (64 bits)")
 
 
 @dataclass(frozen=True)
