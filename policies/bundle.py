@@ -507,8 +507,11 @@ def write_bundle(out: str | Path, *, spec: TaskSpec, kind: str,
             raise BundleError("policy.onnx needs the `onnx` package (pip install robot-rl[onnx])")
     manifest = build_manifest(spec=spec, kind=kind, layers=layers, activation=activation, head=head,
                               normalizer=normalizer, provenance=provenance, files=blobs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise BundleError(f"{out}: cannot write the bundle in {out.parent}: {err.strerror}") from None
     try:
         for name, blob in blobs.items():
             (tmp / name).write_bytes(blob)

@@ -20,10 +20,12 @@ from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_
 from robot_rl.errors import ConfigError
 from robot_rl.sim.randomization import RandomizationConfig
 
-# algorithm name -> (module, config class, agent class, trainer "module:class"). Explicit: the error
-# lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`, `train() -> dict`
-# and `policy_from_checkpoint(config, state) -> policy on raw observations`.
+# algorithm name -> (agent module, config class in CONFIGS, agent class, trainer "module:class").
+# Explicit: the error lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`,
+# `train() -> dict` and `policy_from_checkpoint(config, state) -> policy on raw observations`.
 ON_POLICY = "robot_rl.trainer:Trainer"
+CONFIGS = "robot_rl.agents.configs"
+"""Where every algorithm's config class lives (torch-free; each agent module re-exports its own)."""
 ALGORITHMS: dict[str, tuple[str, str, str, str]] = {
     "ppo": ("robot_rl.agents.ppo", "PPOConfig", "PPO", ON_POLICY),
     "trpo": ("robot_rl.agents.trpo", "TRPOConfig", "TRPO", ON_POLICY),
@@ -166,8 +168,8 @@ class TrainConfig:
 
 def algorithm_config_class(algo: str) -> type:
     check_choice(algo, "algo", ALGORITHMS)
-    module, config_name, _, _ = ALGORITHMS[algo]
-    return getattr(importlib.import_module(module), config_name)
+    _, config_name, _, _ = ALGORITHMS[algo]
+    return getattr(importlib.import_module(CONFIGS), config_name)  # torch-free: validates anywhere
 
 
 def agent_class(algo: str) -> type:

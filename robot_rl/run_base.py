@@ -31,7 +31,7 @@ from robot_rl.checkpoint import (
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import config_to_yaml_dict, read_run_config
-from robot_rl.run_dir import RunLock, clear_unfinished_run
+from robot_rl.run_dir import RunDirError, RunLock, clear_unfinished_run
 from robot_rl.run_log import RunLog, truncate_progress
 
 
@@ -121,6 +121,12 @@ class TrainerBase:
                 raise
         try:
             return self._train(*args, **kwargs)
+        except OSError as err:  # a full disk, a folder made read-only mid-run
+            if isinstance(err, BrokenPipeError):
+                raise
+            raise RunDirError(f"{self.run_dir}: writing the run failed at step {self.step}: "
+                              f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}; "
+                              f"{self._checkpoint_note()}") from None
         finally:
             self._release_lock()
 
@@ -198,12 +204,17 @@ class TrainerBase:
         bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
         if bad or not self.agent.parameters_finite():
             what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
-            saved = list_checkpoints(self.run_dir)
-            kept = (f"the last good checkpoint {saved[-1][1]} (step {saved[-1][0]}) is intact" if saved
-                    else "no checkpoint was written before it (log.checkpoint_every_steps = "
-                         f"{self.config.log.checkpoint_every_steps}), so the run cannot be resumed")
             raise TrainingDiverged(f"training diverged at step {self.step} "
-                                   f"({unit} {self.agent.updates_done}): {what} is not finite; {kept}")
+                                   f"({unit} {self.agent.updates_done}): {what} is not finite; "
+                                   f"{self._checkpoint_note()}")
+
+    def _checkpoint_note(self) -> str:
+        """What a stopped run leaves to resume from, for its error line."""
+        saved = list_checkpoints(self.run_dir)
+        if saved:
+            return f"the last good checkpoint {saved[-1][1]} (step {saved[-1][0]}) is intact"
+        return (f"no checkpoint was written before it (log.checkpoint_every_steps = "
+                f"{self.config.log.checkpoint_every_steps}), so the run cannot be resumed")
 
     def _base_row(self, start: float, start_step: int) -> dict[str, Any]:
         """The progress columns every trainer writes (RunLog's PROGRESS_FIELDS)."""

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -112,8 +113,11 @@ def make_run_dir(run_dir: str | Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"{run_dir}: cannot create the run directory: {err.strerror}") from None
-    if not os.access(run_dir, os.W_OK | os.X_OK):
-        raise RunDirError(f"{run_dir}: cannot write the run directory: permission denied")
+    try:  # a probe, not os.access: it reports the real reason (read-only file system, quota, ...)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise RunDirError(f"{run_dir}: cannot write the run directory: {err.strerror}") from None
     return run_dir
 
 

@@ -22,90 +22,15 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robot_rl.config import check
+from robot_rl.agents.configs import DQNConfig
 from robot_rl.networks import ExportedMLP, export_mlp, mlp
 from robot_rl.replay import Batch
-
-
-@dataclass(frozen=True)
-class DQNConfig:
-    learning_rate: float = 2.3e-3
-    buffer_size: int = 100_000
-    """Replay capacity in transitions (the oldest are overwritten)."""
-    batch_size: int = 64
-    learning_starts: int = 1000
-    """Environment steps of uniformly random actions before the first update."""
-    gamma: float = 0.99
-    train_freq: int = 256
-    """Vector-env steps collected between two training phases (× num_envs transitions)."""
-    gradient_steps: int = 128
-    """Gradient steps per training phase; -1: one per transition collected in the phase."""
-    target_update_interval: int = 10
-    """Environment steps between target-network updates."""
-    tau: float = 1.0
-    """Target update θ⁻ ← τθ + (1 − τ)θ⁻: 1 copies (a hard update), < 1 is Polyak averaging."""
-    double_dqn: bool = False
-    """Double DQN target: the online network picks a', the target network values it."""
-    loss: Literal["mse", "huber"] = "mse"
-    huber_delta: float = 1.0
-    """Where the Huber loss turns from quadratic to linear (TD error units)."""
-    max_grad_norm: float | None = 10.0
-    """Clip the gradient's global norm to this; null: no clipping."""
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.04
-    epsilon_schedule: Literal["linear", "exponential"] = "linear"
-    """ε from start to end over `exploration_fraction` of total_steps: linearly, or geometrically
-    (ε_t = ε_start·(ε_end/ε_start)^(t/T), the same factor per step); then ε_end."""
-    exploration_fraction: float = 0.16
-    network: Literal["mlp", "nature_cnn"] = "mlp"
-    """mlp: `policy.hidden`/`policy.activation` on vector observations; nature_cnn: Mnih et al.'s
-    convolutional network on stacked 84×84 frames (pixels 0..255, stored as uint8)."""
-    prioritized: bool = False
-    """Proportional prioritized replay (sum tree) instead of uniform sampling."""
-    priority_alpha: float = 0.6
-    priority_beta_start: float = 0.4
-    """Importance-weight exponent β at step 0, annealed linearly to 1 at total_steps."""
-    priority_eps: float = 1e-6
-    log_every_steps: int = 1000
-    """Environment steps between two progress rows."""
-    save_replay: bool = True
-    """Keep the replay buffer in checkpoints, so a resumed run continues exactly."""
-
-    def __post_init__(self) -> None:
-        check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(self.buffer_size >= 1, "buffer_size", "must be >= 1")
-        check(self.batch_size >= 1, "batch_size", "must be >= 1")
-        check(self.buffer_size >= self.batch_size, "buffer_size",
-              f"{self.buffer_size} is smaller than batch_size {self.batch_size}; the replay buffer must "
-              f"hold at least one batch")
-        check(self.learning_starts >= 0, "learning_starts", "must be >= 0")
-        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
-        check(self.train_freq >= 1, "train_freq", "must be >= 1")
-        check(self.gradient_steps >= 1 or self.gradient_steps == -1, "gradient_steps", "must be >= 1 or -1")
-        check(self.target_update_interval >= 1, "target_update_interval", "must be >= 1")
-        check(0 < self.tau <= 1, "tau", "must be in (0, 1]")
-        check(self.huber_delta > 0, "huber_delta", "must be > 0")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be > 0 or null")
-        for key in ("epsilon_start", "epsilon_end"):
-            value = getattr(self, key)
-            check(0.0 <= value <= 1.0, key, f"{value} is outside [0, 1]; ε is a probability")
-        check(self.epsilon_schedule != "exponential" or self.epsilon_end > 0, "epsilon_end",
-              "must be > 0 for the exponential schedule (it decays by a constant factor)")
-        check(0 < self.exploration_fraction <= 1, "exploration_fraction", "must be in (0, 1]")
-        check(0 <= self.priority_alpha <= 1, "priority_alpha", "must be in [0, 1]")
-        check(0 <= self.priority_beta_start <= 1, "priority_beta_start", "must be in [0, 1]")
-        check(self.priority_eps > 0, "priority_eps", "must be > 0")
-        check(self.log_every_steps >= 1, "log_every_steps", "must be >= 1")
-
-
-# --------------------------------------------------------------------------------------------------
-# Schedules
 
 
 def epsilon_at(step: int, config: DQNConfig, total_steps: int) -> float:

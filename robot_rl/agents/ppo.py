@@ -12,56 +12,15 @@ Defaults are the original paper's MuJoCo settings (as CleanRL's ppo_continuous_a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance
-from robot_rl.config import check
+from robot_rl.agents.configs import PPOConfig
 from robot_rl.networks import flatten_optimizer_state, flatten_parameters
 from robot_rl.rollout import RolloutBuffer
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    num_steps: int = 2048
-    """Rollout length per environment between updates."""
-    epochs: int = 10
-    minibatch_size: int = 64
-    learning_rate: float = 3e-4
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over training."""
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    objective: Literal["clip", "kl_penalty"] = "clip"
-    clip_range: float = 0.2
-    """ε of the clipped ratio."""
-    kl_beta: float = 1.0
-    """Initial β of the KL-penalty objective."""
-    kl_target: float = 0.01
-    """d_targ of the KL-penalty objective's β adaptation."""
-    clip_value_loss: bool = True
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    """κ, the entropy bonus."""
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None
-    """Stop the epochs early once the approximate KL exceeds this; None = never."""
-    normalize_advantages: bool = True
-
-    def __post_init__(self) -> None:
-        check(self.num_steps >= 1, "num_steps", "must be >= 1")
-        check(self.epochs >= 1, "epochs", "must be >= 1")
-        check(self.minibatch_size >= 1, "minibatch_size", "must be >= 1")
-        check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
-        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]")
-        check(self.clip_range > 0, "clip_range", "must be > 0")
-        check(self.kl_beta > 0 and self.kl_target > 0, "kl_beta", "kl_beta and kl_target must be > 0")
-        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
-        check(self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0 or null")
 
 
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:
