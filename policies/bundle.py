@@ -210,7 +210,7 @@ def parse_manifest(data: Any, where: str = MANIFEST) -> Manifest:
     _need(net["dtype"] == "float32", where, "network.dtype", f"{net['dtype']!r}: only float32 is read")
     _need(isinstance(net["layers"], list) and len(net["layers"]) > 0, where, "network.layers",
           "must be a non-empty list of [out_dim, in_dim]")
-    shapes = []
+    shapes: list[tuple[int, int]] = []
     for i, s in enumerate(net["layers"]):
         key = f"network.layers[{i}]"
         _need(isinstance(s, list) and len(s) == 2 and all(_is_int(v) and v >= 1 for v in s), where, key,
@@ -356,7 +356,7 @@ def _read_weights(blob: bytes, manifest: Manifest, where: str) -> list[tuple[np.
     """The layers of weights.npz. Names, sizes, dtypes and shapes are checked from the zip directory
     and each .npy header first; only then is an array's data read, exactly as many bytes as its
     manifest shape needs (a forged member can cost no more memory than the manifest declares)."""
-    shapes = {}
+    shapes: dict[str, tuple[tuple[int, ...], int]] = {}  # array name -> (shape, layer index)
     for i, (out_dim, in_dim) in enumerate(manifest.layer_shapes):
         wk, bk = layer_keys(i)
         shapes[wk], shapes[bk] = ((out_dim, in_dim), i), ((out_dim,), i)
@@ -471,7 +471,7 @@ def build_manifest(*, spec: TaskSpec, kind: str, layers: Sequence[tuple[np.ndarr
 
 def weights_npz(layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
     """The weights.npz bytes: float32 arrays, no pickled objects."""
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for i, (w, b) in enumerate(layers):
         wk, bk = layer_keys(i)
         arrays[wk] = np.ascontiguousarray(w, dtype=np.float32)
@@ -652,7 +652,7 @@ class Policy:
         self._obs_shape = (self.obs_dim,)
         self._forward = forward
         self._builder = ObservationBuilder(self.spec)
-        self._scale, self._offset, self._low, self._high = self.spec.action._arrays
+        self._scale, self._offset, self._low, self._high = self.spec.action.arrays
         self.output_bound = output_bound(bundle)
         self._check_output = not self.output_bound < _SAFE_BOUND
         self._robot = robot if robot is not None and not self._check_output else None

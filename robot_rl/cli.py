@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from robot_rl import __version__
 from robot_rl.errors import RobotRLError
@@ -24,7 +25,7 @@ COMMAND_MODULES = ("tabular", "train", "launch", "eval", "export", "deploy", "si
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits with 2 too; keep its one-line form
+    def error(self, message: str) -> NoReturn:  # argparse exits with 2 too; keep its one-line form
         self.print_usage(sys.stderr)
         self.exit(2, f"robot-rl: error: {message}\n")
 

@@ -114,7 +114,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not valid; choose one of: {', '.join(map(str, args))}")
         return value
-    if dataclasses.is_dataclass(hint):
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return from_dict(hint, value, path)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):

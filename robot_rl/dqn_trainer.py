@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import yaml
 
-from robot_rl.agents.dqn import DQN, EpsilonGreedy, beta_at, epsilon_at, greedy_policy
+from robot_rl.agents.dqn import DQN
+from robot_rl.agents.exploration import EpsilonGreedy, beta_at, epsilon_at, greedy_policy
 from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,

@@ -166,25 +166,25 @@ class TrainConfig:
             object.__setattr__(self, "algorithm", algorithm_config_class(self.algo)())
 
 
-def algorithm_config_class(algo: str) -> type:
+def algorithm_config_class(algo: str) -> type[Any]:
     check_choice(algo, "algo", ALGORITHMS)
     _, config_name, _, _ = ALGORITHMS[algo]
     return getattr(importlib.import_module(CONFIGS), config_name)  # torch-free: validates anywhere
 
 
-def agent_class(algo: str) -> type:
+def agent_class(algo: str) -> type[Any]:
     check_choice(algo, "algo", ALGORITHMS)
     module, _, agent_name, _ = ALGORITHMS[algo]
     return getattr(importlib.import_module(module), agent_name)
 
 
-def trainer_class(algo: str) -> type:
+def trainer_class(algo: str) -> type[Any]:
     check_choice(algo, "algo", ALGORITHMS)
     module, name = ALGORITHMS[algo][3].split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def parse_train_config(data: dict[str, Any]) -> TrainConfig:
+def parse_train_config(data: Any) -> TrainConfig:
     """Validate a launch file's mapping (overrides already applied) into a TrainConfig."""
     if not isinstance(data, dict):
         raise ConfigError("a launch file must be a mapping of keys to values")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from robot_rl.checkpoint import (
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import config_to_yaml_dict, read_run_config
+from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.run_dir import RunDirError, RunLock, clear_unfinished_run
 from robot_rl.run_log import RunLog, truncate_progress
 
@@ -44,6 +46,14 @@ class TrainerBase:
     run_dir: Path
     step: int
     agent: Any
+    """Has `updates_done`, `parameters_finite()`, `state_dict()` and `load_state_dict()`."""
+    episodes: int
+    episode_returns: deque[float]
+    episode_lengths: deque[int]
+    obs_normalizer: ObservationNormalizer | None
+    reward_scaler: RewardScaler | None
+    acting: Any
+    """Rollout-time sampling: `refresh()`, `state()`, `load_state(state)`."""
     best_eval: float | None = None
     """The best periodic evaluation's mean return so far (checkpoints/best.pt holds its state)."""
 
@@ -142,15 +152,15 @@ class TrainerBase:
         """What a checkpoint holds: tensors, numbers, strings, lists, dicts (weights_only loading)."""
         import torch
 
-        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler  # type: ignore[attr-defined]
+        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler
         return {
             "step": self.step,
-            "episodes": self.episodes,  # type: ignore[attr-defined]
+            "episodes": self.episodes,
             "agent": self.agent.state_dict(),
             "obs_normalizer": to_checkpoint_state(obs_norm.state_dict()) if obs_norm else None,
             "reward_scaler": to_checkpoint_state(reward_scaler.state_dict()) if reward_scaler else None,
             "torch_rng": torch.get_rng_state(),
-            "acting": self.acting.state(),  # type: ignore[attr-defined]
+            "acting": self.acting.state(),
             "config": config_to_yaml_dict(self.config),
             "best_eval": self.best_eval,
         }
@@ -159,16 +169,16 @@ class TrainerBase:
         import torch
 
         self.step = int(state["step"])
-        self.episodes = int(state.get("episodes", 0))  # type: ignore[attr-defined]
+        self.episodes = int(state.get("episodes", 0))
         self.best_eval = state.get("best_eval")
         self.agent.load_state_dict(state["agent"])
-        if self.obs_normalizer is not None:  # type: ignore[attr-defined]
+        if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
-        if self.reward_scaler is not None:  # type: ignore[attr-defined]
+        if self.reward_scaler is not None:
             self.reward_scaler.load_state_dict(from_checkpoint_state(state["reward_scaler"]))
         torch.set_rng_state(state["torch_rng"])
-        self.acting.refresh()  # type: ignore[attr-defined]
-        self.acting.load_state(state["acting"])  # type: ignore[attr-defined]
+        self.acting.refresh()
+        self.acting.load_state(state["acting"])
 
     def policy_fn(self) -> Any:
         raise NotImplementedError
@@ -218,7 +228,7 @@ class TrainerBase:
 
     def _base_row(self, start: float, start_step: int) -> dict[str, Any]:
         """The progress columns every trainer writes (RunLog's PROGRESS_FIELDS)."""
-        recent, lengths = self.episode_returns, self.episode_lengths  # type: ignore[attr-defined]
+        recent, lengths = self.episode_returns, self.episode_lengths
         elapsed = time.perf_counter() - start
         return {
             "step": self.step,
@@ -227,7 +237,7 @@ class TrainerBase:
             "sps": (self.step - start_step) / max(elapsed, 1e-9),
             "episode_return": float(np.mean(recent)) if recent else float("nan"),
             "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
-            "episodes": self.episodes,  # type: ignore[attr-defined]
+            "episodes": self.episodes,
         }
 
     def _count_episodes(self, rewards: np.ndarray, done: np.ndarray, running_return: np.ndarray,
@@ -237,9 +247,9 @@ class TrainerBase:
         running_length += 1
         if done.any():
             for i in np.flatnonzero(done):
-                self.episode_returns.append(float(running_return[i]))  # type: ignore[attr-defined]
-                self.episode_lengths.append(int(running_length[i]))  # type: ignore[attr-defined]
-                self.episodes += 1  # type: ignore[attr-defined]
+                self.episode_returns.append(float(running_return[i]))
+                self.episode_lengths.append(int(running_length[i]))
+                self.episodes += 1
             running_return[done] = 0.0
             running_length[done] = 0
 
@@ -282,9 +292,8 @@ def read_resume_config(run_dir: str | Path) -> tuple[Any, str | None]:
         damage = str(err)
     for _, path in reversed(list_checkpoints(run_dir)):
         try:
-            saved = load_checkpoint(path).get("config")
-            config = parse_train_config(saved)
-        except (RobotRLError, AttributeError):
+            config = parse_train_config(load_checkpoint(path).get("config"))
+        except (RobotRLError, AttributeError):  # parse_train_config refuses a missing (None) config
             continue
         note = f"{damage}; resuming with the config saved in {path}"
         print(note)

@@ -28,8 +28,8 @@ class RunLog:
         self.run_dir = Path(run_dir)
         self.config = config
         self.path = self.run_dir / "progress.csv"
-        self._writer = None
-        self._bar = None
+        self._writer: Any = None  # torch's SummaryWriter, made on first use
+        self._bar: Any = None
         if config.progress_bar:
             from tqdm import tqdm
 

@@ -78,7 +78,7 @@ class GridMap:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.walls.shape  # type: ignore[return-value]
+        return self.walls.shape
 
     def with_params(self, noise: float | None = None, gamma: float | None = None,
                     living_reward: float | None = None) -> GridMap:
@@ -279,7 +279,7 @@ def _env_class() -> type:
     class GridWorldEnv(gym.Env):
         """Samples the grid MDP: obs = state index, actions N, S, E, W (exit in exit cells)."""
 
-        metadata: ClassVar[dict] = {"render_modes": ["ansi"]}
+        metadata: ClassVar[dict] = {"render_modes": ["ansi"]}  # type: ignore[misc]  # as gymnasium's own envs
 
         def __init__(self, mdp: FiniteMDP, render_mode: str | None = None) -> None:
             if mdp.grid_index is None or mdp.start_state is None:

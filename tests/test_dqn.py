@@ -17,15 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from robot_rl.agents.dqn import (
-    DQN,
-    DQNConfig,
-    MLPBackprop,
-    NatureCNN,
-    QNetwork,
+from robot_rl.agents.configs import DQNConfig
+from robot_rl.agents.dqn import DQN
+from robot_rl.agents.exploration import beta_at, epsilon_at
+from robot_rl.agents.mlp_backprop import MLPBackprop
+from robot_rl.agents.q_networks import NatureCNN, QNetwork
+from robot_rl.agents.td_learning import (
     TorchBatch,
-    beta_at,
-    epsilon_at,
     hard_update,
     polyak_update,
     td_loss,

@@ -74,7 +74,7 @@ class Reinforce(OnPolicyAgent):
         self._episode_step: Tensor | None = None  # (N,) steps taken in each env's running episode
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"policy": self.policy_optimizer}
+        opts: dict[str, torch.optim.Optimizer] = {"policy": self.policy_optimizer}
         if self.critic_optimizer is not None:
             opts["critic"] = self.critic_optimizer
         return opts
@@ -105,7 +105,7 @@ class Reinforce(OnPolicyAgent):
             per_step_updates(self.actor, self.policy_optimizer, obs, actions, weights, cfg.max_grad_norm)
             targets = returns.T.reshape(-1)[order]
             stats["mean_return_estimate"] = targets.mean().item()
-            if self.critic is not None:
+            if self.critic is not None and self.critic_optimizer is not None:
                 stats.update(fit_baseline(self.critic, self.critic_optimizer, obs, targets, cfg.critic_epochs,
                                           cfg.critic_minibatch_size, self.generator))
                 if targets.numel() > 1:

@@ -64,7 +64,7 @@ def trpo_step(actor: nn.Module, obs: Tensor, actions: Tensor, advantages: Tensor
     Changes `actor`'s parameters in place (or leaves them exactly as they were if no step is
     accepted) and returns the step's metrics.
     """
-    params = list(actor.parameters())
+    params: list[Tensor] = list(actor.parameters())
     with torch.no_grad():
         dist = actor(obs)
         # cloned: a detached log_std would still share storage with the parameter we are about to move
@@ -102,7 +102,9 @@ class TRPO(OnPolicyAgent):
     def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: TRPOConfig,
                  total_updates: int) -> None:
         super().__init__(obs_dim, act_dim, policy, config, total_updates)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_learning_rate,
+        assert self.critic is not None  # TRPO fits a value baseline (uses_critic)
+        self.value_net: nn.Module = self.critic
+        self.critic_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=config.critic_learning_rate,
                                                  eps=1e-5)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -119,7 +121,7 @@ class TRPO(OnPolicyAgent):
             advantages = standardize(advantages)
         stats = trpo_step(self.actor, obs, actions, advantages, cfg.max_kl, cfg.cg_max_steps,
                           cfg.cg_damping, cfg.line_search_shrinking_factor, cfg.line_search_max_iter)
-        stats.update(fit_baseline(self.critic, self.critic_optimizer, obs, returns, cfg.n_critic_updates,
+        stats.update(fit_baseline(self.value_net, self.critic_optimizer, obs, returns, cfg.n_critic_updates,
                                   cfg.critic_minibatch_size, self.generator))
         stats["explained_variance"] = explained_variance(buffer.values.flatten(), returns)
         self.updates_done += 1

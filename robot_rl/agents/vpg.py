@@ -57,7 +57,7 @@ class VPG(OnPolicyAgent):
                                  if self.critic is not None else None)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"policy": self.policy_optimizer}
+        opts: dict[str, torch.optim.Optimizer] = {"policy": self.policy_optimizer}
         if self.critic_optimizer is not None:
             opts["critic"] = self.critic_optimizer
         return opts
@@ -88,7 +88,7 @@ class VPG(OnPolicyAgent):
             with torch.no_grad():
                 stats["entropy"] = self.actor(b["obs"]).entropy().mean().item()
             stats.update(policy_loss=loss.item(), mean_return_estimate=b["returns"].mean().item())
-            if self.critic is not None:
+            if self.critic is not None and self.critic_optimizer is not None:
                 minibatch = cfg.critic_minibatch_size or b["obs"].shape[0]
                 stats.update(fit_baseline(self.critic, self.critic_optimizer, b["obs"], b["returns"],
                                           cfg.critic_epochs, minibatch, self.generator))
