@@ -45,12 +45,11 @@ from robot_rl.run_log import RunLog
 def check_discrete_task(config: TrainConfig) -> Any:
     """The task's spec; a ConfigError naming the task unless its actions are discrete."""
     from robot_rl.sim import get_spec
-    from robot_rl.sim.classic_control import TASKS as CLASSIC_TASKS
-    from robot_rl.sim.grid_tasks import TASK_IDS as GRID_TASKS
+    from robot_rl.sim.registry import discrete_task_names
 
     spec = get_spec(config.task)
     if not spec.action.is_discrete:
-        discrete = [*CLASSIC_TASKS, *GRID_TASKS]
+        discrete = discrete_task_names()
         raise ConfigError(f"task: {config.task!r} has a continuous ({spec.action.kind}) action space; "
                           f"algo {config.algo} needs discrete actions; discrete tasks: {', '.join(discrete)}")
     if config.algorithm.network == "nature_cnn" and config.normalize.observations:

@@ -34,6 +34,7 @@ from robot_rl.checkpoint import (
 )
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
+from robot_rl.networks import GaussianActor
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
 from robot_rl.run_base import TrainerBase, check_memory, load_error_summary
@@ -163,6 +164,23 @@ class Trainer(TrainerBase):
             normalizer = ObservationNormalizer((spec.obs_dim,), clip=config.normalize.clip_observations)
             normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
         return make_policy_fn(agent, normalizer)
+
+    @staticmethod
+    def bundle_network(config: TrainConfig, state: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
+        """(kind, exported layers, head) of a policy bundle: the Gaussian actor's mean network.
+
+        `robot-rl export` calls this; the bundle acts as `policy_from_checkpoint` does.
+        """
+        from robot_rl.sim import get_spec
+
+        spec = get_spec(config.task)
+        p = config.policy
+        actor = GaussianActor(spec.obs_dim, spec.act_dim, hidden=p.hidden, activation=p.activation,
+                              log_std_init=p.log_std_init, squash=p.squash)
+        actor.load_state_dict(state["agent"]["actor"])
+        head = {"squash": "tanh" if actor.squash else "none",
+                "log_std": actor.log_std.detach().double().numpy().tolist()}
+        return "gaussian", actor.export_layers(), head
 
     def _progress_row(self, metrics: dict[str, float], start: float, start_step: int) -> dict[str, Any]:
         row = self._base_row(start, start_step)
