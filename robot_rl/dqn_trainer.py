@@ -69,11 +69,12 @@ class DQNTrainer(TrainerBase):
         check_memory(cfg.buffer_size * (2 * self.spec.obs_dim * item + 14), "dqn.buffer_size",
                      "replay buffer")
         self.run_dir = Path(run_dir)
-        make_run_dir(self.run_dir)
         torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
-                         vectorization=config.vectorization, randomize=config.randomize)
+                         vectorization=config.vectorization, randomize=config.randomize,
+                         threads=config.env_threads)
+        make_run_dir(self.run_dir)  # only once the envs exist: a bad one leaves no run
         self.obs_dim, self.num_actions = self.spec.obs_dim, self.spec.action.num_actions
         self.agent = DQN(self.obs_dim, self.num_actions, config.policy, cfg)
         obs_dtype = np.uint8 if cfg.network == "nature_cnn" else np.float32

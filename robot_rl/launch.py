@@ -18,7 +18,7 @@ from typing import Any, Literal
 from robot_rl import strict_yaml
 from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
 from robot_rl.errors import ConfigError
-from robot_rl.sim.randomization import RandomizationConfig
+from robot_rl.sim.randomization import RandomizationConfig, check_randomization
 
 # algorithm name -> (agent module, config class in CONFIGS, agent class, trainer "module:class").
 # Explicit: the error lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`,
@@ -103,6 +103,9 @@ class EvalConfig:
     randomize: bool = False
     """Evaluate under the run's `randomize:` perturbations (drawn per episode from its seed) instead of
     the nominal model, so that keep_best keeps the checkpoint that is best across them: the robust one."""
+    video: bool = False
+    """Film the first episode of every evaluation (periodic and final) to videos/eval_step<STEP>.mp4 in
+    the run directory (480x480, H.264; needs a renderer: see the README's system packages)."""
 
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
@@ -138,7 +141,11 @@ class TrainConfig:
     total_steps: int = 1_000_000
     """Environment steps, summed over the vector env's sub-environments."""
     num_envs: int = 1
-    vectorization: Literal["sync", "async"] = "sync"
+    vectorization: Literal["sync", "async", "batched"] = "sync"
+    """How the num_envs copies step: "sync" (Gymnasium envs in this process), "async" (one process
+    each), "batched" (worlds of the MuJoCo engine on threads; the MuJoCo locomotion tasks only)."""
+    env_threads: int | None = None
+    """Threads stepping the batched engine's physics (default: the cores); batched only."""
     torch_threads: int = 1
     """Threads torch may use; small networks on 2 cores run fastest on one."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -159,6 +166,10 @@ class TrainConfig:
         check(1 <= self.torch_threads <= MAX_THREADS, "torch_threads", f"must be in [1, {MAX_THREADS}]")
         check(self.seed <= MAX_SEED, "seed", f"must be <= {MAX_SEED} (64 bits, what torch.manual_seed takes)")
         check(self.num_envs <= MAX_ENVS, "num_envs", f"must be <= {MAX_ENVS}")
+        check(self.env_threads is None or 1 <= self.env_threads <= MAX_THREADS, "env_threads",
+              f"must be in [1, {MAX_THREADS}]")
+        check(self.env_threads is None or self.vectorization == "batched", "env_threads",
+              f"sets the batched engine's threads, but vectorization is {self.vectorization!r}")
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
               "evaluates under the run's randomize: section, but it randomizes nothing; add one (e.g. "
               "randomize.actuation_delay) or set eval.randomize: false")
@@ -208,6 +219,7 @@ def parse_train_config(data: Any) -> TrainConfig:
     config = from_dict(TrainConfig, data)
     algorithm = from_dict(algorithm_config_class(algo), section, algo)
     _check_task(config.task)
+    check_randomization(config.task, config.randomize)  # a term the task cannot take, named, now
     return dataclasses.replace(config, algorithm=algorithm)
 
 

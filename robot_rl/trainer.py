@@ -59,7 +59,8 @@ class Trainer(TrainerBase):
         check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
                      "rollout buffer (num_steps × num_envs transitions)")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
-                         vectorization=config.vectorization, randomize=config.randomize)
+                         vectorization=config.vectorization, randomize=config.randomize,
+                         threads=config.env_threads)
         make_run_dir(self.run_dir)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm

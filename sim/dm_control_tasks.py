@@ -21,6 +21,8 @@ import numpy as np
 
 from robot_rl.spec import ActionSpec, ObservationBuilder, ObsTerm, TaskSpec, action_to_robot
 
+from .randomization import Randomizer
+
 _UNBOUNDED = 1e6  # an action bound at least this large means "no bound"
 
 
@@ -123,6 +125,44 @@ class DmControlEnv(gymnasium.Env):
         self._builder = ObservationBuilder(self.task_spec)
         self.timestep: Any = None
         self._obs: np.ndarray | None = None
+        self.randomizer: Randomizer | None = None
+        """Domain randomization (`use_randomizer`), or None: the nominal model."""
+        self.randomization: dict[str, Any] = {}
+        """This episode's draws (also the reset's `info["randomization"]`)."""
+        self._rng = np.random.default_rng(seed)  # the randomizer's; reseeded by reset(seed=...)
+        self._held_ctrl = np.zeros(self.model.nu)
+        self._physics_step: Any = None  # dm_control's own physics.step, once delays are possible
+
+    @property
+    def model(self) -> Any:
+        """This world's `mujoco.MjModel` (the one the randomizer writes)."""
+        return self.dm_env.physics.model.ptr
+
+    @property
+    def data(self) -> Any:
+        """This world's `mujoco.MjData`."""
+        return self.dm_env.physics.data.ptr
+
+    def use_randomizer(self, randomizer: Randomizer) -> None:
+        """Randomize every later episode (sim/randomization): model terms and reset noise after the
+        task's own reset, action and observation noise each step, the actuation delay in the physics."""
+        self.randomizer = randomizer
+        if self._physics_step is None:
+            self._physics_step = self.dm_env.physics.step
+            self.dm_env.physics.step = self._delayed_step  # dm_control's step calls it after before_step
+
+    def _delayed_step(self, nstep: int = 1) -> None:
+        """The first `actuation_delay_steps` physics steps with the previous control, then the new one."""
+        data = self.data
+        ctrl = data.ctrl.copy()
+        delay = min(int(self.randomization.get("actuation_delay_steps", 0)), nstep)
+        if delay:
+            data.ctrl[:] = self._held_ctrl
+            self._physics_step(delay)
+            data.ctrl[:] = ctrl
+        if nstep > delay:
+            self._physics_step(nstep - delay)
+        self._held_ctrl = ctrl
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """The latest dm_control observation dict, each value flattened (name -> `(size,)`)."""
@@ -136,25 +176,43 @@ class DmControlEnv(gymnasium.Env):
         super().reset(seed=seed)
         if seed is not None:
             self.dm_env.task.random.seed(seed)
+            self._rng = np.random.default_rng(seed)
         self.timestep = self.dm_env.reset()
+        info: dict[str, Any] = {}
+        if self.randomizer is not None:  # after the task's reset state, then the first observation again
+            self.randomization = self.randomizer.reset_world(self.model, self.data, self._rng)
+            self._held_ctrl = np.zeros(self.model.nu)
+            physics = self.dm_env.physics
+            physics.forward()
+            self.timestep = self.timestep._replace(observation=self.dm_env.task.get_observation(physics))
+            info["randomization"] = self.randomization
         self._builder.reset()
         self._obs = self._builder.build(self.robot_state())
-        return self._obs.copy(), {}
+        return self._noisy(self._obs), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         from dm_control.rl.control import PhysicsError
 
         if self.timestep is None or self.timestep.last() or self._obs is None:
             raise RuntimeError("the episode has ended (or not begun): call reset() before step()")
+        if self.randomizer is not None:
+            action = self.randomizer.perturb_actions(np.asarray(action, dtype=np.float64)[None], self._rng)[0]
         try:
             self.timestep = self.dm_env.step(action_to_robot(self.task_spec, action))
         except PhysicsError as err:
             self.timestep = None  # the dm_control env must be reset
-            return self._obs.copy(), 0.0, True, False, {"physics_failure": True, "physics_error": str(err)}
+            return (self._noisy(self._obs), 0.0, True, False,
+                    {"physics_failure": True, "physics_error": str(err)})
         self._obs = self._builder.build(self.robot_state())
         terminated, truncated = episode_end(self.timestep)
         info: dict[str, Any] = {"discount": float(self.timestep.discount)}
-        return self._obs.copy(), float(self.timestep.reward or 0.0), terminated, truncated, info
+        return self._noisy(self._obs), float(self.timestep.reward or 0.0), terminated, truncated, info
+
+    def _noisy(self, obs: np.ndarray) -> np.ndarray:
+        """A copy of `obs`, with observation noise when randomized."""
+        if self.randomizer is None:
+            return obs.copy()
+        return self.randomizer.perturb_observations(obs[None], self._rng)[0].copy()
 
     def render(self) -> Any:
         if self.render_mode != "rgb_array":

@@ -20,18 +20,11 @@ import numpy as np
 
 from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec, action_to_robot
 
+from .engine.task import FIELD_SIZES, joint_actions
+from .randomization import Randomizer
 from .spec_env import SpecEnv
 
-# mjData arrays a task's observation may read, with their size per model.
-_FIELD_SIZES: dict[str, Callable[[Any], int]] = {
-    "qpos": lambda m: m.nq,
-    "qvel": lambda m: m.nv,
-    "qfrc_constraint": lambda m: m.nv,
-    "qfrc_actuator": lambda m: m.nv,
-    "cfrc_ext": lambda m: m.nbody * 6,
-    "cinert": lambda m: m.nbody * 10,
-    "cvel": lambda m: m.nbody * 6,
-}
+_FIELD_SIZES = FIELD_SIZES  # mjData arrays a task's observation may read, with their size per model
 
 # Warnings after which MuJoCo has reset the state itself: the step is a physics failure.
 _FAILURE_WARNINGS = np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}")) for w in
@@ -79,6 +72,46 @@ def _humanoid(m: Any) -> list[ObsTerm]:
             ObsTerm("contact_forces", "cfrc_ext", _tail(m, "cfrc_ext", 6))]
 
 
+def _body_xyz(m: Any, body: str, axes: int = 3) -> tuple[int, ...]:
+    """Indices of a body's position (its first `axes` coordinates) in the flattened `xpos`."""
+    b = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, body)
+    if b < 0:
+        raise ValueError(f"the model has no body {body!r}")
+    return tuple(range(3 * b, 3 * b + axes))
+
+
+def _reacher(m: Any) -> list[ObsTerm]:
+    arm = (0, 1)
+    return [ObsTerm("arm_cos", "qpos", arm, transform="cos"),
+            ObsTerm("arm_sin", "qpos", arm, transform="sin"),
+            ObsTerm("target_qpos", "qpos", _tail(m, "qpos", 2)),
+            ObsTerm("arm_qvel", "qvel", arm),
+            ObsTerm("fingertip_to_target", "xpos", _body_xyz(m, "fingertip", 2), relative="position",
+                    goal="target_pos")]
+
+
+def _swimmer(m: Any) -> list[ObsTerm]:
+    return [ObsTerm("qpos", "qpos", _tail(m, "qpos", 2)), ObsTerm("qvel", "qvel")]
+
+
+def _pusher(m: Any) -> list[ObsTerm]:
+    arm = tuple(range(7))
+    return [ObsTerm("arm_qpos", "qpos", arm), ObsTerm("arm_qvel", "qvel", arm),
+            ObsTerm("tips_arm", "xpos", _body_xyz(m, "tips_arm")),
+            ObsTerm("object", "xpos", _body_xyz(m, "object")),
+            ObsTerm("goal", "xpos", _body_xyz(m, "goal"))]
+
+
+def _reacher_target(m: Any, d: Any) -> np.ndarray:
+    """Reacher's goal: the target's x, y in the world (m), drawn by its reset and fixed for the episode."""
+    return d.xpos[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target"), :2].copy()
+
+
+# Task id -> goal field -> its values read from (model, data) (the spec's goal_fields).
+GOALS: dict[str, dict[str, Callable[[Any, Any], np.ndarray]]] = {
+    "Reacher-v5": {"target_pos": _reacher_target},
+}
+
 # Task id -> observation terms (Gymnasium's `_get_obs` with default arguments) for its model.
 OBSERVATIONS: dict[str, Callable[[Any], list[ObsTerm]]] = {
     "InvertedPendulum-v5": _pendulum,
@@ -88,30 +121,30 @@ OBSERVATIONS: dict[str, Callable[[Any], list[ObsTerm]]] = {
     "Walker2d-v5": _planar(clip_velocity=True),
     "Ant-v5": _ant,
     "Humanoid-v5": _humanoid,
+    "Reacher-v5": _reacher,
+    "Swimmer-v5": _swimmer,
+    "Pusher-v5": _pusher,
 }
 
 
 def locomotion_spec(task_id: str, model: Any, frame_skip: int) -> TaskSpec:
     """The spec of a Gymnasium v5 task, read from its MuJoCo model (joint order = actuator order)."""
-    names, limits = [], []
-    for i in range(model.nu):
-        if model.actuator_trntype[i] != mujoco.mjtTrn.mjTRN_JOINT:
-            raise ValueError(f"{task_id}: actuator {i} does not drive a joint")
-        j = int(model.actuator_trnid[i, 0])
-        names.append(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j))
-        lo, hi = model.jnt_range[j] if model.jnt_limited[j] else (-np.inf, np.inf)
-        limits.append((float(lo), float(hi)))
+    names, limits, low, high = joint_actions(task_id, model)
     terms = OBSERVATIONS[task_id](model)
-    ctrl = model.actuator_ctrlrange
+    goals = GOALS.get(task_id, {})
+    fields = {t.source: _FIELD_SIZES[t.source](model) for t in terms}
+    data = mujoco.MjData(model)
+    fields.update({g: int(np.asarray(get(model, data)).size) for g, get in goals.items()})
     return TaskSpec(
         name=task_id,
-        joint_names=tuple(names),
+        joint_names=names,
         observation=tuple(terms),
-        action=ActionSpec.from_bounds("torque", ctrl[:, 0], ctrl[:, 1]),
-        joint_limits=tuple(limits),
+        action=ActionSpec.from_bounds("torque", low, high),
+        joint_limits=limits,
         control_period=float(model.opt.timestep) * frame_skip,
         physics_dt=float(model.opt.timestep),
-        state_fields={t.source: _FIELD_SIZES[t.source](model) for t in terms},
+        state_fields=fields,
+        goal_fields=tuple(goals),
     )
 
 
@@ -137,21 +170,32 @@ class LocomotionEnv(SpecEnv):
         self.metadata = {**self.metadata, "render_fps": self.simulator.metadata.get("render_fps")}
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.task_spec.obs_dim,), np.float64)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.task_spec.act_dim,), np.float32, seed=seed)
-        self._fields = tuple(self.task_spec.state_fields)
-        self._delay_range = (0, 0)
+        self._goals = GOALS.get(task_id, {})
+        self._fields = tuple(f for f in self.task_spec.state_fields if f not in self._goals)
+        self.randomizer: Randomizer | None = None
+        """Domain randomization (`use_randomizer`), or None: the nominal model."""
+        self.randomization: dict[str, Any] = {}
+        """This episode's draws (also the reset's `info["randomization"]`)."""
         self.actuation_delay_steps = 0
         """Physics steps at the start of each env step during which the previous command still acts."""
         self._held_ctrl = np.zeros(self.simulator.model.nu)
         self._simulate: Callable[[np.ndarray, int], None] | None = None  # the nominal do_simulation
         self._setup(seed)
 
-    def set_actuation_delay_range(self, low_steps: int, high_steps: int) -> None:
-        """Domain randomization (sim/randomization.py): each episode draws its actuation delay, in
-        physics steps, uniformly from [low_steps, high_steps] (at most the steps of one control period)."""
-        if not 0 <= low_steps <= high_steps <= self.simulator.frame_skip:
-            raise ValueError(f"actuation delay of [{low_steps}, {high_steps}] physics steps: must lie in "
-                             f"[0, {self.simulator.frame_skip}] (one control period) with low <= high")
-        self._delay_range = (int(low_steps), int(high_steps))
+    @property
+    def model(self) -> Any:
+        """This world's `mujoco.MjModel` (the one the randomizer writes)."""
+        return self.simulator.model
+
+    @property
+    def data(self) -> Any:
+        """This world's `mujoco.MjData`."""
+        return self.simulator.data
+
+    def use_randomizer(self, randomizer: Randomizer) -> None:
+        """Randomize every later episode (sim/randomization): model terms and reset noise at each reset,
+        from Gymnasium's seeded generator of this env; action and observation noise each step."""
+        self.randomizer = randomizer
         if self._simulate is None:  # only a randomized env pays for the delayed stepping
             self._simulate = self.simulator.do_simulation
             self.simulator.do_simulation = self._delayed_simulation  # Gymnasium's step calls it
@@ -166,17 +210,37 @@ class LocomotionEnv(SpecEnv):
             simulate(ctrl, n_frames - delay)
         self._held_ctrl = np.array(ctrl, dtype=np.float64)
 
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = super().reset(seed=seed, options=options)
+        if self.randomizer is None:
+            return obs, info
+        info["randomization"] = self.randomization
+        return self._noisy(obs), info
+
     def _after_reset(self, first: Any) -> None:
         self._held_ctrl = np.zeros(self.simulator.model.nu)  # actuators start unpowered
-        low, high = self._delay_range
-        self.actuation_delay_steps = int(self.np_random.integers(low, high + 1)) if high else 0
+        if self.randomizer is not None:  # after the task's reset state, before the first observation
+            self.randomization = self.randomizer.reset_world(self.model, self.data, self.simulator.np_random)
+            self.actuation_delay_steps = self.randomization["actuation_delay_steps"]
+            mujoco.mj_forward(self.model, self.data)
+
+    def _noisy(self, obs: np.ndarray) -> np.ndarray:
+        assert self.randomizer is not None
+        return self.randomizer.perturb_observations(obs[None], self.simulator.np_random)[0]
 
     def robot_state(self) -> dict[str, np.ndarray]:
         """Copies of the mjData arrays the observation reads, flattened (name -> `(size,)`)."""
         data = self.simulator.data
-        return {name: getattr(data, name).ravel().copy() for name in self._fields}
+        state = {name: getattr(data, name).ravel().copy() for name in self._fields}
+        for name, get in self._goals.items():  # the episode's target, as a robot is given it
+            state[name] = get(self.simulator.model, data)
+        return state
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.randomizer is not None:
+            action = self.randomizer.perturb_actions(
+                np.asarray(action, dtype=np.float64)[None], self.simulator.np_random)[0]
         ctrl = action_to_robot(self.task_spec, action)
         counts = self.simulator.data.warning.number  # a view of mjData's warning counters
         before = counts[_FAILURE_WARNINGS]
@@ -188,4 +252,6 @@ class LocomotionEnv(SpecEnv):
             terminated = True
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
             reward = 0.0  # computed across MuJoCo's own reset of the state: meaningless
+        if self.randomizer is not None:
+            obs = self._noisy(obs)
         return obs, float(reward), bool(terminated), bool(truncated), info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from robot_rl.errors import ConfigError
@@ -45,6 +46,8 @@ def run_train(args: argparse.Namespace) -> int:
         if has_checkpoints(out):
             raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it")
         trainer = trainer_class(config.algo)(config, out)
+    if trainer.config.randomize.active:  # the ranges in the log (config.yaml holds them too)
+        print(trainer.config.randomize.describe(), file=sys.stderr, flush=True)
     result = trainer.train()
     summary = {"run_dir": str(trainer.run_dir), "step": result["step"],
                "mean_return": result["mean_return"], "std_return": result["std_return"],
