@@ -185,7 +185,8 @@ class ActionSpec:
         return int(self.high[0]) + 1
 
     @classmethod
-    def from_bounds(cls, kind: str, low: Sequence[float], high: Sequence[float]) -> ActionSpec:
+    def from_bounds(cls, kind: str, low: Sequence[float] | np.ndarray,
+                    high: Sequence[float] | np.ndarray) -> ActionSpec:
         """The spec that maps [-1, 1] linearly onto [low, high] (both finite)."""
         lo = np.asarray(low, dtype=np.float64)
         hi = np.asarray(high, dtype=np.float64)
@@ -442,6 +443,7 @@ class ObservationBuilder:
             clip = t.clip
             goal = None  # (relative kind, goal field, its size, its selection)
             if t.relative != "none":
+                assert t.goal is not None  # ObsTerm checks: a relative term names its goal field
                 gsize = spec.state_fields[t.goal]
                 gsel = None if t.goal_indices is None else np.array(t.goal_indices, dtype=np.intp)
                 goal = (t.relative, t.goal, gsize, gsel)
