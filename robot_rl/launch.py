@@ -166,8 +166,9 @@ class TrainConfig:
         check(1 <= self.torch_threads <= MAX_THREADS, "torch_threads", f"must be in [1, {MAX_THREADS}]")
         check(self.seed <= MAX_SEED, "seed", f"must be <= {MAX_SEED} (64 bits, what torch.manual_seed takes)")
         check(self.num_envs <= MAX_ENVS, "num_envs", f"must be <= {MAX_ENVS}")
-        check(self.env_threads is None or 1 <= self.env_threads <= MAX_THREADS, "env_threads",
-              f"must be in [1, {MAX_THREADS}]")
+        check(self.env_threads is None or self.env_threads >= 1, "env_threads", "must be >= 1")
+        check(self.env_threads is None or self.env_threads <= MAX_THREADS, "env_threads",
+              f"must be <= {MAX_THREADS}")
         check(self.env_threads is None or self.vectorization == "batched", "env_threads",
               f"sets the batched engine's threads, but vectorization is {self.vectorization!r}")
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
