@@ -203,11 +203,13 @@ class LocomotionEnv(SpecEnv):
             self.simulator.do_simulation = self._delayed_simulation  # Gymnasium's step calls it
 
     def _delayed_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
+        simulate = self._simulate
+        assert simulate is not None  # installed together with this method
         delay = min(self.actuation_delay_steps, n_frames)
         if delay:
-            self._simulate(self._held_ctrl, delay)
+            simulate(self._held_ctrl, delay)
         if n_frames > delay:
-            self._simulate(ctrl, n_frames - delay)
+            simulate(ctrl, n_frames - delay)
         self._held_ctrl = np.array(ctrl, dtype=np.float64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
