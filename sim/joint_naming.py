@@ -44,6 +44,7 @@ def joint_layout(model: Any) -> JointLayout:
     qpos: list[int] = []
     qvel: list[int] = []
     free: tuple[int, int] | None = None
+    parts: tuple[str, ...]
     for j in range(model.njnt):
         name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or f"joint{j}"
         kind, qa, va = int(model.jnt_type[j]), int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j])
