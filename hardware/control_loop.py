@@ -16,6 +16,7 @@ A simulated robot that is not `realtime` runs as fast as possible: no sleeping, 
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -91,7 +92,8 @@ class LoopStats:
     episode_return: float | None
     """Sum of the backend's rewards (simulated backends), else None."""
     stop_reason: str
-    """"steps", "duration", "episode_end", "estop", "interrupted" or "error"."""
+    """"steps", "duration", "episode_end", "estop", "interrupted", "error", or the reason given to
+    `ControlLoop.request_stop` (deploy: the signal's name, e.g. "SIGTERM")."""
     safety: Mapping[str, Any]
     """The safety filter's report."""
 
@@ -129,13 +131,23 @@ class ControlLoop:
 
     `policy` needs `.spec` (a TaskSpec) and `.act(state_fields) -> (act_dim,)` in robot units; a
     policy bundle (`robot_rl.policies.load`) is one. `realtime` None: the robot's own `realtime`.
-    `clock` and `sleep` (seconds) are the loop's time source, replaceable for tests.
+    `clock` and `sleep` (seconds) are the loop's time source, replaceable for tests. `window`: keep
+    only the last `window` timing records (None: all), so a loop ticked for days keeps a fixed memory.
     """
+
+    _mapping: tuple[np.ndarray | None, np.ndarray | None] | None
+    """(to_robot, to_policy) while started (by `start`), else None."""
+    _t0: float | None
+    _t_end: float | None
+    _last_start: float | None
 
     def __init__(self, robot: Robot, policy: Any, safety: SafetyFilter | None = None,
                  period: float | None = None, realtime: bool | None = None,
                  clock: Callable[[], float] = time.perf_counter,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, window: int | None = None) -> None:
+        if window is not None and window < 1:
+            raise HardwareError(f"window must be a positive number of ticks (or None: all), got {window}")
+        self.window = window
         self.robot = robot
         self.policy = policy
         self.spec = policy.spec
@@ -149,6 +161,7 @@ class ControlLoop:
         self.realtime = robot.realtime if realtime is None else bool(realtime)
         self._clock, self._sleep = clock, sleep
         self._estop = threading.Event()
+        self._stop_request: str | None = None  # set by request_stop (a signal handler may call it)
         self._estop_lock = threading.Lock()  # the loop's cleanup waits for an e-stop under way
         self._reset_records()
 
@@ -174,8 +187,15 @@ class ControlLoop:
                 self._stop_reason = "error"
             raise
         finally:
+            self._stop_request = None
             self._cleanup(close)
         return self.stats()
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """End the current run at its next tick, from any thread or a signal handler, with the normal
+        cleanup (deactivate: the robot's safe command, motors disabled); `reason` becomes the stop
+        reason. Requested before `run` activates the robot, the run ends without activating it."""
+        self._stop_request = reason
 
     def start(self) -> None:
         """Everything `run` does before its first tick: configure if needed, map joints, check the
@@ -188,10 +208,33 @@ class ControlLoop:
 
     def tick(self) -> None:
         """One tick after `start`: state -> policy -> safety filter -> command, with timing records."""
+        self._timed(self._tick)
+
+    def hold(self, reason: str, detail: str) -> None:
+        """One tick after `start` that sends the safety filter's safe action instead of asking the
+        policy (counted as an intervention `reason`, e.g. "stale"): for a caller that knows the state
+        must not be acted on (the ROS 2 node measures a state's age from its arrival)."""
+        self._timed(self._hold, reason, detail)
+
+    def stop(self, reason: str = "deactivated") -> None:
+        """End a run begun with `start`: deactivate the robot (its safe command) and leave it open
+        (configured), so that `start` may run it again."""
+        self._mapping = None
+        self._stop_reason = reason
+        self._t_end = self._clock()
+        if self.robot.lifecycle is Lifecycle.ACTIVE:
+            self.robot.deactivate()
+
+    @property
+    def steps(self) -> int:
+        """Commands written since the run began."""
+        return self._steps
+
+    def _timed(self, body: Callable[..., None], *args: str) -> None:
         if self._mapping is None:
             raise HardwareError("the control loop is not started")
         start = self._clock()
-        self._tick(*self._mapping)
+        body(*self._mapping, *args)
         end = self._clock()
         self._latency.append(end - start)
         if self._last_start is not None:
@@ -243,6 +286,8 @@ class ControlLoop:
             raise HardwareError(f"{type(robot).__name__} cannot provide the state field(s) "
                                 f"{', '.join(missing)} that the policy ({self.spec.name}) observes; it "
                                 f"provides: {', '.join(probe.observation_fields())}")
+        if self._stop_request is not None:  # stopped while configuring: never enable the motors
+            return None, None
         state = robot.activate()
         self.safety.reset(_reorder(state, to_policy))
         if hasattr(self.policy, "reset"):
@@ -260,6 +305,9 @@ class ControlLoop:
         while True:
             if self._estop.is_set():
                 self._stop_reason = "estop"
+                return
+            if self._stop_request is not None:
+                self._stop_reason = self._stop_request
                 return
             if steps is not None and self._steps >= steps:
                 self._stop_reason = "steps"
@@ -315,6 +363,13 @@ class ControlLoop:
             self._return += float(reward)
             self._rewarded = True
 
+    def _hold(self, to_robot: np.ndarray | None, to_policy: np.ndarray | None, reason: str,
+              detail: str) -> None:
+        state = self.robot.read_state()
+        safe = self.safety.refuse(reason, detail, state if to_policy is None else _reorder(state, to_policy))
+        self.robot.write_command(safe if to_robot is None else safe[to_robot])
+        self._steps += 1
+
     def _cleanup(self, close: bool) -> None:
         self._t_end = self._clock()
         robot = self.robot
@@ -327,18 +382,20 @@ class ControlLoop:
                     robot.close()
 
     def _reset_records(self) -> None:
-        self._periods: list[float] = []
-        self._jitter: list[float] = []
-        self._latency: list[float] = []
-        self._lateness: list[float] = []
-        self._overrun: list[float] = []
+        def series() -> collections.deque[float]:
+            return collections.deque(maxlen=self.window)
+        self._periods = series()
+        self._jitter = series()
+        self._latency = series()
+        self._lateness = series()
+        self._overrun = series()
         self._steps = self._skipped = 0
         self._return, self._rewarded = 0.0, False
         self._stop_reason = ""
-        self._t0: float | None = None
-        self._t_end: float | None = None
-        self._last_start: float | None = None
-        self._mapping: tuple[np.ndarray | None, np.ndarray | None] | None = None
+        self._t0 = None
+        self._t_end = None
+        self._last_start = None
+        self._mapping = None
 
 
 def joint_mapping(robot_joints: tuple[str, ...] | list[str], policy_joints: tuple[str, ...] | list[str],

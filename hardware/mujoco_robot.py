@@ -12,14 +12,17 @@ task's reward and its termination or time limit.
 `realtime=True` lets a control loop pace the steps to the wall clock (the plant then advances one
 control period per tick, as a robot would); `realtime=False` runs as fast as possible.
 
-Gymnasium MuJoCo tasks are stepped with the robot-unit command directly (exactly what the env does
-after mapping a normalised action), with the env's own physics-failure rule; other tasks (dm_control)
-through the env with the command mapped back to the normalised action.
+A task on the batched MuJoCo engine (`robot_rl.sim.registry.engine_task_names()`) is one engine world
+used through the engine's declared interface: `world.model`, `world.data`, the engine's spec and its
+state fields; the robot-unit command is applied as the world's control (`step_controls`), with the
+engine's physics-failure rule and time limit, and no autoreset (an ended episode waits for the next
+activation). Other tasks (dm_control) run through their env with the command mapped back to the
+normalised action; the PyBullet backend, which replaces Gymnasium's physics step, keeps the Gymnasium
+env path.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,8 @@ class MujocoRobot(Robot):
     """A simulated robot: `task`'s MuJoCo model. Not thread-safe beyond the base class's lock."""
 
     backend = "mujoco"
+    engine_backed = True
+    """Run engine tasks as an engine world (the PyBullet subclass needs Gymnasium's env instead)."""
 
     def __init__(self, task: str, seed: int = 0, realtime: bool = True) -> None:
         super().__init__()
@@ -44,13 +49,20 @@ class MujocoRobot(Robot):
         """Activations so far; episode i was reset with seed `seed + i`."""
         self.spec: TaskSpec | None = None
         self._env: Any = None
+        self._engine: Any = None
+        self._max_steps: int | None = None
+        """The task's time limit in control steps (None: the task ends its own episodes)."""
         self._sequence = 0
         self._steps = 0
 
     # ------------------------------------------------------------------ hooks
     def _configure(self) -> None:
         from robot_rl.sim import make_env
+        from robot_rl.sim.registry import engine_task_names
 
+        if self.engine_backed and self.task in engine_task_names():
+            self._attach_engine()
+            return
         env = make_env(self.task, seed=self.seed)
         try:
             self._attach(env)
@@ -58,29 +70,61 @@ class MujocoRobot(Robot):
             env.close()
             raise
 
-    def _attach(self, env: Any) -> None:
-        inner = env.unwrapped
-        spec = getattr(inner, "task_spec", None)
-        handles = _mujoco_handles(inner)
-        if spec is None or handles is None or not hasattr(inner, "robot_state"):
-            raise HardwareError(f"{self.task} is not a MuJoCo task; the {self.backend} backend runs "
-                                f"Gymnasium MuJoCo and dm_control tasks")
+    def _attach_engine(self) -> None:
+        """One world of the batched engine, through its declared interface (model, data, spec)."""
+        from robot_rl.sim.engine.batched import BatchedEngine
+        from robot_rl.sim.registry import engine_task
+
+        engine = BatchedEngine(engine_task(self.task), 1, seed=self.seed, threads=1, autoreset=False,
+                               physics=self._world_physics())
+        try:
+            world = engine.worlds[0]
+            self._model, self._data = world.model, world.data
+            self._use_spec(engine.spec)
+            self._max_steps = engine.max_episode_steps
+            self._engine = engine
+            self._attach_world(world)
+            engine.reset(seed=self.seed)  # a defined state to read before the first activation
+        except BaseException:
+            engine.close()
+            self._engine = None
+            raise
+
+    def _world_physics(self) -> Any:
+        """What steps the world's physics (None: MuJoCo's own `mj_step`; a twin simulator replaces it)."""
+        return None
+
+    def _attach_world(self, world: Any) -> None:
+        """Called once the engine world exists, before its first reset."""
+
+    def _use_spec(self, spec: TaskSpec) -> None:
         if spec.action.kind not in ("torque", "position", "velocity"):
             raise HardwareError(f"{self.task}: a {spec.action.kind} action is not a joint command")
-        self._model, self._data = handles
         self._qadr, self._dadr = _coordinates(self._model, spec.joint_names, self.task)
         self.spec = spec
         self.joint_names = spec.joint_names
         self.command_kind = spec.action.kind
         scale, offset, low, high = spec.action._arrays
         self._scale, self._offset, self._low, self._high = scale, offset, low, high
+
+    def _attach(self, env: Any) -> None:
+        inner = env.unwrapped
+        spec = getattr(inner, "task_spec", None)
+        handles = _mujoco_handles(inner)
+        if spec is None or handles is None or not hasattr(inner, "robot_state"):
+            raise HardwareError(f"{self.task} is not a MuJoCo task; the {self.backend} backend runs "
+                                f"the MuJoCo engine's tasks and dm_control tasks")
+        self._model, self._data = handles
+        self._use_spec(spec)
         self._max_steps = getattr(env, "_max_episode_steps", None)
-        self._direct = hasattr(inner, "simulator")
         self._env, self._inner = env, inner
         env.reset(seed=self.seed)  # a defined state to read before the first activation (which resets again)
 
     def _activate(self) -> RobotState:
-        self._env.reset(seed=self.seed + self.episodes)
+        if self._engine is not None:
+            self._engine.reset(seed=self.seed + self.episodes)
+        else:
+            self._env.reset(seed=self.seed + self.episodes)
         self.episodes += 1
         self._steps = 0
         self.last_reward = None
@@ -93,7 +137,8 @@ class MujocoRobot(Robot):
         return RobotState(joint_positions=_values(data, "qpos", self._qadr),
                           joint_velocities=_values(data, "qvel", self._dadr),
                           timestamp=float(data.time), sequence=self._sequence,
-                          fields=self._inner.robot_state())
+                          fields=self._engine.world_state(0) if self._engine is not None
+                          else self._inner.robot_state())
 
     def _write_command(self, command: np.ndarray) -> np.ndarray:
         if command.shape != self._low.shape:
@@ -104,8 +149,9 @@ class MujocoRobot(Robot):
             raise HardwareError(f"{self.task}: the episode has ended; deactivate and activate again "
                                 f"for a new one")
         sent = np.minimum(np.maximum(command, self._low), self._high)  # the actuators' own ctrlrange
-        if self._direct:
-            reward, terminated, truncated = self._step_direct(sent)
+        if self._engine is not None:
+            _, rewards, terminated_, truncated_, _ = self._engine.step_controls(sent[None])
+            reward, terminated, truncated = rewards[0], terminated_[0], truncated_[0]
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 action = np.where(self._scale != 0, (sent - self._offset) / self._scale, 0.0)
@@ -115,22 +161,6 @@ class MujocoRobot(Robot):
         self.episode_over = bool(terminated or truncated)
         return sent
 
-    def _step_direct(self, ctrl: np.ndarray) -> tuple[float, bool, bool]:
-        """One control period of the Gymnasium MuJoCo env with robot units (LocomotionEnv.step's rule:
-        a physics failure terminates with reward 0); the time limit counted here."""
-        counts = self._data.warning.number
-        failures = _failure_warnings()
-        before = counts[failures].copy()
-        _, reward, terminated, _, _ = self._inner.simulator.step(ctrl)
-        fields = self._inner.robot_state()
-        failed = bool((counts[failures] > before).any()) or not all(np.isfinite(v).all()
-                                                                      for v in fields.values())
-        if failed:
-            reward, terminated = 0.0, True
-        self._steps += 1
-        truncated = self._max_steps is not None and self._steps >= self._max_steps
-        return float(reward), bool(terminated), bool(truncated)
-
     def _deactivate(self) -> None:
         self._zero_controls()
 
@@ -138,17 +168,24 @@ class MujocoRobot(Robot):
         self._zero_controls()
 
     def _close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         if self._env is not None:
             self._env.close()
             self._env = None
 
     def clock(self) -> float:
         """Simulated time (s): the clock of this robot's timestamps."""
-        return float(self._data.time) if self._env is not None else 0.0
+        return float(self._data.time) if self._plant_open else 0.0
+
+    @property
+    def _plant_open(self) -> bool:
+        return self._env is not None or self._engine is not None
 
     # ------------------------------------------------------------------ internals
     def _zero_controls(self) -> None:
-        if self._env is not None:
+        if self._plant_open:
             self._data.ctrl[:] = 0.0
 
 
@@ -171,13 +208,11 @@ def make_simulated(cls: type[MujocoRobot], spec: TaskSpec, options: dict[str, An
 
 
 def _mujoco_handles(env: Any) -> tuple[Any, Any] | None:
-    """(MjModel, MjData) of a Gymnasium MuJoCo env or a dm_control env, else None."""
-    sim = getattr(env, "simulator", None)
-    if sim is not None and hasattr(sim, "model") and hasattr(sim, "data"):
-        return sim.model, sim.data
-    dm_env = getattr(env, "dm_env", None)
-    if dm_env is not None:
-        return dm_env.physics.model.ptr, dm_env.physics.data.ptr
+    """(MjModel, MjData) of a dm_control task's env (the tasks off the engine), else None."""
+    from robot_rl.sim.dm_control_tasks import DmControlEnv
+
+    if isinstance(env, DmControlEnv):
+        return env.dm_env.physics.model.ptr, env.dm_env.physics.data.ptr
     return None
 
 
@@ -201,12 +236,3 @@ def _values(data: Any, field: str, address: Any) -> np.ndarray:
     if isinstance(address, tuple):
         field, address = address
     return np.array(getattr(data, field)[address], dtype=np.float64)
-
-
-@functools.cache
-def _failure_warnings() -> np.ndarray:
-    """MuJoCo warnings after which it has reset the state itself (as `sim.locomotion` counts them)."""
-    import mujoco
-
-    return np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}"))
-                     for w in ("BADQPOS", "BADQVEL", "BADQACC", "BADCTRL")])

@@ -1,16 +1,17 @@
 """The `pybullet` backend: the same robot in a second simulator, for the sim-to-sim check.
 
-The task's Gymnasium MuJoCo environment is kept for everything but the physics: its reset (with its
-reset noise, so both simulators start from the same state), its reward and termination rules, and the
-state fields (`qpos`, `qvel`, ...) the policy observes. Its physics step is replaced by PyBullet's:
-the model is loaded in PyBullet with MuJoCo's compiled parameters carried across
+The task's engine world (one world of `robot_rl.sim.engine`, as the MuJoCo backend uses it) is kept
+for everything but the physics: its reset (with its reset noise, so both simulators start from the
+same state), its reward and termination rules, and the state fields (`qpos`, `qvel`, ...) the policy
+observes. Its physics is replaced by PyBullet's, through the engine's `physics` hook: the world's model
+is loaded in PyBullet with MuJoCo's compiled parameters carried across
 (`robot_rl.sim.pybullet_twin.PyBulletTwin`), stepped with the same timestep and frame skip, and after
-every control period PyBullet's state is written back into the env's `mjData` in MuJoCo's layout (then
-`mj_forward`, so positions of bodies, sites and contact forces follow). The same policy thus runs
+every control period PyBullet's state is written back into the world's `mjData` in MuJoCo's layout
+(then `mj_forward`, so positions of bodies, sites and contact forces follow). The same policy thus runs
 unchanged, and `robot-rl sim2sim` can compare the two returns.
 
-Only the Gymnasium MuJoCo tasks (whose models load in PyBullet) are supported; see
-`robot_rl.sim.pybullet_twin` for what is carried across and what is not.
+Only the tasks on the engine (the Gymnasium MuJoCo tasks, whose models load in PyBullet) are
+supported; see `robot_rl.sim.pybullet_twin` for what is carried across and what is not.
 """
 
 from __future__ import annotations
@@ -32,21 +33,24 @@ class PyBulletRobot(MujocoRobot):
         self.twin: Any = None
 
     def _attach(self, env: Any) -> None:
-        super()._attach(env)
-        if not self._direct or not hasattr(self._inner.simulator, "fullpath"):
-            raise HardwareError(f"{self.task}: the pybullet backend runs the Gymnasium MuJoCo tasks only")
+        env.close()
+        raise HardwareError(f"{self.task}: the pybullet backend runs the MuJoCo engine's tasks only "
+                            f"(the Gymnasium MuJoCo tasks)")
+
+    def _world_physics(self) -> Any:
+        return self._physics_step
+
+    def _attach_world(self, world: Any) -> None:
+        from robot_rl.sim.engine.task import mjcf_path
         from robot_rl.sim.pybullet_twin import PyBulletTwin
 
-        sim = self._inner.simulator
-        self.twin = PyBulletTwin(sim.model, sim.fullpath)
-        # the env's physics step, replaced on this instance only: PyBullet steps, MuJoCo observes
-        sim._step_mujoco_simulation = self._physics_step
+        self.twin = PyBulletTwin(world.model, mjcf_path(self._engine.task))
 
-    def _physics_step(self, ctrl: Any, n_frames: int) -> None:
+    def _physics_step(self, world: Any, ctrl: Any, n_frames: int) -> None:
+        """One control period in PyBullet, written back into the world's mjData."""
         import mujoco
 
-        sim = self._inner.simulator
-        model, data = sim.model, sim.data
+        model, data = world.model, world.data
         self.twin.step(ctrl, n_frames)
         qpos, qvel = self.twin.get_state()
         data.qpos[:] = qpos

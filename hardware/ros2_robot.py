@@ -10,9 +10,11 @@ onto the policy's order, by name) are in the policy's terms. JointState entries 
 in whatever order and with whatever extra joints the driver publishes.
 
 **State fields.** `RobotState.fields` carries the task spec's `qpos` and `qvel` when it reads them:
-`qpos` is the JointState's positions and `qvel` its velocities, in message order (or in the order of
-`state_joints`), i.e. the generalized coordinates when the JointState names every joint of the model,
-as the sim bridge publishes it. A joint with more than one coordinate is spelled as entries named
+the positions and velocities of the entries named by the bundle's `task_spec.state_joints` (every
+joint a driver must publish; `state_joints` here overrides it, `joint_map` renames it), looked up by
+name in each JointState, in any order, extra joints ignored, a missing one rejected. A bundle that
+names none (exported before `state_joints` existed) reads the whole message in message order: give
+it `state_joints`. A joint with more than one coordinate is spelled as entries named
 `J:x J:y J:z J:qw J:qx J:qy J:qz` (free joint) or `J:qw .. J:qz` (ball joint): positions are its
 qpos, velocities its qvel, with the `:qw` entry's velocity unused (it is skipped in `qvel`). Other
 state fields (dm_control observation keys) do not travel over JointState; the control loop then
@@ -28,7 +30,8 @@ position or velocity array does not match its names or the bundle's state-field 
 when a value the policy uses is NaN/Inf ("non_finite"), or when it lacks one of the robot's joints or
 repeats a name ("names"). Each accepted JointState gets the next `sequence`; its `timestamp` is the
 header stamp in seconds (a zero stamp: the host's monotonic clock on receipt). The safety filter
-learns the offset between the stamp's clock and `clock()`, so only the rates must agree.
+learns the offset between the stamp's clock and `clock()`, so only the rates must agree. `arrival`
+is when the newest accepted state arrived, on `clock()`: the policy node measures staleness from it.
 
 **QoS** (see `state_qos`, `command_qos`): state in with the sensor-data profile (best effort,
 volatile) at depth 1, which matches reliable and best-effort drivers alike; commands out reliable at
@@ -92,6 +95,20 @@ def parse_joint_map(items: Sequence[str] | Mapping[str, str] | None) -> dict[str
     return out
 
 
+def robot_joint_names(policy_names: Sequence[str], rename: Mapping[str, str]) -> tuple[str, ...]:
+    """The robot's names for `policy_names` under `rename` ({robot name: policy name}); an entry
+    `J:part` of a free or ball joint follows its joint J."""
+    inverse = {policy: robot for robot, policy in rename.items()}
+    out = []
+    for name in policy_names:
+        joint, sep, part = name.rpartition(":")
+        if name not in inverse and sep and joint in inverse:
+            out.append(f"{inverse[joint]}:{part}")
+        else:
+            out.append(inverse.get(name, name))
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------------------------------
 # JointState -> RobotState (numpy only: testable without ROS)
 
@@ -114,6 +131,11 @@ class JointStateDecoder:
         self.last_rejection: str | None = None
         self._names: list[str] | None = None  # the name list the index arrays below were made for
         self._layout: tuple[Any, ...] | tuple[str, str] = ()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Every name a JointState must carry: the commanded joints, then the other state joints."""
+        return self.joints + tuple(j for j in self.state_joints if j not in self.joints)
 
     def decode(self, names: Sequence[str], position: Any, velocity: Any, timestamp: float,
                sequence: int, orientation: np.ndarray | None = None,
@@ -159,17 +181,15 @@ class JointStateDecoder:
             dup = sorted({x for x in names if names.count(x) > 1})
             return "names", f"the JointState repeats the name(s) {', '.join(dup)}"
         where = {name: i for i, name in enumerate(names)}
-        missing = [j for j in self.joints if j not in where]
+        required = self.required
+        missing = [j for j in required if j not in where]
         if missing:
             return "names", (f"the JointState has no joint named {', '.join(missing)} (it names: "
-                    f"{', '.join(names) or 'nothing'}); the robot's joints are {list(self.joints)}. "
-                    f"Map differing names with joint_map (ROBOT_NAME=POLICY_NAME)")
+                    f"{', '.join(names) or 'nothing'}); a driver must publish {list(required)} (the "
+                    f"commanded joints and the bundle's state_joints). Map differing names with "
+                    f"joint_map (ROBOT_NAME=POLICY_NAME)")
         joint_index = np.array([where[j] for j in self.joints], dtype=np.intp)
         if self.state_joints:
-            gone = [j for j in self.state_joints if j not in where]
-            if gone:
-                return "names", (f"the JointState has no entry named {', '.join(gone)} "
-                                 f"(listed in state_joints)")
             order = [where[j] for j in self.state_joints]
         else:
             order = list(range(len(names)))
@@ -279,7 +299,9 @@ class Ros2Robot(Robot):
             2 * self.period if state_deadline < 0 else float(state_deadline)
         self.command_deadline = 2 * self.period if command_deadline is None or command_deadline < 0 \
             else command_deadline
-        self.decoder = JointStateDecoder(self.joints, spec.state_fields, state_joints)
+        self.state_joints = tuple(state_joints) or robot_joint_names(spec.state_joints, rename)
+        """The JointState entries forming qpos/qvel, robot names (empty: the whole message)."""
+        self.decoder = JointStateDecoder(self.joints, spec.state_fields, self.state_joints)
         self._reader = JointStateReader()
         self.on_state = on_state
         self.node = node
@@ -297,6 +319,7 @@ class Ros2Robot(Robot):
         self._sequence = 0
         self._enabled = False  # activated and not deactivated since: commands may have been sent
         self._latest: RobotState | None = None
+        self._arrival: float | None = None
         self._returned = 0  # sequence of the last state read_state returned
         self._imu: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         self._cond = threading.Condition()
@@ -320,6 +343,11 @@ class Ros2Robot(Robot):
     @property
     def latest(self) -> RobotState | None:
         return self._latest
+
+    @property
+    def arrival(self) -> float | None:
+        """When the newest accepted state arrived, seconds on `clock()` (None: none yet)."""
+        return self._arrival
 
     # ------------------------------------------------------------------ lifecycle hooks
     def _configure(self) -> None:
@@ -447,7 +475,7 @@ class Ros2Robot(Robot):
             except Exception:  # a node already destroyed took them with it
                 pass
         self._entities, self._publisher = [], None
-        self._latest = None
+        self._latest = self._arrival = None
         if self.standalone and self._context is not None:
             context, self._context = self._context, None
             try:
@@ -482,6 +510,7 @@ class Ros2Robot(Robot):
             return
         self._sequence += 1
         with self._cond:
+            self._arrival = self.clock()
             self._latest = state
             self._cond.notify_all()
         if self.on_state is not None:
@@ -587,7 +616,7 @@ def ros_parameters(ros_args: Sequence[str] | None) -> dict[str, Any]:
     parameter that is not one of PARAMETER_OPTIONS is an error, not silently ignored."""
     import yaml
 
-    from robot_rl.hardware.ros2_policy_node import PARAMETERS, coerce_parameters
+    from robot_rl.hardware.ros2_node_params import PARAMETERS, coerce_parameters
 
     args, given = list(ros_args or []), {}
     for i, arg in enumerate(args):

@@ -29,20 +29,20 @@ episode ends (termination, the task's time limit, or `max_steps`) its report (ep
 return, whether it terminated, root x at start and end, commands refused and control periods without
 a fresh command) is printed as one JSON line, logged and published; then the next episode starts
 (seed + 1), or after `episodes` episodes the node exits (exit code 0).
+
+This module (parameters, layout, entry point) imports without rclpy; the node class is
+`ros2_sim_bridge_node.SimBridge`.
 """
 
 from __future__ import annotations
 
-import array
-import json
 import sys
-import time
 from typing import Any
 
 import numpy as np
 
 from robot_rl.errors import RobotRLError
-from robot_rl.hardware.ros2_robot import check_ranges, command_qos, count_range, seconds_range, state_qos
+from robot_rl.hardware.ros2_robot import count_range, seconds_range
 
 PARAMETERS: dict[str, Any] = {
     "bundle": "",
@@ -102,158 +102,9 @@ def joint_state_layout(model: Any) -> tuple[list[str], np.ndarray, np.ndarray, t
     return names, np.array(qpos, dtype=np.intp), np.array(qvel, dtype=np.intp), free
 
 
-def make_bridge(rclpy: Any, context: Any = None) -> Any:
-    """The bridge node class (built here so that importing this module needs no rclpy)."""
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.node import Node
-    from sensor_msgs.msg import Imu, JointState
-    from std_msgs.msg import Float64MultiArray
-
-    class SimBridge(Node):
-        def __init__(self) -> None:
-            super().__init__("robot_rl_sim_bridge", context=context)
-            for key, value in PARAMETERS.items():
-                self.declare_parameter(key, value, ParameterDescriptor(dynamic_typing=False))
-            p = {key: self.get_parameter(key).value for key in PARAMETERS}
-            check_ranges(p, RANGES)
-            self.p = p
-            self.done = False
-            self.exit_code = 0
-            self.robot = _make_robot(p)
-            spec = self.robot.spec
-            self.spec = spec
-            self.period = p["period"] or spec.control_period
-            self.command_timeout = p["command_timeout"] or 3 * self.period
-            self.names, self.qpos_index, self.qvel_index, self.free = joint_state_layout(self.robot._model)
-            self._vel_used = self.qvel_index >= 0
-            self._vel_buf = np.zeros(len(self.names))
-            deadline = 1.5 * self.period if p["deadline"] < 0 else p["deadline"]
-            self.state_pub = self.create_publisher(JointState, p["state_topic"], state_qos(deadline))
-            self.imu_pub = (self.create_publisher(Imu, p["imu_topic"], state_qos(deadline))
-                            if self.free is not None and p["imu_topic"] else None)
-            self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
-            self.create_subscription(Float64MultiArray, p["command_topic"], self._on_command,
-                                     command_qos(None))
-            self._state_msg = JointState(name=list(self.names))
-            self._imu_msg = Imu()
-            self._imu_msg.linear_acceleration_covariance[0] = -1.0
-            self._command: np.ndarray | None = None
-            self._command_time = 0.0
-            self._fresh = False
-            self.refused = 0
-            self.episode = -1
-            self.holding = bool(p["hold_until_command"])
-            self._new_episode()
-            self.timer = self.create_timer(self.period, self._tick)
-            self.get_logger().info(f"{spec.name}: {len(self.names)} joint-state entries {self.names}; "
-                                   f"commands for {list(spec.joint_names)} every {self.period * 1e3:g} ms")
-
-        # ---------------------------------------------------------------- episodes
-        def _new_episode(self) -> None:
-            robot = self.robot
-            if robot.lifecycle.value == "active":
-                robot.deactivate()
-            robot.activate()  # resets with seed + episode index
-            self.episode += 1
-            self.steps, self.ret, self.late, self.refused = 0, 0.0, 0, 0
-            self.x_start = self._root_x()
-            self._publish_state()
-
-        def _root_x(self) -> float | None:
-            return float(self.robot._data.qpos[0]) if self.names and (
-                self.names[0].endswith(":x") or int(self.robot._model.jnt_type[0]) == 2) else None
-
-        def _end_episode(self) -> None:
-            report = {"event": "episode", "task": self.spec.name, "episode": self.episode,
-                      "seed": self.robot.seed + self.episode, "steps": self.steps, "return": self.ret,
-                      "terminated": bool(self.robot.episode_over and self.steps < self._limit()),
-                      "x_start": self.x_start, "x_end": self._root_x(),
-                      "commands_refused": self.refused, "periods_without_fresh_command": self.late}
-            print(json.dumps(report), flush=True)
-            self.get_logger().info(f"episode {self.episode}: return {self.ret:.3f} in {self.steps} steps")
-            status = DiagnosticStatus(level=DiagnosticStatus.OK, name="robot_rl_sim_bridge: episode",
-                                      message=f"episode {self.episode} return {self.ret:.3f}",
-                                      hardware_id=self.spec.name,
-                                      values=[KeyValue(key=k, value=str(v)) for k, v in report.items()])
-            msg = DiagnosticArray(status=[status])
-            msg.header.stamp = self.get_clock().now().to_msg()
-            self.diag_pub.publish(msg)
-            if self.p["episodes"] and self.episode + 1 >= self.p["episodes"]:
-                self.done = True
-                self.timer.cancel()
-            else:
-                self._new_episode()
-
-        def _limit(self) -> int:
-            limit = self.robot._max_steps or 0
-            if self.p["max_steps"]:
-                limit = min(limit, self.p["max_steps"]) if limit else self.p["max_steps"]
-            return limit or sys.maxsize
-
-        # ---------------------------------------------------------------- real time
-        def _tick(self) -> None:
-            if self.done:
-                return
-            if self.holding:
-                if self._command is None:
-                    self._publish_state()
-                    return
-                self.holding = False
-            now = time.monotonic()
-            if self._command is None or now - self._command_time > self.command_timeout:
-                command = self._safe()
-            else:
-                command = self._command
-            if not self._fresh:
-                self.late += 1
-            self._fresh = False
-            self.robot.write_command(command)
-            self.steps += 1
-            self.ret += float(self.robot.last_reward or 0.0)
-            self._publish_state()
-            if self.robot.episode_over or self.steps >= self._limit():
-                self._end_episode()
-
-        def _safe(self) -> np.ndarray:
-            n = self.spec.act_dim
-            if self.spec.action.kind != "position":
-                return np.zeros(n)
-            return np.asarray(self.robot.read_state().joint_positions, dtype=np.float64)
-
-        def _on_command(self, msg: Any) -> None:
-            data = np.frombuffer(msg.data, dtype=np.float64) if isinstance(msg.data, array.array) \
-                else np.asarray(msg.data, dtype=np.float64)
-            if data.shape != (self.spec.act_dim,) or not np.isfinite(data).all():
-                self.refused += 1
-                self.get_logger().warning(f"refused a command {data.tolist()}: the bridge takes "
-                                          f"{self.spec.act_dim} finite values", throttle_duration_sec=1.0)
-                return
-            self._command = data.copy()
-            self._command_time = time.monotonic()
-            self._fresh = True
-
-        def _publish_state(self) -> None:
-            data = self.robot._data
-            msg = self._state_msg
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.position = array.array("d", data.qpos[self.qpos_index].tobytes())
-            vel = self._vel_buf
-            vel[self._vel_used] = data.qvel[self.qvel_index[self._vel_used]]
-            msg.velocity = array.array("d", vel.tobytes())
-            self.state_pub.publish(msg)
-            if self.imu_pub is not None:
-                (qa, va), imu = self.free, self._imu_msg
-                q, a = data.qpos[qa + 3:qa + 7], data.qvel[va + 3:va + 6]
-                imu.header.stamp = msg.header.stamp
-                imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = map(float, q)
-                imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = map(float, a)
-                self.imu_pub.publish(imu)
-
-    return SimBridge
-
-
-def _make_robot(p: dict[str, Any]) -> Any:
+def make_plant(p: dict[str, Any]) -> Any:
+    """The bridge's plant for its parameters `p`: the MuJoCo backend of `task` (or the bundle's task),
+    configured, not paced (the bridge's timer is)."""
     from robot_rl.hardware.mujoco_robot import MujocoRobot
 
     task = p["task"]
@@ -276,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     from robot_rl.hardware.ros2_policy_node import make_executor
+    from robot_rl.hardware.ros2_sim_bridge_node import SimBridge
 
     argv = list(sys.argv if argv is None else argv)
     context = rclpy.Context()
@@ -286,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     try:
         try:
-            node = make_bridge(rclpy, context)()
+            node = SimBridge(context)
         except RobotRLError as err:
             print(f"robot_rl_sim_bridge: error: {err}", file=sys.stderr)
             return 2

@@ -29,7 +29,8 @@ manifest.json (strict JSON; unknown keys are refused except inside `provenance`)
     format_version  1
     kind            "gaussian" | "argmax"
     task_spec       TaskSpec.to_dict(): joints in policy order, observation terms, action kind, scale,
-                    offset and limits, joint limits, control period, physics dt, state fields
+                    offset and limits, joint limits, control period, physics dt, state fields, and
+                    `state_joints`: every joint a robot driver must publish (those forming qpos/qvel)
     control_period  seconds (equal to task_spec.control_period)
     normalizer      {"mean": [obs_dim], "var": [obs_dim], "clip": c, "eps": e} or null
     network         {"activation": "tanh"|"relu"|"elu", "dtype": "float32", "layers": [[out, in], ...]}

@@ -65,11 +65,12 @@ class DQNTrainer(TrainerBase):
         self.config = config
         cfg = config.algorithm
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
-                         vectorization=config.vectorization, randomize=config.randomize)
+                         vectorization=config.vectorization, randomize=config.randomize,
+                         threads=config.env_threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # only once the envs exist: a bad one leaves no run
         self.obs_dim, self.num_actions = self.spec.obs_dim, self.spec.action.num_actions
         self.agent = DQN(self.obs_dim, self.num_actions, config.policy, cfg)
         obs_dtype = np.uint8 if cfg.network == "nature_cnn" else np.float32

@@ -87,6 +87,9 @@ class EvalConfig:
     randomize: bool = False
     """Evaluate under the run's `randomize:` perturbations (drawn per episode from its seed) instead of
     the nominal model, so that keep_best keeps the checkpoint that is best across them: the robust one."""
+    video: bool = False
+    """Film the first episode of every evaluation (periodic and final) to videos/eval_step<STEP>.mp4 in
+    the run directory (480x480, H.264; needs a renderer: see the README's system packages)."""
 
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
@@ -121,7 +124,11 @@ class TrainConfig:
     total_steps: int = 1_000_000
     """Environment steps, summed over the vector env's sub-environments."""
     num_envs: int = 1
-    vectorization: Literal["sync", "async"] = "sync"
+    vectorization: Literal["sync", "async", "batched"] = "sync"
+    """How the num_envs copies step: "sync" (Gymnasium envs in this process), "async" (one process
+    each), "batched" (worlds of the MuJoCo engine on threads; the MuJoCo locomotion tasks only)."""
+    env_threads: int | None = None
+    """Threads stepping the batched engine's physics (default: the cores); batched only."""
     torch_threads: int = 1
     """Threads torch may use; small networks on 2 cores run fastest on one."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -140,6 +147,9 @@ class TrainConfig:
         check(self.total_steps >= 1, "total_steps", "must be >= 1")
         check(self.num_envs >= 1, "num_envs", "must be >= 1")
         check(self.torch_threads >= 1, "torch_threads", "must be >= 1")
+        check(self.env_threads is None or self.env_threads >= 1, "env_threads", "must be >= 1")
+        check(self.env_threads is None or self.vectorization == "batched", "env_threads",
+              f"sets the batched engine's threads, but vectorization is {self.vectorization!r}")
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
               "evaluates under the run's randomize: section, but it randomizes nothing; add one (e.g. "
               "randomize.actuation_delay) or set eval.randomize: false")

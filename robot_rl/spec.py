@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 TRANSFORMS = ("none", "sin", "cos")
+# How a term relates to a per-episode goal (a state field listed in `TaskSpec.goal_fields`).
+RELATIVE = ("none", "position", "orientation_quat", "orientation_6d")
 ACTION_KINDS = ("torque", "position", "velocity", "discrete")
 # Relative tolerance for "control_period is a whole number of physics steps" (float round-off only).
 _PERIOD_RTOL = 1e-9
@@ -68,6 +70,14 @@ class ObsTerm:
     """(low, high) applied after the transform and before the scale; None for no clipping."""
     history: int = 1
     """Frames stacked, newest first; 1 for the current frame only."""
+    relative: str = "none"
+    """A goal term: "position" (measured minus goal, same units), "orientation_quat" (the error
+    quaternion conj(goal) * measured, w x y z, w >= 0) or "orientation_6d" (the first two columns of the
+    error's rotation matrix); "none" for a plain term. Quaternions are MuJoCo's w x y z."""
+    goal: str | None = None
+    """The goal state field a goal term is relative to (one of the spec's `goal_fields`)."""
+    goal_indices: tuple[int, ...] | None = None
+    """Which elements of the goal field (None: all); as many as `indices` selects (4 for orientations)."""
 
     def __post_init__(self) -> None:
         _check(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
@@ -89,9 +99,32 @@ class ObsTerm:
             object.__setattr__(self, "clip", clip)
         _check(isinstance(self.history, int) and not isinstance(self.history, bool) and self.history >= 1,
                "history", f"must be an integer >= 1, got {self.history!r}")
+        _check(self.relative in RELATIVE, "relative",
+               f"{self.relative!r} is not valid; choose one of: {', '.join(RELATIVE)}")
+        if self.relative == "none":
+            _check(self.goal is None and self.goal_indices is None, "goal",
+                   f"names a goal field ({self.goal!r}) but relative is 'none'; set relative to one of: "
+                   f"{', '.join(RELATIVE[1:])}")
+            return
+        _check(isinstance(self.goal, str) and self.goal != "", "goal",
+               f"a {self.relative} term needs the goal state field it is relative to, got {self.goal!r}")
+        if self.goal_indices is not None:
+            gidx = _int_tuple(self.goal_indices, "goal_indices")
+            _check(len(gidx) > 0 and all(i >= 0 for i in gidx), "goal_indices",
+                   f"must be non-negative and select at least one element, got {list(gidx)}")
+            object.__setattr__(self, "goal_indices", gidx)
+        if self.relative != "position":
+            for key in ("indices", "goal_indices"):
+                sel = getattr(self, key)
+                _check(sel is None or len(sel) == 4, key,
+                       f"an orientation term reads one quaternion (w x y z): 4 indices, got {sel}")
 
     def width(self, field_size: int) -> int:
         """Elements of one frame of this term, given the size of its source field."""
+        if self.relative == "orientation_quat":
+            return 4
+        if self.relative == "orientation_6d":
+            return 6
         return field_size if self.indices is None else len(self.indices)
 
 
@@ -193,6 +226,14 @@ class TaskSpec:
     """Simulator step in seconds; control_period is a whole number of them."""
     state_fields: Mapping[str, int]
     """Name -> size (elements, flattened) of every state field the observation reads."""
+    state_joints: tuple[str, ...] = ()
+    """The robot joints whose positions form `qpos` and velocities `qvel`, in that order: every joint
+    a driver must publish (a robot's JointState is matched to these by name), not only the commanded
+    ones. A free joint J is the entries `J:x J:y J:z J:qw J:qx J:qy J:qz`, a ball joint `J:qw .. J:qz`;
+    a `:qw` entry has no velocity (skipped in `qvel`). Empty: not named (older bundles)."""
+    goal_fields: tuple[str, ...] = ()
+    """The state fields that are a per-episode target the task draws (a position, a quaternion), not a
+    measurement: a robot supplies them with its measured state. Goal terms read them."""
 
     def __post_init__(self) -> None:
         _check(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
@@ -219,6 +260,12 @@ class TaskSpec:
                    f"state_fields.{key}", f"must be a positive integer size, got {size!r}")
             fields[key] = int(size)
         object.__setattr__(self, "state_fields", types.MappingProxyType(fields))
+        self._check_state_joints(fields)
+
+        goals = _str_tuple(self.goal_fields, "goal_fields")
+        for g in goals:
+            _check(g in fields, "goal_fields", f"{g!r} is not in state_fields ({', '.join(fields)})")
+        object.__setattr__(self, "goal_fields", goals)
 
         terms = tuple(_as_sequence(self.observation, "observation"))
         _check(len(terms) > 0, "observation", "must have at least one term")
@@ -234,6 +281,21 @@ class TaskSpec:
                 top = max(term.indices)
                 _check(top < fields[term.source], f"{where}.indices",
                        f"index {top} is out of range for field {term.source!r} of size {fields[term.source]}")
+            if term.relative != "none":
+                _check(term.goal in goals, f"{where}.goal",
+                       f"{term.goal!r} is not one of goal_fields ({', '.join(goals) or 'none declared'})")
+                size = fields[term.goal]
+                gsel = term.goal_indices if term.goal_indices is not None else tuple(range(size))
+                _check(max(gsel) < size, f"{where}.goal_indices",
+                       f"index {max(gsel)} is out of range for goal field {term.goal!r} of size {size}")
+                measured = fields[term.source] if term.indices is None else len(term.indices)
+                if term.relative == "position":
+                    _check(len(gsel) == measured, f"{where}.goal_indices",
+                           f"selects {len(gsel)} goal elements for {measured} measured ones")
+                else:
+                    _check(measured == 4 and len(gsel) == 4, f"{where}.indices",
+                           f"an orientation term compares two quaternions (w x y z): 4 elements each, got "
+                           f"{measured} measured and {len(gsel)} of the goal")
         object.__setattr__(self, "observation", terms)
 
         for key in ("control_period", "physics_dt"):
@@ -246,6 +308,19 @@ class TaskSpec:
         _check(steps >= 1 and error <= _PERIOD_RTOL * self.control_period,
                "control_period", f"{self.control_period} s is not a whole number of physics steps of "
                f"{self.physics_dt} s")
+
+    def _check_state_joints(self, fields: Mapping[str, int]) -> None:
+        joints = _str_tuple(self.state_joints, "state_joints")
+        object.__setattr__(self, "state_joints", joints)
+        if not joints:
+            return
+        _check(len(set(joints)) == len(joints), "state_joints", f"must be unique, got {list(joints)}")
+        counts = {"qpos": len(joints), "qvel": sum(not j.endswith(":qw") for j in joints)}
+        _check(any(f in fields for f in counts), "state_joints",
+               "name the joints of qpos/qvel; this spec reads neither")
+        for field, count in counts.items():
+            _check(field not in fields or fields[field] == count, "state_joints",
+                   f"give {count} {field} entries, state_fields.{field} has {fields.get(field)}")
 
     # ---- derived
     @property
@@ -274,9 +349,10 @@ class TaskSpec:
 
     # ---- plain form (manifest.json)
     def to_dict(self) -> dict[str, Any]:
-        """A plain, strict-JSON-able dict; `TaskSpec.from_dict(spec.to_dict()) == spec`."""
+        """A plain, strict-JSON-able dict; `TaskSpec.from_dict(spec.to_dict()) == spec`
+        (`state_joints` only where named)."""
         a = self.action
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "joint_names": list(self.joint_names),
             "observation": [_term_to_dict(t) for t in self.observation],
@@ -286,16 +362,21 @@ class TaskSpec:
             "control_period": self.control_period,
             "physics_dt": self.physics_dt,
             "state_fields": dict(self.state_fields),
+            **({"goal_fields": list(self.goal_fields)} if self.goal_fields else {}),
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
         }
+        if self.state_joints:
+            out["state_joints"] = list(self.state_joints)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
         """Rebuild a spec from `to_dict`'s form; errors name the bad field (e.g. `observation[2].scale`)."""
         required = ("name", "joint_names", "observation", "action", "joint_limits", "control_period",
                     "physics_dt", "state_fields")
-        d = _fields(data, "task spec", required, optional=("obs_dim", "act_dim"))
+        optional = ("goal_fields", "obs_dim", "act_dim", "state_joints")
+        d = _fields(data, "task spec", required, optional=optional)
         terms = _as_sequence(d["observation"], "observation")
         obs = [_term_from_dict(t, f"observation[{i}]") for i, t in enumerate(terms)]
         a = _fields(d["action"], "action", ("kind", "low", "high", "scale", "offset"))
@@ -306,7 +387,8 @@ class TaskSpec:
                   enumerate(_as_sequence(d["joint_limits"], "joint_limits"))]
         spec = cls(name=d["name"], joint_names=d["joint_names"], observation=tuple(obs), action=action,
                    joint_limits=tuple(limits), control_period=d["control_period"], physics_dt=d["physics_dt"],
-                   state_fields=d["state_fields"])
+                   state_fields=d["state_fields"], state_joints=d.get("state_joints", ()),
+                   goal_fields=tuple(d.get("goal_fields", ())))
         for key in ("obs_dim", "act_dim"):
             if key in d:
                 _check(d[key] == getattr(spec, key), key,
@@ -351,7 +433,13 @@ class ObservationBuilder:
             fill = [self._buffer[start + k * width:start + (k + 1) * width] for k in range(1, t.history)]
             func = {"none": None, "sin": np.sin, "cos": np.cos}[t.transform]
             clip = t.clip
-            self._terms.append((t.name, t.source, size, select, func, clip, t.scale, frame, shift, fill))
+            goal = None  # (relative kind, goal field, its size, its selection)
+            if t.relative != "none":
+                gsize = spec.state_fields[t.goal]
+                gsel = None if t.goal_indices is None else np.array(t.goal_indices, dtype=np.intp)
+                goal = (t.relative, t.goal, gsize, gsel)
+            self._terms.append((t.name, t.source, size, select, func, clip, t.scale, frame, shift, fill,
+                                goal))
             start += width * t.history
         self._primed = False
 
@@ -362,18 +450,13 @@ class ObservationBuilder:
     def build(self, state: Mapping[str, Any]) -> np.ndarray:
         """The observation `(obs_dim,)` float64 for `state` (field name -> array); a fresh array."""
         primed = self._primed
-        for name, source, size, select, func, clip, scale, frame, shift, fill in self._terms:
-            try:
-                raw = state[source]
-            except KeyError:
-                raise SpecError(f"state has no field {source!r} (read by observation term {name!r}); "
-                                f"it has: {', '.join(map(str, state))}") from None
-            x = np.asarray(raw)
-            if x.size != size:
-                raise SpecError(f"state field {source!r} has {x.size} elements (shape {x.shape}); "
-                                f"the spec expects {size}")
-            flat = x.reshape(-1)
+        for name, source, size, select, func, clip, scale, frame, shift, fill, goal in self._terms:
+            flat = _state_field(state, source, size, name)
             values = flat if select is None else flat[select]
+            if goal is not None:
+                kind, gname, gsize, gsel = goal
+                target = _state_field(state, gname, gsize, name)
+                values = relative_to_goal(kind, values, target if gsel is None else target[gsel])
             if shift is not None and primed:
                 shift[0][...] = shift[1]  # numpy handles the overlap
             if func is not None:
@@ -390,6 +473,58 @@ class ObservationBuilder:
                     slot[...] = frame
         self._primed = True
         return self._buffer.copy()
+
+
+def _state_field(state: Mapping[str, Any], source: str, size: int, term: str) -> np.ndarray:
+    """One state field, flattened, checked against the size the spec declares."""
+    try:
+        raw = state[source]
+    except KeyError:
+        raise SpecError(f"state has no field {source!r} (read by observation term {term!r}); "
+                        f"it has: {', '.join(map(str, state))}") from None
+    x = np.asarray(raw)
+    if x.size != size:
+        raise SpecError(f"state field {source!r} has {x.size} elements (shape {x.shape}); "
+                        f"the spec expects {size}")
+    return x.reshape(-1)
+
+
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a * b of quaternions `(..., 4)` (w x y z)."""
+    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
+    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
+    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
+                     aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+
+
+def quat_error(measured: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """The rotation from the goal to the measured orientation, conj(goal) * measured, unit, w >= 0.
+
+    `(..., 4)` w x y z. Identity (1, 0, 0, 0) when they agree; q and -q are the same rotation, so the sign
+    is fixed (w >= 0) to give a policy one answer per orientation.
+    """
+    g = np.asarray(goal, dtype=np.float64) * np.array([1.0, -1.0, -1.0, -1.0])
+    q = quat_multiply(g, measured)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)
+
+
+def rotation_6d(quat: np.ndarray) -> np.ndarray:
+    """The first two columns of the rotation matrix of unit quaternions `(..., 4)` → `(..., 6)`
+    (column 0 then column 1): a continuous rotation representation (Zhou et al. 2019)."""
+    w, x, y, z = np.moveaxis(np.asarray(quat, dtype=np.float64), -1, 0)
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y),
+                     2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], axis=-1)
+
+
+def relative_to_goal(kind: str, measured: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """A goal term's values from the measured elements and the goal's, over the last axis (any batch)."""
+    if kind == "position":
+        return np.asarray(measured, dtype=np.float64) - goal
+    error = quat_error(measured, goal)
+    return error if kind == "orientation_quat" else rotation_6d(error)
 
 
 def build_observation(spec: TaskSpec, state: Mapping[str, Any]) -> np.ndarray:
@@ -531,13 +666,18 @@ def _fields(data: Any, where: str, required: Sequence[str], optional: Sequence[s
 
 
 def _term_to_dict(t: ObsTerm) -> dict[str, Any]:
-    return {"name": t.name, "source": t.source, "indices": None if t.indices is None else list(t.indices),
-            "transform": t.transform, "scale": t.scale,
-            "clip": None if t.clip is None else _enc_list(t.clip), "history": t.history}
+    out = {"name": t.name, "source": t.source, "indices": None if t.indices is None else list(t.indices),
+           "transform": t.transform, "scale": t.scale,
+           "clip": None if t.clip is None else _enc_list(t.clip), "history": t.history}
+    if t.relative != "none":  # plain terms keep the form older manifests have
+        out.update(relative=t.relative, goal=t.goal,
+                   goal_indices=None if t.goal_indices is None else list(t.goal_indices))
+    return out
 
 
 def _term_from_dict(data: Any, where: str) -> ObsTerm:
-    d = _fields(data, where, ("name", "source"), ("indices", "transform", "scale", "clip", "history"))
+    d = _fields(data, where, ("name", "source"), ("indices", "transform", "scale", "clip", "history",
+                                                    "relative", "goal", "goal_indices"))
     if d.get("clip") is not None:
         d["clip"] = _dec_list(d["clip"], f"{where}.clip", None)
     return _nested(where, lambda: ObsTerm(**d))

@@ -54,7 +54,8 @@ class Trainer(TrainerBase):
                               f"task {config.task!r} has {self.spec.action.num_actions} discrete actions; "
                               f"use algo: dqn")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
-                         vectorization=config.vectorization, randomize=config.randomize)
+                         vectorization=config.vectorization, randomize=config.randomize,
+                         threads=config.env_threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm

@@ -20,19 +20,11 @@ import numpy as np
 
 from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec, action_to_robot
 
+from .engine.task import FIELD_SIZES, joint_actions
 from .randomization import Randomizer
 from .spec_env import SpecEnv
 
-# mjData arrays a task's observation may read, with their size per model.
-_FIELD_SIZES: dict[str, Callable[[Any], int]] = {
-    "qpos": lambda m: m.nq,
-    "qvel": lambda m: m.nv,
-    "qfrc_constraint": lambda m: m.nv,
-    "qfrc_actuator": lambda m: m.nv,
-    "cfrc_ext": lambda m: m.nbody * 6,
-    "cinert": lambda m: m.nbody * 10,
-    "cvel": lambda m: m.nbody * 6,
-}
+_FIELD_SIZES = FIELD_SIZES  # mjData arrays a task's observation may read, with their size per model
 
 # Warnings after which MuJoCo has reset the state itself: the step is a physics failure.
 _FAILURE_WARNINGS = np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}")) for w in
@@ -80,6 +72,46 @@ def _humanoid(m: Any) -> list[ObsTerm]:
             ObsTerm("contact_forces", "cfrc_ext", _tail(m, "cfrc_ext", 6))]
 
 
+def _body_xyz(m: Any, body: str, axes: int = 3) -> tuple[int, ...]:
+    """Indices of a body's position (its first `axes` coordinates) in the flattened `xpos`."""
+    b = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, body)
+    if b < 0:
+        raise ValueError(f"the model has no body {body!r}")
+    return tuple(range(3 * b, 3 * b + axes))
+
+
+def _reacher(m: Any) -> list[ObsTerm]:
+    arm = (0, 1)
+    return [ObsTerm("arm_cos", "qpos", arm, transform="cos"),
+            ObsTerm("arm_sin", "qpos", arm, transform="sin"),
+            ObsTerm("target_qpos", "qpos", _tail(m, "qpos", 2)),
+            ObsTerm("arm_qvel", "qvel", arm),
+            ObsTerm("fingertip_to_target", "xpos", _body_xyz(m, "fingertip", 2), relative="position",
+                    goal="target_pos")]
+
+
+def _swimmer(m: Any) -> list[ObsTerm]:
+    return [ObsTerm("qpos", "qpos", _tail(m, "qpos", 2)), ObsTerm("qvel", "qvel")]
+
+
+def _pusher(m: Any) -> list[ObsTerm]:
+    arm = tuple(range(7))
+    return [ObsTerm("arm_qpos", "qpos", arm), ObsTerm("arm_qvel", "qvel", arm),
+            ObsTerm("tips_arm", "xpos", _body_xyz(m, "tips_arm")),
+            ObsTerm("object", "xpos", _body_xyz(m, "object")),
+            ObsTerm("goal", "xpos", _body_xyz(m, "goal"))]
+
+
+def _reacher_target(m: Any, d: Any) -> np.ndarray:
+    """Reacher's goal: the target's x, y in the world (m), drawn by its reset and fixed for the episode."""
+    return d.xpos[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target"), :2].copy()
+
+
+# Task id -> goal field -> its values read from (model, data) (the spec's goal_fields).
+GOALS: dict[str, dict[str, Callable[[Any, Any], np.ndarray]]] = {
+    "Reacher-v5": {"target_pos": _reacher_target},
+}
+
 # Task id -> observation terms (Gymnasium's `_get_obs` with default arguments) for its model.
 OBSERVATIONS: dict[str, Callable[[Any], list[ObsTerm]]] = {
     "InvertedPendulum-v5": _pendulum,
@@ -89,30 +121,30 @@ OBSERVATIONS: dict[str, Callable[[Any], list[ObsTerm]]] = {
     "Walker2d-v5": _planar(clip_velocity=True),
     "Ant-v5": _ant,
     "Humanoid-v5": _humanoid,
+    "Reacher-v5": _reacher,
+    "Swimmer-v5": _swimmer,
+    "Pusher-v5": _pusher,
 }
 
 
 def locomotion_spec(task_id: str, model: Any, frame_skip: int) -> TaskSpec:
     """The spec of a Gymnasium v5 task, read from its MuJoCo model (joint order = actuator order)."""
-    names, limits = [], []
-    for i in range(model.nu):
-        if model.actuator_trntype[i] != mujoco.mjtTrn.mjTRN_JOINT:
-            raise ValueError(f"{task_id}: actuator {i} does not drive a joint")
-        j = int(model.actuator_trnid[i, 0])
-        names.append(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j))
-        lo, hi = model.jnt_range[j] if model.jnt_limited[j] else (-np.inf, np.inf)
-        limits.append((float(lo), float(hi)))
+    names, limits, low, high = joint_actions(task_id, model)
     terms = OBSERVATIONS[task_id](model)
-    ctrl = model.actuator_ctrlrange
+    goals = GOALS.get(task_id, {})
+    fields = {t.source: _FIELD_SIZES[t.source](model) for t in terms}
+    data = mujoco.MjData(model)
+    fields.update({g: int(np.asarray(get(model, data)).size) for g, get in goals.items()})
     return TaskSpec(
         name=task_id,
-        joint_names=tuple(names),
+        joint_names=names,
         observation=tuple(terms),
-        action=ActionSpec.from_bounds("torque", ctrl[:, 0], ctrl[:, 1]),
-        joint_limits=tuple(limits),
+        action=ActionSpec.from_bounds("torque", low, high),
+        joint_limits=limits,
         control_period=float(model.opt.timestep) * frame_skip,
         physics_dt=float(model.opt.timestep),
-        state_fields={t.source: _FIELD_SIZES[t.source](model) for t in terms},
+        state_fields=fields,
+        goal_fields=tuple(goals),
     )
 
 
@@ -138,7 +170,8 @@ class LocomotionEnv(SpecEnv):
         self.metadata = {**self.metadata, "render_fps": self.simulator.metadata.get("render_fps")}
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.task_spec.obs_dim,), np.float64)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.task_spec.act_dim,), np.float32, seed=seed)
-        self._fields = tuple(self.task_spec.state_fields)
+        self._goals = GOALS.get(task_id, {})
+        self._fields = tuple(f for f in self.task_spec.state_fields if f not in self._goals)
         self.randomizer: Randomizer | None = None
         """Domain randomization (`use_randomizer`), or None: the nominal model."""
         self.randomization: dict[str, Any] = {}
@@ -197,7 +230,10 @@ class LocomotionEnv(SpecEnv):
     def robot_state(self) -> dict[str, np.ndarray]:
         """Copies of the mjData arrays the observation reads, flattened (name -> `(size,)`)."""
         data = self.simulator.data
-        return {name: getattr(data, name).ravel().copy() for name in self._fields}
+        state = {name: getattr(data, name).ravel().copy() for name in self._fields}
+        for name, get in self._goals.items():  # the episode's target, as a robot is given it
+            state[name] = get(self.simulator.model, data)
+        return state
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.randomizer is not None:

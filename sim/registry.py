@@ -59,6 +59,9 @@ TASKS: dict[str, Factory] = {
     "Walker2d-v5": _locomotion,
     "Ant-v5": _locomotion,
     "Humanoid-v5": _locomotion,
+    "Reacher-v5": _locomotion,
+    "Swimmer-v5": _locomotion,
+    "Pusher-v5": _locomotion,
     "dmc:cheetah-run": _dm_control,
     "dmc:walker-walk": _dm_control,
     "dmc:cartpole-swingup": _dm_control,
@@ -84,6 +87,25 @@ def task_names(all_dm_control: bool = False) -> tuple[str, ...]:
 
         names += tuple(sorted(f"dmc:{d}-{t}" for d, t in suite_tasks() if f"dmc:{d}-{t}" not in TASKS))
     return names
+
+
+def engine_task_names() -> tuple[str, ...]:
+    """The task ids that also run on the batched MuJoCo engine (`vectorization="batched"`)."""
+    from .engine.gymnasium_tasks import TASKS as ENGINE_TASKS
+
+    return tuple(t for t in ENGINE_TASKS if t in TASKS)
+
+
+def engine_task(task_id: str) -> Any:
+    """The engine definition (`sim.engine.task.EngineTask`) of `task_id`; a ConfigError listing the ones
+    there are if it has none."""
+    from .engine.gymnasium_tasks import TASKS as ENGINE_TASKS
+
+    resolve(task_id)
+    if task_id not in ENGINE_TASKS:
+        raise ConfigError(f"vectorization: 'batched' runs the MuJoCo engine's tasks only; {task_id!r} is not "
+                          f"one of them ({', '.join(engine_task_names())}); use vectorization: sync or async")
+    return ENGINE_TASKS[task_id]
 
 
 def resolve(task_id: str) -> Factory:

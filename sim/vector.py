@@ -15,7 +15,10 @@
   (`task_spec.physics_steps`) of physics steps of `task_spec.physics_dt` seconds. Units are SI:
   metres, radians, seconds; forces as each task's spec says.
 - A sub-env with `info["physics_failure"]` hit a NaN or unstable state; its episode was terminated
-  and the run goes on.
+  and the run goes on. (Since that step also ended the episode, the vector env hands that info over
+  as `info["final_info"]["physics_failure"][i]`, under the mask `info["final_info"]["_physics_failure"]`.)
+- The three vectorizations keep this contract: "sync" and "async" step Gymnasium-style envs, "batched"
+  the MuJoCo engine's worlds (sim/engine), world i on the trajectory of sync's sub-env i.
 """
 
 from __future__ import annotations
@@ -28,18 +31,21 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from robot_rl.errors import ConfigError
 
-from .registry import get_spec, make_env, resolve
+from .registry import engine_task, get_spec, make_env, resolve
 
-VECTORIZATION = ("sync", "async")
+VECTORIZATION = ("sync", "async", "batched")
 
 
 def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization: str = "sync",
-         max_episode_steps: int | None = None, randomize: Any = None) -> gymnasium.vector.VectorEnv:
+         max_episode_steps: int | None = None, randomize: Any = None,
+         threads: int | None = None) -> gymnasium.vector.VectorEnv:
     """`num_envs` copies of `task_id` (sub-env i seeded with seed+i), SAME_STEP autoreset.
 
-    `vectorization`: "sync" steps the copies in this process, "async" in one subprocess each.
-    The returned env carries the task's spec as `env.task_spec`. `randomize`: domain randomization
-    (`sim.randomization.RandomizationConfig`), checked before any subprocess starts.
+    `vectorization`: "sync" steps the copies in this process, "async" in one subprocess each,
+    "batched" as worlds of the MuJoCo engine (sim/engine) on `threads` threads (default: the cores;
+    only the tasks of `registry.engine_task_names()`). The returned env carries the task's spec as
+    `env.task_spec`. `randomize`: domain randomization (`sim.randomization.RandomizationConfig`),
+    checked before any subprocess or thread starts.
     """
     resolve(task_id)  # an unknown id fails here, before any subprocess starts
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -47,6 +53,11 @@ def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization
     if vectorization not in VECTORIZATION:
         raise ConfigError(f"vectorization: {vectorization!r} is not valid; choose one of: "
                           f"{', '.join(VECTORIZATION)}")
+    if vectorization == "batched":
+        return _batched(task_id, num_envs, seed, max_episode_steps, randomize, threads)
+    if threads is not None:
+        raise ConfigError(f"threads: only the batched vectorization steps on threads; {vectorization!r} "
+                          f"runs one env per {'process' if vectorization == 'async' else 'call'}")
     if vectorization == "async" and randomize is not None and randomize.active:
         make_env(task_id, randomize=randomize).close()  # an unsupported perturbation fails here
     fns = [functools.partial(make_env, task_id, seed=None if seed is None else seed + i,
@@ -55,6 +66,19 @@ def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization
     cls: Any = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
     env = cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     env.task_spec = get_spec(task_id)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def _batched(task_id: str, num_envs: int, seed: int | None, max_episode_steps: int | None, randomize: Any,
+             threads: int | None) -> gymnasium.vector.VectorEnv:
+    from .engine.batched import BatchedEngine
+    from .engine.vector_env import BatchedVectorEnv
+
+    engine = BatchedEngine(engine_task(task_id), num_envs, seed=seed, threads=threads,
+                           max_episode_steps=max_episode_steps, randomize=randomize)
+    env = BatchedVectorEnv(engine)
     if seed is not None:
         env.action_space.seed(seed)
     return env

@@ -25,7 +25,8 @@ import pytest
 from robot_rl.errors import ConfigError
 from robot_rl.hardware.control_loop import ControlLoop
 from robot_rl.hardware.mujoco_robot import MujocoRobot
-from robot_rl.hardware.ros2_policy_node import StateSchedule, tightened_spec
+from robot_rl.hardware.ros2_node_params import tightened_spec
+from robot_rl.hardware.ros2_node_timing import StateSchedule
 from robot_rl.hardware.ros2_robot import JointStateDecoder, make_robot, parse_joint_map, stamp_seconds
 from robot_rl.policies import load
 
@@ -129,7 +130,7 @@ def test_tightened_spec_narrows_but_never_widens_limits():
     ("activate_timeout", -1.0, "0 (wait forever)"),
 ])
 def test_node_parameters_out_of_range_are_errors_naming_the_valid_values(key, bad, words):
-    from robot_rl.hardware.ros2_policy_node import PARAMETERS, coerce_parameters
+    from robot_rl.hardware.ros2_node_params import PARAMETERS, coerce_parameters
 
     with pytest.raises(ConfigError, match=rf"parameter {key}: .* out of range; valid: .*{re.escape(words)}"):
         coerce_parameters({**PARAMETERS, key: bad})
@@ -166,7 +167,7 @@ def test_ros2_backend_takes_its_parameters_from_ros_args():
 
 
 def test_every_node_parameter_is_described():  # `ros2 param describe` shows these
-    from robot_rl.hardware.ros2_policy_node import PARAMETER_HELP, PARAMETERS
+    from robot_rl.hardware.ros2_node_params import PARAMETER_HELP, PARAMETERS
 
     assert set(PARAMETER_HELP) == set(PARAMETERS) and all(PARAMETER_HELP.values())
 
@@ -469,7 +470,7 @@ def test_mismatched_joint_names_refuse_activation_and_joint_map_fixes_them(ros, 
         for ns, pub in pubs.items():
             names = ["slider", "hinge"] if ns in ("count", "timer") else ["cart", "hinge"]
             pub.publish(JointState(name=names, position=[0.0, 0.01], velocity=[0.0, 0.0]))
-        time.sleep(0.04)
+        time.sleep(0.01)  # a 100 Hz driver: the timer node's state stays fresh (< its 60 ms stale timeout)
     assert wrong.wait(5) == 2 and count.wait(5) == 2
     text = wrong.log.read_text()
     assert "refusing to activate" in text and "no joint named slider" in text and "joint_map" in text
@@ -709,3 +710,161 @@ def test_deploy_cli_passes_ros_args_to_the_ros2_backend(ros, procs):
                                 "--ros-args", "-p", "trigger:=timer"], env=ENV, cwd=ROOT, capture_output=True,
                                text=True, timeout=60)
     assert node_only.returncode == 2 and "not a parameter of the ros2 backend" in node_only.stderr
+
+
+# ------------------------------------------------------------------------------- robot-side safety (issue 12)
+
+
+def _pendulum_act(slider: float, hinge: float) -> float:
+    """The pendulum bundle's command for a pose at rest (the policy is stateless: no history)."""
+    return float(load(PENDULUM).act({"qpos": np.array([slider, hinge]), "qvel": np.zeros(2)})[0])
+
+
+def _joint_state(ros, names: list[str], positions: list[float]):
+    from sensor_msgs.msg import JointState
+
+    msg = JointState(name=names, position=positions, velocity=[0.0] * len(names))
+    msg.header.stamp = ros.node.get_clock().now().to_msg()
+    return msg
+
+
+@needs_rclpy
+@pytest.mark.ros2
+@pytest.mark.parametrize(("rate", "trigger"), [(20.0, "state"), (25.0, "state"), (50.0, "state"),
+                                               (50.0, "timer")],
+                         ids=["below", "at", "above", "above_timer"])
+def test_safe_command_within_two_periods_of_the_last_state_at_any_driver_rate(ros, procs, rate, trigger):
+    """A driver below, at and above the pendulum bundle's 25 Hz stops: no policy command from a state
+    older than the stale timeout, the safe command within two control periods of the last state, and
+    repeated while stale. Above the control rate the stream stops right after a state the node paced out
+    (skipped), which must never be acted on: its age counts from its arrival, not from a later tick."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    period, stale = 0.04, 0.06  # the bundle's control period; the default stale timeout (1.5 periods)
+    steady, last = _pendulum_act(0.0, -0.01), _pendulum_act(0.0, -0.005)
+    assert min(abs(steady), abs(last), abs(steady - last)) > 0.1  # the two poses and the safe 0 differ
+    ns = f"rate{int(rate)}{trigger}"
+    commands = ros.record(Float64MultiArray, f"/{ns}/commands")
+    policy_node(procs, ns, PENDULUM, max_delta=".inf", trigger=trigger)
+    pub = ros.node.create_publisher(JointState, f"/{ns}/joint_states", state_qos(None))
+    dt = 1.0 / rate
+
+    def count() -> int:
+        with ros.lock:
+            return len(commands)
+
+    def sleep_until(t: float) -> None:
+        time.sleep(max(0.0, t - time.monotonic()))
+
+    t = time.monotonic()
+    deadline = t + 30
+    while count() < 10 and t < deadline:  # until the node has activated and answers
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t += dt
+        sleep_until(t)
+    assert count() >= 10, "the node never answered"
+    for _ in range(int(rate)):  # a second of the steady stream
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t += dt
+        sleep_until(t)
+    if trigger == "state" and rate > 1 / period:
+        # stop after a paced-out state: find a state that is ticked right after one that was not, then
+        # publish the last state half a driver period later (the bucket then holds < 0.5 token)
+        answered = [True]
+        while time.monotonic() < deadline:
+            n = count()
+            pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+            sent = time.monotonic()
+            while count() == n and time.monotonic() < sent + 0.6 * dt:
+                time.sleep(0.0005)
+            answered.append(count() > n)
+            if answered[-1] and not answered[-2]:
+                break
+            sleep_until(sent + dt)
+        sleep_until(sent + dt / 2)
+    t_last = time.monotonic()
+    pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.005]))
+    time.sleep(0.5)
+    with ros.lock:
+        after = [(t - t_last, m.data[0]) for t, m in commands if t > t_last]
+    safe = [dt_ for dt_, c in after if c == 0.0]
+    acted = [(dt_, c) for dt_, c in after if c != 0.0]
+    print(f"{rate:g} Hz driver, trigger {trigger}: the first safe command "
+          f"{1e3 * safe[0] if safe else math.nan:.1f} ms after the last state; policy commands after it: "
+          f"{[(round(1e3 * d, 1), round(c, 4)) for d, c in acted]}")
+    assert safe, f"no safe command after the stream stopped: {after}"
+    assert safe[0] <= 2 * period, f"the safe command came {1e3 * safe[0]:.1f} ms after the last state"
+    assert all(dt_ <= stale for dt_, _ in acted), f"a policy command from a stale state: {acted}"
+    assert all(c == 0.0 for dt_, c in after if dt_ >= safe[0]), after  # the safe command holds
+    assert len(safe) >= 3  # and is repeated while the state stays stale
+    if trigger == "state" and rate > 1 / period:
+        assert acted == [], f"the paced-out last state was acted on: {acted}"
+    else:  # answers to the last state (or, from the timer, the one before), on time
+        assert len(acted) <= 1 or trigger == "timer", acted
+        assert all(c in (pytest.approx(last), pytest.approx(steady)) for _, c in acted), acted
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_observation_joints_found_by_name_in_any_order_extra_ignored_missing_refused(ros, procs):
+    """The same pose as [slider, hinge], [hinge, slider] and with an extra joint gives the same command;
+    a JointState without the pole's joint is rejected and counted; a driver that never publishes it is
+    refused at activation, naming the joints a driver must publish (the bundle's state_joints)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    assert load(PENDULUM).spec.state_joints == ("slider", "hinge")  # the manifest names the pole's joint
+    expected, read_in_message_order = _pendulum_act(0.05, -0.02), _pendulum_act(-0.02, 0.05)
+    assert abs(expected - read_in_message_order) > 0.5  # a swapped read would show
+    commands = ros.record(Float64MultiArray, "/names/commands")
+    diags = ros.record(DiagnosticArray, "/names/diagnostics")
+    partial_commands = ros.record(Float64MultiArray, "/partial/commands")
+    policy_node(procs, "names", PENDULUM, max_delta=".inf", diagnostics_period=0.2)
+    partial = policy_node(procs, "partial", PENDULUM)
+    pub = ros.node.create_publisher(JointState, "/names/joint_states", state_qos(None))
+    pub_partial = ros.node.create_publisher(JointState, "/partial/joint_states", state_qos(None))
+    layouts = {"policy order": (["slider", "hinge"], [0.05, -0.02]),
+               "swapped": (["hinge", "slider"], [-0.02, 0.05]),
+               "extra joint": (["gripper", "hinge", "slider"], [9.0, -0.02, 0.05]),
+               "missing joint": (["slider"], [0.05])}
+
+    def stream(names: list[str], positions: list[float], seconds: float) -> list[float]:
+        with ros.lock:
+            n = len(commands)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub.publish(_joint_state(ros, names, positions))
+            pub_partial.publish(_joint_state(ros, ["slider"], [0.05]))
+            time.sleep(0.04)
+        with ros.lock:
+            return [m.data[0] for _, m in commands[n:]]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(stream(*layouts["policy order"], 0.2)) < 3:
+        pass  # until the node has activated
+    answers = {name: stream(names, positions, 0.6) for name, (names, positions) in layouts.items()}
+    for name in ("policy order", "swapped", "extra joint"):
+        acted = [c for c in answers[name] if c != 0.0]  # (a safe command, should the load delay a state)
+        assert len(acted) >= 5 and acted == [pytest.approx(expected)] * len(acted), (name, answers[name])
+    assert all(c == 0.0 for c in answers["missing joint"][1:]), answers["missing joint"]  # never acted on
+    time.sleep(0.3)
+    with ros.lock:
+        report = diagnostics_values(diags[-1][1].status[0])
+    assert report["joints_required"] == "slider, hinge"
+    assert int(report["states_rejected_names"]) >= 10 and report["states_rejected"] == report[
+        "states_rejected_names"]
+    assert "no joint named hinge" in report["last_rejection"]
+    deadline = time.monotonic() + 30
+    while partial.poll() is None and time.monotonic() < deadline:  # (it may have started slowly)
+        pub_partial.publish(_joint_state(ros, ["slider"], [0.05]))
+        time.sleep(0.04)
+    assert partial.wait(5) == 2 and not partial_commands  # refused at activation, nothing sent
+    text = partial.log.read_text()
+    assert "refusing to activate" in text and "no joint named hinge" in text
+    assert "a driver must publish ['slider', 'hinge']" in text

@@ -53,7 +53,8 @@ DISCRETE = CLASSIC + GRIDS + ATARI
 
 # Gymnasium's documented observation sizes of the v5 tasks with default arguments.
 GYMNASIUM_OBS_DIM = {"InvertedPendulum-v5": 4, "InvertedDoublePendulum-v5": 9, "Hopper-v5": 11,
-                     "HalfCheetah-v5": 17, "Walker2d-v5": 17, "Ant-v5": 105, "Humanoid-v5": 348}
+                     "HalfCheetah-v5": 17, "Walker2d-v5": 17, "Ant-v5": 105, "Humanoid-v5": 348,
+                     "Reacher-v5": 10, "Swimmer-v5": 8, "Pusher-v5": 23}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,8 @@ def _actions(task: str, n: int, seed: int = 0) -> np.ndarray:
 def test_registry_lists_the_briefed_tasks():
     assert set(sim.task_names()) == {
         "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5",
-        "Ant-v5", "Humanoid-v5", "dmc:cheetah-run", "dmc:walker-walk", "dmc:cartpole-swingup",
+        "Ant-v5", "Humanoid-v5", "Reacher-v5", "Swimmer-v5", "Pusher-v5", "dmc:cheetah-run",
+        "dmc:walker-walk", "dmc:cartpole-swingup",
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
         "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout"}
 
@@ -385,7 +387,7 @@ def test_dm_control_physics_failure_ends_the_episode(envs):
 # ---------------------------------------------------------------------------------------- vector env
 
 
-@pytest.mark.parametrize("vectorization", ["sync", "async"])
+@pytest.mark.parametrize("vectorization", ["sync", "async", "batched"])
 def test_vector_truncation_hands_over_the_real_final_observation(vectorization):
     task, n, limit = "InvertedPendulum-v5", 3, 4
     vec = make(task, num_envs=n, seed=10, vectorization=vectorization, max_episode_steps=limit)
@@ -444,7 +446,7 @@ def test_unknown_task_lists_valid_ids():
 def test_vector_arguments_are_checked():
     with pytest.raises(ConfigError, match="num_envs"):
         make("Hopper-v5", num_envs=0)
-    with pytest.raises(ConfigError, match="sync, async"):
+    with pytest.raises(ConfigError, match="sync, async, batched"):
         make("Hopper-v5", vectorization="threads")
     with pytest.raises(ConfigError, match="max_episode_steps"):
         make_env("Hopper-v5", max_episode_steps=0)

@@ -1,0 +1,348 @@
+"""`BatchedEngine`: N worlds of one task, stepped together on a thread pool.
+
+Each world has its own `MjModel` copy (so it can carry its own randomized physical parameters), its
+own `MjData` and its own generator, seeded `seed + i` exactly as the Gymnasium-stepped sub-env i would
+be. One `step(actions)` maps the `(N, act_dim)` actions through the spec onto controls, advances every
+world by the task's physics steps (MuJoCo releases the GIL: each pool thread steps a contiguous chunk
+of worlds and copies the fields the task reads into rows of shared `(N, ...)` arrays), then computes
+observations, rewards, terminations and truncations with numpy over all worlds. Only the worlds whose
+episode ended are visited again, to reset them.
+
+A world is stepped exactly as Gymnasium's `MujocoEnv.do_simulation` steps its data (`mj_step` over the
+period, `mj_rnePostConstraint` where a field needs it) and reset exactly as its `reset` resets it
+(`mj_resetData`, the task's draw, `mj_forward`): the conformance tests hold world i equal to sub-env i.
+
+Physics failures: a step after which MuJoCo raised a bad-qpos/qvel/qacc/ctrl warning (it reset the
+state itself), or whose observation is not finite, ends that world's episode (terminated, reward 0,
+non-finite observation entries zeroed, `info["final_info"]["physics_failure"][i]` True, as a sync
+sub-env's info reaches the vector env); the other worlds go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import gymnasium
+import mujoco
+import numpy as np
+from gymnasium.utils import seeding
+
+from robot_rl.errors import ConfigError
+from robot_rl.spec import TaskSpec, action_to_robot
+
+from .observation import BatchObservationBuilder
+from .task import POST_CONSTRAINT_FIELDS, EngineTask, StepBatch, build_spec, load_model
+
+StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+"""obs `(N, obs_dim)`, reward `(N,)`, terminated `(N,)`, truncated `(N,)`, info."""
+
+# Warnings after which MuJoCo has reset the state itself: the step is a physics failure.
+FAILURE_WARNINGS = np.array([int(getattr(mujoco.mjtWarning, f"mjWARN_{w}")) for w in
+                             ("BADQPOS", "BADQVEL", "BADQACC", "BADCTRL")])
+
+
+def default_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class World:
+    """One world: the declared interface the hardware backends use (`model`, `data`), and its generator."""
+
+    __slots__ = ("data", "delay_steps", "held_ctrl", "model", "randomization", "rng")
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self.rng: np.random.Generator | None = None
+        self.held_ctrl = np.zeros(model.nu)
+        """The previous control period's command, applied during the actuation delay."""
+        self.delay_steps = 0
+        """Physics steps at the start of each control period during which `held_ctrl` still acts."""
+        self.randomization: dict[str, Any] = {}
+        """The values the randomizer drew for this episode (empty without randomization)."""
+
+
+def _mj_period(w: World, ctrl: np.ndarray, nstep: int) -> None:
+    """One control period of MuJoCo's physics; during the actuation delay the previous command acts."""
+    m, d, delay = w.model, w.data, w.delay_steps
+    if delay:
+        d.ctrl[:] = w.held_ctrl
+        mujoco.mj_step(m, d, delay)
+        w.held_ctrl[:] = ctrl
+    if nstep > delay:
+        d.ctrl[:] = ctrl
+        mujoco.mj_step(m, d, nstep - delay)
+
+
+class _InfoBatch:
+    """Gymnasium's own batching of per-env info dicts (`VectorEnv._add_info`: an array per key plus its
+    `_key` mask, nested dicts recursively), so engine infos have the shape sync's have."""
+
+    _add_info = gymnasium.vector.VectorEnv._add_info
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+
+    def add(self, infos: dict[str, Any], env_info: dict[str, Any], i: int) -> dict[str, Any]:
+        return self._add_info(infos, env_info, i)
+
+
+def _check_count(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{key}: must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class BatchedEngine:
+    """`num_envs` worlds of `task`; `reset` and `step` over all of them, numpy arrays in and out.
+
+    `threads`: pool threads stepping the physics (default: the cores this process may use; at most
+    `num_envs`). `randomize`: a `sim.randomization.RandomizationConfig`; where active, the
+    `Randomizer` of that module (or `randomizer_cls`, same constructor and methods) draws each world's
+    perturbations at its episode start and perturbs actions and observations. `autoreset=False` (one
+    robot's plant, hardware/): an ended world keeps its final state until the next `reset`.
+    `physics(world, ctrl, nstep)`: replaces MuJoCo's stepping of a world for one control period (a
+    twin simulator that writes its state back into `world.data`, then `mj_forward`); reset, outcome
+    and observation stay the engine's.
+    """
+
+    def __init__(self, task: EngineTask, num_envs: int, seed: int | None = None, threads: int | None = None,
+                 max_episode_steps: int | None = None, randomize: Any = None,
+                 randomizer_cls: Callable[..., Any] | None = None, autoreset: bool = True,
+                 physics: Callable[[World, np.ndarray, int], None] | None = None) -> None:
+        self.num_envs = n = _check_count(num_envs, "num_envs")
+        threads = default_threads() if threads is None else _check_count(threads, "threads")
+        self.threads = min(threads, n)
+        self.max_episode_steps = task.max_episode_steps if max_episode_steps is None else \
+            _check_count(max_episode_steps, "max_episode_steps")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ConfigError(f"seed: must be an integer, got {seed!r}")
+        self.task = task
+        self.nominal = load_model(task)
+        self.spec: TaskSpec = build_spec(task, self.nominal)
+        self.physics_dt = self.spec.physics_dt
+        self.randomizer = self._randomizer(randomize, randomizer_cls)
+        # Everything above can fail on bad input; nothing has been started yet.
+
+        self.worlds = [World(copy.copy(self.nominal)) for _ in range(n)]
+        self.init_qpos = self.nominal.qpos0.copy()
+        self.init_qvel = np.zeros(self.nominal.nv)
+        goals = set(self.spec.goal_fields)
+        fields = [f for f in self.spec.state_fields if f not in goals]
+        fields += [f for f in task.outcome_fields if f not in fields]
+        self._fields = tuple(fields)
+        probe = self.worlds[0].data
+        self._now = {f: np.zeros((n, *getattr(probe, f).shape)) for f in self._fields}
+        self._flat = {f: a.reshape(n, -1) for f, a in self._now.items()}  # views, for the observation
+        self._goals = {g: np.zeros((n, self.spec.state_fields[g])) for g in goals}
+        self._warnings = np.zeros((n, len(probe.warning.number)), dtype=np.int64)  # MuJoCo's counters
+        self._body_mass = np.tile(self.nominal.body_mass, (n, 1))
+        self._post_constraint = bool(POST_CONSTRAINT_FIELDS & set(self._fields))
+        # Per world: (destination row, mjData array) pairs, copied after every step and reset.
+        self._copies = [[(self._now[f][i], getattr(w.data, f)) for f in self._fields]
+                        + [(self._warnings[i], w.data.warning.number)] for i, w in enumerate(self.worlds)]
+        self._builder = BatchObservationBuilder(self.spec, n)
+        self._steps = np.zeros(n, dtype=np.int64)
+        self._ctrl = np.zeros((n, self.nominal.nu))
+        self._seed = seed
+        self._step_rng = np.random.default_rng(None if seed is None else [int(seed), 0x5EED])
+        bounds = np.linspace(0, n, self.threads + 1).astype(int).tolist()
+        self._chunks = list(itertools.pairwise(bounds))
+        self._pool = ThreadPoolExecutor(self.threads, "engine") if self.threads > 1 else None
+        self._reset_needed = True
+        self.autoreset = bool(autoreset)
+        self._physics = physics
+
+    # ------------------------------------------------------------------ setup
+    def _randomizer(self, randomize: Any, cls: Callable[..., Any] | None) -> Any:
+        if randomize is None or not getattr(randomize, "active", False):
+            return None
+        if cls is None:
+            try:
+                from ..randomization import Randomizer as cls
+            except ImportError:
+                raise ConfigError("randomize: the batched engine draws its perturbations through "
+                                  "sim.randomization.Randomizer, which this install does not have; use "
+                                  "vectorization: sync, or no randomize: section") from None
+        return cls(randomize, self.nominal, self.physics_dt)
+
+    # ------------------------------------------------------------------ episodes
+    def _reset_world(self, i: int, seed: int | None) -> None:
+        """Start a new episode in world i, as Gymnasium's `MujocoEnv.reset` starts one."""
+        w = self.worlds[i]
+        if seed is not None or w.rng is None:
+            w.rng, _ = seeding.np_random(seed)
+        m, d = w.model, w.data
+        mujoco.mj_resetData(m, d)
+        qpos, qvel = self.task.reset(w.rng, self.init_qpos, self.init_qvel)
+        d.qpos[:] = qpos
+        d.qvel[:] = qvel
+        w.randomization = {}
+        w.delay_steps = 0
+        if self.randomizer is not None:
+            w.randomization = self.randomizer.reset_world(m, d, w.rng)
+            w.delay_steps = min(int(w.randomization.get("actuation_delay_steps", 0)), self.task.frame_skip)
+        w.held_ctrl[:] = 0.0  # actuators start unpowered
+        mujoco.mj_forward(m, d)
+        for dst, src in self._copies[i]:
+            dst[...] = src
+        for g, get in self.task.goals.items():
+            self._goals[g][i] = np.asarray(get(m, d)).reshape(-1)
+        self._body_mass[i] = m.body_mass
+        self._steps[i] = 0
+
+    def world_state(self, i: int) -> dict[str, np.ndarray]:
+        """World i's state fields and goals, flat copies (field -> `(size,)`): what a robot measures."""
+        state = {f: self._flat[f][i].copy() for f in self.spec.state_fields if f in self._flat}
+        state.update({g: v[i].copy() for g, v in self._goals.items()})
+        return state
+
+    def _observe(self) -> np.ndarray:
+        return self._builder.build({**self._flat, **self._goals})
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every world (world i seeded seed+i; without a seed, the engine's seed on the first reset
+        only). Returns obs `(N, obs_dim)` and info."""
+        if seed is None:
+            seed, self._seed = self._seed, None
+        else:
+            self._step_rng = np.random.default_rng([int(seed), 0x5EED])
+        self._seed = None
+        for i in range(self.num_envs):
+            self._reset_world(i, None if seed is None else int(seed) + i)
+        self._builder.reset(np.ones(self.num_envs, dtype=bool))
+        obs = self._observe()
+        if self.randomizer is not None:
+            obs = self.randomizer.perturb_observations(obs, self._step_rng)
+        self._reset_needed = False
+        return obs, self._reset_info()
+
+    def _reset_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        if self.randomizer is not None:
+            for i, w in enumerate(self.worlds):
+                info = _InfoBatch(self.num_envs).add(info, {"randomization": w.randomization}, i)
+        return info
+
+    # ------------------------------------------------------------------ stepping
+    def _advance(self, lo: int, hi: int) -> None:
+        """Step worlds lo..hi-1 by one control period (runs on a pool thread; mj_step frees the GIL)."""
+        nstep, ctrl, post = self.task.frame_skip, self._ctrl, self._post_constraint
+        physics = self._physics or _mj_period
+        for i in range(lo, hi):
+            w = self.worlds[i]
+            m, d = w.model, w.data
+            physics(w, ctrl[i], nstep)
+            if post:
+                mujoco.mj_rnePostConstraint(m, d)
+            for dst, src in self._copies[i]:
+                dst[...] = src
+
+    def _run(self) -> None:
+        if self._pool is None:
+            self._advance(0, self.num_envs)
+            return
+        for future in [self._pool.submit(self._advance, lo, hi) for lo, hi in self._chunks]:
+            future.result()
+
+    def step(self, actions: Any) -> StepResult:
+        """One control period of every world. `actions` `(N, act_dim)` in [-1, 1].
+
+        Returns obs `(N, obs_dim)` (rows of ended episodes: the next episode's first observation),
+        reward `(N,)` float64, terminated and truncated `(N,)` bool, and info (sim/vector.py's contract).
+        """
+        a = self._checked(actions, "actions")
+        if self.randomizer is not None:
+            a = self.randomizer.perturb_actions(a, self._step_rng)
+        self._ctrl[...] = action_to_robot(self.spec, a)
+        return self._step()
+
+    def step_controls(self, ctrl: Any) -> StepResult:
+        """`step` with the controls `(N, nu)` in robot units, applied as given (a robot backend's command,
+        already clamped to the actuators' ctrlrange; no action noise)."""
+        self._ctrl[...] = self._checked(ctrl, "controls")
+        return self._step()
+
+    def _checked(self, values: Any, what: str) -> np.ndarray:
+        if self._reset_needed:
+            raise RuntimeError("step() before reset(): call reset() first")
+        a = np.asarray(values, dtype=np.float64)
+        if a.shape != (self.num_envs, self.spec.act_dim):
+            raise ValueError(f"{what} have shape {a.shape}; expected ({self.num_envs}, {self.spec.act_dim})")
+        return a
+
+    def _step(self) -> StepResult:
+        before = {f: a.copy() for f, a in self._now.items()}
+        warnings_before = self._warnings[:, FAILURE_WARNINGS]
+        self._run()
+        batch = StepBatch(now=self._now, before=before, ctrl=self._ctrl, dt=self.spec.control_period,
+                          body_mass=self._body_mass)
+        reward, terminated = self.task.outcome(batch)
+        reward = np.asarray(reward, dtype=np.float64).copy()
+        terminated = np.asarray(terminated, dtype=bool).copy()
+        obs = self._observe()
+        warned = (self._warnings[:, FAILURE_WARNINGS] > warnings_before).any(axis=1)
+        failed = warned | ~np.isfinite(obs).all(axis=1)
+        info: dict[str, Any] = {}
+        if failed.any():
+            terminated |= failed
+            reward[failed] = 0.0  # computed across MuJoCo's own reset of the state: meaningless
+            obs[failed] = np.nan_to_num(obs[failed], nan=0.0, posinf=0.0, neginf=0.0)
+        if self.randomizer is not None:
+            obs = self.randomizer.perturb_observations(obs, self._step_rng)
+        self._steps += 1
+        truncated = self._steps >= self.max_episode_steps
+        done = terminated | truncated
+        if done.any() and self.autoreset:
+            info = self._autoreset(obs, done, failed, info)
+        elif failed.any():
+            info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
+        return obs, reward, terminated, truncated, info
+
+    def _autoreset(self, obs: np.ndarray, done: np.ndarray, failed: np.ndarray,
+                   info: dict[str, Any]) -> dict[str, Any]:
+        """SAME_STEP autoreset of the ended worlds: their rows of `obs` become the new episodes' first
+        observations; the real final ones go to info["final_obs"]."""
+        idx = np.flatnonzero(done)
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in idx:
+            final_obs[i] = obs[i].copy()
+        batch, final_info = _InfoBatch(self.num_envs), {}
+        for i in idx:  # what a sync sub-env's last step reports, batched as sync batches it
+            ended: dict[str, Any] = {"physics_failure": True} if failed[i] else {}
+            if self.randomizer is not None:
+                ended["randomization"] = self.worlds[i].randomization
+            final_info = batch.add(final_info, ended, int(i))
+        for i in idx:
+            self._reset_world(int(i), None)
+            if self.randomizer is not None:  # the new episode's draws, as sync's reset info reaches it
+                info = batch.add(info, {"randomization": self.worlds[i].randomization}, int(i))
+        self._builder.reset(done)
+        fresh = self._builder.build({**self._flat, **self._goals}, rows=idx)
+        if self.randomizer is not None:
+            fresh = self.randomizer.perturb_observations(fresh, self._step_rng)
+        obs[idx] = fresh
+        info.update(final_obs=final_obs, _final_obs=done.copy(), final_info=final_info,
+                    _final_info=done.copy())
+        return info
+
+    # ------------------------------------------------------------------ the end
+    def close(self) -> None:
+        """Stop the pool threads (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
