@@ -435,7 +435,7 @@ def test_pendulum_over_ros2_keeps_the_pole_up_then_goes_safe_when_the_bridge_sto
 @pytest.mark.ros2
 def test_hopper_over_ros2_moves_forward_like_on_the_mujoco_backend(ros, procs):
     """A whole Hopper episode (1000 steps, 8 s) through the bridge: the zoo bundle, trained under a 0-4 ms
-    actuation delay, keeps hopping through the node's round trip."""
+    actuation delay (among its randomization), keeps hopping through the node's round trip."""
     steps = 1000
     reference, advance = reference_return(HOPPER, steps)
     assert advance > 0.3
