@@ -93,7 +93,7 @@ class _InfoBatch:
         self.num_envs = num_envs
 
     def add(self, infos: dict[str, Any], env_info: dict[str, Any], i: int) -> dict[str, Any]:
-        return self._add_info(infos, env_info, i)
+        return self._add_info(infos, env_info, i)  # type: ignore[misc]  # duck-typed: reads num_envs
 
 
 def _check_count(value: Any, key: str) -> int:
@@ -168,11 +168,12 @@ class BatchedEngine:
             return None
         if cls is None:
             try:
-                from ..randomization import Randomizer as cls
+                from ..randomization import Randomizer
             except ImportError:
                 raise ConfigError("randomize: the batched engine draws its perturbations through "
                                   "sim.randomization.Randomizer, which this install does not have; use "
                                   "vectorization: sync, or no randomize: section") from None
+            cls = Randomizer
         return cls(randomize, self.nominal, self.physics_dt)
 
     # ------------------------------------------------------------------ episodes
@@ -316,7 +317,7 @@ class BatchedEngine:
         final_obs = np.full(self.num_envs, None, dtype=object)
         for i in idx:
             final_obs[i] = obs[i].copy()
-        batch, final_info = _InfoBatch(self.num_envs), {}
+        batch, final_info = _InfoBatch(self.num_envs), dict[str, Any]()
         for i in idx:  # what a sync sub-env's last step reports, batched as sync batches it
             ended: dict[str, Any] = {"physics_failure": True} if failed[i] else {}
             if self.randomizer is not None:
