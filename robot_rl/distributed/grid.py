@@ -78,7 +78,7 @@ def plan_trials(axes: list[GridAxis], seeds: list[int]) -> list[Trial]:
     """Every combination of the axes' values (in the order given) times every seed."""
     if not seeds:
         raise ConfigError("--seeds: must be >= 1")
-    trials = []
+    trials: list[Trial] = []
     for index, combo in enumerate(itertools.product(*(a.values for a in axes))):
         params = tuple(zip((a.key for a in axes), combo, strict=True))
         label = ", ".join(f"{k}={v}" for k, v in params) or "defaults"

@@ -124,7 +124,7 @@ def finish(plan: SweepPlan, errors: dict[str, str] | None = None, export: bool =
         png, _ = plot_runs(finished, plan.out / "comparison.png", "return")
         summary["plot"] = str(png)
     if best is not None and export:
-        from robot_rl.policies.export import export_run
+        from robot_rl.export import export_run
 
         bundle = export_run(best.run_dir, plan.out / "best_bundle", force=True)
         summary["bundle"] = str(bundle.path)

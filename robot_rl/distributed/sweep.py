@@ -141,10 +141,10 @@ def run_sweep(plan: SweepPlan, address: str | None, num_cpus: int | None = None,
     finally:
         ray.shutdown()
     errors = {}
-    for result in results:
-        name = result.config["trial"]["name"]
-        if result.error is not None:
-            errors[name] = str(result.error).strip().splitlines()[-1]
+    for index in range(len(results)):
+        result = results[index]
+        if result.error is not None and result.config is not None:
+            errors[result.config["trial"]["name"]] = str(result.error).strip().splitlines()[-1]
     return errors
 
 
@@ -171,20 +171,21 @@ def run_trial(config: dict[str, Any]) -> None:
 
 
 def train_trial(launch_file: str, overrides: list[str], run_dir: Path) -> dict[str, Any]:
-    """Train one trial's run directory to the end: its eval.json when finished, the trainer's resume
-    when a checkpoint exists, a fresh run otherwise (dropping progress rows of a run killed before its
-    first checkpoint)."""
-    from robot_rl.checkpoint import list_checkpoints
-    from robot_rl.launch import load_train_config, read_run_config, trainer_class
-    from robot_rl.run_log import truncate_progress
+    """Train one trial's run directory to the end, as `robot-rl train` does: its eval.json when finished,
+    the trainer's resume when it holds checkpoints, a fresh run otherwise (the trainer clears what a
+    run killed before its first checkpoint left)."""
+    from robot_rl.launch import load_train_config, trainer_class
+    from robot_rl.run_base import read_resume_config
+    from robot_rl.run_dir import has_checkpoints
 
     finished = run_dir / FINISHED
     if finished.is_file():
-        return json.loads(finished.read_text())
-    if list_checkpoints(run_dir):
-        trainer = trainer_class(read_run_config(run_dir).algo).resume(run_dir)
+        result: dict[str, Any] = json.loads(finished.read_text())
+        return result
+    if has_checkpoints(run_dir):
+        config, _ = read_resume_config(run_dir)
+        trainer = trainer_class(config.algo).resume(run_dir, config)
     else:
-        truncate_progress(run_dir, 0)
         config = load_train_config(launch_file, overrides)
         trainer = trainer_class(config.algo)(config, run_dir)
     return trainer.train()
