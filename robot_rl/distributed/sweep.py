@@ -96,9 +96,12 @@ def new_plan(launch_file: str | Path, grid: list[str], seeds: int, out: str | Pa
 
 def create(plan: SweepPlan, launch_file: str | Path) -> None:
     """Write a new sweep's folder: the plan and a copy of its launch file."""
-    (plan.out / RUNS).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(launch_file, plan.launch_file)
-    plan.save()
+    try:
+        (plan.out / RUNS).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(launch_file, plan.launch_file)
+        plan.save()
+    except OSError as err:
+        raise ConfigError(f"--out {plan.out}: cannot write the sweep folder: {err.strerror or err}") from None
 
 
 def pending_trials(plan: SweepPlan) -> list[Trial]:
