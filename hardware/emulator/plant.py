@@ -1,4 +1,14 @@
-"""The emulator's plant: the task's own MuJoCo model, stepped one physics step at a time.
+"""The emulator's plant: one world of the task's batched MuJoCo engine, stepped one physics step at a time.
+
+The plant is the task's engine definition (`robot_rl.sim.registry.engine_task`) run as a single
+world (`BatchedEngine`, `autoreset=False`) through the engine's declared interface: `world.model`,
+`world.data`, the engine's spec and `world_state`, controls in robot units through `step_controls`.
+So every task on the engine (Reacher-v5, Swimmer-v5, ... and any added later) is a plant, with no
+task-specific code here. The engine steps a world by the task's control period; the firmware
+integrates one physics step per call (its control law runs at the physics rate), so the plant's
+engine runs the same definition with one physics step per period and no time limit: a robot on its
+stand has no episodes. Its reset is the task's own reset distribution (Gymnasium's initial-state
+noise for the Gymnasium tasks), seeded.
 
 The only emulator module that imports MuJoCo (inside `MujocoPlant.__init__`); the protocol side is
 plain Python and numpy.
@@ -6,6 +16,7 @@ plain Python and numpy.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,30 +27,41 @@ from robot_rl.hardware import protocol as P
 PD_FREQUENCY_HZ = 10.0
 """Natural frequency of the emulator's position/damping loops (critically damped)."""
 
+NO_TIME_LIMIT = 2**62
+"""The plant engine's episode length in physics steps: never reached (the firmware has no episodes)."""
+
 
 class MujocoPlant:
-    """The task's MuJoCo model (from `robot_rl.sim.make_env(task).unwrapped`) stepped one tick at a time.
+    """One engine world of `task`, stepped one physics step (`dt`) at a time.
 
-    State fields offered: the task spec's `state_fields` (e.g. qpos, qvel, cfrc_ext), plus qpos and
-    qvel, which hold the actuated joints' positions and velocities (the joint map points into them).
+    State fields offered: the task spec's `state_fields` (e.g. qpos, qvel, cfrc_ext, and goal fields
+    such as Reacher's target_pos), plus qpos and qvel, which hold the actuated joints' positions and
+    velocities (the joint map points into them). `physics_failures` counts the steps after which
+    MuJoCo found a bad state and reset it (the engine's physics-failure rule).
     """
 
     def __init__(self, task: str, seed: int = 0, physics_dt: float | None = None) -> None:
         import mujoco
 
-        from robot_rl.sim import get_spec, make_env
+        from robot_rl.sim.engine.batched import BatchedEngine
+        from robot_rl.sim.engine.task import build_spec
+        from robot_rl.sim.registry import engine_task, engine_task_names, resolve
 
-        self._mujoco = mujoco
-        env = make_env(task, seed=seed).unwrapped
-        simulator = getattr(env, "simulator", env)
-        if not hasattr(simulator, "model") or not hasattr(simulator, "data"):
-            raise ConfigError(f"task {task!r} has no MuJoCo model to emulate; the emulator runs the "
-                              f"Gymnasium MuJoCo tasks (InvertedPendulum-v5, Hopper-v5, ...)")
+        resolve(task)  # an unknown id: the registry's error, listing the valid ones
+        if task not in engine_task_names():
+            raise ConfigError(f"task {task!r} has no MuJoCo engine world to emulate; the emulator runs the "
+                              f"engine's tasks: {', '.join(engine_task_names())}")
+        definition = engine_task(task)
+        one_step = dataclasses.replace(definition, frame_skip=1, max_episode_steps=NO_TIME_LIMIT)
+        self.engine = BatchedEngine(one_step, 1, seed=seed, threads=1, autoreset=False)
+        world = self.engine.worlds[0]
         self.task = task
-        self.env, self.simulator = env, simulator
-        self.model, self.data = simulator.model, simulator.data
-        spec = get_spec(task)
-        self.spec = spec
+        self.model, self.data = world.model, world.data
+        self.spec = build_spec(definition, self.engine.nominal)
+        """The task's spec (its control period is the task's, not the plant engine's one step)."""
+        self.physics_failures = 0
+        self._ctrl = np.zeros((1, self.model.nu))
+        spec = self.spec
         m = self.model
         if physics_dt is not None:
             if not 0 < physics_dt <= m.opt.timestep:
@@ -80,8 +102,6 @@ class MujocoPlant:
         w = min(2 * math.pi * PD_FREQUENCY_HZ, 0.5 / self.dt)  # stable at the physics step
         self.kp = inertia * w * w / gear  # control units per rad (or m)
         self.kd = 2 * inertia * w / gear   # control units per rad/s
-        self._initial = (self.data.qpos.copy(), self.data.qvel.copy())
-        self._wants_contact_forces = "cfrc_ext" in names
         self.reset(seed)
 
     @property
@@ -89,10 +109,8 @@ class MujocoPlant:
         return tuple(j.name for j in self.joints)
 
     def reset(self, seed: int | None = None) -> None:
-        """Gymnasium's own reset (its initial-state noise), seeded."""
-        self.simulator.reset(seed=seed)
-        self.data.ctrl[:] = 0.0
-        self._mujoco.mj_forward(self.model, self.data)
+        """A new start from the task's reset distribution (the engine's reset of the world), seeded."""
+        self.engine.reset(seed=seed)
 
     def positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].copy()
@@ -101,12 +119,14 @@ class MujocoPlant:
         return self.data.qvel[self._dof].copy()
 
     def step(self, ctrl: np.ndarray) -> None:
-        """One physics step (`dt`) with the actuators' controls `ctrl` (num_joints,)."""
-        self.data.ctrl[:] = ctrl
-        self._mujoco.mj_step(self.model, self.data)
+        """One physics step (`dt`) with the actuators' controls `ctrl` (num_joints,), robot units."""
+        self._ctrl[0] = ctrl
+        _, _, _, _, info = self.engine.step_controls(self._ctrl)
+        if "physics_failure" in info:
+            self.physics_failures += 1
 
     def sample(self, names: list[str]) -> np.ndarray:
-        """The named fields, flattened and concatenated, float32."""
-        if self._wants_contact_forces and "cfrc_ext" in names:
-            self._mujoco.mj_rnePostConstraint(self.model, self.data)
-        return np.concatenate([getattr(self.data, n).ravel() for n in names]).astype(np.float32)
+        """The named fields (the world's state fields and goals), flattened and concatenated, float32."""
+        state = self.engine.world_state(0)
+        return np.concatenate([state[n] if n in state else getattr(self.data, n).ravel()
+                               for n in names]).astype(np.float32)
