@@ -1,14 +1,15 @@
 """The emulator's plant: one world of the task's batched MuJoCo engine, stepped one physics step at a time.
 
-The plant is the task's engine definition (`robot_rl.sim.registry.engine_task`) run as a single
-world (`BatchedEngine`, `autoreset=False`) through the engine's declared interface: `world.model`,
-`world.data`, the engine's spec and `world_state`, controls in robot units through `step_controls`.
-So every task on the engine (Reacher-v5, Swimmer-v5, ... and any added later) is a plant, with no
-task-specific code here. The engine steps a world by the task's control period; the firmware
-integrates one physics step per call (its control law runs at the physics rate), so the plant's
-engine runs the same definition with one physics step per period and no time limit: a robot on its
-stand has no episodes. Its reset is the task's own reset distribution (Gymnasium's initial-state
-noise for the Gymnasium tasks), seeded.
+The plant is the task's engine definition (`robot_rl.sim.registry.engine_task`) as a single world
+(`BatchedEngine`, `autoreset=False`), used through the engine's declared interface: `world.model`,
+`world.data`, the engine's spec, its reset (`reset`: the task's own reset distribution, goals drawn,
+Gymnasium's initial-state noise for the Gymnasium tasks) and `world_state` (the goals). So every task
+on the engine (Reacher-v5, Swimmer-v5, ... and any added later) is a plant, with no task-specific
+code here. The firmware integrates one physics step per call (its control law runs at the physics
+rate, not at the task's control period), so the plant steps the world's model and data with
+`mj_step` itself, exactly as the engine steps a world within a period, rather than through
+`step_controls` (a whole period, plus the task's reward and observation the firmware has no use for:
+three times `mj_step`'s cost per physics step, measured on Hopper, in a real-time loop).
 
 The only emulator module that imports MuJoCo (inside `MujocoPlant.__init__`); the protocol side is
 plain Python and numpy.
@@ -16,7 +17,6 @@ plain Python and numpy.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -27,41 +27,34 @@ from robot_rl.hardware import protocol as P
 PD_FREQUENCY_HZ = 10.0
 """Natural frequency of the emulator's position/damping loops (critically damped)."""
 
-NO_TIME_LIMIT = 2**62
-"""The plant engine's episode length in physics steps: never reached (the firmware has no episodes)."""
-
 
 class MujocoPlant:
     """One engine world of `task`, stepped one physics step (`dt`) at a time.
 
     State fields offered: the task spec's `state_fields` (e.g. qpos, qvel, cfrc_ext, and goal fields
     such as Reacher's target_pos), plus qpos and qvel, which hold the actuated joints' positions and
-    velocities (the joint map points into them). `physics_failures` counts the steps after which
-    MuJoCo found a bad state and reset it (the engine's physics-failure rule).
+    velocities (the joint map points into them).
     """
 
     def __init__(self, task: str, seed: int = 0, physics_dt: float | None = None) -> None:
         import mujoco
 
-        from robot_rl.sim.engine.batched import BatchedEngine
-        from robot_rl.sim.engine.task import build_spec
+        from robot_rl.sim.engine.batched import FAILURE_WARNINGS, BatchedEngine
+        from robot_rl.sim.engine.task import POST_CONSTRAINT_FIELDS
         from robot_rl.sim.registry import engine_task, engine_task_names, resolve
 
         resolve(task)  # an unknown id: the registry's error, listing the valid ones
         if task not in engine_task_names():
             raise ConfigError(f"task {task!r} has no MuJoCo engine world to emulate; the emulator runs the "
                               f"engine's tasks: {', '.join(engine_task_names())}")
-        definition = engine_task(task)
-        one_step = dataclasses.replace(definition, frame_skip=1, max_episode_steps=NO_TIME_LIMIT)
-        self.engine = BatchedEngine(one_step, 1, seed=seed, threads=1, autoreset=False)
+        self._mujoco = mujoco
+        self.engine = BatchedEngine(engine_task(task), 1, seed=seed, threads=1, autoreset=False)
         world = self.engine.worlds[0]
         self.task = task
         self.model, self.data = world.model, world.data
-        self.spec = build_spec(definition, self.engine.nominal)
-        """The task's spec (its control period is the task's, not the plant engine's one step)."""
-        self.physics_failures = 0
-        self._ctrl = np.zeros((1, self.model.nu))
-        spec = self.spec
+        self.spec = spec = self.engine.spec
+        self._failure_warnings = FAILURE_WARNINGS
+        self._goals: dict[str, np.ndarray] = {}
         m = self.model
         if physics_dt is not None:
             if not 0 < physics_dt <= m.opt.timestep:
@@ -102,6 +95,7 @@ class MujocoPlant:
         w = min(2 * math.pi * PD_FREQUENCY_HZ, 0.5 / self.dt)  # stable at the physics step
         self.kp = inertia * w * w / gear  # control units per rad (or m)
         self.kd = 2 * inertia * w / gear   # control units per rad/s
+        self._post_constraint = frozenset(POST_CONSTRAINT_FIELDS & set(names))
         self.reset(seed)
 
     @property
@@ -111,6 +105,7 @@ class MujocoPlant:
     def reset(self, seed: int | None = None) -> None:
         """A new start from the task's reset distribution (the engine's reset of the world), seeded."""
         self.engine.reset(seed=seed)
+        self._goals = {g: v for g, v in self.engine.world_state(0).items() if g in self.spec.goal_fields}
 
     def positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].copy()
@@ -120,13 +115,19 @@ class MujocoPlant:
 
     def step(self, ctrl: np.ndarray) -> None:
         """One physics step (`dt`) with the actuators' controls `ctrl` (num_joints,), robot units."""
-        self._ctrl[0] = ctrl
-        _, _, _, _, info = self.engine.step_controls(self._ctrl)
-        if "physics_failure" in info:
-            self.physics_failures += 1
+        self.data.ctrl[:] = ctrl
+        self._mujoco.mj_step(self.model, self.data)
+
+    @property
+    def physics_failures(self) -> int:
+        """Steps since the last reset after which MuJoCo found a bad state (NaN, huge) and reset it
+        itself: the engine's physics-failure warnings."""
+        return int(self.data.warning.number[self._failure_warnings].sum())
 
     def sample(self, names: list[str]) -> np.ndarray:
-        """The named fields (the world's state fields and goals), flattened and concatenated, float32."""
-        state = self.engine.world_state(0)
-        return np.concatenate([state[n] if n in state else getattr(self.data, n).ravel()
+        """The named fields (the world's state fields and the episode's goals), flattened and
+        concatenated, float32."""
+        if self._post_constraint.intersection(names):
+            self._mujoco.mj_rnePostConstraint(self.model, self.data)
+        return np.concatenate([self._goals[n] if n in self._goals else getattr(self.data, n).ravel()
                                for n in names]).astype(np.float32)
