@@ -67,7 +67,6 @@ def test_plant_follows_the_engine_world_step_for_step(task):
                                               err_msg=f"{task}: {name}")
             offset += size
         assert offset == sample.size
-    assert plant.physics_failures == 0
     start = MujocoPlant(task, seed=seed)
     assert not np.array_equal(start.sample(["qpos", "qvel"]), plant.sample(["qpos", "qvel"])), \
         f"{task}: {PERIODS} periods of random torques left the plant where it started"

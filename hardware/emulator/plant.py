@@ -39,7 +39,7 @@ class MujocoPlant:
     def __init__(self, task: str, seed: int = 0, physics_dt: float | None = None) -> None:
         import mujoco
 
-        from robot_rl.sim.engine.batched import FAILURE_WARNINGS, BatchedEngine
+        from robot_rl.sim.engine.batched import BatchedEngine
         from robot_rl.sim.engine.task import POST_CONSTRAINT_FIELDS
         from robot_rl.sim.registry import engine_task, engine_task_names, resolve
 
@@ -53,7 +53,6 @@ class MujocoPlant:
         self.task = task
         self.model, self.data = world.model, world.data
         self.spec = spec = self.engine.spec
-        self._failure_warnings = FAILURE_WARNINGS
         self._goals: dict[str, np.ndarray] = {}
         m = self.model
         if physics_dt is not None:
@@ -117,12 +116,6 @@ class MujocoPlant:
         """One physics step (`dt`) with the actuators' controls `ctrl` (num_joints,), robot units."""
         self.data.ctrl[:] = ctrl
         self._mujoco.mj_step(self.model, self.data)
-
-    @property
-    def physics_failures(self) -> int:
-        """Steps since the last reset after which MuJoCo found a bad state (NaN, huge) and reset it
-        itself: the engine's physics-failure warnings."""
-        return int(self.data.warning.number[self._failure_warnings].sum())
 
     def sample(self, names: list[str]) -> np.ndarray:
         """The named fields (the world's state fields and the episode's goals), flattened and
