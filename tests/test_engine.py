@@ -417,4 +417,4 @@ def test_batched_refuses_a_delay_longer_than_one_control_period_as_sync_does() -
     too_long = RandomizationConfig(actuation_delay=(0.0, 0.1))  # Hopper's period is 0.008 s
     for vectorization in ("batched", "sync"):
         with pytest.raises(ConfigError, match=r"randomize\.actuation_delay: task 'Hopper-v5' cannot take it"):
-            sim.vector.make("Hopper-v5", 2, seed=0, vectorization=vectorization, randomize=too_long)
+            sim.make("Hopper-v5", 2, seed=0, vectorization=vectorization, randomize=too_long)
