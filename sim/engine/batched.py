@@ -173,7 +173,9 @@ class BatchedEngine:
                 raise ConfigError("randomize: the batched engine draws its perturbations through "
                                   "sim.randomization.Randomizer, which this install does not have; use "
                                   "vectorization: sync, or no randomize: section") from None
-            cls = Randomizer
+            # the real one also checks what the task can take (a delay longer than a control period)
+            return Randomizer(randomize, self.nominal, self.physics_dt,
+                              physics_steps=self.task.frame_skip, task_id=self.task.name)
         return cls(randomize, self.nominal, self.physics_dt)
 
     # ------------------------------------------------------------------ episodes

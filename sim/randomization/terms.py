@@ -214,6 +214,6 @@ class ActionNoise(_Noise):
 
 
 # Every term, by its launch-file key; episode terms are drawn in this order.
-TERMS: dict[str, type] = {t.name: t for t in (
+TERMS: dict[str, Any] = {t.name: t for t in (  # the term classes (each has name, episode, scale)
     BodyMassScale, GeomFrictionScale, JointDampingScale, ActuatorGainScale, GravityTilt, ActuationDelay,
     InitialStateNoise, ObservationNoise, ActionNoise)}
