@@ -1,7 +1,7 @@
 """`robot-rl robustness RUN_DIR|BUNDLE --grid mass=0.5:1.5:5 [--grid friction=0.5:1.5:5] [--episodes N]
-[--metric return|success_rate] [--out robustness.png]`: the policy's return over a grid of physics
-scales (robot_rl.robustness), printed as a table, written as a CSV and a heat-map (or a line plot for
-one term) PNG.
+[--metric return|success_rate] [--out robustness.png]`: the policy's return over a grid of domain-
+randomization terms, each held at one value (robot_rl.robustness), printed as a table, written as a CSV
+and a heat-map (or a line plot for one term) PNG.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from robot_rl.commands import seed_arg
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("robustness",
-                       help="a policy's return over a grid of mass/friction/damping/gain scales")
+                       help="a policy's return over a grid of randomization terms (mass, friction, ...)")
     p.add_argument("path", help="a run directory, a bundle folder (manifest.json) or zoo:<name>")
     p.add_argument("--grid", action="append", required=True, metavar="TERM=LOW:HIGH:N",
-                   help="a term (mass, friction, damping, gain) and its scales: LOW:HIGH:N points or "
-                        "V1,V2,...; once or twice")
+                   help="a term of sim.randomization (body_mass_scale or mass, geom_friction_scale or "
+                        "friction, joint_damping_scale or damping, actuator_gain_scale or gain, "
+                        "actuation_delay, gravity_tilt, observation_noise, action_noise, "
+                        "initial_state_noise) and its values: LOW:HIGH:N points or V1,V2,...; once or twice")
     p.add_argument("--episodes", type=int, default=5, help="episodes per grid point (default 5)")
     p.add_argument("--seed", type=seed_arg, default=None,
                    help="seed of episode 0 (default: the evaluation seed)")
