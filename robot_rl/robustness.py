@@ -108,9 +108,10 @@ class RobustnessResult:
 
 
 def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes: Sequence[GridAxis],
-                    episodes: int, seed: int, metric: str = "return",
-                    max_steps: int | None = None) -> RobustnessResult:
-    """Evaluate `policy` at every grid point (the same seeds seed..seed+episodes-1 at each)."""
+                    episodes: int, seed: int, metric: str = "return", max_steps: int | None = None,
+                    simulator: str = "gymnasium") -> RobustnessResult:
+    """Evaluate `policy` at every grid point (the same seeds seed..seed+episodes-1 at each), on
+    `simulator` (`evaluation.evaluate`'s: "gymnasium" or "engine")."""
     from robot_rl.evaluation import evaluate
 
     if metric not in METRICS:
@@ -125,11 +126,12 @@ def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes:
     shape = tuple(len(a.values) for a in axes)
     if math.prod(shape) > MAX_POINTS:
         raise ConfigError(f"--grid: {math.prod(shape)} points; at most {MAX_POINTS}")
-    _check_task(task, axes)
+    _check_task(task, axes, simulator)
     mean, std = np.full(shape, np.nan), np.full(shape, np.nan)
     for index in itertools.product(*(range(n) for n in shape)):
         point = grid_config({a.term: a.values[i] for a, i in zip(axes, index, strict=True)})
-        result = evaluate(task, policy, episodes, seed, max_steps=max_steps, randomize=point)
+        result = evaluate(task, policy, episodes, seed, max_steps=max_steps, randomize=point,
+                          simulator=simulator)
         if metric == "success_rate":
             if "success_rate" not in result:
                 raise ConfigError(f"--metric success_rate: task {task!r} reports no success; "
@@ -140,15 +142,15 @@ def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes:
     return RobustnessResult(tuple(axes), metric, mean, std, episodes)
 
 
-def _check_task(task: str, axes: Sequence[GridAxis]) -> None:
-    """Whether `task` takes every axis's term (at the value farthest from nominal): a ConfigError naming
-    the term now, before any point is evaluated."""
-    from robot_rl.sim.randomization import check_randomization
+def _check_task(task: str, axes: Sequence[GridAxis], simulator: str) -> None:
+    """Whether `task` takes every axis's term (at the value farthest from nominal) on `simulator`: a
+    ConfigError naming the term now, before any point is evaluated."""
+    from robot_rl.evaluation import make_eval_env
 
     for axis in axes:
         nominal = nominal_value(axis.term)
         farthest = max(axis.values, key=lambda v: abs(v - nominal))
-        check_randomization(task, grid_config({axis.term: farthest}))
+        make_eval_env(task, simulator, randomize=grid_config({axis.term: farthest})).close()
 
 
 def write_table(result: RobustnessResult, path: Path) -> Path:

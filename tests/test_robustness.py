@@ -152,6 +152,22 @@ def test_a_term_the_task_cannot_take_fails_before_any_point_is_evaluated() -> No
     with pytest.raises(ConfigError, match=r"randomize.body_mass_scale: task 'CartPole-v1' does not support"):
         robustness_grid("CartPole-v1", lambda o: np.zeros(1, dtype=np.int64),
                         [GridAxis("body_mass_scale", (1.0, 1.5))], 1, 0)
-    with pytest.raises(ConfigError, match=r"randomize.actuation_delay: task 'Hopper-v5' cannot take it"):
-        robustness_grid("Hopper-v5", policy, [GridAxis("actuation_delay", (0.0, 0.1))], 1, 0)
+    for simulator in ("gymnasium", "engine"):  # the engine would clamp it to one control period
+        with pytest.raises(ConfigError, match=r"randomize.actuation_delay: task 'Hopper-v5' cannot take it: "
+                                              r".*it must lie in \[0, 4\] \(one control period\)"):
+            robustness_grid("Hopper-v5", policy, [GridAxis("actuation_delay", (0.0, 0.1))], 1, 0,
+                            simulator=simulator)
     assert not calls  # not even the nominal first point ran
+
+
+def test_a_grid_on_the_engine_it_trained_on_equals_the_gymnasium_one() -> None:
+    """A run trained with vectorization: batched is stressed on the engine's worlds; the randomizer draws
+    the same values there, so the map is the Gymnasium path's (to the conformance suite's 1e-6)."""
+    from robot_rl.policies import load
+
+    policy = load("zoo:Hopper-v5_ppo").act_normalized
+    axes = [GridAxis("body_mass_scale", (0.8, 1.2)), GridAxis("actuation_delay", (0.0, 0.004))]
+    engine = robustness_grid("Hopper-v5", policy, axes, 2, 5, max_steps=120, simulator="engine")
+    gym = robustness_grid("Hopper-v5", policy, axes, 2, 5, max_steps=120, simulator="gymnasium")
+    np.testing.assert_allclose(engine.mean, gym.mean, rtol=1e-6)
+    assert len(np.unique(np.round(engine.mean, 6))) == 4

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of episode 0 (default: the evaluation seed)")
     p.add_argument("--max-steps", type=int, default=None, help="end each episode after this many steps")
     p.add_argument("--metric", choices=("return", "success_rate"), default="return")
+    p.add_argument("--simulator", choices=("gymnasium", "engine"), default=None,
+                   help="the physics to evaluate on (default: the one the policy was trained on: the MuJoCo "
+                        "engine for vectorization: batched, else Gymnasium's or dm_control's)")
     p.add_argument("--checkpoint", default="latest", help="for a run directory: latest, best or a file")
     p.add_argument("--out", default="robustness.png", help="the PNG; the CSV table goes beside it")
     p.add_argument("--json", action="store_true", help="print the grid as JSON instead of a table")
@@ -36,6 +39,7 @@ def run_robustness(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from robot_rl.errors import ConfigError
+    from robot_rl.evaluation import resolve_simulator
     from robot_rl.policy_source import load_policy_source
     from robot_rl.robustness import draw, format_table, parse_grid, robustness_grid, write_table
 
@@ -47,11 +51,14 @@ def run_robustness(args: argparse.Namespace) -> int:
         raise ConfigError("--max-steps must be >= 1")
     source = load_policy_source(args.path, args.checkpoint)
     seed = source.seed if args.seed is None else args.seed
-    result = robustness_grid(source.task, source.act, axes, args.episodes, seed, args.metric, args.max_steps)
+    simulator = resolve_simulator(source.task, args.simulator or source.simulator)
+    result = robustness_grid(source.task, source.act, axes, args.episodes, seed, args.metric, args.max_steps,
+                             simulator)
     table = write_table(result, out.with_suffix(".csv"))
     draw(result, out, f"{source.task}: {source.label}")
     if args.json:
-        print(json.dumps({"task": source.task, "metric": args.metric, "episodes": args.episodes, "seed": seed,
+        print(json.dumps({"task": source.task, "simulator": simulator, "metric": args.metric,
+                          "episodes": args.episodes, "seed": seed,
                           "axes": {a.term: list(a.values) for a in axes}, "mean": result.mean.tolist(),
                           "std": result.std.tolist(), "png": str(out), "csv": str(table)}))
     else:
