@@ -69,6 +69,9 @@ def test_play_under_the_training_randomization_of_a_bundle(tmp_path: Path,
     delayed = _play(capsys, "zoo:Hopper-v5_ppo", "--video", str(tmp_path / "b.mp4"), "--max-steps", "60",
                     "--randomize")
     assert delayed["returns"] != nominal["returns"]  # the manifest's 0-4 ms actuation delay acted
+    on_engine = _play(capsys, "zoo:Hopper-v5_ppo", "--video", str(tmp_path / "e.mp4"), "--max-steps", "60",
+                      "--randomize", "--simulator", "engine")
+    np.testing.assert_allclose(on_engine["returns"], delayed["returns"], rtol=1e-6)  # the same draws
     assert "trained without domain randomization" in _refused(
         capsys, "zoo:InvertedPendulum-v5_ppo", "--video", str(tmp_path / "c.mp4"), "--randomize")
 
