@@ -170,9 +170,10 @@ def format_table(result: RobustnessResult) -> str:
     """The grid as text: rows = the first term's values, columns = the second's (or the metric)."""
     first = result.axes[0]
     if len(result.axes) == 1:
-        lines = [f"{first.term:>10}  {'mean ' + result.metric:>16}  {'std':>10}"]
-        rows = zip(first.values, result.mean, result.std, strict=True)
-        lines += [f"{v:>10.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in rows]
+        width = max(10, len(first.term))
+        lines = [f"{first.term:>{width}}  {'mean ' + result.metric:>16}  {'std':>10}"]
+        points = zip(first.values, result.mean, result.std, strict=True)
+        lines += [f"{v:>{width}.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in points]
         return "\n".join(lines)
     second = result.axes[1]
     corner = f"{first.term} \\ {second.term}"
