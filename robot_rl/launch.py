@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from robot_rl import strict_yaml
-from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
+from robot_rl.config import check, check_choice, from_dict, read_launch_file, to_dict
 from robot_rl.errors import ConfigError
 from robot_rl.sim.randomization import RandomizationConfig, check_randomization
 
@@ -222,17 +222,6 @@ def parse_train_config(data: Any) -> TrainConfig:
     _check_task(config.task)
     check_randomization(config.task, config.randomize)  # a term the task cannot take, named, now
     return dataclasses.replace(config, algorithm=algorithm)
-
-
-def read_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read a YAML launch file and apply `--set` overrides; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"launch file {str(path)!r} does not exist")
-    data = strict_yaml.read(path)  # bounded: no aliases, duplicate keys, non-UTF-8 or huge files
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a launch file must be a mapping of keys to values")
-    return apply_overrides(data, overrides)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

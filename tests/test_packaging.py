@@ -72,7 +72,7 @@ MODULE_LEVEL_ONLY: set[str] = set()
 IMPORT_RULES = {
     "sim": r"agents|trainer|dqn_trainer|policies|hardware|tabular",
     "policies": r"agents|trainer|dqn_trainer|hardware|tabular",
-    "hardware": r"agents|trainer|dqn_trainer|tabular|rollout|acting",
+    "hardware": r"agents|trainer|dqn_trainer|tabular|rollout|acting|launch",  # launch: the training schema
     "robot_rl/agents": r"hardware",
     "robot_rl/tabular": r"hardware|policies",
 }
