@@ -43,6 +43,7 @@ from robot_rl.run_log import RunLog
 class Trainer(TrainerBase):
     def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
         from robot_rl.sim import get_spec, make
+        from robot_rl.sim.registry import reports_successes
 
         self.config = config
         self.run_dir = Path(run_dir)
@@ -76,6 +77,9 @@ class Trainer(TrainerBase):
         self.episodes = 0
         self.episode_returns: deque[float] = deque(maxlen=20)
         self.episode_lengths: deque[int] = deque(maxlen=20)
+        self.episode_successes: deque[int] = deque(maxlen=100)
+        """Goals reached in each of the last ended episodes, for tasks that count them (the cube)."""
+        self.counts_successes = reports_successes(config.task)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
@@ -130,9 +134,17 @@ class Trainer(TrainerBase):
             scaled = self.reward_scaler.step(rewards, done) if self.reward_scaler else rewards
             buf.add(obs, actions, log_probs, scaled, values, terminated, truncated_only, bootstrap)
             self._count_episodes(rewards, done, running_return, running_length)
+            self._count_successes(info)
             obs_raw = next_obs
         self.step += buf.num_steps * self.config.num_envs
         return obs_raw, running_return, running_length
+
+    def _count_successes(self, info: dict[str, Any]) -> None:
+        """Record the `successes` the ended episodes report in `final_info` (hold-and-advance tasks)."""
+        final = info.get("final_info") or {}
+        if "successes" in final:
+            for i in np.flatnonzero(final["_successes"]):
+                self.episode_successes.append(int(final["successes"][i]))
 
     def _normalize(self, obs_raw: np.ndarray, update: bool) -> np.ndarray:
         """Raw observations → the policy's input, float32 (updating the running statistics if asked)."""
@@ -164,6 +176,10 @@ class Trainer(TrainerBase):
     def _progress_row(self, metrics: dict[str, float], start: float, start_step: int) -> dict[str, Any]:
         row = self._base_row(start, start_step)
         row.update(metrics)
+        if self.counts_successes:  # over the last 100 ended episodes; NaN columns until one ends
+            counts = np.asarray(self.episode_successes, dtype=np.float64)
+            rate, row_mean = (np.mean(counts >= 1), np.mean(counts)) if counts.size else (np.nan, np.nan)
+            row.update(success_rate=float(rate), consecutive_successes=float(row_mean))
         return row
 
 
