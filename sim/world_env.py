@@ -42,6 +42,10 @@ class WorldEnv(gymnasium.Env):
     def data(self) -> Any:
         return self.engine.worlds[0].data
 
+    def use_randomizer(self, randomizer: Any) -> None:
+        """Randomize the world from its next episode on (`sim.randomization.apply_randomization`)."""
+        self.engine.randomizer = randomizer
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
