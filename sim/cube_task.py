@@ -71,9 +71,9 @@ class CubeReward:
     """Per goal reached (held for the rule's steps)."""
     drop: float = 20.0
     """Subtracted once when the cube leaves the palm (the episode ends)."""
-    action_rate: float = 0.02
+    action_rate: float = 0.005
     """Times the squared change of the normalised action."""
-    contact: float = 5.0
+    contact: float = 2.0
     """Times the mean fingertip distance beyond touching the cube (m)."""
     tilt: float = 1.0
     """Times 1 - (cube's up axis · vertical), rotate-z only (the cube should stay upright)."""
