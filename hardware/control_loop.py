@@ -92,7 +92,8 @@ class LoopStats:
     episode_return: float | None
     """Sum of the backend's rewards (simulated backends), else None."""
     stop_reason: str
-    """"steps", "duration", "episode_end", "estop", "interrupted" or "error"."""
+    """"steps", "duration", "episode_end", "estop", "interrupted", "error", or the reason given to
+    `ControlLoop.request_stop` (deploy: the signal's name, e.g. "SIGTERM")."""
     safety: Mapping[str, Any]
     """The safety filter's report."""
 
@@ -160,6 +161,7 @@ class ControlLoop:
         self.realtime = robot.realtime if realtime is None else bool(realtime)
         self._clock, self._sleep = clock, sleep
         self._estop = threading.Event()
+        self._stop_request: str | None = None  # set by request_stop (a signal handler may call it)
         self._estop_lock = threading.Lock()  # the loop's cleanup waits for an e-stop under way
         self._reset_records()
 
@@ -185,8 +187,15 @@ class ControlLoop:
                 self._stop_reason = "error"
             raise
         finally:
+            self._stop_request = None
             self._cleanup(close)
         return self.stats()
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """End the current run at its next tick, from any thread or a signal handler, with the normal
+        cleanup (deactivate: the robot's safe command, motors disabled); `reason` becomes the stop
+        reason. Requested before `run` activates the robot, the run ends without activating it."""
+        self._stop_request = reason
 
     def start(self) -> None:
         """Everything `run` does before its first tick: configure if needed, map joints, check the
@@ -277,6 +286,8 @@ class ControlLoop:
             raise HardwareError(f"{type(robot).__name__} cannot provide the state field(s) "
                                 f"{', '.join(missing)} that the policy ({self.spec.name}) observes; it "
                                 f"provides: {', '.join(probe.observation_fields())}")
+        if self._stop_request is not None:  # stopped while configuring: never enable the motors
+            return None, None
         state = robot.activate()
         self.safety.reset(_reorder(state, to_policy))
         if hasattr(self.policy, "reset"):
@@ -294,6 +305,9 @@ class ControlLoop:
         while True:
             if self._estop.is_set():
                 self._stop_reason = "estop"
+                return
+            if self._stop_request is not None:
+                self._stop_reason = self._stop_request
                 return
             if steps is not None and self._steps >= steps:
                 self._stop_reason = "steps"

@@ -6,17 +6,21 @@
     deploy: {duration: 10.0}
 
 Two processes: `robot-rl emulate --task TASK --link LINK` and, once LINK exists, `robot-rl deploy
-BUNDLE --backend serial --port LINK --duration S`. The runner supervises both: when the deployment
-ends, the emulator is stopped (SIGTERM, then SIGKILL after `stop_timeout`) and the deployment's exit
-code is returned; if the emulator dies first, the deployment is stopped and the run fails; Ctrl-C stops
-both. Children write to this terminal (the emulator's lines start with "robot-rl emulate:").
+BUNDLE --backend serial --port LINK --duration S`. The runner supervises both
+(`processes.Supervisor`): when the deployment ends, the emulator is stopped (SIGINT, SIGTERM, then
+SIGKILL after `stop_timeout`) and the deployment's exit code is returned; if the emulator dies first,
+the deployment is stopped and the run fails; SIGINT (Ctrl-C) or SIGTERM to the launcher is forwarded
+to the deployment (it sends the safe command and DISABLE, and prints its report), then to the
+emulator, each killed if it outlives `stop_timeout`, and the launcher exits 128 + the signal; no child
+and no temporary folder is left behind. Children write to this terminal (the emulator's lines start
+with "robot-rl emulate:").
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from robot_rl.config import check, from_dict
 from robot_rl.errors import ConfigError
-from robot_rl.hardware.processes import stop_process
+from robot_rl.hardware.processes import Supervisor
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,17 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise ConfigError(f"{args.file}: {err}") from None
     task = config.task or bundle_task(config.bundle)
-    with tempfile.TemporaryDirectory(prefix="robot_rl_hil_") as tmp:
+    if config.emulator.link is not None and os.path.lexists(config.emulator.link):
+        # the emulator would refuse it, and the wait for the port would take the old one for ours
+        raise ConfigError(f"{args.file}: emulator.link: {config.emulator.link} already exists; remove it "
+                          f"or choose another path (the emulator never takes over a link it did not make)")
+    # the supervisor first: a signal between the folder's creation and the children's start still
+    # ends in the `with` blocks, which stop the children and then remove the folder
+    with Supervisor(config.stop_timeout) as sup, tempfile.TemporaryDirectory(prefix="robot_rl_hil_") as tmp:
         link = config.emulator.link or str(Path(tmp) / "device_tty")
-        return supervise(emulator_command(task, link, config.emulator),
+        return supervise(sup, emulator_command(task, link, config.emulator),
                          deploy_command(config.bundle, link, config.deploy, getattr(args, "json", False)),
-                         link, config.startup_timeout, config.stop_timeout)
+                         link, config.startup_timeout)
 
 
 def bundle_task(bundle: str) -> str:
@@ -121,38 +131,34 @@ def bundle_task(bundle: str) -> str:
     return read_bundle(resolve(bundle)).manifest.spec.name
 
 
-def supervise(emulator_cmd: list[str], deploy_cmd: list[str], link: str, startup_timeout: float,
-              stop_timeout: float) -> int:
-    """Start the emulator, wait for its port, run the deployment; stop both whatever happens."""
-    emulator = subprocess.Popen(emulator_cmd)
-    deploy: subprocess.Popen[bytes] | None = None
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not os.path.exists(link):
-            if emulator.poll() is not None:
-                print(f"robot-rl launch: the emulator exited ({emulator.returncode}) before its port "
-                      f"appeared", file=sys.stderr)
-                return emulator.returncode or 1
-            if time.monotonic() > deadline:
-                print(f"robot-rl launch: the emulator's port {link} did not appear within "
-                      f"{startup_timeout:g} s", file=sys.stderr)
-                return 1
-            time.sleep(0.05)
-        deploy = subprocess.Popen(deploy_cmd)
-        while True:
-            if deploy.poll() is not None:
-                return deploy.returncode
-            if emulator.poll() is not None:
-                print(f"robot-rl launch: the emulator exited ({emulator.returncode}) during the "
-                      f"deployment; stopping it", file=sys.stderr)
-                stop_process(deploy, stop_timeout)
-                return emulator.returncode or 1
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        print("robot-rl launch: interrupted; stopping the deployment and the emulator", file=sys.stderr)
-        return 130
-    finally:
-        if deploy is not None:
-            stop_process(deploy, stop_timeout)
-        stop_process(emulator, stop_timeout)
-
+def supervise(sup: Supervisor, emulator_cmd: list[str], deploy_cmd: list[str], link: str,
+              startup_timeout: float) -> int:
+    """Start the emulator, wait for its port, run the deployment. `sup`'s block stops both whatever
+    happens (the deployment first, so its DISABLE reaches the device). SIGINT/SIGTERM: 128 + signal."""
+    emulator = sup.start("the emulator", emulator_cmd)
+    deadline = time.monotonic() + startup_timeout
+    while not os.path.exists(link):
+        if sup.stopping:
+            return sup.exit_code()
+        if emulator.poll() is not None:
+            print(f"robot-rl launch: the emulator exited ({emulator.returncode}) before its port "
+                  f"appeared", file=sys.stderr)
+            return emulator.returncode or 1
+        if time.monotonic() > deadline:
+            print(f"robot-rl launch: the emulator's port {link} did not appear within "
+                  f"{startup_timeout:g} s", file=sys.stderr)
+            return 1
+        sup.sleep(0.05)
+    deploy = sup.start("the deployment", deploy_cmd)
+    while True:
+        if sup.stopping:
+            print(f"robot-rl launch: {signal.Signals(sup.signal_received).name}; stopping the "
+                  f"deployment and the emulator", file=sys.stderr)
+            return sup.exit_code()
+        if deploy.poll() is not None:
+            return deploy.returncode
+        if emulator.poll() is not None:
+            print(f"robot-rl launch: the emulator exited ({emulator.returncode}) during the "
+                  f"deployment; stopping it", file=sys.stderr)
+            return emulator.returncode or 1
+        sup.sleep(0.05)

@@ -53,7 +53,9 @@ class ProtocolError(ValueError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-        """Counter it belongs to: "bad_cobs", "bad_length", "bad_crc", "bad_payload", "unknown_type"."""
+        """Counter it belongs to: "bad_cobs", "bad_length", "bad_crc", "bad_payload", "unknown_type", or
+        "unsupported" (a well-formed request naming a command kind, safe mode or fault kind this side
+        does not know: a device answers NACK UNSUPPORTED)."""
 
 
 class MsgType(enum.IntEnum):
@@ -244,6 +246,8 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> Packet:
     if len(frame) > MAX_FRAME:
         raise ProtocolError("bad_length", f"frame of {len(frame)} bytes exceeds {MAX_FRAME}")
     raw = cobs_decode(frame)
+    if len(raw) > MAX_PACKET:  # fits MAX_FRAME when encoded, yet longer than any packet may be
+        raise ProtocolError("bad_length", f"packet of {len(raw)} bytes exceeds MAX_PACKET = {MAX_PACKET}")
     if len(raw) < OVERHEAD:
         raise ProtocolError("bad_length", f"packet of {len(raw)} bytes is shorter than the "
                                           f"{OVERHEAD}-byte header and CRC")
@@ -493,10 +497,10 @@ class Config(Message):
     def unpack(cls, payload: bytes) -> Config:
         _need_size(cls, payload, _CONFIG.size)
         period, watchdog, safe, kind, mask = _CONFIG.unpack(payload)
-        try:
+        try:  # a kind or mode this side does not know is one it does not support (NACK UNSUPPORTED)
             return cls(period, watchdog, SafeMode(safe), CommandKind(kind), mask)
         except ValueError as err:
-            raise ProtocolError("bad_payload", f"CONFIG: {err}") from None
+            raise ProtocolError("unsupported", f"CONFIG: {err}") from None
 
 
 _SETPOINT = struct.Struct("<BBHI")
@@ -674,7 +678,7 @@ class Inject(Message):
         try:
             return cls(InjectKind(kind), value, duration)
         except ValueError:
-            raise ProtocolError("bad_payload", f"INJECT: unknown fault kind {kind}") from None
+            raise ProtocolError("unsupported", f"INJECT: unknown fault kind {kind}") from None
 
 
 MESSAGES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (

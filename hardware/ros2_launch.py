@@ -14,7 +14,9 @@ bundle given to both) and `-r __ns:=/NAMESPACE`. The runner supervises them: whe
 episodes done) the node is stopped (SIGINT: it deactivates and sends the safe command; then SIGTERM,
 then SIGKILL after `stop_timeout`) and the bridge's exit code is returned; if the node ends first
 (e.g. it refused to activate, exit code 2) the bridge is stopped and the node's code returned;
-`duration` (seconds, 0: none) stops both and returns 0; Ctrl-C stops both (130). Children write to
+`duration` (seconds, 0: none) stops both and returns 0; SIGINT (Ctrl-C) or SIGTERM to the launcher is
+forwarded to the node, then the bridge (each killed if it outlives `stop_timeout`), and the launcher
+exits 128 + the signal with no child left (`processes.Supervisor`). Children write to
 this terminal; the bridge's episode reports are JSON lines on stdout.
 """
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from typing import Any
 
 from robot_rl.config import check, from_dict
 from robot_rl.errors import ConfigError
-from robot_rl.hardware.processes import stop_process
+from robot_rl.hardware.processes import Supervisor
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def supervise(cmds: dict[str, list[str]], env: dict[str, str], duration: float, stop_timeout: float) -> int:
-    """Start every command; when the first ends, stop the others and return its exit code."""
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, cmd in cmds.items():
-            procs[name] = subprocess.Popen(cmd, env=env)
+    """Start every command; when the first ends, stop the others (the last started first: the node
+    sends the safe command) and return its exit code. SIGINT/SIGTERM: forwarded, 128 + signal."""
+    with Supervisor(stop_timeout) as sup:
+        procs = {name: sup.start(name, cmd, env) for name, cmd in cmds.items()}
         t0 = time.monotonic()
         while True:
+            if sup.stopping:
+                name = signal.Signals(sup.signal_received).name
+                print(f"robot-rl launch: {name}; stopping the nodes", file=sys.stderr)
+                return sup.exit_code()
             for name, p in procs.items():
                 if p.poll() is not None:
                     print(f"robot-rl launch: {name} exited ({p.returncode})", file=sys.stderr)
@@ -131,13 +136,4 @@ def supervise(cmds: dict[str, list[str]], env: dict[str, str], duration: float, 
             if duration and time.monotonic() - t0 >= duration:
                 print(f"robot-rl launch: {duration:g} s are up", file=sys.stderr)
                 return 0
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        print("robot-rl launch: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        for name, p in reversed(list(procs.items())):  # the node first: it sends the safe command
-            if p.poll() is None:
-                print(f"robot-rl launch: stopping {name}", file=sys.stderr)
-                stop_process(p, stop_timeout)
-
+            sup.sleep(0.05)

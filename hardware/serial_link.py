@@ -9,9 +9,11 @@ STATE (with the host time it arrived), the device's INFO, recent FAULTs, and cou
     timeouts       requests that got no answer in time (each retry counts)
     disconnects, reconnects, packets_sent, setpoints_sent
 
-Requests (CONFIG, ENABLE, DISABLE, ESTOP, RESET, INJECT) wait for the device's ACK or NACK, resending
-after `request_timeout` up to `retries` times; requests are idempotent, so a retry after a lost ACK is
-harmless. SETPOINTs are streamed, never acknowledged.
+Requests (HELLO, CONFIG, ENABLE, DISABLE, ESTOP, RESET, GET_STATUS, INJECT) wait for the device's
+answer, resending after `request_timeout` up to `retries` times; requests are idempotent, so a retry
+after a lost ACK is harmless, and the answer to any try ends the wait (a late answer is not lost). A
+NACK is a `DeviceRefused` with its reason; an answer that does not decode (an invalid INFO) refuses the
+device at once. SETPOINTs are streamed, never acknowledged.
 
 A vanished port (the cable pulled, the emulator's pty closed) ends the reader's read with an error: the
 link marks itself disconnected (`HardwareError` on the next use) and, with `reconnect=True`, reopens
@@ -44,6 +46,26 @@ NACK_HINTS = {
 }
 
 
+class DeviceRefused(HardwareError):
+    """The device answered a request with NACK `reason`."""
+
+    def __init__(self, reason: P.Nack, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class InvalidReply:
+    """An answer (INFO, STATUS, ACK, NACK) of this protocol version whose payload does not decode."""
+
+    type_name: str
+    error: str
+
+
+MAX_PENDING_REPLIES = 64
+"""Answers nobody waits for (to a request given up on) are forgotten beyond this many."""
+
+
 @dataclass(frozen=True)
 class StateSample:
     """One STATE as received: the device's numbers plus when the host got it."""
@@ -69,6 +91,10 @@ class FaultEvent:
     device_time: float
     host_time: float
     report: P.FaultReport
+
+
+_ANSWERS = {P.MsgType.INFO: P.MsgType.HELLO, P.MsgType.STATUS: P.MsgType.GET_STATUS}
+"""Answer type -> the request it answers, for answers whose payload starts with the request's seq."""
 
 
 class SerialLink:
@@ -99,7 +125,7 @@ class SerialLink:
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._state: StateSample | None = None
-        self._replies: dict[tuple[int, int], P.Message] = {}
+        self._replies: dict[tuple[int, int], P.Message | InvalidReply] = {}
         self._last_device_seq: int | None = None
         self._seq_unwrap = P.WrapCounter(16)
         self._time_unwrap = P.WrapCounter(32)
@@ -233,6 +259,14 @@ class SerialLink:
             msg = P.decode_message(packet)
         except P.ProtocolError as err:
             self.counters[err.kind] = self.counters.get(err.kind, 0) + 1
+            request = _ANSWERS.get(packet.type)
+            if request is not None and len(packet.payload) >= 2:  # it starts with the request's seq
+                # an answer that does not decode (e.g. an INFO whose joint map points outside its
+                # fields) is the device's answer all the same: the waiting request refuses the device
+                key = (int(request), int.from_bytes(packet.payload[:2], "little"))
+                with self._cond:
+                    self._replies[key] = InvalidReply(P.MsgType(packet.type).name, str(err))
+                    self._cond.notify_all()
             return
         if isinstance(msg, P.State):
             sample = StateSample(self._seq_unwrap.update(packet.seq),
@@ -253,6 +287,8 @@ class SerialLink:
                         self.info = msg
                         self.device_version = msg.protocol_version
                     self._replies[key] = msg
+                    while len(self._replies) > MAX_PENDING_REPLIES:
+                        del self._replies[next(iter(self._replies))]
                     self._cond.notify_all()
 
     def _foreign_version(self) -> bool:
@@ -290,33 +326,44 @@ class SerialLink:
     def request(self, msg: P.Message, timeout: float | None = None, retries: int | None = None) -> P.Message:
         """Send `msg` and wait for its answer (ACK, INFO, STATUS); resend on timeout.
 
-        A NACK becomes a HardwareError naming the reason; no answer after the retries, too.
+        Every try is a new packet with a new `seq`; the answer to any try of this request counts (the
+        tries are the same idempotent request), so an answer that comes late still ends the wait.
+        A NACK becomes a `DeviceRefused` naming the reason; no answer after the retries, a HardwareError.
         """
         timeout = self.request_timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
         name = msg.TYPE.name
-        for _ in range(retries + 1):
-            seq = self.send(msg)
-            key = (int(msg.TYPE), seq)
-            deadline = time.monotonic() + timeout
-            with self._cond:
-                while key not in self._replies and not self._foreign_version():
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not self._connected:
-                        break
-                    self._cond.wait(left)
-                reply = self._replies.pop(key, None)
-            if self._foreign_version():
-                raise HardwareError(
-                    f"device at {self.port} speaks serial protocol version {self.device_version}; this host "
-                    f"speaks version {P.PROTOCOL_VERSION}: refused, nothing was sent to the motors")
-            if reply is not None:
+        keys: list[tuple[int, int]] = []
+        try:
+            for _ in range(retries + 1):
+                keys.append((int(msg.TYPE), self.send(msg)))
+                deadline = time.monotonic() + timeout
+                with self._cond:
+                    while not any(k in self._replies for k in keys) and not self._foreign_version():
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not self._connected:
+                            break
+                        self._cond.wait(left)
+                    reply = next((self._replies[k] for k in keys if k in self._replies), None)
+                if self._foreign_version():
+                    raise HardwareError(
+                        f"device at {self.port} speaks serial protocol version {self.device_version}; this "
+                        f"host speaks version {P.PROTOCOL_VERSION}: refused, nothing was sent to the motors")
+                if isinstance(reply, InvalidReply):
+                    raise HardwareError(f"device at {self.port} answered {name} with an invalid "
+                                        f"{reply.type_name} ({reply.error}): refused, nothing was sent to "
+                                        f"the motors")
                 if isinstance(reply, P.NackMsg):
                     hint = NACK_HINTS.get(reply.reason, "")
-                    raise HardwareError(f"device refused {name}: {reply.reason.name}{hint}")
-                return reply
-            self._require_connected()
-            self.counters["timeouts"] += 1
+                    raise DeviceRefused(reply.reason, f"device refused {name}: {reply.reason.name}{hint}")
+                if reply is not None:
+                    return reply
+                self._require_connected()
+                self.counters["timeouts"] += 1
+        finally:
+            with self._cond:  # answers to the other tries, arrived or still to come, are not kept
+                for key in keys:
+                    self._replies.pop(key, None)
         raise HardwareError(f"device at {self.port} did not answer {name} within {timeout * 1000:.0f} ms "
                             f"({retries + 1} tries)")
 

@@ -7,7 +7,12 @@
 
 `configure` refuses a device that is not the bundle's robot (protocol version, joint count or names,
 missing state fields, unsupported command kind) with a HardwareError that names both sides, having sent
-nothing but HELLO. `read_state` returns the latest STATE; if that one was already returned, it waits
+nothing but HELLO; and a device that an earlier host left ENABLED (killed: the watchdog holds the
+motors in the safe mode) or ESTOPPED with a `DeviceLockedError` (one line, nothing sent but HELLO and
+GET_STATUS), unless `recover=True`, which RESETs it first. `deactivate` sends the safe command (zeros;
+the measured positions for position control) and then DISABLE.
+
+`read_state` returns the latest STATE; if that one was already returned, it waits
 up to half a control period for the next, so a host loop whose deadlines fall just before the
 device's states arrive stays in step (every state is used once, none skipped). If none comes, it
 returns the old one again, and the safety filter sees that its sequence did not advance. (Waiting for
@@ -34,7 +39,7 @@ import numpy as np
 from robot_rl.errors import ConfigError
 from robot_rl.hardware import protocol as P
 from robot_rl.hardware.robot import HardwareError, Lifecycle, Robot, RobotState
-from robot_rl.hardware.serial_link import DEFAULT_BAUDRATE, SerialLink, StateSample
+from robot_rl.hardware.serial_link import DEFAULT_BAUDRATE, DeviceRefused, SerialLink, StateSample
 from robot_rl.spec import TaskSpec
 
 WATCHDOG_PERIODS, WATCHDOG_MIN = 5, 0.05
@@ -43,12 +48,36 @@ CLOCK_DRIFT = 1e-4
 """How fast (s/s) the clock offset may drift upwards: 100 ppm, above a crystal's tolerance."""
 
 
+class DeviceLockedError(HardwareError):
+    """The device is enabled or e-stopped by an earlier host; nothing was sent to the motors."""
+
+
+def held_by_earlier_host(flags: P.Flags) -> str | None:
+    """What state an earlier host left the device in that stops a new session ("ESTOPPED", "ENABLED"
+    with why), or None when a new host may CONFIG it."""
+    if flags & P.Flags.ESTOPPED:
+        return "ESTOPPED"
+    if flags & P.Flags.ENABLED:
+        if flags & P.Flags.WATCHDOG:
+            return "ENABLED (in its safe state: its watchdog tripped when the earlier host stopped sending)"
+        return "ENABLED (still taking setpoints)"
+    return None
+
+
+def locked_message(port: str, state: str) -> str:
+    """The one line a deploy prints for a device an earlier host left enabled or e-stopped."""
+    return (f"device at {port} is {state}, left so by an earlier host; nothing was sent to the motors. "
+            f"Reset it on purpose with `robot-rl deploy ... --recover` or `robot-rl device reset --port "
+            f"{port}` (RESET clears the e-stop and the watchdog latch and turns the motors off)")
+
+
 class SerialRobot(Robot):
     """A robot over a `SerialLink`, driven at the spec's control period."""
 
     def __init__(self, spec: TaskSpec, port: str, *, baudrate: int = DEFAULT_BAUDRATE,
                  watchdog: float | None = None, safe_mode: str = "damping", time_scale: float = 1.0,
-                 request_timeout: float = 0.1, retries: int = 3, connect_timeout: float = 2.0) -> None:
+                 request_timeout: float = 0.1, retries: int = 3, connect_timeout: float = 2.0,
+                 recover: bool = False) -> None:
         super().__init__()
         if spec.action.kind not in P.COMMAND_KIND_NAMES:
             raise ConfigError(f"serial backend: a {spec.action.kind!r} action has no motor command; "
@@ -66,6 +95,8 @@ class SerialRobot(Robot):
                                                                   WATCHDOG_MIN)
         self.safe_mode = P.SafeMode.HOLD if safe_mode == "hold" else P.SafeMode.DAMPING
         self.connect_timeout = connect_timeout
+        self.recover_device = bool(recover)
+        """RESET a device left enabled or e-stopped by an earlier host instead of refusing it."""
         self.link = SerialLink(self.port, baudrate=baudrate, request_timeout=request_timeout, retries=retries,
                                state_timeout=max(0.1, 5 * spec.control_period / self.time_scale))
         self.info: P.Info | None = None
@@ -109,13 +140,26 @@ class SerialRobot(Robot):
                                 f"{self.connect_timeout:g} s: {link.last_error}")
         info = link.hello()
         self._check_device(info)
+        left = held_by_earlier_host(link.status().flags)
+        if left is not None:
+            if not self.recover_device:
+                raise DeviceLockedError(locked_message(self.port, left))
+            link.request(P.Reset())  # asked for: --recover
+            info = link.hello()
+            self._check_device(info)
         mask = P.StateLayout.mask_for(info, [n for n in self.spec.state_fields if n not in P.RESERVED_FIELDS]
                                       + [n for n in P.RESERVED_FIELDS if n in dict(info.fields)])
         config = P.Config(round(self.spec.control_period * 1e6), round(self.watchdog * 1e6), self.safe_mode,
                           self._kind, mask)
         link.forget_state()
         self._device_configured = True  # from CONFIG on, a failure e-stops the device
-        link.request(config)
+        try:
+            link.request(config)
+        except DeviceRefused as err:  # enabled or e-stopped since our GET_STATUS: not ours to e-stop
+            self._device_configured = False
+            if err.reason in (P.Nack.BUSY, P.Nack.ESTOPPED):
+                raise DeviceLockedError(locked_message(self.port, err.reason.name)) from None
+            raise
         link.streaming = True
         self.info, self.layout = info, P.StateLayout(info, mask)
         self.joint_names = info.joint_names
@@ -222,7 +266,23 @@ class SerialRobot(Robot):
         return self.last_sent
 
     def _deactivate(self) -> None:
-        self.link.request(P.Disable())
+        """The safe command once (torque, velocity: zeros; position: the measured positions), then
+        DISABLE (the device turns the motors off)."""
+        try:
+            self.link.send_setpoint(self._kind, self._safe_command(), self._last_sample)
+        finally:
+            self.link.request(P.Disable())
+
+    def _safe_command(self) -> np.ndarray:
+        n = len(self.joint_names)
+        sample, layout = self._last_sample, self.layout
+        if self._kind != P.CommandKind.POSITION or sample is None or layout is None:
+            return np.zeros(n, dtype=np.float32)
+        q = sample.values.astype(np.float64)[layout.joint_position_index]
+        assert self.info is not None
+        low = np.array([j.position_limits[0] for j in self.info.joints])
+        high = np.array([j.position_limits[1] for j in self.info.joints])
+        return np.clip(q, low, high).astype(np.float32)
 
     def estop(self, reason: str = "e-stop") -> None:
         """ESTOP to the device, from any state (the base class: lifecycle to ERROR, never raises)."""
@@ -274,6 +334,19 @@ def flag_names(flags: P.Flags) -> str:
     return "|".join(f.name for f in P.Flags if f in flags and f.name) or "-"
 
 
+def reset_device(port: str, *, baudrate: int = DEFAULT_BAUDRATE, request_timeout: float = 0.1,
+                 retries: int = 3) -> tuple[P.Info, P.Status, P.Status]:
+    """`robot-rl device reset --port`: HELLO (the protocol version checked), then the device's STATUS
+    before and after a RESET (e-stop and watchdog latch cleared, motors off, unconfigured)."""
+    with SerialLink(port, baudrate=baudrate, request_timeout=request_timeout, retries=retries,
+                    reconnect=False) as link:
+        info = link.hello()
+        before = link.status()
+        link.request(P.Reset())
+        after = link.status()
+    return info, before, after
+
+
 def make_robot(spec: TaskSpec, options: Mapping[str, Any]) -> SerialRobot:
     """The backend factory `robot-rl deploy --backend serial --port TTY` calls."""
     options = dict(options)
@@ -283,7 +356,7 @@ def make_robot(spec: TaskSpec, options: Mapping[str, Any]) -> SerialRobot:
                           "path `robot-rl emulate --link` made)")
     options.pop("realtime", None)  # a real device always runs in real time
     known = ("baudrate", "watchdog", "safe_mode", "time_scale", "request_timeout", "retries",
-             "connect_timeout")
+             "connect_timeout", "recover")
     unknown = [k for k, v in options.items() if k not in known and v is not None]
     if unknown:
         raise ConfigError(f"serial backend: unknown option {unknown[0]!r}; valid: port, {', '.join(known)}")

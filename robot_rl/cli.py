@@ -17,7 +17,8 @@ from robot_rl import __version__
 from robot_rl.errors import RobotRLError
 
 # Explicit registry: the order is the order of `robot-rl --help`.
-COMMAND_MODULES = ("tabular", "train", "launch", "eval", "export", "deploy", "sim2sim", "emulate")
+COMMAND_MODULES = ("tabular", "train", "launch", "eval", "export", "deploy", "sim2sim", "emulate", "device",
+                   "play", "plot", "robustness")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -3,49 +3,88 @@
 The policy is any callable from one raw observation `(obs_dim,)` to a normalised action
 `(act_dim,)`; the env maps it to robot units through the task spec, exactly as a deployment does.
 Episode i is reset with seed `seed + i`, so two evaluations of the same policy with the same seed give
-the same returns.
+the same returns. Hooks (`EvalHook`) see the env once made and every frame of every episode: a video
+recorder (robot_rl.recording), a change of the model's physics (robot_rl.robustness).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 
+class EvalHook(Protocol):
+    """Something that watches an evaluation: `attach` once the env is made (before the first reset),
+    `frame` after each reset (step 0) and each step, `close(ok)` at the end (ok=False after an error)."""
+
+    def attach(self, env: Any) -> None: ...
+
+    def frame(self, episode: int, step: int, episode_return: float, info: dict[str, Any]) -> None: ...
+
+    def close(self, ok: bool) -> None: ...
+
+
+def episode_success(info: dict[str, Any]) -> bool | None:
+    """The success flag a task reports in its step info (`success`, or Gymnasium's `is_success`)."""
+    flag = info.get("success", info.get("is_success"))
+    return None if flag is None else bool(flag)
+
+
 def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int,
-             max_steps: int | None = None, randomize: Any = None) -> dict[str, Any]:
+             max_steps: int | None = None, randomize: Any = None, hooks: Sequence[EvalHook] = (),
+             render_mode: str | None = None) -> dict[str, Any]:
     """Run `episodes` episodes; return {"mean_return", "std_return", "episodes", "returns", "lengths"},
-    and for a task that counts goals reached (the cube tasks' `successes` info) "success_rate" (share
-    of episodes that reached their first goal) and "consecutive_successes" (mean goals in a row).
+    and "success_rate" when the task reports success (in the last step's info) in every episode. A task
+    that counts goals reached (the cube tasks' `successes` info) also gives "consecutive_successes"
+    (mean goals in a row), and its "success_rate" is the share of episodes that reached their first goal.
 
     `randomize` (a RandomizationConfig): evaluate under its perturbations, drawn per episode from the
-    episode's seed (so still reproducible), instead of the nominal model.
+    episode's seed (so still reproducible), instead of the nominal model. `render_mode`: how the env is
+    made ("rgb_array" for a hook that records a task that is not MuJoCo).
     """
     from robot_rl.sim import make_env
 
-    env = make_env(task, seed=seed, randomize=randomize)
-    returns, lengths, successes = [], [], []
+    env = make_env(task, seed=seed, randomize=randomize, render_mode=render_mode)
+    returns, lengths, successes, goals = [], [], [], []
+    attached: list[EvalHook] = []
     try:
+        for hook in hooks:
+            hook.attach(env)
+            attached.append(hook)
         for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
+            obs, info = env.reset(seed=seed + i)
             total, steps, done = 0.0, 0, False
+            for hook in hooks:
+                hook.frame(i, 0, 0.0, info)
             while not done:
                 action = np.asarray(policy(obs), dtype=np.float32)
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 steps += 1
                 done = terminated or truncated or (max_steps is not None and steps >= max_steps)
+                for hook in hooks:
+                    hook.frame(i, steps, total, info)
             returns.append(total)
             lengths.append(steps)
+            successes.append(episode_success(info))
             if "successes" in info:
-                successes.append(int(info["successes"]))
+                goals.append(int(info["successes"]))
+    except BaseException:
+        for hook in attached:
+            hook.close(ok=False)
+        raise
+    else:
+        for hook in attached:
+            hook.close(ok=True)
     finally:
         env.close()
     result = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
               "episodes": episodes, "returns": returns, "lengths": lengths}
-    if len(successes) == episodes:
-        result.update(success_rate=float(np.mean(np.asarray(successes) >= 1)),
-                      consecutive_successes=float(np.mean(successes)), successes=successes)
+    if successes and None not in successes:
+        result["success_rate"] = float(np.mean(successes))
+    if len(goals) == episodes:
+        result.update(success_rate=float(np.mean(np.asarray(goals) >= 1)),
+                      consecutive_successes=float(np.mean(goals)), successes=goals)
     return result

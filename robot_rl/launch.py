@@ -88,6 +88,9 @@ class EvalConfig:
     randomize: bool = False
     """Evaluate under the run's `randomize:` perturbations (drawn per episode from its seed) instead of
     the nominal model, so that keep_best keeps the checkpoint that is best across them: the robust one."""
+    video: bool = False
+    """Film the first episode of every evaluation (periodic and final) to videos/eval_step<STEP>.mp4 in
+    the run directory (480x480, H.264; needs a renderer: see the README's system packages)."""
 
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")

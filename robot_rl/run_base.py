@@ -29,6 +29,7 @@ from robot_rl.checkpoint import (
 from robot_rl.errors import RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import config_to_yaml_dict, read_run_config
+from robot_rl.recording import eval_video
 from robot_rl.run_log import RunLog, truncate_progress
 
 
@@ -90,14 +91,18 @@ class TrainerBase:
     def policy_fn(self) -> Any:
         raise NotImplementedError
 
-    def evaluate(self, episodes: int, seed: int | None = None) -> dict[str, Any]:
+    def evaluate(self, episodes: int, seed: int | None = None, video: bool = False) -> dict[str, Any]:
+        """`video`: with eval.video, film the first episode to videos/eval_step<STEP>.mp4."""
         cfg = self.config
+        hooks, render_mode = eval_video(self.run_dir, cfg.task, self.step) if video and cfg.eval.video \
+            else ([], None)
         return evaluate(cfg.task, self.policy_fn(), episodes, cfg.eval.seed if seed is None else seed,
-                        randomize=cfg.randomize if cfg.eval.randomize else None)
+                        randomize=cfg.randomize if cfg.eval.randomize else None, hooks=hooks,
+                        render_mode=render_mode)
 
     def periodic_evaluation(self) -> float:
         """Evaluate now; a new best mean return replaces checkpoints/best.pt (with eval.keep_best)."""
-        result = self.evaluate(self.config.eval.episodes)
+        result = self.evaluate(self.config.eval.episodes, video=True)
         self._keep_if_best(result["mean_return"])
         return result["mean_return"]
 
@@ -159,7 +164,7 @@ class TrainerBase:
     def _finish(self, log: RunLog, start: float) -> dict[str, Any]:
         """The end of every run: final checkpoint, deterministic evaluation, eval.json, plot."""
         self.save_checkpoint()
-        result = self.evaluate(self.config.eval.episodes)
+        result = self.evaluate(self.config.eval.episodes, video=True)
         self._keep_if_best(result["mean_return"])  # the final policy competes for best.pt too
         result["step"] = self.step
         result["wall_time_s"] = time.perf_counter() - start

@@ -203,7 +203,8 @@ class CubeState:
         return reward, fell
 
     def episode_info(self, i: int) -> dict[str, Any]:
-        return {"successes": int(self.hold.successes[i])}
+        count = int(self.hold.successes[i])
+        return {"successes": count, "success": count >= 1}
 
     def successes(self) -> np.ndarray:
         """Goals reached so far in each world's episode `(N,)`."""

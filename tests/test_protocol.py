@@ -170,7 +170,6 @@ def test_names_hash_is_crc_of_newline_joined_names():
 @pytest.mark.parametrize("msg_type, payload", [
     (P.MsgType.ENABLE, b"\x00"),
     (P.MsgType.CONFIG, bytes(13)),
-    (P.MsgType.CONFIG, bytes(4) + bytes(4) + b"\x07" + bytes(5)),  # safe mode 7 does not exist
     (P.MsgType.SETPOINT, bytes([0, 2, 0, 0, 0, 0, 0, 0]) + bytes(4)),  # says 2 values, has 1
     (P.MsgType.STATE, bytes(5)),
     (P.MsgType.ACK, bytes(4)),
@@ -181,6 +180,18 @@ def test_malformed_payloads_are_refused(msg_type, payload):
     with pytest.raises(P.ProtocolError) as err:
         P.decode_message(P.Packet(1, msg_type, 0, 0, payload))
     assert err.value.kind == "bad_payload"
+
+
+@pytest.mark.parametrize("msg_type, payload", [
+    (P.MsgType.CONFIG, bytes(4) + bytes(4) + b"\x07" + bytes(5)),  # safe mode 7 does not exist
+    (P.MsgType.CONFIG, bytes(4) + bytes(4) + b"\x00\x03" + bytes(4)),  # command kind 3 does not exist
+    (P.MsgType.INJECT, b"\x63" + bytes(8)),  # fault kind 99 does not exist
+])
+def test_unknown_kinds_in_a_well_formed_request_are_unsupported(msg_type, payload):
+    """Protocol point 9/13: the table says UNSUPPORTED for a kind the device does not take."""
+    with pytest.raises(P.ProtocolError) as err:
+        P.decode_message(P.Packet(1, msg_type, 0, 0, payload))
+    assert err.value.kind == "unsupported"
 
 
 def test_info_joint_map_must_point_into_a_field():

@@ -8,6 +8,7 @@ lost answers, counters under injected corruption, and reconnection after the por
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 
@@ -68,8 +69,11 @@ def test_emulator_link_never_replaces_a_file_and_names_a_missing_folder(tmp_path
     with pytest.raises(ConfigError, match=r"the folder .*nowhere does not exist"):
         Emulator(plant, link=str(tmp_path / "nowhere" / "device"))
     old = tmp_path / "device"
-    old.symlink_to("/dev/pts/nonexistent")  # a stale link of an earlier run is replaced
-    Emulator(plant, link=str(old))
+    old.symlink_to("/dev/pts/nonexistent")  # a link that is not this emulator's: refused, unless forced
+    with pytest.raises(ConfigError, match=r"already exists .*--force to take it over"):
+        Emulator(plant, link=str(old))
+    Emulator(plant, link=str(old), force=True)
+    assert os.readlink(old) == "/dev/pts/nonexistent"  # nothing is touched before serve()
 
 
 def test_nonexistent_port_is_a_clear_error(tmp_path):
@@ -215,7 +219,8 @@ def test_device_with_another_protocol_version_is_refused_before_anything_else(tm
             lk.hello()
         emulator = dev.emulator
         assert emulator._decoder.counters["frames_ok"] == 1  # the HELLO, nothing else
-        assert not emulator.configured and not emulator.enabled and emulator.counters["setpoints"] == 0
+        device = emulator.device
+        assert not device.configured and not device.enabled and device.counters["setpoints"] == 0
     finally:
         dev.stop()
 

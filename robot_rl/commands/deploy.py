@@ -5,21 +5,28 @@ bundle on a robot through the safety filter at its control period, then print th
 Backends come from `BACKENDS`, an explicit registry of modules that each expose
 `make_robot(spec, options) -> Robot` (options: `port`, `realtime`, and for the simulated backends
 `seed` and `task`). A simulated robot runs one episode (or `--duration` simulated seconds), in real
-time unless `--fast`; a serial robot runs until `--duration` or Ctrl-C. A bad bundle, an unknown
-backend or a robot that is not the bundle's (joint names or count) is one line on stderr, exit 2,
-with nothing sent to the motors. `--backend ros2 [--ros-args ...]` runs the same loop over ROS 2 topics
-(hardware/ros2_robot.py): after --ros-args, `-r` remaps and `-p NAME:=VALUE` for the policy node's
-topic, joint and deadline parameters (`ros2_robot.PARAMETER_OPTIONS`; any other is an error); the
-`robot_rl_policy` lifecycle node (`python -m robot_rl.hardware.ros2_policy_node`) runs the same tick
-from ROS callbacks, with all its parameters.
+time unless `--fast`; a serial robot runs until `--duration` or Ctrl-C. SIGINT or SIGTERM ends the run
+at the next tick: the safe command and DISABLE are sent (ESTOP instead if the loop had faulted), the
+report printed, and the exit code is 128 + the signal's number. A serial device that an earlier host
+left enabled (killed mid-run: its watchdog has put the motors in the safe state) or e-stopped is
+refused with one line, exit 2, unless `--recover` RESETs it (or `robot-rl device reset --port`). A bad
+bundle, an unknown backend or a robot that is not the bundle's (joint names or count) is one line on
+stderr, exit 2, with nothing sent to the motors. `--backend ros2 [--ros-args ...]` runs the same loop
+over ROS 2 topics (hardware/ros2_robot.py): after --ros-args, `-r` remaps and `-p NAME:=VALUE` for the
+policy node's topic, joint and deadline parameters (`ros2_robot.PARAMETER_OPTIONS`; any other is an
+error); the `robot_rl_policy` lifecycle node (`python -m robot_rl.hardware.ros2_policy_node`) runs the
+same tick from ROS callbacks, with all its parameters.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from robot_rl.commands import seed_arg
@@ -53,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-delta", type=float, default=None, metavar="FRACTION",
                    help="safety filter: largest command change per step, as a fraction of the command "
                         "range (default 0.5; inf: no rate limit)")
+    p.add_argument("--recover", action="store_true",
+                   help="serial backend: RESET a device that an earlier host left enabled or e-stopped "
+                        "(without it, such a device is refused with one line and nothing is sent)")
     p.add_argument("--runtime", default="numpy", help="policy runtime: numpy (default), onnx or torch")
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
@@ -77,7 +87,27 @@ def robot_options(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("seed", "task", "ros_args"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
+    if getattr(args, "recover", False):
+        options["recover"] = True
     return options
+
+
+@contextlib.contextmanager
+def stop_on_signals(loop: Any, received: list[int]) -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM end the run at its next tick (`loop.request_stop`), with the
+    normal cleanup (the safe command, DISABLE) and the report; the signal is appended to `received`.
+    A KeyboardInterrupt raised mid-I/O instead would leave the device e-stopped or still enabled."""
+    def on_signal(signum: int, frame: Any) -> None:
+        if not received:
+            received.append(signum)
+        loop.request_stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_deploy(args: argparse.Namespace) -> int:
@@ -89,6 +119,8 @@ def run_deploy(args: argparse.Namespace) -> int:
     module = backend_module(args.backend)
     if args.ros_args and args.backend != "ros2":
         raise ConfigError("--ros-args is for --backend ros2")
+    if args.recover and args.backend != "serial":
+        raise ConfigError("--recover is for --backend serial (it RESETs the device)")
     if args.duration is not None and not args.duration > 0:
         raise ConfigError(f"--duration must be > 0 seconds, got {args.duration}")
     policy = load(args.bundle, runtime=args.runtime)
@@ -98,18 +130,22 @@ def run_deploy(args: argparse.Namespace) -> int:
     loop = ControlLoop(robot, policy, safety)
     error: RobotRLError | None = None
     device: Any = None
-    try:
-        loop.run(duration=args.duration, close=False)
-    except KeyboardInterrupt:
-        pass
-    except RobotRLError as err:
-        error = err
-    finally:
+    received: list[int] = []
+    # ROS 2 keeps rclpy's own signal handling (its node shuts down through it)
+    signals = stop_on_signals(loop, received) if args.backend != "ros2" else contextlib.nullcontext()
+    with signals:
         try:
-            if hasattr(robot, "status") and error is None:
-                device = robot.status()
+            loop.run(duration=args.duration, close=False)
+        except KeyboardInterrupt:
+            pass
+        except RobotRLError as err:
+            error = err
         finally:
-            robot.close()
+            try:
+                if hasattr(robot, "status") and error is None:
+                    device = robot.status()
+            finally:
+                robot.close()
     stats = loop.stats()
     if error is not None and stats.steps == 0:
         raise error  # refused before anything was sent (mismatch, bad port, ...): one line, exit 2
@@ -126,6 +162,10 @@ def run_deploy(args: argparse.Namespace) -> int:
             print(f"  device: {json.dumps(device, default=str)}")
     if error is not None:
         raise error
+    if received:
+        name = signal.Signals(received[0]).name
+        print(f"robot-rl deploy: stopped by {name}: safe command sent and motors disabled", file=sys.stderr)
+        return 128 + received[0]
     if stats.stop_reason not in _CLEAN_STOPS:
         print(f"robot-rl deploy: stopped by {stats.stop_reason}", file=sys.stderr)
         return 1

@@ -18,12 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True,
                    help="task whose MuJoCo model is the plant, e.g. InvertedPendulum-v5")
-    p.add_argument("--link", help="symlink the device end of the pty here (stable across reconnects)")
+    p.add_argument("--link", help="symlink the device end of the pty here (stable across reconnects); "
+                                  "an existing path is refused, and only the link made here is removed")
+    p.add_argument("--force", action="store_true",
+                   help="take over an existing symlink at --link (never a file that is not a symlink)")
     p.add_argument("--rate", type=float, default=1000.0, metavar="HZ",
                    help="firmware loop rate (default 1000)")
     p.add_argument("--fault", action="append", default=[], metavar="KIND=VALUE",
                    help="inject a fault on the device's output: drop=P, corrupt=P, garbage=P, truncate=P "
-                        "(probabilities per frame), delay=SECONDS, mute, disconnect=AT:FOR (seconds)")
+                        "(probabilities per frame, in [0, 1]), delay=SECONDS (0 to 10), mute (or "
+                        "mute=on|off), disconnect=AT[:FOR] (seconds); NaN, inf or a word is refused")
     p.add_argument("--physics-dt", type=float, metavar="SECONDS",
                    help="physics step (default: the model's own, as trained; a finer step changes the "
                         "contact dynamics)")
@@ -47,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"robot-rl emulate: {text}", file=sys.stdout, flush=True)
 
     version = protocol.PROTOCOL_VERSION if args.protocol_version is None else args.protocol_version
-    return run_emulator(args.task, link=args.link, rate_hz=args.rate, faults=faults, speed=args.speed,
-                        seed=args.seed, protocol_version=version, physics_dt=args.physics_dt, log=log)
+    return run_emulator(args.task, link=args.link, force=args.force, rate_hz=args.rate, faults=faults,
+                        speed=args.speed, seed=args.seed, protocol_version=version,
+                        physics_dt=args.physics_dt, log=log)

@@ -2,7 +2,8 @@
 
 A launch file's top-level `kind` (default `train`) picks the runner from `LAUNCH_KINDS`, an explicit
 registry: "module:function" taking the parsed arguments and returning an exit code. A runner that
-starts several processes supervises them and stops them all when one ends or the user interrupts.
+starts several processes supervises them (`hardware/processes.py`) and stops them all when one ends
+or the launcher gets SIGINT or SIGTERM (forwarded to them; no child and no temporary folder survives).
 """
 
 from __future__ import annotations
