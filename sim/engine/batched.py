@@ -298,9 +298,10 @@ class BatchedEngine:
         self._run()
         batch = StepBatch(now=self._now, before=before, ctrl=self._ctrl, dt=self.spec.control_period,
                           body_mass=self._body_mass)
-        outcome = self.task.outcome if self._state is None else \
-            (lambda b: self._state.outcome(b, self._goals))  # type: ignore[union-attr]
-        reward, terminated = outcome(batch)
+        if self._state is None:
+            reward, terminated = self.task.outcome(batch)
+        else:  # a task with per-world state (hold-and-advance goals, relative targets)
+            reward, terminated = self._state.outcome(batch, self._goals)
         reward = np.asarray(reward, dtype=np.float64).copy()
         terminated = np.asarray(terminated, dtype=bool).copy()
         obs = self._observe()
