@@ -50,7 +50,10 @@ class WorldEnv(gymnasium.Env):
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         obs, _ = self.engine.reset(seed=seed)
-        return obs[0], self._info()
+        info = self._info()
+        if self.engine.randomizer is not None:  # the episode's draws, as the task envs report them
+            info["randomization"] = self.engine.worlds[0].randomization
+        return obs[0], info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         batch = np.asarray(action, dtype=np.float64)[None]
