@@ -77,6 +77,9 @@ def test_good_performance_widens_the_range_through_the_trainer(tmp_path: Path):
     assert float(rows[-1]["adr_body_mass_scale_low"]) == pytest.approx(low)
     assert float(rows[-1]["adr_body_mass_scale_high"]) == pytest.approx(high)
     assert (tmp_path / "run" / "adr.png").stat().st_size > 1000
+    resumed = trainer_class("ppo").resume(tmp_path / "run")  # the checkpoint keeps the ranges
+    assert resumed.adr.ranges() == trainer.adr.ranges() and resumed.adr.updates == trainer.adr.updates
+    resumed.envs.close()
 
 
 def test_bad_performance_narrows_the_range_through_the_trainer(tmp_path: Path):
