@@ -30,8 +30,9 @@ TRAIN = ["torch>=2.3,<3", "mujoco>=3.17,<3.18", "dm_control==1.0.50", "gymnasium
 ROS2 = ["ros-rclpy", "ros-sensor-msgs", "ros-std-msgs", "ros-rmw-fastrtps-cpp", "ros-diagnostic-msgs"]
 ONNX = ["onnx>=1.15", "onnxruntime>=1.17"]
 BENCH = ["stable-baselines3>=2.3", "sb3-contrib>=2.3"]
-TEST = ["pytest>=7", "ruff>=0.5"]
+TEST = ["pytest>=7", "ruff>=0.5", "mypy>=1.10"]  # ruff and mypy (.ci/typecheck) run in CI
 ATARI = ["ale-py>=0.9"]  # its wheel ships the ROMs: nothing downloads at run time
+DISTRIBUTED = ["ray[tune]>=2.60,<3"]  # robot-rl sweep (robot_rl.distributed); +~500 MB, ~60 s to install
 
 setup(
     name="robot-rl",
@@ -51,7 +52,8 @@ setup(
         "bench": BENCH,
         "test": TEST,
         "atari": ATARI,
-        "all": TRAIN + ROS2 + ONNX + BENCH + TEST + ATARI,
+        "distributed": DISTRIBUTED,
+        "all": TRAIN + ROS2 + ONNX + BENCH + TEST + ATARI + DISTRIBUTED,
     },
     entry_points={"console_scripts": ["robot-rl=robot_rl.cli:main"]},
 )

@@ -9,7 +9,8 @@ same evaluator (`robot_rl.evaluation.evaluate`: 20 greedy episodes, seeds 1e6…
 with mean return 500 stops the run. Wall time counts training only: evaluation time is subtracted.
 Seeds alternate between the runs, so all see the same load on a shared machine. A third peer is SB3
 with denormal floats flushed to zero during its training (our update does this; SB3 does not), to
-show how much of the difference that alone makes. Prints one JSON line.
+show how much of the difference that alone makes. A fourth is ours with torch's autograd in place of
+the MLP's written-out backward pass, to show what that pass is worth. Prints one JSON line.
 
     python bench/dqn_cartpole.py                      # 3 seeds each, up to 50k steps
     python bench/dqn_cartpole.py --seeds 1 --max-steps 30000
@@ -69,7 +70,8 @@ class Stopwatch:
         return out
 
 
-def ours(seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def ours(seed: int, args: argparse.Namespace, autograd: bool = False) -> dict[str, Any]:
+    """robot_rl's DQN; with `autograd`, without its hand-written MLP backward pass (torch autograd)."""
     from robot_rl.dqn_trainer import DQNTrainer
     from robot_rl.launch import load_train_config
 
@@ -78,6 +80,8 @@ def ours(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "log.progress_bar=false", "log.tensorboard=false", "log.plot=false", "log.checkpoint_every_steps=0",
         "dqn.save_replay=false"])
     trainer = DQNTrainer(config, tempfile.mkdtemp(prefix="bench_dqn_"))
+    if autograd:
+        trainer.agent.backprop = None
     watch = Stopwatch(args)
     watch.start = time.perf_counter()
     trainer.train(callback=lambda t: watch.maybe_evaluate(t.step, t.policy_fn()))
@@ -119,15 +123,21 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--goal", type=float, default=500.0)
+    parser.add_argument("--no-autograd", action="store_true",
+                        help="skip the peer of ours with autograd in place of the written-out backward pass")
     parser.add_argument("--no-sb3-ftz", action="store_true",
                         help="skip the third peer: SB3 with denormals flushed to zero (as our update)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs: dict[str, list[dict[str, Any]]] = {"robot_rl": [], "sb3": []}
+    if not args.no_autograd:
+        runs["robot_rl_autograd"] = []
     if not args.no_sb3_ftz:
         runs["sb3_flush_denormal"] = []
     for seed in args.seeds:
         runs["robot_rl"].append({"seed": seed, **ours(seed, args)})
+        if not args.no_autograd:
+            runs["robot_rl_autograd"].append({"seed": seed, **ours(seed, args, autograd=True)})
         runs["sb3"].append({"seed": seed, **sb3(seed, args)})
         if not args.no_sb3_ftz:
             runs["sb3_flush_denormal"].append({"seed": seed, **sb3(seed, args, flush_denormal=True)})

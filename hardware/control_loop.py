@@ -6,6 +6,10 @@ timing errors do not accumulate; a tick that ends after the next deadline is an 
 loop then skips the deadlines it missed and resumes on the next one ahead, rather than bursting
 commands to catch up (a burst would send several commands computed from nearly the same state).
 
+A backend whose states arrive on their own says when the newest is too old to act on
+(`Robot.stale_detail`, the ROS 2 backend from its arrival): that tick sends the safety filter's safe
+action, counted as "stale", and never asks the policy.
+
 Before activating, the loop maps the robot's joint names onto the policy's order by name and refuses
 a mismatch (count or names), and checks the robot's state carries every field the policy's
 observation reads. Cleanup is guaranteed: the robot is deactivated (and, by default, closed) whatever
@@ -350,12 +354,16 @@ class ControlLoop:
         if to_policy is not None:
             state = _reorder(state, to_policy)
         now = self.robot.clock()
-        try:
-            command = self.policy.act(state.observation_fields())
-        except RobotRLError as err:  # the bundle refused the observation or its own output
-            safe = self.safety.refuse("policy_error", str(err), state)
+        stale = self.robot.stale_detail() if self.safety.config.enabled else None
+        if stale is not None:  # too old to act on (the backend measures it from the state's arrival)
+            safe = self.safety.refuse("stale", stale, state)
         else:
-            safe = self.safety.filter(command, state, now)
+            try:
+                command = self.policy.act(state.observation_fields())
+            except RobotRLError as err:  # the bundle refused the observation or its own output
+                safe = self.safety.refuse("policy_error", str(err), state)
+            else:
+                safe = self.safety.filter(command, state, now)
         self.robot.write_command(safe if to_robot is None else safe[to_robot])
         self._steps += 1
         reward = self.robot.last_reward

@@ -1,10 +1,10 @@
 """The MuJoCo backend: the task's own simulated model used as a robot, through the `Robot` interface.
 
-The plant is `robot_rl.sim.make_env(task, seed)`: the very environment the policy was trained in, so
-a deployment here is the reference the other backends are measured against. Each activation starts a
+The plant is the task the policy was trained on, with its own physics, reset and rules, so a
+deployment here is the reference the other backends are measured against. Each activation starts a
 new episode, reset with seed `seed + i` for the i-th activation (the convention of
 `robot_rl.evaluation.evaluate`), and each `write_command` advances the physics by one control period.
-`RobotState.fields` holds the spec's state fields (the env's `robot_state()`, e.g. `qpos`, `qvel`);
+`RobotState.fields` holds the spec's state fields (e.g. `qpos`, `qvel`, and goals);
 `joint_positions`/`joint_velocities` are the commanded joints' coordinates; the timestamp is the
 simulated time (s) and the sequence counts control steps. `last_reward` and `episode_over` report the
 task's reward and its termination or time limit.
@@ -16,9 +16,10 @@ A task on the batched MuJoCo engine (`robot_rl.sim.registry.engine_task_names()`
 used through the engine's declared interface: `world.model`, `world.data`, the engine's spec and its
 state fields; the robot-unit command is applied as the world's control (`step_controls`), with the
 engine's physics-failure rule and time limit, and no autoreset (an ended episode waits for the next
-activation). Other tasks (dm_control) run through their env with the command mapped back to the
-normalised action; the PyBullet backend, which replaces Gymnasium's physics step, keeps the Gymnasium
-env path.
+activation). dm_control tasks (off the engine) run through their env (`DmControlEnv`: its declared
+`dm_env.physics`, `task_spec` and `robot_state()`) with the command mapped back to the normalised
+action; any other task is refused before an env is made. The PyBullet backend keeps the engine world
+and replaces its physics through the engine's `physics` hook (`_world_physics`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ class MujocoRobot(Robot):
     """A simulated robot: `task`'s MuJoCo model. Not thread-safe beyond the base class's lock."""
 
     backend = "mujoco"
-    engine_backed = True
-    """Run engine tasks as an engine world (the PyBullet subclass needs Gymnasium's env instead)."""
 
     def __init__(self, task: str, seed: int = 0, realtime: bool = True) -> None:
         super().__init__()
@@ -57,18 +56,13 @@ class MujocoRobot(Robot):
 
     # ------------------------------------------------------------------ hooks
     def _configure(self) -> None:
-        from robot_rl.sim import make_env
-        from robot_rl.sim.registry import engine_task_names
+        from robot_rl.sim.registry import engine_task_names, resolve
 
-        if self.engine_backed and self.task in engine_task_names():
+        resolve(self.task)  # an unknown id: the registry's error, listing the valid ones
+        if self.task in engine_task_names():
             self._attach_engine()
-            return
-        env = make_env(self.task, seed=self.seed)
-        try:
-            self._attach(env)
-        except BaseException:
-            env.close()
-            raise
+        else:
+            self._attach_dm_control()
 
     def _attach_engine(self) -> None:
         """One world of the batched engine, through its declared interface (model, data, spec)."""
@@ -107,18 +101,30 @@ class MujocoRobot(Robot):
         scale, offset, low, high = spec.action._arrays
         self._scale, self._offset, self._low, self._high = scale, offset, low, high
 
-    def _attach(self, env: Any) -> None:
-        inner = env.unwrapped
-        spec = getattr(inner, "task_spec", None)
-        handles = _mujoco_handles(inner)
-        if spec is None or handles is None or not hasattr(inner, "robot_state"):
-            raise HardwareError(f"{self.task} is not a MuJoCo task; the {self.backend} backend runs "
-                                f"the MuJoCo engine's tasks and dm_control tasks")
-        self._model, self._data = handles
-        self._use_spec(spec)
-        self._max_steps = getattr(env, "_max_episode_steps", None)
-        self._env, self._inner = env, inner
-        env.reset(seed=self.seed)  # a defined state to read before the first activation (which resets again)
+    def _attach_dm_control(self) -> None:
+        """A dm_control task (off the engine): its env, through its declared physics and spec."""
+        import gymnasium
+
+        from robot_rl.sim import make_env
+        from robot_rl.sim.dm_control_tasks import DmControlEnv
+
+        env = make_env(self.task, seed=self.seed)
+        try:
+            inner = env.unwrapped
+            if not isinstance(inner, DmControlEnv):
+                raise HardwareError(f"{self.task} is not a MuJoCo task; the {self.backend} backend runs "
+                                    f"the MuJoCo engine's tasks and dm_control tasks")
+            physics = inner.dm_env.physics
+            self._model, self._data = physics.model.ptr, physics.data.ptr
+            self._use_spec(inner.task_spec)
+            limited = isinstance(env, gymnasium.wrappers.TimeLimit)
+            self._max_steps = env._max_episode_steps if limited else None
+            self._env, self._inner = env, inner
+            env.reset(seed=self.seed)  # a defined state to read before the first activation (resets again)
+        except BaseException:
+            env.close()
+            self._env = None
+            raise
 
     def _activate(self) -> RobotState:
         if self._engine is not None:
@@ -205,15 +211,6 @@ def make_simulated(cls: type[MujocoRobot], spec: TaskSpec, options: dict[str, An
     realtime = options.get("realtime")
     return cls(options.get("task") or spec.name, seed=int(options.get("seed") or 0),
                realtime=True if realtime is None else bool(realtime))
-
-
-def _mujoco_handles(env: Any) -> tuple[Any, Any] | None:
-    """(MjModel, MjData) of a dm_control task's env (the tasks off the engine), else None."""
-    from robot_rl.sim.dm_control_tasks import DmControlEnv
-
-    if isinstance(env, DmControlEnv):
-        return env.dm_env.physics.model.ptr, env.dm_env.physics.data.ptr
-    return None
 
 
 def _coordinates(model: Any, names: tuple[str, ...], task: str) -> tuple[Any, Any]:

@@ -32,8 +32,7 @@ class PyBulletRobot(MujocoRobot):
         super().__init__(task, seed=seed, realtime=realtime)
         self.twin: Any = None
 
-    def _attach(self, env: Any) -> None:
-        env.close()
+    def _attach_dm_control(self) -> None:
         raise HardwareError(f"{self.task}: the pybullet backend runs the MuJoCo engine's tasks only "
                             f"(the Gymnasium MuJoCo tasks)")
 

@@ -120,6 +120,13 @@ class Robot:
         backend says otherwise: a simulator's own time). The safety filter measures staleness on it."""
         return time.monotonic()
 
+    def stale_detail(self) -> str | None:
+        """Why the newest state must not be acted on now, for a backend whose states arrive on their
+        own (ROS 2: its age from its arrival, against the backend's stale timeout); None while it is
+        fresh, or for a backend read on demand (the safety filter's sequence and timestamp check guards
+        those). The control loop sends the safe action instead of the policy's while this says why."""
+        return None
+
     def configure(self) -> None:
         """Open the connection and check the robot is the one expected (joints, protocol version)."""
         with self._transition("configure"):

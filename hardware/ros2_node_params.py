@@ -130,7 +130,8 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[ControlLoop
                       state_joints=list(p["state_joints"]), state_topic=p["state_topic"],
                       imu_topic=p["imu_topic"], command_topic=p["command_topic"],
                       state_deadline=p["state_deadline"], command_deadline=p["command_deadline"],
-                      period=period, on_state=on_state)
+                      period=period, stale_timeout=stale if p["safety_limits"] else math.inf,
+                      on_state=on_state)
     robot.configure()
     loop = ControlLoop(robot, policy, safety, period=period, realtime=True, clock=time.monotonic,
                        window=WINDOW)

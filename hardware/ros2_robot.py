@@ -38,8 +38,20 @@ volatile) at depth 1, which matches reliable and best-effort drivers alike; comm
 depth 1 (what ros2_controllers' command subscriptions request) with an offered deadline (default two
 control periods; a missed one is counted). A requested deadline on the state is opt-in
 (`state_deadline`): DDS refuses to connect a publisher that offers none or a longer one (rclpy's and
-ros2_control's defaults offer none), and the incompatible-QoS event then says so; the safety filter's
-stale check guards the state either way.
+ros2_control's defaults offer none), and the incompatible-QoS event then says so; the stale check
+below guards the state either way.
+
+**Stale state** (the policy node's rule, `ros2_node_timing`): the newest state's age counts from its
+`arrival`, and past `stale_timeout` (default 1.5 control periods) it is never acted on: `stale_detail`
+tells the control loop, whose tick then sends the safety filter's safe action instead of asking the
+policy. Standalone (under `robot-rl deploy`, whose loop ticks on its own clock), two more guards keep
+the policy node's promise, the safe command within two control periods of the last state whatever the
+driver's rate: a watchdog timer in the executor thread, restarted by every arrival, publishes the safe
+command just past the stale timeout (and every watchdog period while the state stays stale) without
+waiting for the loop's next tick (`watchdog_safe` counts them); and a command whose state went stale
+while it was computed is replaced by the safe command as it is written (`stale_replaced`), under the
+watchdog's lock, so that no policy command follows the watchdog's safe one. The safe command: zeros for
+torque or velocity control, the last measured joint positions for position control.
 
 Two ways to run: embedded in a node (`node=`, as `robot_rl_policy` does: callbacks run in the node's
 executor, `read_state` returns the latest state, `on_state` is called on each accepted state), or
@@ -52,6 +64,7 @@ from __future__ import annotations
 
 import array
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -62,12 +75,13 @@ import numpy as np
 from robot_rl.errors import ConfigError
 from robot_rl.hardware.joint_state_cdr import JointStateReader
 from robot_rl.hardware.robot import HardwareError, Robot, RobotState, all_finite
+from robot_rl.hardware.ros2_node_timing import stale_detail, watchdog_period
 from robot_rl.spec import TaskSpec
 
 REJECT_REASONS = ("length", "non_finite", "names")
 OPTIONS = ("port", "realtime", "seed", "task", "ros_args", "joints", "joint_map", "state_joints",
            "state_topic", "imu_topic", "command_topic", "state_deadline", "command_deadline",
-           "connect_timeout")
+           "stale_timeout", "connect_timeout")
 #: Suffix of the unused velocity entry of a free or ball joint's quaternion.
 QW = ":qw"
 
@@ -284,6 +298,7 @@ class Ros2Robot(Robot):
                  state_deadline: float | None = None, command_deadline: float | None = None,
                  period: float | None = None, node_name: str = "robot_rl_policy",
                  ros_args: Sequence[str] | None = None, connect_timeout: float = 5.0,
+                 stale_timeout: float | None = None,
                  on_state: Callable[[RobotState], None] | None = None) -> None:
         super().__init__()
         if spec.action.kind not in ("torque", "position", "velocity"):
@@ -299,6 +314,8 @@ class Ros2Robot(Robot):
             2 * self.period if state_deadline < 0 else float(state_deadline)
         self.command_deadline = 2 * self.period if command_deadline is None or command_deadline < 0 \
             else command_deadline
+        self.stale_timeout = float(stale_timeout) if stale_timeout else 1.5 * self.period
+        """Seconds after its arrival when the newest state is too old to act on (math.inf: never)."""
         self.state_joints = tuple(state_joints) or robot_joint_names(spec.state_joints, rename)
         """The JointState entries forming qpos/qvel, robot names (empty: the whole message)."""
         self.decoder = JointStateDecoder(self.joints, spec.state_fields, self.state_joints)
@@ -315,14 +332,22 @@ class Ros2Robot(Robot):
         self.states_lost = 0
         """JointStates the middleware reports lost before this node took them (DDS sample-lost)."""
         self.command_deadline_missed = 0
+        self.stale_replaced = 0
+        """Commands replaced by the safe command because their state had gone stale by the time they
+        were written."""
+        self.watchdog_safe = 0
+        """Safe commands the standalone watchdog sent (states stopped between two control ticks)."""
         self.qos_problems: list[str] = []
         self._sequence = 0
         self._enabled = False  # activated and not deactivated since: commands may have been sent
         self._latest: RobotState | None = None
         self._arrival: float | None = None
         self._returned = 0  # sequence of the last state read_state returned
+        self._returned_arrival: float | None = None  # and when it arrived
+        self._watchdog: Any = None
         self._imu: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-        self._cond = threading.Condition()
+        self._cond = threading.RLock()  # the newest state, its arrival, and what is published
+        self._arrivals: queue.SimpleQueue[int] = queue.SimpleQueue()  # wakes a standalone read_state
         self._entities: list[Any] = []
         self._publisher: Any = None
         self._context: Any = None
@@ -380,9 +405,11 @@ class Ros2Robot(Robot):
                 deadline=self._on_command_deadline if self.command_deadline else None,
                 incompatible_qos=self._on_incompatible("command")))
         self._entities.append(self._publisher)
+        if self.standalone and math.isfinite(self.stale_timeout):  # (a node embedding this has its own)
+            self._watchdog = node.create_timer(watchdog_period(self.stale_timeout, self.period),
+                                               self._on_watchdog)
         if self.standalone:  # like a device that must answer its configuration: wait for its stream
-            with self._cond:
-                self._cond.wait_for(lambda: self._latest is not None, timeout=self.connect_timeout)
+            self._wait_for(lambda: self._latest is not None, self.connect_timeout)
             if self._latest is None:
                 self._fresh_state()  # raises, saying what arrived (nothing, or why it was rejected)
 
@@ -415,18 +442,42 @@ class Ros2Robot(Robot):
             pass
 
     def _activate(self) -> RobotState:
-        state = self._fresh_state()
-        self._returned = state.sequence
-        self._enabled = True
+        with self._cond:
+            state = self._returned_state()
+            self._enabled = True
         return state
 
     def _read_state(self) -> RobotState:
         if self.standalone:
-            with self._cond:
-                self._cond.wait_for(self._newer, timeout=0.5 * self.period)
+            self._wait_for(self._newer, 0.5 * self.period)
+        with self._cond:
+            return self._returned_state()
+
+    def _wait_for(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Wait up to `timeout` seconds until `ready()`, woken by each arrival. Not a Condition's wait:
+        a Ctrl-C landing in one can leave its lock released under the `with` (a RuntimeError instead
+        of the KeyboardInterrupt, seen under `robot-rl deploy`); a queue's get is cleanly interrupted."""
+        end = time.monotonic() + timeout
+        while not self._arrivals.empty():  # wake-ups already seen by `ready`: at most one per state
+            self._arrivals.get_nowait()
+        while not ready():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self._arrivals.get(timeout=remaining)
+            except queue.Empty:
+                return
+
+    def _returned_state(self) -> RobotState:
         state = self._fresh_state()
-        self._returned = state.sequence
+        self._returned, self._returned_arrival = state.sequence, self._arrival
         return state
+
+    def stale_detail(self) -> str | None:
+        """Why the newest state may not be acted on now: older than `stale_timeout` from its arrival
+        (the policy node's rule, `ros2_node_timing.stale_detail`); None while fresh."""
+        return stale_detail(self._arrival, self.clock(), self.stale_timeout)
 
     def _newer(self) -> bool:
         return self._latest is not None and self._latest.sequence > self._returned
@@ -449,7 +500,15 @@ class Ros2Robot(Robot):
             raise HardwareError(f"command has shape {command.shape}; this robot takes ({len(self.joints)},)")
         if not all_finite(command):  # the safety filter stops these; the topic never carries one
             raise HardwareError(f"refused to publish a non-finite command {command.tolist()}")
-        self._publish(command)
+        with self._cond:  # one decision with the watchdog's: no command goes out after its safe one
+            if self.standalone and stale_detail(self._returned_arrival, self.clock(),
+                                                self.stale_timeout) is not None:
+                # the state it was computed from went stale while it was computed: not acted on
+                safe = self._publish_safe()
+                if safe is not None:
+                    self.stale_replaced += int(not np.array_equal(safe, command))
+                    return safe
+            self._publish(command)
         return command
 
     def _deactivate(self) -> None:
@@ -466,6 +525,12 @@ class Ros2Robot(Robot):
 
     def _close(self) -> None:
         node = self.node
+        if self._watchdog is not None:
+            try:
+                node.destroy_timer(self._watchdog)
+            except Exception:  # a node already destroyed took it with it
+                pass
+            self._watchdog = None
         for entity in self._entities:
             try:
                 if entity is self._publisher:
@@ -474,8 +539,9 @@ class Ros2Robot(Robot):
                     node.destroy_subscription(entity)
             except Exception:  # a node already destroyed took them with it
                 pass
-        self._entities, self._publisher = [], None
-        self._latest = self._arrival = None
+        with self._cond:
+            self._entities, self._publisher = [], None
+            self._latest = self._arrival = self._returned_arrival = None
         if self.standalone and self._context is not None:
             context, self._context = self._context, None
             try:
@@ -512,7 +578,10 @@ class Ros2Robot(Robot):
         with self._cond:
             self._arrival = self.clock()
             self._latest = state
-            self._cond.notify_all()
+        if self.standalone:
+            self._arrivals.put(state.sequence)
+        if self._watchdog is not None:
+            self._watchdog.reset()  # fires `watchdog_period` after this arrival unless another comes
         if self.on_state is not None:
             self.on_state(state)
 
@@ -528,6 +597,14 @@ class Ros2Robot(Robot):
             self.decoder._reject("non_finite", "NaN/Inf in the Imu")
             return
         self._imu = (orientation, angular)
+
+    def _on_watchdog(self) -> None:
+        """States stopped: the safe command just past the stale timeout from the last arrival, without
+        waiting for the control loop's next tick (standalone; again every watchdog period while stale)."""
+        with self._cond:
+            if self._enabled and self._publisher is not None and self.stale_detail() is not None:
+                if self._publish_safe() is not None:
+                    self.watchdog_safe += 1
 
     def _on_state_deadline(self, info: Any) -> None:
         self.state_deadline_missed = int(info.total_count)
@@ -562,16 +639,27 @@ class Ros2Robot(Robot):
         self._publisher.publish(msg)
         self.commands_sent += 1
 
-    def _publish_safe(self) -> None:
-        if self._publisher is None:
-            return
-        if self.command_kind == "position":
-            if self._latest is None:
-                return  # nothing measured to hold: send nothing rather than a made-up position
-            safe = np.asarray(self._latest.joint_positions, dtype=np.float64)
-        else:
-            safe = np.zeros(len(self.joints))
-        self._publish(safe)
+    def _publish_safe(self) -> np.ndarray | None:
+        """Publish the safe command (see the module docstring); what was sent, None if nothing was."""
+        with self._cond:
+            if self._publisher is None:
+                return None
+            if self.command_kind == "position":
+                if self._latest is None:
+                    return None  # nothing measured to hold: send nothing rather than a made-up position
+                safe = np.array(self._latest.joint_positions, dtype=np.float64)
+            else:
+                safe = np.zeros(len(self.joints))
+            self._publish(safe)
+            return safe
+
+    def status(self) -> dict[str, Any]:
+        """What the backend counted, for the deploy report: states taken and rejected, commands sent,
+        and the stale guards' safe commands."""
+        return {"states_received": self.received, "states_rejected": self.rejected,
+                "states_lost": self.states_lost, "commands_sent": self.commands_sent,
+                "stale_timeout": self.stale_timeout, "watchdog_safe": self.watchdog_safe,
+                "stale_replaced": self.stale_replaced, "qos_problems": list(self.qos_problems)}
 
     def topic_name(self, topic: str) -> str:
         if self.node is None or topic.startswith("/"):
@@ -587,8 +675,8 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
 
     Options: `ros_args` (a list, e.g. ["-r", "joint_states:=/robot/joint_states"]; default: the
     process's command line), `joints`, `joint_map`, `state_joints`, `state_topic`, `imu_topic`,
-    `command_topic`, `state_deadline`, `command_deadline`, `connect_timeout`; `port`, `seed` and
-    `task` must be None (they belong to other backends) and `realtime` may not be False (a robot's
+    `command_topic`, `state_deadline`, `command_deadline`, `stale_timeout`, `connect_timeout`; `port`,
+    `seed` and `task` must be None (they belong to other backends) and `realtime` may not be False (a robot's
     time is the wall's)."""
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS))
@@ -607,7 +695,7 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
 #: The policy node's parameters that are options of this backend: `robot-rl deploy --backend ros2
 #: --ros-args -p NAME:=VALUE` sets these (the node's others are about its own timers and lifecycle).
 PARAMETER_OPTIONS = ("joints", "joint_map", "state_joints", "state_topic", "imu_topic", "command_topic",
-                     "state_deadline", "command_deadline")
+                     "state_deadline", "command_deadline", "stale_timeout")
 
 
 def ros_parameters(ros_args: Sequence[str] | None) -> dict[str, Any]:

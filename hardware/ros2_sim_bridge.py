@@ -13,7 +13,8 @@ Topics (relative names; remap with `-r`):
   joint, in model order, position = its qpos and velocity = its qvel. The arrays are therefore the
   model's generalized coordinates `qpos`/`qvel` (what the gymnasium tasks' observations read). A free
   joint J is the seven entries `J:x J:y J:z J:qw J:qx J:qy J:qz` (velocities: its six qvel on the
-  entries other than `J:qw`, whose velocity is 0 and unused); a ball joint the four `J:qw .. J:qz`.
+  entries other than `J:qw`, whose velocity is 0 and unused); a ball joint the four `J:qw .. J:qz`
+  (`robot_rl.sim.joint_naming`: the same names an exported bundle's `state_joints` lists).
   Header stamp: this node's ROS clock. QoS: best effort, depth 1, offered deadline (`deadline`).
 - `imu` (sensor_msgs/Imu, out, only for a model with a free joint): the first free joint's
   orientation and angular velocity (body frame, rad/s); no linear acceleration (covariance[0] = -1).
@@ -30,7 +31,7 @@ return, whether it terminated, root x at start and end, commands refused and con
 a fresh command) is printed as one JSON line, logged and published; then the next episode starts
 (seed + 1), or after `episodes` episodes the node exits (exit code 0).
 
-This module (parameters, layout, entry point) imports without rclpy; the node class is
+This module (parameters, plant, entry point) imports without rclpy; the node class is
 `ros2_sim_bridge_node.SimBridge`.
 """
 
@@ -38,8 +39,6 @@ from __future__ import annotations
 
 import sys
 from typing import Any
-
-import numpy as np
 
 from robot_rl.errors import RobotRLError
 from robot_rl.hardware.ros2_robot import count_range, seconds_range
@@ -70,36 +69,6 @@ RANGES = {
     "command_timeout": seconds_range("three periods"),
     "deadline": seconds_range("none", "1.5 periods"),
 }
-
-
-def joint_state_layout(model: Any) -> tuple[list[str], np.ndarray, np.ndarray, tuple[int, int] | None]:
-    """(names, qpos index, qvel index with -1 for unused entries, (qpos, qvel) addresses of the first
-    free joint or None) of a MuJoCo model, in the convention of the module docstring."""
-    import mujoco
-
-    names: list[str] = []
-    qpos: list[int] = []
-    qvel: list[int] = []
-    free: tuple[int, int] | None = None
-    for j in range(model.njnt):
-        name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or f"joint{j}"
-        kind, qa, va = int(model.jnt_type[j]), int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j])
-        if kind == mujoco.mjtJoint.mjJNT_FREE:
-            free = (qa, va) if free is None else free
-            parts = ["x", "y", "z", "qw", "qx", "qy", "qz"]
-            vels = [va, va + 1, va + 2, -1, va + 3, va + 4, va + 5]
-        elif kind == mujoco.mjtJoint.mjJNT_BALL:
-            parts = ["qw", "qx", "qy", "qz"]
-            vels = [-1, va, va + 1, va + 2]
-        else:
-            names.append(name)
-            qpos.append(qa)
-            qvel.append(va)
-            continue
-        names += [f"{name}:{p}" for p in parts]
-        qpos += list(range(qa, qa + len(parts)))
-        qvel += vels
-    return names, np.array(qpos, dtype=np.intp), np.array(qvel, dtype=np.intp), free
 
 
 def make_plant(p: dict[str, Any]) -> Any:

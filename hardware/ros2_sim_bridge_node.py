@@ -1,5 +1,6 @@
 """The `robot_rl_sim_bridge` node class (imports rclpy: loaded only where rclpy is; the entry point,
-parameters and joint-state layout live in `ros2_sim_bridge`, which does not need it)."""
+parameters and plant live in `ros2_sim_bridge`, which does not need it; the joint-state layout in
+`robot_rl.sim.joint_naming`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 
 from robot_rl.hardware.ros2_robot import check_ranges, command_qos, state_qos
-from robot_rl.hardware.ros2_sim_bridge import PARAMETERS, RANGES, joint_state_layout, make_plant
+from robot_rl.hardware.ros2_sim_bridge import PARAMETERS, RANGES, make_plant
+from robot_rl.sim.joint_naming import joint_layout
 
 
 class SimBridge(Node):
@@ -38,7 +40,7 @@ class SimBridge(Node):
         self.spec = spec
         self.period = p["period"] or spec.control_period
         self.command_timeout = p["command_timeout"] or 3 * self.period
-        self.names, self.qpos_index, self.qvel_index, self.free = joint_state_layout(self.robot._model)
+        self.names, self.qpos_index, self.qvel_index, self.free = joint_layout(self.robot._model)
         self._vel_used = self.qvel_index >= 0
         self._vel_buf = np.zeros(len(self.names))
         deadline = 1.5 * self.period if p["deadline"] < 0 else p["deadline"]

@@ -77,6 +77,15 @@ KINDS = ("gaussian", "argmax")
 SQUASHES = ("none", "tanh")
 ACTIVATIONS = ("tanh", "relu", "elu")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Bounds checked before anything is read or decompressed (a bundle is untrusted input).
+MAX_MANIFEST_BYTES = 16 << 20
+"""Largest manifest.json read (a 348-input normaliser takes ~20 KiB)."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of the manifest's objects and lists (the format's own: 5)."""
+MAX_PARAMETERS = 50_000_000
+"""Most network parameters (weights and biases) a bundle may declare: 200 MB of float32."""
+_NPY_HEADER_MAX = 4096
+"""Bytes an .npy member may hold besides its data (magic, version and header dict)."""
 
 
 class BundleError(RobotRLError):
@@ -202,7 +211,7 @@ def parse_manifest(data: Any, where: str = MANIFEST) -> Manifest:
     _need(net["dtype"] == "float32", where, "network.dtype", f"{net['dtype']!r}: only float32 is read")
     _need(isinstance(net["layers"], list) and len(net["layers"]) > 0, where, "network.layers",
           "must be a non-empty list of [out_dim, in_dim]")
-    shapes = []
+    shapes: list[tuple[int, int]] = []
     for i, s in enumerate(net["layers"]):
         key = f"network.layers[{i}]"
         _need(isinstance(s, list) and len(s) == 2 and all(_is_int(v) and v >= 1 for v in s), where, key,
@@ -213,6 +222,8 @@ def parse_manifest(data: Any, where: str = MANIFEST) -> Manifest:
         shapes.append((int(s[0]), int(s[1])))
     _need(shapes[0][1] == spec.obs_dim, where, "network.layers[0]",
           f"input size {shapes[0][1]} != task_spec obs_dim {spec.obs_dim}")
+    _need(parameter_count(shapes) <= MAX_PARAMETERS, where, "network.layers",
+          f"{parameter_count(shapes)} parameters; a bundle holds at most {MAX_PARAMETERS}")
 
     head = _parse_head(kind, d["head"], where, spec, shapes[-1][0])
     provenance = _obj(d["provenance"], where, "provenance.", ("task", "algorithm", "steps", "seed",
@@ -298,12 +309,17 @@ def read_bundle(path: str | Path) -> Bundle:
         what = "a file" if root.exists() else "no such directory"
         raise BundleError(f"{root}: not a bundle folder ({what}; a bundle is the folder holding {MANIFEST})")
     manifest_file = root / MANIFEST
-    if not manifest_file.is_file():
+    if not manifest_file.is_file() and not manifest_file.is_symlink():
         raise BundleError(f"{root}: {MANIFEST} is missing: not a policy bundle")
     where = str(manifest_file)
+    _check_plain_file(manifest_file, MAX_MANIFEST_BYTES)
+    raw = manifest_file.read_bytes()[: MAX_MANIFEST_BYTES + 1]
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise BundleError(f"{where}: nested {depth} levels deep; a manifest nests at most {MAX_JSON_DEPTH}")
     try:
-        data = json.loads(manifest_file.read_bytes().decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as err:
         raise BundleError(f"{where}: not strict JSON: {err}") from None
     manifest = parse_manifest(data, where)
 
@@ -318,9 +334,13 @@ def read_bundle(path: str | Path) -> Bundle:
     blobs = {}
     for name, entry in manifest.files.items():
         file = root / name
-        if not file.is_file():
-            raise BundleError(f"{file}: not a regular file")
-        blob = file.read_bytes()
+        limit = file_size_bound(manifest, name)
+        if entry.bytes > limit:
+            raise BundleError(f"{where}: files.{name}.bytes = {entry.bytes}; the network it declares "
+                              f"({parameter_count(manifest.layer_shapes)} parameters) fits in {limit}")
+        _check_plain_file(file, limit)
+        with open(file, "rb") as f:
+            blob = f.read(limit + 1)
         if len(blob) != entry.bytes:
             raise BundleError(f"{file}: {len(blob)} bytes, but {MANIFEST} files.{name}.bytes says "
                               f"{entry.bytes} (truncated or changed)")
@@ -334,34 +354,94 @@ def read_bundle(path: str | Path) -> Bundle:
 
 
 def _read_weights(blob: bytes, manifest: Manifest, where: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as err:
-        raise BundleError(f"{where}: cannot be read as an npz archive (truncated or damaged): "
-                          f"{type(err).__name__}: {err}") from None
-    expected = [k for i in range(len(manifest.layer_shapes)) for k in layer_keys(i)]
-    missing = [k for k in expected if k not in arrays]
-    if missing:
-        raise BundleError(f"{where}: array {missing[0]!r} is missing (network.layers lists "
-                          f"{len(manifest.layer_shapes)} layers)")
-    extra = sorted(set(arrays) - set(expected))
-    if extra:
-        raise BundleError(f"{where}: unexpected array {extra[0]!r}")
-    layers = []
+    """The layers of weights.npz. Names, sizes, dtypes and shapes are checked from the zip directory
+    and each .npy header first; only then is an array's data read, exactly as many bytes as its
+    manifest shape needs (a forged member can cost no more memory than the manifest declares)."""
+    shapes: dict[str, tuple[tuple[int, ...], int]] = {}  # array name -> (shape, layer index)
     for i, (out_dim, in_dim) in enumerate(manifest.layer_shapes):
         wk, bk = layer_keys(i)
-        w, b = arrays[wk], arrays[bk]
-        for key, arr, shape in ((wk, w, (out_dim, in_dim)), (bk, b, (out_dim,))):
-            if arr.dtype != np.float32:
-                raise BundleError(f"{where}: {key} has dtype {arr.dtype}; the format stores float32")
-            if arr.shape != shape:
-                raise BundleError(f"{where}: {key} has shape {arr.shape}, but {MANIFEST} "
-                                  f"network.layers[{i}] = {[out_dim, in_dim]} needs {shape}")
-            if not np.isfinite(arr).all():
-                raise BundleError(f"{where}: {key} holds NaN or Inf")
-        layers.append((w, b))
-    return layers
+        shapes[wk], shapes[bk] = ((out_dim, in_dim), i), ((out_dim,), i)
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            members = {name.removesuffix(".npy"): info for name, info in infos.items()}
+            extra = sorted(n for n in infos if not n.endswith(".npy") or n[:-4] not in shapes)
+            if extra or len(members) != len(infos):
+                raise BundleError(f"{where}: unexpected array {(extra or sorted(infos))[0]!r}")
+            missing = [k for k in shapes if k not in members]
+            if missing:
+                raise BundleError(f"{where}: array {missing[0]!r} is missing (network.layers lists "
+                                  f"{len(manifest.layer_shapes)} layers)")
+            arrays = {key: _read_member(archive, members[key], key, *shapes[key], where) for key in shapes}
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError, NotImplementedError) as err:
+        raise BundleError(f"{where}: cannot be read as an npz archive (truncated or damaged): "
+                          f"{type(err).__name__}: {err}") from None
+    return [(arrays[layer_keys(i)[0]], arrays[layer_keys(i)[1]]) for i in range(len(manifest.layer_shapes))]
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, shape: tuple[int, ...],
+                 layer: int, where: str) -> np.ndarray:
+    """One float32 array of `shape`; its header is checked before its data is read."""
+    need = 4 * math.prod(shape)
+    if info.file_size > need + _NPY_HEADER_MAX:
+        raise BundleError(f"{where}: {key} holds {info.file_size} bytes; network.layers[{layer}] needs "
+                          f"{shape}, {need} bytes of float32")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise BundleError(f"{where}: {key} is .npy format {version}; the format stores 1.0 or 2.0")
+        got_shape, fortran, dtype = readers[version](f, max_header_size=_NPY_HEADER_MAX)
+        if dtype != np.dtype("<f4") or fortran:
+            raise BundleError(f"{where}: {key} has dtype {dtype}{' (Fortran order)' if fortran else ''}; "
+                              f"the format stores float32")
+        if tuple(got_shape) != shape:
+            raise BundleError(f"{where}: {key} has shape {tuple(got_shape)}, but {MANIFEST} "
+                              f"network.layers[{layer}] needs {shape}")
+        data = f.read(need)
+        if len(data) != need or f.read(1):  # reading to the end also checks the member's CRC
+            raise BundleError(f"{where}: {key}: {len(data)} bytes of data; its shape {shape} needs {need}")
+    arr = np.frombuffer(data, dtype=np.float32).reshape(shape).copy()  # writable, as np.load's
+    if not np.isfinite(arr).all():
+        raise BundleError(f"{where}: {key} holds NaN or Inf")
+    return arr
+
+
+def parameter_count(shapes: Sequence[tuple[int, int]] | Sequence[Sequence[int]]) -> int:
+    """Weights and biases of layers `(out, in)`."""
+    return sum(int(o) * int(i) + int(o) for o, i in shapes)
+
+
+def file_size_bound(manifest: Manifest, name: str) -> int:
+    """The most bytes file `name` of this manifest's network may take (checked before reading)."""
+    data = 4 * parameter_count(manifest.layer_shapes)
+    arrays = 2 * len(manifest.layer_shapes)
+    if name == WEIGHTS:  # each .npy: header + data; each zip entry: two headers with its name
+        return data + arrays * (_NPY_HEADER_MAX + 512) + 1024
+    return 2 * data + 16 * manifest.spec.obs_dim + (1 << 20)  # onnx: weights (maybe twice), graph
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of objects and lists in JSON text (strings skipped), without parsing it:
+    a manifest nested 100 000 deep is refused before `json.loads` can recurse."""
+    text = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", raw)
+    codes = np.frombuffer(text, dtype=np.uint8)
+    steps = np.zeros(len(codes), dtype=np.int64)
+    steps[(codes == ord("[")) | (codes == ord("{"))] = 1
+    steps[(codes == ord("]")) | (codes == ord("}"))] = -1
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _check_plain_file(file: Path, limit: int) -> None:
+    """A bundle file must be a regular file, not a link (which could point anywhere: its target is
+    neither read nor described), and at most `limit` bytes, checked before it is read."""
+    if file.is_symlink():
+        raise BundleError(f"{file}: a symbolic link; a bundle holds plain files only")
+    if not file.is_file():
+        raise BundleError(f"{file}: not a regular file")
+    size = file.stat().st_size
+    if size > limit:
+        raise BundleError(f"{file}: {size} bytes; at most {limit} are read for this file")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -392,7 +472,7 @@ def build_manifest(*, spec: TaskSpec, kind: str, layers: Sequence[tuple[np.ndarr
 
 def weights_npz(layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
     """The weights.npz bytes: float32 arrays, no pickled objects."""
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for i, (w, b) in enumerate(layers):
         wk, bk = layer_keys(i)
         arrays[wk] = np.ascontiguousarray(w, dtype=np.float32)
@@ -413,8 +493,10 @@ def write_bundle(out: str | Path, *, spec: TaskSpec, kind: str,
     replaced only with `force`.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise BundleError(f"{out} already exists; choose another --out or pass --force to replace it")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise BundleError(f"{out} already exists; choose another --out or pass --force to replace it")
+        _check_replaceable(out)
     blobs = {WEIGHTS: weights_npz(layers)}
     if onnx is None or onnx:
         from robot_rl.policies.runtime_onnx import onnx_available, onnx_model_bytes
@@ -426,8 +508,11 @@ def write_bundle(out: str | Path, *, spec: TaskSpec, kind: str,
             raise BundleError("policy.onnx needs the `onnx` package (pip install robot-rl[onnx])")
     manifest = build_manifest(spec=spec, kind=kind, layers=layers, activation=activation, head=head,
                               normalizer=normalizer, provenance=provenance, files=blobs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise BundleError(f"{out}: cannot write the bundle in {out.parent}: {err.strerror}") from None
     try:
         for name, blob in blobs.items():
             (tmp / name).write_bytes(blob)
@@ -441,6 +526,24 @@ def write_bundle(out: str | Path, *, spec: TaskSpec, kind: str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return read_bundle(out)
+
+
+def _check_replaceable(out: Path) -> None:
+    """`--force` replaces a bundle and nothing else: a folder holding anything but a manifest and the
+    files a bundle may hold (a run directory, a user's documents) or a file is refused, not deleted."""
+    if out.is_symlink() or not out.is_dir():
+        raise BundleError(f"{out} is a {'link' if out.is_symlink() else 'file'}, not a policy bundle; "
+                          f"--force replaces only a bundle folder: choose another --out")
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return  # an empty folder holds nothing to lose
+    others = [n for n in names if n not in (MANIFEST, *KNOWN_FILES)]
+    if MANIFEST not in names or others or any((out / n).is_symlink() or not (out / n).is_file()
+                                              for n in names):
+        what = f"holds {others[0]!r}" if others else "is not a policy bundle (no manifest.json)" \
+            if MANIFEST not in names else "holds something that is not a plain file"
+        raise BundleError(f"{out} {what}; --force replaces only a policy bundle, never a folder with "
+                          f"anything else: choose another --out")
 
 
 def update_provenance(path: str | Path, **fields: Any) -> Bundle:
@@ -550,7 +653,7 @@ class Policy:
         self._obs_shape = (self.obs_dim,)
         self._forward = forward
         self._builder = ObservationBuilder(self.spec)
-        self._scale, self._offset, self._low, self._high = self.spec.action._arrays
+        self._scale, self._offset, self._low, self._high = self.spec.action.arrays
         self.output_bound = output_bound(bundle)
         self._check_output = not self.output_bound < _SAFE_BOUND
         self._robot = robot if robot is not None and not self._check_output else None

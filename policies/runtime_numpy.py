@@ -56,7 +56,7 @@ class NumpyForward:
         layers[0] = (w0, b0)
         self.activation = m.activation
         self.squash = m.kind == "gaussian" and m.squash == "tanh"
-        self.scale, self.offset, self.low, self.high = spec.action._arrays
+        self.scale, self.offset, self.low, self.high = spec.action.arrays
         self.single = len(layers) == 1
         self.first = _augment(*layers[0], _F64)
         self.middle = [_augment(w, b, _F32) for w, b in layers[1:-1]]
@@ -101,6 +101,7 @@ class NumpyForward:
             else:
                 _activate(z, self._hv[k + 1], self.activation, self._neg[k + 1])
         ta = self._ta
+        assert ta is not None  # made in __init__ for every network with a hidden layer
         ta[:-1] = self._hv[-1]  # float32 → float64
         return ta @ last
 

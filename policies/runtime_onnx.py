@@ -76,7 +76,8 @@ def onnx_model_bytes(*, kind: str, layers: Sequence[tuple[np.ndarray, np.ndarray
         y = out if last and not squash else f"z{i}"
         nodes.append(helper.make_node("Gemm", [x, f"layers.{i}.weight", f"layers.{i}.bias"], [y], transB=1))
         if not last:
-            act = {"tanh": ("Tanh", {}), "relu": ("Relu", {}), "elu": ("Elu", {"alpha": 1.0})}[activation]
+            act: tuple[str, dict[str, Any]] = {"tanh": ("Tanh", {}), "relu": ("Relu", {}),
+                                               "elu": ("Elu", {"alpha": 1.0})}[activation]
             nodes.append(helper.make_node(act[0], [y], [f"h{i + 1}"], **act[1]))
             x = f"h{i + 1}"
         elif squash:

@@ -43,7 +43,8 @@ class BundleModule(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.to(torch.float64)
         if self.has_normalizer:
-            x = ((x - self.mean) / self.std).clamp(-self.clip, self.clip)
+            mean, std = self.get_buffer("mean"), self.get_buffer("std")
+            x = ((x - mean) / std).clamp(-self.clip, self.clip)
         y = self.net(x.to(torch.float32))
         return torch.tanh(y) if self.squash else y
 

@@ -15,8 +15,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-import yaml
-
+from robot_rl import strict_yaml
 from robot_rl.errors import ConfigError
 
 T = TypeVar("T")
@@ -65,8 +64,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form KEY=VALUE (e.g. total_steps=50000)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = strict_yaml.loads(raw) if raw.strip() else ""
+        except ConfigError:  # not YAML (or an alias): the text itself
             value = raw
         node = result
         parts = key.strip().split(".")
@@ -115,7 +114,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not valid; choose one of: {', '.join(map(str, args))}")
         return value
-    if dataclasses.is_dataclass(hint):
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return from_dict(hint, value, path)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
@@ -139,6 +138,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected true or false, got {_kind(value)}")
         return value
     if hint is int:
+        if isinstance(value, float) and not math.isfinite(value):  # int(nan) and int(inf) raise
+            raise ConfigError(f"{path}: expected an integer, got {value}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
             raise ConfigError(f"{path}: expected an integer, got {_kind(value)}")
         return int(value)

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import yaml
 
-from robot_rl.agents.dqn import DQN, EpsilonGreedy, beta_at, epsilon_at, greedy_policy
+from robot_rl.agents.dqn import DQN
+from robot_rl.agents.exploration import EpsilonGreedy, beta_at, epsilon_at, greedy_policy
 from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,
@@ -36,19 +37,19 @@ from robot_rl.errors import ConfigError
 from robot_rl.launch import TrainConfig, config_to_yaml_dict
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
-from robot_rl.run_base import TrainerBase
+from robot_rl.run_base import TrainerBase, check_memory
+from robot_rl.run_dir import make_run_dir
 from robot_rl.run_log import RunLog
 
 
 def check_discrete_task(config: TrainConfig) -> Any:
     """The task's spec; a ConfigError naming the task unless its actions are discrete."""
     from robot_rl.sim import get_spec
-    from robot_rl.sim.classic_control import TASKS as CLASSIC_TASKS
-    from robot_rl.sim.grid_tasks import TASK_IDS as GRID_TASKS
+    from robot_rl.sim.registry import discrete_task_names
 
     spec = get_spec(config.task)
     if not spec.action.is_discrete:
-        discrete = [*CLASSIC_TASKS, *GRID_TASKS]
+        discrete = discrete_task_names()
         raise ConfigError(f"task: {config.task!r} has a continuous ({spec.action.kind}) action space; "
                           f"algo {config.algo} needs discrete actions; discrete tasks: {', '.join(discrete)}")
     if config.algorithm.network == "nature_cnn" and config.normalize.observations:
@@ -64,13 +65,16 @@ class DQNTrainer(TrainerBase):
         self.spec = check_discrete_task(config)
         self.config = config
         cfg = config.algorithm
+        item = 1 if cfg.network == "nature_cnn" else 4
+        check_memory(cfg.buffer_size * (2 * self.spec.obs_dim * item + 14), "dqn.buffer_size",
+                     "replay buffer")
         self.run_dir = Path(run_dir)
         torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization, randomize=config.randomize,
                          threads=config.env_threads)
-        self.run_dir.mkdir(parents=True, exist_ok=True)  # only once the envs exist: a bad one leaves no run
+        make_run_dir(self.run_dir)  # only once the envs exist: a bad one leaves no run
         self.obs_dim, self.num_actions = self.spec.obs_dim, self.spec.action.num_actions
         self.agent = DQN(self.obs_dim, self.num_actions, config.policy, cfg)
         obs_dtype = np.uint8 if cfg.network == "nature_cnn" else np.float32
@@ -108,7 +112,7 @@ class DQNTrainer(TrainerBase):
             self.replay.load_state_dict(from_checkpoint_state(state["replay"]))
 
     # ------------------------------------------------------------------ the loop
-    def train(self, callback: Callable[[DQNTrainer], bool] | None = None) -> dict[str, Any]:
+    def _train(self, callback: Callable[[DQNTrainer], bool] | None = None) -> dict[str, Any]:
         """Train to `total_steps`; `callback(trainer)` after every iteration may stop early (True)."""
         cfg = self.config
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)

@@ -83,7 +83,7 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
     result = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
               "episodes": episodes, "returns": returns, "lengths": lengths}
     if successes and None not in successes:
-        result["success_rate"] = float(np.mean(successes))
+        result["success_rate"] = float(np.mean([bool(s) for s in successes]))
     if len(goals) == episodes:
         result.update(success_rate=float(np.mean(np.asarray(goals) >= 1)),
                       consecutive_successes=float(np.mean(goals)), successes=goals)

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from robot_rl import strict_yaml
 from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
 from robot_rl.errors import ConfigError
 from robot_rl.sim.adr import ADRConfig
 from robot_rl.sim.randomization import RandomizationConfig, check_randomization
 
-# algorithm name -> (module, config class, agent class, trainer "module:class"). Explicit: the error
-# lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`, `train() -> dict`
-# and `policy_from_checkpoint(config, state) -> policy on raw observations`.
+# algorithm name -> (agent module, config class in CONFIGS, agent class, trainer "module:class").
+# Explicit: the error lists these names. A trainer has `__init__(config, run_dir)`, `resume(run_dir)`,
+# `train() -> dict` and `policy_from_checkpoint(config, state) -> policy on raw observations`.
 ON_POLICY = "robot_rl.trainer:Trainer"
+CONFIGS = "robot_rl.agents.configs"
+"""Where every algorithm's config class lives (torch-free; each agent module re-exports its own)."""
 ALGORITHMS: dict[str, tuple[str, str, str, str]] = {
     "ppo": ("robot_rl.agents.ppo", "PPOConfig", "PPO", ON_POLICY),
     "trpo": ("robot_rl.agents.trpo", "TRPOConfig", "TRPO", ON_POLICY),
@@ -33,6 +34,19 @@ ALGORITHMS: dict[str, tuple[str, str, str, str]] = {
     "vpg": ("robot_rl.agents.vpg", "VPGConfig", "VPG", ON_POLICY),
     "dqn": ("robot_rl.agents.dqn", "DQNConfig", "DQN", "robot_rl.dqn_trainer:DQNTrainer"),
 }
+
+
+# Upper bounds on sizes, checked before anything is allocated (a typo must not take the machine down).
+MAX_WIDTH = 4096
+"""Widest hidden layer: a 4096×4096 float32 layer is 64 MiB, ×3 with Adam's moments."""
+MAX_LAYERS = 16
+"""Most hidden layers of one network."""
+MAX_THREADS = 256
+"""Most torch threads (100 000 segfaulted torch, 5 000 hung it)."""
+MAX_ENVS = 4096
+"""Most sub-environments of one vector env."""
+MAX_SEED = 2**64 - 1
+"""Largest seed (the run's, eval.seed): 64 bits, what torch.manual_seed takes."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +67,10 @@ class PolicyConfig:
     false keeps torch's default initialisation, as the RL Zoo's tuned MuJoCo PPO settings do."""
 
     def __post_init__(self) -> None:
-        check(all(h > 0 for h in self.hidden), "policy.hidden", "layer widths must be positive")
-        check(all(h > 0 for h in self.critic_hidden), "policy.critic_hidden", "widths must be positive")
+        for key, widths in (("policy.hidden", self.hidden), ("policy.critic_hidden", self.critic_hidden)):
+            check(all(0 < h <= MAX_WIDTH for h in widths), key,
+                  f"layer widths must be in [1, {MAX_WIDTH}], got {list(widths)}")
+            check(len(widths) <= MAX_LAYERS, key, f"at most {MAX_LAYERS} hidden layers, got {len(widths)}")
         check(-20.0 <= self.log_std_init <= 2.0, "policy.log_std_init",
               f"must be a number in [-20, 2] (a standard deviation of e^-20 to e^2), got {self.log_std_init}")
 
@@ -96,6 +112,7 @@ class EvalConfig:
         check(self.episodes >= 1, "eval.episodes", "must be >= 1")
         check(self.every_steps >= 0, "eval.every_steps", "must be >= 0")
         check(self.seed >= 0, "eval.seed", "must be >= 0 (Gymnasium and NumPy take no negative seeds)")
+        check(self.seed <= MAX_SEED, "eval.seed", f"must be <= {MAX_SEED} (64 bits)")
 
 
 @dataclass(frozen=True)
@@ -150,8 +167,12 @@ class TrainConfig:
         check(self.seed >= 0, "seed", "must be >= 0 (Gymnasium and NumPy take no negative seeds)")
         check(self.total_steps >= 1, "total_steps", "must be >= 1")
         check(self.num_envs >= 1, "num_envs", "must be >= 1")
-        check(self.torch_threads >= 1, "torch_threads", "must be >= 1")
+        check(1 <= self.torch_threads <= MAX_THREADS, "torch_threads", f"must be in [1, {MAX_THREADS}]")
+        check(self.seed <= MAX_SEED, "seed", f"must be <= {MAX_SEED} (64 bits, what torch.manual_seed takes)")
+        check(self.num_envs <= MAX_ENVS, "num_envs", f"must be <= {MAX_ENVS}")
         check(self.env_threads is None or self.env_threads >= 1, "env_threads", "must be >= 1")
+        check(self.env_threads is None or self.env_threads <= MAX_THREADS, "env_threads",
+              f"must be <= {MAX_THREADS}")
         check(self.env_threads is None or self.vectorization == "batched", "env_threads",
               f"sets the batched engine's threads, but vectorization is {self.vectorization!r}")
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
@@ -182,25 +203,25 @@ def _check_adr(config: TrainConfig) -> None:
           f"performance) so a boundary episode's performance is its return divided by it")
 
 
-def algorithm_config_class(algo: str) -> type:
+def algorithm_config_class(algo: str) -> type[Any]:
     check_choice(algo, "algo", ALGORITHMS)
-    module, config_name, _, _ = ALGORITHMS[algo]
-    return getattr(importlib.import_module(module), config_name)
+    _, config_name, _, _ = ALGORITHMS[algo]
+    return getattr(importlib.import_module(CONFIGS), config_name)  # torch-free: validates anywhere
 
 
-def agent_class(algo: str) -> type:
+def agent_class(algo: str) -> type[Any]:
     check_choice(algo, "algo", ALGORITHMS)
     module, _, agent_name, _ = ALGORITHMS[algo]
     return getattr(importlib.import_module(module), agent_name)
 
 
-def trainer_class(algo: str) -> type:
+def trainer_class(algo: str) -> type[Any]:
     check_choice(algo, "algo", ALGORITHMS)
     module, name = ALGORITHMS[algo][3].split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def parse_train_config(data: dict[str, Any]) -> TrainConfig:
+def parse_train_config(data: Any) -> TrainConfig:
     """Validate a launch file's mapping (overrides already applied) into a TrainConfig."""
     if not isinstance(data, dict):
         raise ConfigError("a launch file must be a mapping of keys to values")
@@ -233,10 +254,7 @@ def read_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"launch file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    data = strict_yaml.read(path)  # bounded: no aliases, duplicate keys, non-UTF-8 or huge files
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a launch file must be a mapping of keys to values")
     return apply_overrides(data, overrides)
@@ -256,8 +274,10 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     if not config_file.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
     try:
-        return parse_train_config(yaml.safe_load(config_file.read_text()))
+        return parse_train_config(strict_yaml.read(config_file))
     except ConfigError as err:
+        if str(err).startswith(str(config_file)):
+            raise
         raise ConfigError(f"{config_file}: {err}") from None
 
 

@@ -25,14 +25,14 @@ class RunningMeanStd:
     """
 
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self.shape = tuple(shape)
+        self.shape: tuple[int, ...] = tuple(shape)
         self.mean = np.zeros(self.shape, dtype=np.float64)
         self.var = np.ones(self.shape, dtype=np.float64)
         self.count = 0.0
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch shaped `(n, *shape)`."""
-        batch = np.asarray(batch, dtype=np.float64).reshape((-1, *self.shape))
+        batch = np.reshape(np.asarray(batch, dtype=np.float64), (-1, *self.shape))
         n = batch.shape[0]
         if n == 0:
             return

@@ -136,8 +136,8 @@ def format_table(result: RobustnessResult) -> str:
     first = result.axes[0]
     if len(result.axes) == 1:
         lines = [f"{first.term:>10}  {'mean ' + result.metric:>16}  {'std':>10}"]
-        rows = zip(first.values, result.mean, result.std, strict=True)
-        lines += [f"{v:>10.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in rows]
+        cells = zip(first.values, result.mean, result.std, strict=True)
+        lines += [f"{v:>10.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in cells]
         return "\n".join(lines)
     second = result.axes[1]
     corner = f"{first.term} \\ {second.term}"

@@ -29,13 +29,13 @@ def _scan(a: Tensor, c: Tensor, init: Tensor) -> Tensor:
     """
     if a.device.type == "cpu":
         a_np, c_np = a.numpy(), c.numpy()
-        out = np.empty_like(a_np)
-        running = init.numpy().astype(a_np.dtype, copy=True)
+        out_np = np.empty_like(a_np)
+        running_np = init.numpy().astype(a_np.dtype, copy=True)
         for t in range(a_np.shape[0] - 1, -1, -1):
-            running *= c_np[t]
-            running += a_np[t]
-            out[t] = running
-        return torch.from_numpy(out)
+            running_np *= c_np[t]
+            running_np += a_np[t]
+            out_np[t] = running_np
+        return torch.from_numpy(out_np)
     out = torch.empty_like(a)
     running = init.to(a.dtype).clone()
     for t in range(a.shape[0] - 1, -1, -1):
@@ -116,17 +116,17 @@ class RolloutBuffer:
         self.num_steps = int(num_steps)
         self.num_envs = int(num_envs)
         shape = (self.num_steps, self.num_envs)
-        kw = {"dtype": torch.float32, "device": device}
-        self.obs = torch.zeros((*shape, obs_dim), **kw)
-        self.actions = torch.zeros((*shape, act_dim), **kw)
-        self.log_probs = torch.zeros(shape, **kw)
-        self.rewards = torch.zeros(shape, **kw)
-        self.values = torch.zeros(shape, **kw)
+        f32 = torch.float32
+        self.obs = torch.zeros((*shape, obs_dim), dtype=f32, device=device)
+        self.actions = torch.zeros((*shape, act_dim), dtype=f32, device=device)
+        self.log_probs = torch.zeros(shape, dtype=f32, device=device)
+        self.rewards = torch.zeros(shape, dtype=f32, device=device)
+        self.values = torch.zeros(shape, dtype=f32, device=device)
         self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
         self.truncated = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.bootstrap_values = torch.zeros(shape, **kw)
-        self.advantages = torch.zeros(shape, **kw)
-        self.returns = torch.zeros(shape, **kw)
+        self.bootstrap_values = torch.zeros(shape, dtype=f32, device=device)
+        self.advantages = torch.zeros(shape, dtype=f32, device=device)
+        self.returns = torch.zeros(shape, dtype=f32, device=device)
         self.step = 0
         # numpy views sharing the tensors' memory: `add` runs once per vector step, and a numpy
         # assignment costs a fraction of torch's per-call dispatch (CPU only)
@@ -154,7 +154,7 @@ class RolloutBuffer:
         t = self.step
         views = self._views
         views["obs"][t] = _numpy(obs)
-        views["actions"][t] = _numpy(actions).reshape(self.num_envs, -1)
+        views["actions"][t] = np.reshape(_numpy(actions), (self.num_envs, -1))
         views["log_probs"][t] = _numpy(log_probs)
         views["rewards"][t] = _numpy(rewards)
         views["values"][t] = _numpy(values)

@@ -13,23 +13,28 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robot_rl.checkpoint import (
+    CHECKPOINT_DIR,
     atomic_write_text,
     from_checkpoint_state,
-    load_latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
     save_best_checkpoint,
     save_checkpoint,
     to_checkpoint_state,
 )
-from robot_rl.errors import RobotRLError
+from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.evaluation import evaluate
 from robot_rl.launch import config_to_yaml_dict, read_run_config
+from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.recording import eval_video
+from robot_rl.run_dir import RunDirError, RunLock, clear_unfinished_run
 from robot_rl.run_log import RunLog, truncate_progress
 
 
@@ -42,33 +47,121 @@ class TrainerBase:
     run_dir: Path
     step: int
     agent: Any
+    """Has `updates_done`, `parameters_finite()`, `state_dict()` and `load_state_dict()`."""
+    episodes: int
+    episode_returns: deque[float]
+    episode_lengths: deque[int]
+    obs_normalizer: ObservationNormalizer | None
+    reward_scaler: RewardScaler | None
+    acting: Any
+    """Rollout-time sampling: `refresh()`, `state()`, `load_state(state)`."""
     best_eval: float | None = None
     """The best periodic evaluation's mean return so far (checkpoints/best.pt holds its state)."""
 
+    _lock: RunLock | None = None
+
     @classmethod
-    def resume(cls, run_dir: str | Path) -> Any:
-        """Rebuild a run from its config.yaml and continue from its newest readable checkpoint."""
+    def resume(cls, run_dir: str | Path, config: Any = None) -> Any:
+        """Rebuild a run from its config (config.yaml unless given) and continue from its newest
+        checkpoint that loads *and fits the network*: a truncated checkpoint, or one of another network
+        copied in, falls back to the one before, saying so."""
         run_dir = Path(run_dir)
-        trainer = cls(read_run_config(run_dir), run_dir)  # type: ignore[call-arg]
-        state, path = load_latest_checkpoint(run_dir)
-        trainer.load_state(state)
-        truncate_progress(run_dir, trainer.step)
+        if config is None:
+            config, _ = read_resume_config(run_dir)
+        lock = RunLock(run_dir)
+        lock.acquire()  # before anything is read for writing: a second writer is refused here
+        try:
+            trainer, path, skipped = cls._newest_fitting(config, run_dir)
+            trainer._lock = lock
+            truncate_progress(run_dir, trainer.step)
+        except BaseException:
+            lock.release()
+            raise
+        for reason in skipped:
+            print(f"skipped {reason}")
         print(f"resuming {run_dir} from {path.name} at step {trainer.step}")
         return trainer
+
+    @classmethod
+    def _newest_fitting(cls, config: Any, run_dir: Path) -> tuple[Any, Path, list[str]]:
+        checkpoints = list_checkpoints(run_dir)
+        if not checkpoints:
+            raise RobotRLError(f"{run_dir}: no checkpoint in {run_dir / CHECKPOINT_DIR}")
+        skipped: list[str] = []
+        trainer = None
+        for _, path in reversed(checkpoints):
+            try:
+                state = load_checkpoint(path)
+            except RobotRLError as err:
+                skipped.append(str(err))
+                continue
+            if trainer is None:
+                trainer = cls(config, run_dir)  # type: ignore[call-arg]
+            try:
+                trainer.load_state(state)
+            except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+                skipped.append(f"checkpoint {path}: it does not fit this run's network "
+                               f"({load_error_summary(err)})")
+                trainer.close()  # partly loaded: the next try starts from a fresh trainer
+                trainer = None
+                continue
+            return trainer, path, skipped
+        raise RobotRLError(f"{run_dir}: no checkpoint that loads and fits the run ({'; '.join(skipped)})")
+
+    def close(self) -> None:
+        """Release what a trainer holds that is not garbage-collected promptly (its environments)."""
+        envs = getattr(self, "envs", None)
+        if envs is not None:
+            envs.close()
+
+    def train(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Train to total_steps (see the subclass's `_train`), holding the run directory's lock: a
+        second process writing the same folder is refused, not mixed in. A new run first clears
+        what a run killed before its first checkpoint left there."""
+        if self._lock is None:
+            self._lock = RunLock(self.run_dir)
+            self._lock.acquire()
+            try:
+                if self.step == 0:
+                    removed = clear_unfinished_run(self.run_dir)
+                    if removed:
+                        print(f"{self.run_dir}: removed {', '.join(removed)} of a run killed before its "
+                              f"first checkpoint")
+            except BaseException:
+                self._release_lock()
+                raise
+        try:
+            return self._train(*args, **kwargs)
+        except OSError as err:  # a full disk, a folder made read-only mid-run
+            if isinstance(err, BrokenPipeError):
+                raise
+            raise RunDirError(f"{self.run_dir}: writing the run failed at step {self.step}: "
+                              f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}; "
+                              f"{self._checkpoint_note()}") from None
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _train(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise NotImplementedError
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds: tensors, numbers, strings, lists, dicts (weights_only loading)."""
         import torch
 
-        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler  # type: ignore[attr-defined]
+        obs_norm, reward_scaler = self.obs_normalizer, self.reward_scaler
         return {
             "step": self.step,
-            "episodes": self.episodes,  # type: ignore[attr-defined]
+            "episodes": self.episodes,
             "agent": self.agent.state_dict(),
             "obs_normalizer": to_checkpoint_state(obs_norm.state_dict()) if obs_norm else None,
             "reward_scaler": to_checkpoint_state(reward_scaler.state_dict()) if reward_scaler else None,
             "torch_rng": torch.get_rng_state(),
-            "acting": self.acting.state(),  # type: ignore[attr-defined]
+            "acting": self.acting.state(),
             "config": config_to_yaml_dict(self.config),
             "best_eval": self.best_eval,
         }
@@ -77,16 +170,16 @@ class TrainerBase:
         import torch
 
         self.step = int(state["step"])
-        self.episodes = int(state.get("episodes", 0))  # type: ignore[attr-defined]
+        self.episodes = int(state.get("episodes", 0))
         self.best_eval = state.get("best_eval")
         self.agent.load_state_dict(state["agent"])
-        if self.obs_normalizer is not None:  # type: ignore[attr-defined]
+        if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
-        if self.reward_scaler is not None:  # type: ignore[attr-defined]
+        if self.reward_scaler is not None:
             self.reward_scaler.load_state_dict(from_checkpoint_state(state["reward_scaler"]))
         torch.set_rng_state(state["torch_rng"])
-        self.acting.refresh()  # type: ignore[attr-defined]
-        self.acting.load_state(state["acting"])  # type: ignore[attr-defined]
+        self.acting.refresh()
+        self.acting.load_state(state["acting"])
 
     def policy_fn(self) -> Any:
         raise NotImplementedError
@@ -127,13 +220,20 @@ class TrainerBase:
         if bad or not self.agent.parameters_finite():
             what = f"loss {bad[0]} = {metrics[bad[0]]}" if bad else "a network parameter"
             raise TrainingDiverged(f"training diverged at step {self.step} "
-                                   f"({unit} {self.agent.updates_done}): "
-                                   f"{what} is not finite; the last good checkpoint in "
-                                   f"{self.run_dir / 'checkpoints'} is intact")
+                                   f"({unit} {self.agent.updates_done}): {what} is not finite; "
+                                   f"{self._checkpoint_note()}")
+
+    def _checkpoint_note(self) -> str:
+        """What a stopped run leaves to resume from, for its error line."""
+        saved = list_checkpoints(self.run_dir)
+        if saved:
+            return f"the last good checkpoint {saved[-1][1]} (step {saved[-1][0]}) is intact"
+        return (f"no checkpoint was written before it (log.checkpoint_every_steps = "
+                f"{self.config.log.checkpoint_every_steps}), so the run cannot be resumed")
 
     def _base_row(self, start: float, start_step: int) -> dict[str, Any]:
         """The progress columns every trainer writes (RunLog's PROGRESS_FIELDS)."""
-        recent, lengths = self.episode_returns, self.episode_lengths  # type: ignore[attr-defined]
+        recent, lengths = self.episode_returns, self.episode_lengths
         elapsed = time.perf_counter() - start
         return {
             "step": self.step,
@@ -142,7 +242,7 @@ class TrainerBase:
             "sps": (self.step - start_step) / max(elapsed, 1e-9),
             "episode_return": float(np.mean(recent)) if recent else float("nan"),
             "episode_length": float(np.mean(lengths)) if lengths else float("nan"),
-            "episodes": self.episodes,  # type: ignore[attr-defined]
+            "episodes": self.episodes,
         }
 
     def _count_episodes(self, rewards: np.ndarray, done: np.ndarray, running_return: np.ndarray,
@@ -152,9 +252,9 @@ class TrainerBase:
         running_length += 1
         if done.any():
             for i in np.flatnonzero(done):
-                self.episode_returns.append(float(running_return[i]))  # type: ignore[attr-defined]
-                self.episode_lengths.append(int(running_length[i]))  # type: ignore[attr-defined]
-                self.episodes += 1  # type: ignore[attr-defined]
+                self.episode_returns.append(float(running_return[i]))
+                self.episode_lengths.append(int(running_length[i]))
+                self.episodes += 1
             running_return[done] = 0.0
             running_length[done] = 0
 
@@ -172,3 +272,49 @@ class TrainerBase:
         log.scalar("eval/mean_return", result["mean_return"], self.step)
         log.finish()
         return result
+
+
+def load_error_summary(err: BaseException) -> str:
+    """The first informative line of a `load_state_dict` error (torch lists every mismatch, one per
+    line, under a header): e.g. "size mismatch for net.0.weight: ... [64, 11] ... [64, 4]"."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = [line for line in lines if not line.startswith("Error(s) in loading")]
+    text = (detail or lines or [type(err).__name__])[0]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def read_resume_config(run_dir: str | Path) -> tuple[Any, str | None]:
+    """The config to resume `run_dir` with: its config.yaml, or, if that is damaged, the config saved
+    in its newest readable checkpoint (with a note saying so; train() rewrites config.yaml)."""
+    from robot_rl.launch import parse_train_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() and not list_checkpoints(run_dir):
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    try:
+        return read_run_config(run_dir), None
+    except ConfigError as err:
+        damage = str(err)
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            config = parse_train_config(load_checkpoint(path).get("config"))
+        except (RobotRLError, AttributeError):  # parse_train_config refuses a missing (None) config
+            continue
+        note = f"{damage}; resuming with the config saved in {path}"
+        print(note)
+        return config, note
+    raise ConfigError(f"{damage}; and no checkpoint holds a readable config, so the run cannot resume")
+
+
+def check_memory(nbytes: int, key: str, what: str) -> None:
+    """Refuse, before allocating, a buffer larger than half this machine's physical memory (a size
+    typo must be one error line, not an out-of-memory kill or a swapping machine)."""
+    import os
+
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no estimate to compare with
+        return
+    if nbytes > physical // 2:
+        raise ConfigError(f"{key}: the {what} would take {nbytes / 2**30:.1f} GiB; this machine has "
+                          f"{physical / 2**30:.1f} GiB of memory (at most half is allowed); make it smaller")

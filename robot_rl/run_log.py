@@ -28,8 +28,8 @@ class RunLog:
         self.run_dir = Path(run_dir)
         self.config = config
         self.path = self.run_dir / "progress.csv"
-        self._writer = None
-        self._bar = None
+        self._writer: Any = None  # torch's SummaryWriter, made on first use
+        self._bar: Any = None
         if config.progress_bar:
             from tqdm import tqdm
 
@@ -100,10 +100,23 @@ def truncate_progress(run_dir: str | Path, step: int) -> None:
     if not rows:
         return
     header, body = rows[0], rows[1:]
-    kept = [r for r in body if r and int(float(r[0])) <= step]
+    kept = [r for r in body if len(r) == len(header) and _step_of(r) <= step]
+    dropped = sum(1 for r in body if r and (len(r) != len(header) or _step_of(r) == math.inf))
+    if dropped:
+        print(f"{path}: dropped {dropped} unreadable row{'s' if dropped > 1 else ''} (not a progress row "
+              f"of {len(header)} columns with a step first)")
     out = io.StringIO()
     csv.writer(out).writerows([header, *kept])
     atomic_write_text(path, out.getvalue())
+
+
+def _step_of(row: list[str]) -> float:
+    """A progress row's step, or inf for a row that is not one (a garbage line never survives)."""
+    try:
+        step = float(row[0])
+    except (ValueError, IndexError):
+        return math.inf
+    return step if math.isfinite(step) else math.inf
 
 
 def plot_learning_curve(run_dir: str | Path) -> Path | None:

@@ -32,7 +32,7 @@ import math
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -185,7 +185,8 @@ class ActionSpec:
         return int(self.high[0]) + 1
 
     @classmethod
-    def from_bounds(cls, kind: str, low: Sequence[float], high: Sequence[float]) -> ActionSpec:
+    def from_bounds(cls, kind: str, low: Sequence[float] | np.ndarray,
+                    high: Sequence[float] | np.ndarray) -> ActionSpec:
         """The spec that maps [-1, 1] linearly onto [low, high] (both finite)."""
         lo = np.asarray(low, dtype=np.float64)
         hi = np.asarray(high, dtype=np.float64)
@@ -198,12 +199,19 @@ class ActionSpec:
         return len(self.low)
 
     @cached_property
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        keys = ("scale", "offset", "low", "high")
-        arrays = tuple(np.array(getattr(self, k), dtype=np.float64) for k in keys)
-        for a in arrays:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`(scale, offset, low, high)` as read-only float64 arrays `(act_dim,)`, made once: what
+        every path from a normalised action to robot units multiplies, adds and clips with."""
+        scale, offset, low, high = (np.array(getattr(self, k), dtype=np.float64)
+                                    for k in ("scale", "offset", "low", "high"))
+        for a in (scale, offset, low, high):
             a.flags.writeable = False
-        return arrays  # type: ignore[return-value]
+        return scale, offset, low, high
+
+    @property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Old private name of `arrays` (hardware/ still uses it)."""
+        return self.arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,7 +264,7 @@ class TaskSpec:
         for key, size in _as_mapping(self.state_fields, "state_fields").items():
             _check(isinstance(key, str) and key != "", "state_fields",
                    f"field names must be strings, got {key!r}")
-            _check(isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1,
+            _check(bool(isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1),
                    f"state_fields.{key}", f"must be a positive integer size, got {size!r}")
             fields[key] = int(size)
         object.__setattr__(self, "state_fields", types.MappingProxyType(fields))
@@ -381,9 +389,9 @@ class TaskSpec:
         obs = [_term_from_dict(t, f"observation[{i}]") for i, t in enumerate(terms)]
         a = _fields(d["action"], "action", ("kind", "low", "high", "scale", "offset"))
         action = _nested("action", lambda: ActionSpec(
-            kind=a["kind"], low=_dec_list(a["low"], "low", -math.inf),
-            high=_dec_list(a["high"], "high", math.inf), scale=a["scale"], offset=a["offset"]))
-        limits = [_dec_list(p, f"joint_limits[{i}]", None) for i, p in
+            kind=a["kind"], low=tuple(_dec_list(a["low"], "low", -math.inf)),
+            high=tuple(_dec_list(a["high"], "high", math.inf)), scale=a["scale"], offset=a["offset"]))
+        limits: list[Any] = [_dec_list(p, f"joint_limits[{i}]", None) for i, p in
                   enumerate(_as_sequence(d["joint_limits"], "joint_limits"))]
         spec = cls(name=d["name"], joint_names=d["joint_names"], observation=tuple(obs), action=action,
                    joint_limits=tuple(limits), control_period=d["control_period"], physics_dt=d["physics_dt"],
@@ -435,6 +443,7 @@ class ObservationBuilder:
             clip = t.clip
             goal = None  # (relative kind, goal field, its size, its selection)
             if t.relative != "none":
+                assert t.goal is not None  # ObsTerm checks: a relative term names its goal field
                 gsize = spec.state_fields[t.goal]
                 gsel = None if t.goal_indices is None else np.array(t.goal_indices, dtype=np.intp)
                 goal = (t.relative, t.goal, gsize, gsel)
@@ -544,7 +553,7 @@ def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
     a_spec = spec.action if isinstance(spec, TaskSpec) else spec
     if a_spec.kind == "discrete":
         return _action_index(a_spec, action)
-    scale, offset, low, high = a_spec._arrays
+    scale, offset, low, high = a_spec.arrays
     a = np.asarray(action, dtype=np.float64)
     if a.ndim == 0 or a.shape[-1] != a_spec.dim:
         raise SpecError(f"action has shape {a.shape}; expected (..., {a_spec.dim})")
@@ -599,7 +608,7 @@ def _number(value: Any, key: str) -> float:
 def _as_sequence(value: Any, key: str) -> Sequence[Any]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray, range)):
         raise SpecError(f"{key}: expected a list, got {type(value).__name__}")
-    return value
+    return cast("Sequence[Any]", value)  # a list, tuple, range or array: each indexes and iterates
 
 
 def _as_mapping(value: Any, key: str) -> Mapping[Any, Any]:

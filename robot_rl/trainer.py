@@ -33,11 +33,13 @@ from robot_rl.checkpoint import (
     from_checkpoint_state,
     load_run_checkpoint,
 )
-from robot_rl.errors import ConfigError
+from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
+from robot_rl.networks import GaussianActor
 from robot_rl.normalization import ObservationNormalizer, RewardScaler
 from robot_rl.rollout import RolloutBuffer
-from robot_rl.run_base import TrainerBase
+from robot_rl.run_base import TrainerBase, check_memory, load_error_summary
+from robot_rl.run_dir import make_run_dir
 from robot_rl.run_log import RunLog
 
 
@@ -55,10 +57,13 @@ class Trainer(TrainerBase):
             raise ConfigError(f"algo: {config.algo!r} trains Gaussian policies for continuous actions, but "
                               f"task {config.task!r} has {self.spec.action.num_actions} discrete actions; "
                               f"use algo: dqn")
+        transition = 4 * (self.spec.obs_dim + self.spec.act_dim + 8)  # float32 obs, action and 8 scalars
+        check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
+                     "rollout buffer (num_steps × num_envs transitions)")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization, randomize=config.randomize,
                          threads=config.env_threads)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.run_dir)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm
         steps_per_update = algo_cfg.num_steps * config.num_envs
@@ -85,7 +90,7 @@ class Trainer(TrainerBase):
         """The run's ADR (ranges, buffers), or None without `adr.enabled`."""
 
     # ------------------------------------------------------------------ the loop
-    def train(self) -> dict[str, Any]:
+    def _train(self) -> dict[str, Any]:
         cfg = self.config
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", resolved)
@@ -181,6 +186,23 @@ class Trainer(TrainerBase):
             normalizer.load_state_dict(from_checkpoint_state(state["obs_normalizer"]))
         return make_policy_fn(agent, normalizer)
 
+    @staticmethod
+    def bundle_network(config: TrainConfig, state: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
+        """(kind, exported layers, head) of a policy bundle: the Gaussian actor's mean network.
+
+        `robot-rl export` calls this; the bundle acts as `policy_from_checkpoint` does.
+        """
+        from robot_rl.sim import get_spec
+
+        spec = get_spec(config.task)
+        p = config.policy
+        actor = GaussianActor(spec.obs_dim, spec.act_dim, hidden=p.hidden, activation=p.activation,
+                              log_std_init=p.log_std_init, squash=p.squash)
+        actor.load_state_dict(state["agent"]["actor"])
+        head = {"squash": "tanh" if actor.squash else "none",
+                "log_std": actor.log_std.detach().double().numpy().tolist()}
+        return "gaussian", actor.export_layers(), head
+
     def _progress_row(self, metrics: dict[str, float], start: float, start_step: int) -> dict[str, Any]:
         row = self._base_row(start, start_step)
         row.update(metrics)
@@ -212,8 +234,14 @@ def load_run_policy(run_dir: str | Path, checkpoint: str = "latest"
     Works for every algorithm: the run's trainer class rebuilds its policy from the checkpoint.
     """
     config = read_run_config(run_dir)
-    state, _ = load_run_checkpoint(run_dir, checkpoint)
-    return config, trainer_class(config.algo).policy_from_checkpoint(config, state), state
+    state, path = load_run_checkpoint(run_dir, checkpoint)
+    try:
+        policy = trainer_class(config.algo).policy_from_checkpoint(config, state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        raise RobotRLError(f"checkpoint {path} does not fit the run {run_dir} ({config.algo} on "
+                           f"{config.task}, policy.hidden {list(config.policy.hidden)}): "
+                           f"{load_error_summary(err)}; it was saved by another network") from None
+    return config, policy, state
 
 
 def make_policy_fn(agent: OnPolicyAgent, normalizer: ObservationNormalizer | None):

@@ -63,8 +63,9 @@ class VideoWriter:
                 output_params=["-preset", "veryfast"], ffmpeg_log_level="error")
             self._writer.send(None)
         elif (width, height) != self._size:
+            first_width, first_height = self._size or (0, 0)  # set with the writer
             raise ConfigError(f"video: a frame of {width}x{height} after frames of "
-                              f"{self._size[0]}x{self._size[1]}")
+                              f"{first_width}x{first_height}")
         self._writer.send(frame)
         self.frames += 1
 

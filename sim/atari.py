@@ -66,7 +66,9 @@ class _Downsample(gymnasium.ObservationWrapper):
 
     def __init__(self, env: gymnasium.Env) -> None:
         super().__init__(env)
-        height, width = env.observation_space.shape[:2]
+        shape = env.observation_space.shape
+        assert shape is not None  # an image: (height, width, channels)
+        height, width = shape[:2]
         self._rows, self._row_weights = area_taps(height, SIZE)
         self._cols, self._col_weights = area_taps(width, SIZE)
         self.observation_space = gymnasium.spaces.Box(0, 255, (SIZE, SIZE), np.uint8)
@@ -100,6 +102,7 @@ class AtariEnv(SpecEnv):
                                    render_mode=render_mode, disable_env_checker=True)
         self.simulator = FrameStack(_Downsample(simulator), STACK)
         self.max_episode_steps: int | None = 108_000 // FRAME_SKIP  # v5's 108k emulator frames
+        assert isinstance(simulator.action_space, gymnasium.spaces.Discrete)  # every ALE game's
         self.task_spec = atari_spec(task_id, int(simulator.action_space.n))
         self.render_mode = render_mode
         self.observation_space = gymnasium.spaces.Box(0.0, 255.0, (self.task_spec.obs_dim,), np.float64)

@@ -27,6 +27,7 @@ Discrete(4) = N, S, E, W; in an exit cell any action is `exit` and ends the epis
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ class GridMap:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.walls.shape  # type: ignore[return-value]
+        return self.walls.shape
 
     def with_params(self, noise: float | None = None, gamma: float | None = None,
                     living_reward: float | None = None) -> GridMap:
@@ -124,6 +125,8 @@ def parse_grid(text: str, name: str = "<map>") -> GridMap:
         if len(row) != width:
             raise ConfigError(f"grid {name}: row {i} has {len(row)} cells but row 0 has {width} "
                               "(ragged rows; every row needs the same number of cells)")
+    if len(rows) * width > MAX_CELLS:
+        raise ConfigError(f"grid {name}: {len(rows)}×{width} cells; a grid holds at most {MAX_CELLS}")
     walls = np.zeros((len(rows), width), dtype=bool)
     exits = np.full((len(rows), width), np.nan)
     starts = []
@@ -148,14 +151,22 @@ def parse_grid(text: str, name: str = "<map>") -> GridMap:
 def open_grid(n: int, noise: float = 0.2, gamma: float = 0.9, living_reward: float = 0.0) -> GridMap:
     """An n×n grid without walls: +1 exit top-right, −1 exit below it, start bottom-left (n ≥ 2).
 
-    Generated, not shipped, so the benchmark can go to 1000×1000 (10^6 states).
+    Generated, not shipped, so the benchmark can go to 1000×1000 (10^6 states); `MAX_CELLS` bounds it.
     """
     if n < 2:
         raise ConfigError(f"open grid: size {n} is too small; use n ≥ 2")
+    if n * n > MAX_CELLS:
+        raise ConfigError(f"open grid: size {n} gives {n * n} cells; at most {MAX_CELLS} "
+                          f"(open:{math.isqrt(MAX_CELLS)}, about {_BYTES_PER_CELL * MAX_CELLS >> 20} MiB)")
     exits = np.full((n, n), np.nan)
     exits[0, n - 1], exits[1, n - 1] = 1.0, -1.0
     return GridMap(f"open:{n}", np.zeros((n, n), dtype=bool), exits, (n - 1, 0), noise, gamma,
                    living_reward)
+
+
+MAX_CELLS = 1_000_000
+"""Largest grid (cells): its MDP takes about `_BYTES_PER_CELL` bytes a cell (open:1000: ~0.6 GB)."""
+_BYTES_PER_CELL = 650
 
 
 def grid_names() -> tuple[str, ...]:
@@ -176,6 +187,9 @@ def load_grid(name: str) -> GridMap:
         path = Path(name)
         if not path.is_file():
             raise ConfigError(f"grid file {name!r} does not exist")
+        if path.stat().st_size > 4 * MAX_CELLS:  # checked before reading: cells take ≥ 2 bytes each
+            raise ConfigError(f"grid file {name!r}: {path.stat().st_size} bytes; a map holds at most "
+                              f"{MAX_CELLS} cells")
         return parse_grid(path.read_text(encoding="utf-8"), path.stem)
     raise ConfigError(f"unknown grid {name!r}; valid names: {', '.join(GRID_NAMES)}, open:N, "
                       "or a path to a .txt map")
@@ -265,7 +279,7 @@ def _env_class() -> type:
     class GridWorldEnv(gym.Env):
         """Samples the grid MDP: obs = state index, actions N, S, E, W (exit in exit cells)."""
 
-        metadata: ClassVar[dict] = {"render_modes": ["ansi"]}
+        metadata: ClassVar[dict] = {"render_modes": ["ansi"]}  # type: ignore[misc]  # as gymnasium's own envs
 
         def __init__(self, mdp: FiniteMDP, render_mode: str | None = None) -> None:
             if mdp.grid_index is None or mdp.start_state is None:

@@ -21,6 +21,7 @@ import numpy as np
 from robot_rl.spec import ActionSpec, ObsTerm, TaskSpec, action_to_robot
 
 from .engine.task import FIELD_SIZES, joint_actions
+from .joint_naming import spec_state_joints
 from .randomization import Randomizer
 from .spec_env import SpecEnv
 
@@ -144,6 +145,7 @@ def locomotion_spec(task_id: str, model: Any, frame_skip: int) -> TaskSpec:
         control_period=float(model.opt.timestep) * frame_skip,
         physics_dt=float(model.opt.timestep),
         state_fields=fields,
+        state_joints=spec_state_joints(model, fields),
         goal_fields=tuple(goals),
     )
 
@@ -201,11 +203,13 @@ class LocomotionEnv(SpecEnv):
             self.simulator.do_simulation = self._delayed_simulation  # Gymnasium's step calls it
 
     def _delayed_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
+        simulate = self._simulate
+        assert simulate is not None  # installed together with this method
         delay = min(self.actuation_delay_steps, n_frames)
         if delay:
-            self._simulate(self._held_ctrl, delay)
+            simulate(self._held_ctrl, delay)
         if n_frames > delay:
-            self._simulate(ctrl, n_frames - delay)
+            simulate(ctrl, n_frames - delay)
         self._held_ctrl = np.array(ctrl, dtype=np.float64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -236,7 +236,8 @@ class _SweepPlan:
                     groups.setdefault(float(on[0]), []).append(cid)
                 else:
                     ops.append(("array", cid, weight))
-            scaled, summed = [], []
+            scaled: list[tuple[str, int, float | np.ndarray]] = []
+            summed: list[tuple[str, int, float | np.ndarray]] = []
             for w, cids in groups.items():
                 if len(cids) == 1:
                     scaled.append(("scaled", cids[0], w))

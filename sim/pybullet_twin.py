@@ -323,9 +323,9 @@ class PyBulletTwin:
         pb, c, m, mj = self._pb, self.client, self.model, self._mj
         owners: dict[tuple[int, int], list[int]] = {}
         for g in range(m.ngeom):
-            b = int(m.geom_bodyid[g])
-            if b:
-                owners.setdefault(self._links[b], []).append(g)
+            body = int(m.geom_bodyid[g])
+            if body:
+                owners.setdefault(self._links[body], []).append(g)
             else:
                 name = mj.mj_id2name(m, mj.mjtObj.mjOBJ_GEOM, g)
                 if name in self._pb_links:
@@ -515,9 +515,9 @@ def _rewrite(m: Any, xml_path: Path, ratio: float) -> tuple[str, list[tuple[str,
         raise TransferError(f"{xml_path}: cannot read the MJCF: {err}") from None
     if root.find(".//include") is not None:
         raise TransferError(f"{xml_path}: <include> is not supported; give the model as one file")
-    for parent in list(root.iter()):  # visual-only elements PyBullet warns about
-        for child in [c for c in parent if c.tag in ("light", "camera")]:
-            parent.remove(child)
+    for element in list(root.iter()):  # visual-only elements PyBullet warns about
+        for visual in [c for c in element if c.tag in ("light", "camera")]:
+            element.remove(visual)
     world = root.find("worldbody")
     elements = list(world.iter("body")) if world is not None else []
     if len(elements) != m.nbody - 1:

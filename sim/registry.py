@@ -181,3 +181,12 @@ def get_spec(task_id: str) -> TaskSpec:
         return env.task_spec
     finally:
         env.close()
+
+
+DISCRETE_FAMILIES: tuple[Factory, ...] = (_classic_control, _grid, _atari)
+"""The task families whose actions are discrete (one index per step): what DQN trains on."""
+
+
+def discrete_task_names() -> tuple[str, ...]:
+    """Registered task ids with discrete actions, without building an env (for error messages)."""
+    return tuple(name for name, factory in TASKS.items() if factory in DISCRETE_FAMILIES)

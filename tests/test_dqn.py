@@ -17,15 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from robot_rl.agents.dqn import (
-    DQN,
-    DQNConfig,
-    MLPBackprop,
-    NatureCNN,
-    QNetwork,
+from robot_rl.agents.configs import DQNConfig
+from robot_rl.agents.dqn import DQN
+from robot_rl.agents.exploration import beta_at, epsilon_at
+from robot_rl.agents.mlp_backprop import MLPBackprop
+from robot_rl.agents.q_networks import NatureCNN, QNetwork
+from robot_rl.agents.td_learning import (
     TorchBatch,
-    beta_at,
-    epsilon_at,
     hard_update,
     polyak_update,
     td_loss,
@@ -246,6 +244,17 @@ def test_continuous_task_is_refused_naming_the_task(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_the_discrete_tasks_named_by_the_refusal_are_the_registrys(tmp_path):
+    from robot_rl.sim.registry import TASKS, discrete_task_names
+
+    with pytest.raises(ConfigError) as err:
+        DQNTrainer(_config(task="Hopper-v5"), tmp_path / "run")
+    listed = str(err.value).split("discrete tasks: ")[1].split(", ")
+    assert listed == list(discrete_task_names())
+    assert "atari:pong" in listed and "grid:book" in listed and "CartPole-v1" in listed
+    assert not set(listed) & {"Hopper-v5", "dmc:cheetah-run"} and set(listed) <= set(TASKS)
+
+
 @pytest.mark.parametrize(("setting", "word"), [
     ("task=Hopper-v5", "continuous"), ("dqn.buffer_size=10", "buffer_size"),
     ("dqn.epsilon_end=2", "epsilon_end")])
@@ -370,8 +379,8 @@ def test_dqn_launch_files_validate(name):
 
 def test_export_writes_an_argmax_bundle_that_acts_as_the_run(tmp_path):
     from robot_rl.evaluation import evaluate
+    from robot_rl.export import export_run
     from robot_rl.policies import load
-    from robot_rl.policies.export import export_run
     from robot_rl.trainer import load_run_policy
 
     trainer = _small(tmp_path, "normalize.observations=true")
@@ -390,7 +399,7 @@ def test_export_writes_an_argmax_bundle_that_acts_as_the_run(tmp_path):
 
 def test_best_checkpoint_leaves_the_replay_buffer_out_and_exports(tmp_path):
     from robot_rl.checkpoint import list_checkpoints, load_checkpoint
-    from robot_rl.policies.export import export_run
+    from robot_rl.export import export_run
 
     trainer = _small(tmp_path, "eval.every_steps=200", "dqn.save_replay=true")
     trainer.train()

@@ -1,11 +1,11 @@
-"""DQN learns: CartPole-v1 to a greedy return of 200 within 30k steps and two minutes; the book grid's
+"""DQN learns (marked `learning`; speed is bench/dqn_cartpole.py's): CartPole-v1 to a greedy return of
+200 within 30k steps; the book grid's
 optimal policy (as value iteration finds it); and the image pipeline (Nature CNN on stacked Atari
 frames) runs end to end where ale-py is installed.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,8 @@ LAUNCH = Path(__file__).resolve().parents[1] / "launch"
 QUIET = ["log.progress_bar=false", "log.tensorboard=false", "log.plot=false"]
 
 
-def test_cartpole_reaches_200_within_30k_steps_in_two_minutes(tmp_path):
+@pytest.mark.learning
+def test_cartpole_reaches_200_within_30k_steps(tmp_path):
     config = load_train_config(LAUNCH / "cartpole_dqn.yaml", [
         "total_steps=30000", "eval.every_steps=0", "eval.episodes=10", "log.checkpoint_every_steps=0",
         "dqn.save_replay=false", *QUIET])
@@ -30,13 +31,12 @@ def test_cartpole_reaches_200_within_30k_steps_in_two_minutes(tmp_path):
             evaluations.append((t.step, t.evaluate(10)["mean_return"]))
         return bool(evaluations) and evaluations[-1][1] >= 200
 
-    start = time.perf_counter()
     trainer.train(callback=every_2k)
-    elapsed = time.perf_counter() - start
     assert evaluations[-1][1] >= 200, evaluations
-    assert trainer.step <= 30_000 and elapsed < 120, (trainer.step, elapsed)
+    assert trainer.step <= 30_000, trainer.step
 
 
+@pytest.mark.learning
 def test_grid_book_greedy_policy_is_value_iterations_optimal_policy(tmp_path):
     from robot_rl.sim.gridworld import grid_mdp
     from robot_rl.tabular import value_iteration

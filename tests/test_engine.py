@@ -409,3 +409,12 @@ def test_the_mujoco_backend_runs_an_engine_task_as_one_engine_world():
     finally:
         robot.close()
         reference.close()
+
+
+def test_batched_refuses_a_delay_longer_than_one_control_period_as_sync_does() -> None:
+    from robot_rl.sim.randomization import RandomizationConfig
+
+    too_long = RandomizationConfig(actuation_delay=(0.0, 0.1))  # Hopper's period is 0.008 s
+    for vectorization in ("batched", "sync"):
+        with pytest.raises(ConfigError, match=r"randomize\.actuation_delay: task 'Hopper-v5' cannot take it"):
+            sim.make("Hopper-v5", 2, seed=0, vectorization=vectorization, randomize=too_long)

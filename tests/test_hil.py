@@ -163,8 +163,9 @@ def hopper_return(states: list[dict], dt: float) -> tuple[float, int]:
 def test_zoo_hopper_moves_forward_within_90_percent_of_mujoco(tmp_path):
     """A locomotion bundle over serial: the Hopper hops forward for whole episodes, and its mean return
     over 5 episodes (reset seeds 0-4) is within 90 % of the MuJoCo backend's on the same seeds. The zoo
-    Hopper was trained for this (launch/hopper_ppo_hardware.yaml: 0-4 ms actuation delay, the checkpoint
-    best under it kept); the serial link's latency (1-3 ms here) is such a delay."""
+    Hopper was trained for this (launch/hopper_ppo_hardware.yaml: a 0-4 ms actuation delay among its
+    randomization, the checkpoint best under it kept); the serial link's latency (1-3 ms here) is such a
+    delay."""
     policy = load(f"zoo:{HOPPER}")
     seeds = range(5)
     reference = np.mean([mujoco_return(policy, s)[0] for s in seeds])

@@ -96,6 +96,24 @@ def test_random_scales_are_drawn_per_element_and_applied_to_the_nominal() -> Non
     assert len({f.tobytes() for f in draws}) == 3 and len(set(draws[0].tolist())) == raw.nbody
 
 
+def test_scales_per_world_share_one_factor_across_the_worlds_elements() -> None:
+    raw = _hopper_raw()
+    config = RandomizationConfig(body_mass_scale=(0.5, 1.5), actuator_gain_scale=(0.7, 1.2),
+                                 scale_per="world")
+    env = make_env("Hopper-v5", seed=4, randomize=config)
+    factors = set()
+    for _ in range(3):
+        _, info = env.reset()
+        mass, gain = info["randomization"]["body_mass_scale"], info["randomization"]["actuator_gain_scale"]
+        assert mass.shape == (raw.nbody,) and len(set(mass.tolist())) == 1 and len(set(gain.tolist())) == 1
+        np.testing.assert_allclose(env.unwrapped.model.body_mass, raw.body_mass * mass[0], rtol=1e-15)
+        factors.add(float(mass[0]))
+    assert len(factors) == 3
+    assert config.describe().endswith("scales per world")
+    with pytest.raises(ConfigError, match=r"randomize.scale_per: 'body' is not valid; choose one"):
+        RandomizationConfig(scale_per="body")
+
+
 def test_a_position_servos_gain_and_bias_scale_together() -> None:
     nominal = mujoco.MjModel.from_xml_string(SERVO_XML)
     model, data = copy.copy(nominal), mujoco.MjData(nominal)

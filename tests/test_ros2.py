@@ -190,12 +190,12 @@ def test_joint_map_and_backend_options():
 
 def test_bridge_joint_state_layout_of_a_free_joint_model():
     pytest.importorskip("mujoco")
-    from robot_rl.hardware.ros2_sim_bridge import joint_state_layout
+    from robot_rl.sim.joint_naming import joint_layout
 
     robot = MujocoRobot("Ant-v5", realtime=False)
     robot.configure()
     try:
-        names, qpos, qvel, free = joint_state_layout(robot._model)
+        names, qpos, qvel, free = joint_layout(robot._model)
         assert names[:7] == ["root:x", "root:y", "root:z", "root:qw", "root:qx", "root:qy", "root:qz"]
         assert qpos.tolist() == list(range(robot._model.nq)) and free == (0, 0)
         assert qvel[:7].tolist() == [0, 1, 2, -1, 3, 4, 5] and (qvel[qvel >= 0] == np.arange(14)).all()
@@ -435,7 +435,7 @@ def test_pendulum_over_ros2_keeps_the_pole_up_then_goes_safe_when_the_bridge_sto
 @pytest.mark.ros2
 def test_hopper_over_ros2_moves_forward_like_on_the_mujoco_backend(ros, procs):
     """A whole Hopper episode (1000 steps, 8 s) through the bridge: the zoo bundle, trained under a 0-4 ms
-    actuation delay, keeps hopping through the node's round trip."""
+    actuation delay (among its randomization), keeps hopping through the node's round trip."""
     steps = 1000
     reference, advance = reference_return(HOPPER, steps)
     assert advance > 0.3
@@ -644,7 +644,14 @@ def test_standalone_ros2_robot_reads_joint_state_and_imu_and_publishes_commands(
 @needs_rclpy
 @pytest.mark.ros2
 def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
+    from sensor_msgs.msg import JointState
+
+    states = ros.record(JointState, "/joint_states")
     bridge(procs, "", PENDULUM, seed=0)
+    deadline = time.monotonic() + 30
+    while len(states) < 25 and time.monotonic() < deadline:
+        time.sleep(0.05)  # a second of its stream first: a starting bridge has gaps longer than the stale
+        # timeout (1.5 periods from a state's arrival), which the deploy rightly answers with the safe action
     out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
                           "--duration", "1.0", "--json"], env=ENV, cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
@@ -868,3 +875,194 @@ def test_observation_joints_found_by_name_in_any_order_extra_ignored_missing_ref
     text = partial.log.read_text()
     assert "refusing to activate" in text and "no joint named hinge" in text
     assert "a driver must publish ['slider', 'hinge']" in text
+
+
+# ---------------------------------------------------------------- the ros2 backend under `robot-rl deploy`
+
+
+def deploy(start, ns: str, *ros_args: str) -> subprocess.Popen:
+    """`robot-rl deploy` of the pendulum bundle with `--backend ros2` in namespace `ns`, no rate limit,
+    a JSON report, for a minute or until `deploy_report` stops it."""
+    return start(["-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2", "--duration", "60", "--json",
+                  "--max-delta", "inf", "--ros-args", "-r", f"__ns:=/{ns}", *ros_args], f"deploy_{ns}")
+
+
+def deploy_report(p: subprocess.Popen) -> dict:
+    """Stop a deploy with Ctrl-C and read its JSON report."""
+    p.send_signal(signal.SIGINT)
+    assert p.wait(15) == 0, p.log.read_text()
+    lines = [x for x in p.log.read_text().splitlines() if x.startswith('{"task"')]
+    assert lines, p.log.read_text()
+    return json.loads(lines[-1])
+
+
+@needs_rclpy
+@pytest.mark.ros2
+@pytest.mark.parametrize("rate", [20.0, 25.0, 50.0, 100.0], ids=["below", "at", "above", "twice_above"])
+def test_deploy_ros2_safe_command_within_two_periods_of_the_last_state_at_any_driver_rate(ros, procs, rate):
+    """`robot-rl deploy --backend ros2` follows the policy node's rule: a driver below, at or above the
+    pendulum bundle's 25 Hz stops right after the loop's tick read a state (the worst phase for a loop
+    that ticks on its own clock: the last state is first seen a period later); no policy command comes
+    from a state older than the stale timeout (1.5 periods from its arrival), the safe command follows
+    the last state within two control periods and holds, repeated while the state stays stale."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    period, stale = 0.04, 0.06  # the bundle's control period; the backend's default stale timeout
+    steady, last = _pendulum_act(0.0, -0.01), _pendulum_act(0.0, -0.005)
+    assert min(abs(steady), abs(last), abs(steady - last)) > 0.1  # the two poses and the safe 0 differ
+    ns = f"deploy{int(rate)}"
+    commands = ros.record(Float64MultiArray, f"/{ns}/commands")
+    p = deploy(procs, ns)
+    pub = ros.node.create_publisher(JointState, f"/{ns}/joint_states", state_qos(None))
+    dt = 1.0 / rate
+
+    def count() -> int:
+        with ros.lock:
+            return len(commands)
+
+    t = time.monotonic()
+    deadline = t + 30
+    while count() < 10 and t < deadline and p.poll() is None:  # until the loop runs and answers
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t += dt
+        time.sleep(max(0.0, t - time.monotonic()))
+    assert count() >= 10, f"the deploy never answered: {p.log.read_text()}"
+    for _ in range(int(rate)):  # a second of the steady stream
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t += dt
+        time.sleep(max(0.0, t - time.monotonic()))
+    while time.monotonic() < deadline:  # the stream goes on until a tick has just read its newest state
+        n = count()
+        pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+        t = time.monotonic() + dt
+        while count() == n and time.monotonic() < t:
+            time.sleep(0.0002)
+        if count() > n:
+            break
+    t_last = time.monotonic()
+    pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.005]))
+    time.sleep(0.5)
+    with ros.lock:
+        after = [(t - t_last, m.data[0]) for t, m in commands if t > t_last]
+    report = deploy_report(p)
+    safe = [dt_ for dt_, c in after if c == 0.0]
+    acted = [(dt_, c) for dt_, c in after if c != 0.0]
+    print(f"{rate:g} Hz driver under deploy: the first safe command "
+          f"{1e3 * safe[0] if safe else math.nan:.1f} ms after the last state; policy commands after it: "
+          f"{[(round(1e3 * d, 1), round(c, 4)) for d, c in acted]}; device {report.get('device')}")
+    assert safe, f"no safe command after the stream stopped: {after}"
+    assert safe[0] <= 2 * period, f"the safe command came {1e3 * safe[0]:.1f} ms after the last state"
+    assert all(dt_ <= stale for dt_, _ in acted), f"a policy command from a stale state: {acted}"
+    assert all(c == 0.0 for dt_, c in after if dt_ >= safe[0]), after  # the safe command holds
+    assert len(safe) >= 3  # and is repeated while the state stays stale
+    assert all(c in (pytest.approx(last), pytest.approx(steady)) for _, c in acted), acted
+    assert report["stop_reason"] == "interrupted" and report["safety"]["interventions"]["stale"] >= 3
+    assert report["device"]["stale_timeout"] == pytest.approx(stale)
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_deploy_ros2_finds_observation_joints_by_name_and_refuses_a_driver_without_them(ros, procs):
+    """Under `robot-rl deploy --backend ros2` the same pose as [slider, hinge], [hinge, slider] and with
+    an extra joint gives the same command (the decoder the node uses, by the bundle's state_joints); a
+    driver that never publishes the pole's joint is refused before anything is sent, naming the joints."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    expected = _pendulum_act(0.05, -0.02)
+    assert abs(expected - _pendulum_act(-0.02, 0.05)) > 0.5  # a read in message order would show
+    commands = ros.record(Float64MultiArray, "/dnames/commands")
+    missing_commands = ros.record(Float64MultiArray, "/dmissing/commands")
+    p = deploy(procs, "dnames")
+    missing = deploy(procs, "dmissing")
+    pub = ros.node.create_publisher(JointState, "/dnames/joint_states", state_qos(None))
+    pub_missing = ros.node.create_publisher(JointState, "/dmissing/joint_states", state_qos(None))
+    layouts = {"policy order": (["slider", "hinge"], [0.05, -0.02]),
+               "swapped": (["hinge", "slider"], [-0.02, 0.05]),
+               "extra joint": (["gripper", "hinge", "slider"], [9.0, -0.02, 0.05])}
+
+    def stream(names: list[str], positions: list[float], seconds: float) -> list[float]:
+        with ros.lock:
+            n = len(commands)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub.publish(_joint_state(ros, names, positions))
+            pub_missing.publish(_joint_state(ros, ["slider"], [0.05]))
+            time.sleep(0.02)
+        with ros.lock:
+            return [m.data[0] for _, m in commands[n:]]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(stream(*layouts["policy order"], 0.2)) < 3:
+        pass  # until the loop runs
+    answers = {name: stream(names, positions, 0.6) for name, (names, positions) in layouts.items()}
+    for name, got in answers.items():
+        acted = [c for c in got if c != 0.0]  # (a safe command, should the load delay a state)
+        assert len(acted) >= 5 and acted == [pytest.approx(expected)] * len(acted), (name, got)
+    report = deploy_report(p)
+    assert report["device"]["states_rejected"] == {"length": 0, "non_finite": 0, "names": 0}
+    while missing.poll() is None and time.monotonic() < deadline + 15:
+        pub_missing.publish(_joint_state(ros, ["slider"], [0.05]))
+        time.sleep(0.02)
+    assert missing.wait(5) == 2 and not missing_commands  # refused before anything was sent
+    text = missing.log.read_text()
+    assert "no joint named hinge" in text and "a driver must publish ['slider', 'hinge']" in text, text
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_a_freshly_exported_bundle_runs_on_the_node_with_a_shuffled_joint_state(ros, procs, tmp_path):
+    """`robot-rl train` (2048 steps) + `robot-rl export` of Hopper: the bundle names the joints the sim
+    bridge publishes, and the policy node activates on a JointState that carries them shuffled with an
+    extra joint, answering as the policy answers the true state (the node ticks at 25 Hz here)."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.cli import main
+    from robot_rl.hardware.ros2_robot import state_qos
+    from robot_rl.sim.joint_naming import joint_layout
+
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    train = ["train", str(ROOT / "launch" / "hopper_ppo.yaml"), "--set", "total_steps=2048", "--set",
+             "log.progress_bar=false", "--set", "log.plot=false", "--set", "log.tensorboard=false",
+             "--set", "eval.episodes=1", "--out", str(run)]
+    assert main(train) == 0
+    assert main(["export", str(run), "--out", str(bundle), "--episodes", "0", "--no-onnx"]) == 0
+    policy = load(str(bundle))
+    robot = MujocoRobot("Hopper-v5", realtime=False)
+    robot.configure()
+    try:
+        names = joint_layout(robot._model)[0]
+    finally:
+        robot.close()
+    assert list(policy.spec.state_joints) == names
+    qpos = np.array([0.1, 1.2, 0.05, -0.3, -0.4, 0.2])
+    qvel = np.array([0.5, -0.1, 0.3, 1.0, -2.0, 0.7])
+    expected = policy.act({"qpos": qpos, "qvel": qvel})
+    in_order = policy.act({"qpos": qpos[::-1].copy(), "qvel": qvel[::-1].copy()})
+    assert np.abs(expected - in_order).max() > 1e-3  # a read in message order would show
+    order = [4, 0, 5, 2, 1, 3]  # shuffled, and a joint the bundle does not read in the middle
+    msg_names = [names[i] for i in order[:3]] + ["gripper"] + [names[i] for i in order[3:]]
+    msg_pos = [*qpos[order[:3]], 9.0, *qpos[order[3:]]]
+    msg_vel = [*qvel[order[:3]], -9.0, *qvel[order[3:]]]
+    commands = ros.record(Float64MultiArray, "/fresh/commands")
+    policy_node(procs, "fresh", str(bundle), max_delta=".inf", period=0.04)
+    pub = ros.node.create_publisher(JointState, "/fresh/joint_states", state_qos(None))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = JointState(name=msg_names, position=msg_pos, velocity=msg_vel)
+        msg.header.stamp = ros.node.get_clock().now().to_msg()
+        pub.publish(msg)
+        time.sleep(0.04)
+        with ros.lock:
+            acted = [np.array(m.data) for _, m in commands if any(m.data)]
+        if len(acted) >= 10:
+            break
+    assert len(acted) >= 10, "the node never answered the shuffled JointState"
+    for command in acted:
+        np.testing.assert_allclose(command, expected, rtol=1e-9, atol=1e-12)

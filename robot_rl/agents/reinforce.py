@@ -37,52 +37,15 @@ reach the maximum deterministic evaluation return (1000) within 100k steps for s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance, fit_baseline
-from robot_rl.config import check
+from robot_rl.agents.configs import ReinforceConfig
 from robot_rl.rollout import RolloutBuffer, episode_time, monte_carlo_returns, standardize
 
-
-@dataclass(frozen=True)
-class ReinforceConfig:
-    num_steps: int = 2000
-    """Rollout length per environment between updates (a few episode lengths: see the tail rule)."""
-    gamma: float = 0.99
-    learning_rate: float = 1e-4
-    """α of the per-step SGD update θ ← θ + α A_t ∇log π(a_t|s_t). Every step moves the policy, so
-    the steps late in a rollout are scored under a policy that has already moved: α much above 1e-4
-    lets the log-std collapse and the updates blow up (3e-4 diverged on InvertedPendulum)."""
-    normalize_advantages: bool = True
-    """Standardise A_t over the rollout before the per-step pass. A fixed α then works whatever the
-    reward scale; it subtracts a constant baseline (the batch mean), so it is the usual practical
-    variance reduction, not part of the 1992 algorithm (false gives the textbook update)."""
-    max_grad_norm: float | None = None
-    """Clip each per-step gradient to this norm; None = the textbook update."""
-    baseline: bool = True
-    """Subtract a learned state-value baseline b(s_t) (the critic)."""
-    discount_weighting: bool = False
-    """Multiply step t's update by γ^t, t counted from the episode's start (see the module docstring)."""
-    critic_learning_rate: float = 1e-3
-    critic_epochs: int = 10
-    """Passes of Adam minibatch regression of b(s_t) on G_t per rollout."""
-    critic_minibatch_size: int = 64
-
-    def __post_init__(self) -> None:
-        check(self.num_steps >= 1, "num_steps", "must be >= 1")
-        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
-        check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be > 0 or null")
-        check(self.critic_learning_rate > 0, "critic_learning_rate", "must be > 0")
-        check(self.critic_epochs >= 1, "critic_epochs", "must be >= 1")
-        check(self.critic_minibatch_size >= 1, "critic_minibatch_size", "must be >= 1")
-
-
-# ---------------------------------------------------------------------------------- the algorithm
 
 def per_step_updates(actor: nn.Module, optimizer: torch.optim.Optimizer, obs: Tensor, actions: Tensor,
                      weights: Tensor, max_grad_norm: float | None = None) -> None:
@@ -111,7 +74,7 @@ class Reinforce(OnPolicyAgent):
         self._episode_step: Tensor | None = None  # (N,) steps taken in each env's running episode
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"policy": self.policy_optimizer}
+        opts: dict[str, torch.optim.Optimizer] = {"policy": self.policy_optimizer}
         if self.critic_optimizer is not None:
             opts["critic"] = self.critic_optimizer
         return opts
@@ -142,7 +105,7 @@ class Reinforce(OnPolicyAgent):
             per_step_updates(self.actor, self.policy_optimizer, obs, actions, weights, cfg.max_grad_norm)
             targets = returns.T.reshape(-1)[order]
             stats["mean_return_estimate"] = targets.mean().item()
-            if self.critic is not None:
+            if self.critic is not None and self.critic_optimizer is not None:
                 stats.update(fit_baseline(self.critic, self.critic_optimizer, obs, targets, cfg.critic_epochs,
                                           cfg.critic_minibatch_size, self.generator))
                 if targets.numel() > 1:

@@ -25,14 +25,13 @@ own class defaults differ (n_steps 2048, cg_max_steps 15, n_critic_updates 10).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance, fit_baseline
-from robot_rl.config import check
+from robot_rl.agents.configs import TRPOConfig
 from robot_rl.conjugate_gradient import (
     conjugate_gradient,
     fisher_vector_product,
@@ -41,41 +40,6 @@ from robot_rl.conjugate_gradient import (
     set_flat_params,
 )
 from robot_rl.rollout import RolloutBuffer, compute_gae, standardize
-
-
-@dataclass(frozen=True)
-class TRPOConfig:
-    num_steps: int = 1024
-    """Rollout length per environment between updates."""
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    max_kl: float = 0.01
-    """δ, the trust region: the bound on the mean KL(π_old ‖ π_new) (sb3's target_kl)."""
-    cg_max_steps: int = 25
-    """Conjugate-gradient iterations for s ≈ F⁻¹ g."""
-    cg_damping: float = 0.1
-    """Added to the Fisher matrix's diagonal (F + damping·I): keeps CG well posed."""
-    line_search_shrinking_factor: float = 0.8
-    """f: the line search tries θ_old + f^i β s."""
-    line_search_max_iter: int = 10
-    normalize_advantages: bool = True
-    critic_learning_rate: float = 1e-3
-    n_critic_updates: int = 20
-    """Epochs of Adam minibatch regression of V(s) on the GAE returns per rollout."""
-    critic_minibatch_size: int = 128
-
-    def __post_init__(self) -> None:
-        check(self.num_steps >= 1, "num_steps", "must be >= 1")
-        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
-        check(0 <= self.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]")
-        check(self.max_kl > 0, "max_kl", "must be > 0")
-        check(self.cg_max_steps >= 1, "cg_max_steps", "must be >= 1")
-        check(self.cg_damping >= 0, "cg_damping", "must be >= 0")
-        check(0 < self.line_search_shrinking_factor < 1, "line_search_shrinking_factor", "must be in (0, 1)")
-        check(self.line_search_max_iter >= 1, "line_search_max_iter", "must be >= 1")
-        check(self.critic_learning_rate > 0, "critic_learning_rate", "must be > 0")
-        check(self.n_critic_updates >= 1, "n_critic_updates", "must be >= 1")
-        check(self.critic_minibatch_size >= 1, "critic_minibatch_size", "must be >= 1")
 
 
 def surrogate(actor: nn.Module, obs: Tensor, actions: Tensor, old_log_probs: Tensor,
@@ -100,7 +64,7 @@ def trpo_step(actor: nn.Module, obs: Tensor, actions: Tensor, advantages: Tensor
     Changes `actor`'s parameters in place (or leaves them exactly as they were if no step is
     accepted) and returns the step's metrics.
     """
-    params = list(actor.parameters())
+    params: list[Tensor] = list(actor.parameters())
     with torch.no_grad():
         dist = actor(obs)
         # cloned: a detached log_std would still share storage with the parameter we are about to move
@@ -138,7 +102,9 @@ class TRPO(OnPolicyAgent):
     def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: TRPOConfig,
                  total_updates: int) -> None:
         super().__init__(obs_dim, act_dim, policy, config, total_updates)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_learning_rate,
+        assert self.critic is not None  # TRPO fits a value baseline (uses_critic)
+        self.value_net: nn.Module = self.critic
+        self.critic_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=config.critic_learning_rate,
                                                  eps=1e-5)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -155,7 +121,7 @@ class TRPO(OnPolicyAgent):
             advantages = standardize(advantages)
         stats = trpo_step(self.actor, obs, actions, advantages, cfg.max_kl, cfg.cg_max_steps,
                           cfg.cg_damping, cfg.line_search_shrinking_factor, cfg.line_search_max_iter)
-        stats.update(fit_baseline(self.critic, self.critic_optimizer, obs, returns, cfg.n_critic_updates,
+        stats.update(fit_baseline(self.value_net, self.critic_optimizer, obs, returns, cfg.n_critic_updates,
                                   cfg.critic_minibatch_size, self.generator))
         stats["explained_variance"] = explained_variance(buffer.values.flatten(), returns)
         self.updates_done += 1

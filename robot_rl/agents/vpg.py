@@ -23,44 +23,14 @@ deterministic evaluation 1000/1000 at 100k steps).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robot_rl.agents.base import OnPolicyAgent, explained_variance, fit_baseline
-from robot_rl.config import check
+from robot_rl.agents.configs import VPGConfig
 from robot_rl.rollout import RolloutBuffer, episode_starts, monte_carlo_returns, standardize
-
-
-@dataclass(frozen=True)
-class VPGConfig:
-    num_steps: int = 1000
-    """Rollout length per environment between updates (one gradient step each)."""
-    gamma: float = 0.99
-    learning_rate: float = 5e-3
-    """Adam step size of the policy."""
-    baseline: bool = True
-    """Subtract a learned state-value baseline b(s_t) (the critic)."""
-    reward_to_go: bool = True
-    """Weight ∇log π(a_t|s_t) by G_t (true) or by the whole trajectory's return R(τ) (false)."""
-    normalize_advantages: bool = True
-    """Standardise the weights Ψ_t − b(s_t) over the batch."""
-    critic_learning_rate: float = 5e-3
-    critic_epochs: int = 5
-    """Passes of the baseline regression per batch."""
-    critic_minibatch_size: int | None = None
-    """Minibatch size of the baseline regression; None = the whole batch (one step per pass)."""
-
-    def __post_init__(self) -> None:
-        check(self.num_steps >= 1, "num_steps", "must be >= 1")
-        check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
-        check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(self.critic_learning_rate > 0, "critic_learning_rate", "must be > 0")
-        check(self.critic_epochs >= 1, "critic_epochs", "must be >= 1")
-        check(self.critic_minibatch_size is None or self.critic_minibatch_size >= 1,
-              "critic_minibatch_size", "must be >= 1 or null")
 
 
 def trajectory_returns(returns: Tensor, starts: Tensor) -> Tensor:
@@ -87,7 +57,7 @@ class VPG(OnPolicyAgent):
                                  if self.critic is not None else None)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"policy": self.policy_optimizer}
+        opts: dict[str, torch.optim.Optimizer] = {"policy": self.policy_optimizer}
         if self.critic_optimizer is not None:
             opts["critic"] = self.critic_optimizer
         return opts
@@ -118,7 +88,7 @@ class VPG(OnPolicyAgent):
             with torch.no_grad():
                 stats["entropy"] = self.actor(b["obs"]).entropy().mean().item()
             stats.update(policy_loss=loss.item(), mean_return_estimate=b["returns"].mean().item())
-            if self.critic is not None:
+            if self.critic is not None and self.critic_optimizer is not None:
                 minibatch = cfg.critic_minibatch_size or b["obs"].shape[0]
                 stats.update(fit_baseline(self.critic, self.critic_optimizer, b["obs"], b["returns"],
                                           cfg.critic_epochs, minibatch, self.generator))

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="run the firmware emulator on a pseudo-terminal (hardware-in-the-loop)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True,
-                   help="task whose MuJoCo model is the plant, e.g. InvertedPendulum-v5")
+                   help="task whose MuJoCo engine world is the plant: any task on the engine, e.g. "
+                        "InvertedPendulum-v5, Hopper-v5, Reacher-v5")
     p.add_argument("--link", help="symlink the device end of the pty here (stable across reconnects); "
                                   "an existing path is refused, and only the link made here is removed")
     p.add_argument("--force", action="store_true",

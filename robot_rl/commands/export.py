@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from robot_rl.policies.export import export_run
+    from robot_rl.export import export_run
 
     bundle = export_run(args.run_dir, args.out, episodes=args.episodes, seed=args.seed, onnx=args.onnx,
                         force=args.force, checkpoint=args.checkpoint)

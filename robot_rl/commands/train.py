@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from robot_rl.errors import ConfigError
 
@@ -24,19 +23,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from robot_rl.launch import load_train_config, read_run_config, trainer_class
+    from robot_rl.launch import load_train_config, trainer_class
+    from robot_rl.run_dir import has_checkpoints
 
     if args.resume:
         if args.overrides:
             raise ConfigError("--set cannot change a run being resumed; its config.yaml is authoritative")
-        trainer = trainer_class(read_run_config(args.resume).algo).resume(args.resume)
+        if args.file or args.out:
+            given = f"launch file {args.file}" if args.file else f"--out {args.out}"
+            raise ConfigError(f"--resume {args.resume} continues the run with its own config.yaml and "
+                              f"folder; {given} would be ignored: give one or the other")
+        from robot_rl.run_base import read_resume_config
+
+        config, _ = read_resume_config(args.resume)
+        trainer = trainer_class(config.algo).resume(args.resume, config)
     else:
         if not args.file:
             raise ConfigError("a launch file is required (or --resume RUN_DIR)")
         config = load_train_config(args.file, args.overrides)
         out = args.out or f"runs/{config.task.replace(':', '_')}_{config.algo}_s{config.seed}_" \
                           f"{time.strftime('%Y%m%d-%H%M%S')}"
-        if Path(out, "checkpoints").is_dir() and any(Path(out, "checkpoints").iterdir()):
+        if has_checkpoints(out):
             raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it")
         trainer = trainer_class(config.algo)(config, out)
     if trainer.config.randomize.active:  # the ranges in the log (config.yaml holds them too)

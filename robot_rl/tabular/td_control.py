@@ -26,6 +26,10 @@ Bootstrap = Callable[[np.ndarray, int], float]
 """(Q(s', ·) of shape (A,), next action a') → the value the target bootstraps from."""
 
 
+MAX_EPISODES = 10_000_000
+"""Most episodes one run takes: three (episodes,) arrays of results, about 200 MB at the bound."""
+
+
 @dataclass(frozen=True)
 class TDConfig:
     """Tabular TD control; the defaults are Sutton & Barto's cliff-walking example 6.6."""
@@ -52,7 +56,8 @@ class TDConfig:
     """Initial value of every Q(s, a)."""
 
     def __post_init__(self) -> None:
-        check(self.episodes >= 1, "episodes", f"{self.episodes!r} must be ≥ 1")
+        check(1 <= self.episodes <= MAX_EPISODES, "episodes",
+              f"{self.episodes!r} must be in [1, {MAX_EPISODES}] (each episode's return is kept)")
         check(0.0 < self.alpha <= 1.0, "alpha", f"{self.alpha!r} is outside (0, 1]")
         check(0.0 < self.gamma <= 1.0, "gamma", f"{self.gamma!r} is outside (0, 1]")
         check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"{self.max_steps!r} must be ≥ 1")

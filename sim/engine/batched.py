@@ -93,7 +93,7 @@ class _InfoBatch:
         self.num_envs = num_envs
 
     def add(self, infos: dict[str, Any], env_info: dict[str, Any], i: int) -> dict[str, Any]:
-        return self._add_info(infos, env_info, i)
+        return self._add_info(infos, env_info, i)  # type: ignore[misc]  # duck-typed: reads num_envs
 
 
 def _check_count(value: Any, key: str) -> int:
@@ -170,11 +170,14 @@ class BatchedEngine:
             return None
         if cls is None:
             try:
-                from ..randomization import Randomizer as cls
+                from ..randomization import Randomizer
             except ImportError:
                 raise ConfigError("randomize: the batched engine draws its perturbations through "
                                   "sim.randomization.Randomizer, which this install does not have; use "
                                   "vectorization: sync, or no randomize: section") from None
+            # the real one also checks what the task can take (a delay longer than a control period)
+            return Randomizer(randomize, self.nominal, self.physics_dt,
+                              physics_steps=self.task.frame_skip, task_id=self.task.name)
         return cls(randomize, self.nominal, self.physics_dt)
 
     # ------------------------------------------------------------------ episodes
@@ -331,7 +334,7 @@ class BatchedEngine:
         final_obs = np.full(self.num_envs, None, dtype=object)
         for i in idx:
             final_obs[i] = obs[i].copy()
-        batch, final_info = _InfoBatch(self.num_envs), {}
+        batch, final_info = _InfoBatch(self.num_envs), dict[str, Any]()
         for i in idx:  # what a sync sub-env's last step reports, batched as sync batches it
             ended: dict[str, Any] = {"physics_failure": True} if failed[i] else {}
             if self.randomizer is not None:

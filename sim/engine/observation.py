@@ -28,6 +28,7 @@ class BatchObservationBuilder:
             select = None if t.indices is None else _selector(t.indices)
             goal = None
             if t.relative != "none":
+                assert t.goal is not None  # ObsTerm checks: a relative term names its goal field
                 goal = (t.relative, t.goal, None if t.goal_indices is None else _selector(t.goal_indices))
             func = {"none": None, "sin": np.sin, "cos": np.cos}[t.transform]
             self._terms.append((t.source, select, goal, func, t.clip, t.scale, start, width, t.history))

@@ -18,6 +18,8 @@ import numpy as np
 from robot_rl.errors import ConfigError
 from robot_rl.spec import ActionSpec, ObsTerm, SpecError, TaskSpec
 
+from ..joint_naming import spec_state_joints
+
 # mjData arrays a task may read (observation, outcome), with their element count for a model.
 FIELD_SIZES: dict[str, Callable[[Any], int]] = {
     "qpos": lambda m: m.nq,
@@ -193,6 +195,6 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
                         action=ActionSpec.from_bounds(task.action_kind, low, high), joint_limits=limits,
                         control_period=float(model.opt.timestep) * task.frame_skip,
                         physics_dt=float(model.opt.timestep), state_fields=sizes,
-                        goal_fields=tuple(task.goals))
+                        state_joints=spec_state_joints(model, sizes), goal_fields=tuple(task.goals))
     except SpecError as err:  # an index past the model's field, a goal term without its goal ...
         raise ConfigError(f"{task.name}: its spec does not fit its model: {err}") from None

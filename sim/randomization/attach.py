@@ -19,8 +19,9 @@ def apply_randomization(env: Any, config: RandomizationConfig | None, task_id: s
     if not isinstance(base, _mujoco_env_classes()):
         raise ConfigError(f"randomize.{config.active_names()[0]}: task {task_id!r} does not support it: "
                           f"not a MuJoCo task (the Gymnasium MuJoCo tasks and dm_control's take every term)")
-    spec = base.task_spec
-    base.use_randomizer(Randomizer(config, base.model, spec.physics_dt, spec.physics_steps, task_id))
+    task: Any = base  # a MuJoCo task env (checked above): task_spec, model, use_randomizer
+    spec = task.task_spec
+    task.use_randomizer(Randomizer(config, task.model, spec.physics_dt, spec.physics_steps, task_id))
 
 
 def _mujoco_env_classes() -> tuple[type, ...]:

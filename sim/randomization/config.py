@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
-from robot_rl.config import check
+from robot_rl.config import check, check_choice
 
 _NOMINAL = (1.0, 1.0)
 
@@ -38,8 +38,13 @@ class RandomizationConfig:
     initial_state_noise: float = 0.0
     """Half-width of a uniform perturbation of the reset state, on top of the task's own: every dof's
     position (quaternions integrated, so they stay unit) and velocity."""
+    scale_per: Literal["element", "world"] = "element"
+    """How the four scales are drawn: one factor per body, geom, dof or actuator ("element": shapes
+    vary, totals average out), or one factor per world shared by all its elements ("world": the whole
+    robot heavier, its motors weaker, as a different plant is)."""
 
     def __post_init__(self) -> None:
+        check_choice(self.scale_per, "randomize.scale_per", ("element", "world"))
         for name in ("body_mass_scale", "geom_friction_scale", "joint_damping_scale", "actuator_gain_scale"):
             low, high = _pair(self, name)
             floor_ok = low > 0 if name == "body_mass_scale" else low >= 0
@@ -64,18 +69,22 @@ class RandomizationConfig:
 
     def active_names(self) -> list[str]:
         """The names of the terms that perturb something, in the order they are drawn."""
-        return [f.name for f in fields(self) if getattr(self, f.name) != f.default]
+        return [f.name for f in fields(self) if f.name != "scale_per" and getattr(self, f.name) != f.default]
 
     def terms(self) -> list[Any]:
         """The active terms, episode-level ones in their fixed drawing order, then the step noises."""
         from .terms import TERMS
 
         active = set(self.active_names())
-        return [TERMS[name](getattr(self, name)) for name in TERMS if name in active]
+        scales = {"per_world": self.scale_per == "world"}
+        return [TERMS[name](getattr(self, name), **(scales if TERMS[name].scale else {}))
+                for name in TERMS if name in active]
 
     def describe(self) -> str:
         """One line for a run's log: each active term and its range."""
         parts = [f"{name} {_show(getattr(self, name))}" for name in self.active_names()]
+        if self.scale_per == "world" and any(name.endswith("_scale") for name in self.active_names()):
+            parts.append("scales per world")
         return "randomize: " + (", ".join(parts) if parts else "off")
 
 

@@ -21,11 +21,14 @@ Rng = np.random.Generator | Sequence[np.random.Generator]
 
 @dataclass(frozen=True)
 class _Scale:
-    """A per-element factor in [low, high] on one model array (the `fields` listed by subclasses)."""
+    """A factor in [low, high] on one model array: per element, or (`per_world`) one for all elements
+    of the world, broadcast (the value has one entry per element either way)."""
 
     bounds: tuple[float, float]
+    per_world: bool = False
     name = ""
     episode = True
+    scale = True
 
     def size(self, model: Any) -> int:
         raise NotImplementedError
@@ -35,6 +38,8 @@ class _Scale:
             raise ValueError("the model has nothing to scale")
 
     def sample(self, rng: np.random.Generator, nominal: Any) -> np.ndarray:
+        if self.per_world:
+            return np.full(self.size(nominal), rng.uniform(self.bounds[0], self.bounds[1]))
         return rng.uniform(self.bounds[0], self.bounds[1], self.size(nominal))
 
 
@@ -105,6 +110,7 @@ class GravityTilt:
     bounds: tuple[float, float]
     name = "gravity_tilt"
     episode = True
+    scale = False
 
     def check(self, nominal: Any, physics_steps: int) -> None:
         if not np.any(nominal.opt.gravity):
@@ -130,6 +136,7 @@ class ActuationDelay:
     bounds: tuple[float, float]
     name = "actuation_delay"
     episode = True
+    scale = False
 
     def steps(self, physics_dt: float) -> tuple[int, int]:
         low, high = (round(s / physics_dt) for s in self.bounds)
@@ -158,6 +165,7 @@ class InitialStateNoise:
     scale: float
     name = "initial_state_noise"
     episode = True
+    scale = False
 
     def check(self, nominal: Any, physics_steps: int) -> None:
         if nominal.nv == 0:
@@ -180,6 +188,7 @@ class _Noise:
 
     std: float
     episode = False
+    scale = False
 
     def check(self, nominal: Any, physics_steps: int) -> None:
         """Any task takes it."""
@@ -205,6 +214,6 @@ class ActionNoise(_Noise):
 
 
 # Every term, by its launch-file key; episode terms are drawn in this order.
-TERMS: dict[str, type] = {t.name: t for t in (
+TERMS: dict[str, Any] = {t.name: t for t in (  # the term classes (each has name, episode, scale)
     BodyMassScale, GeomFrictionScale, JointDampingScale, ActuatorGainScale, GravityTilt, ActuationDelay,
     InitialStateNoise, ObservationNoise, ActionNoise)}

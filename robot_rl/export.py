@@ -1,11 +1,14 @@
 """Run directory → policy bundle: the newest checkpoint's actor, normaliser and spec, then an evaluation.
 
-The actor is rebuilt from the run's config and checkpoint (`torch.load(weights_only=True)` through
-the trainer's loader), its mean network copied to float32 arrays (`GaussianActor.export_layers`), and
-the bundle written by `write_bundle`. The bundle is then evaluated *as shipped* — read back from disk
-on the numpy runtime, through `robot_rl.evaluation.evaluate`, in the task's simulator — and the result
-goes into its manifest's provenance. With the run's eval seed and episode count this is the run's own
-evaluation, so a bundle's return can be compared with eval.json's.
+A training-side step (it reads checkpoints with torch), so it lives in the core; `robot_rl.policies`
+holds only the format it writes and the runtimes that read it. The run's trainer class rebuilds its
+network from the config and checkpoint (`torch.load(weights_only=True)` through the trainer's loader)
+and gives its layers as float32 arrays (`bundle_network`: the Gaussian mean network, or DQN's
+Q-network with an argmax head); the bundle is written by `write_bundle`. The bundle is then evaluated
+*as shipped* — read back from disk on the numpy runtime, through `robot_rl.evaluation.evaluate`, in
+the task's simulator — and the result goes into its manifest's provenance. With the run's eval seed
+and episode count this is the run's own evaluation, so a bundle's return can be compared with
+eval.json's.
 
 torch, the trainer and the simulator are imported inside the functions: importing this module is cheap.
 """
@@ -55,28 +58,13 @@ def export_run(run_dir: str | Path, out: str | Path, *, episodes: int | None = N
     `evaluation` is null). `onnx`: see `write_bundle`.
     """
     from robot_rl.launch import trainer_class
-    from robot_rl.networks import GaussianActor
     from robot_rl.sim import get_spec
     from robot_rl.trainer import load_run_policy
 
     run_dir = Path(run_dir)
-    config, _, state = load_run_policy(run_dir, checkpoint)
+    config, _, state = load_run_policy(run_dir, checkpoint)  # refuses a checkpoint of another network
     spec = get_spec(config.task)
-    trainer = trainer_class(config.algo)
-    if hasattr(trainer, "bundle_network"):  # a trainer with its own head (DQN: Q-network + argmax)
-        kind, exported, head = trainer.bundle_network(config, state)
-    else:
-        actor_state = state["agent"]["actor"]
-        if "log_std" not in actor_state:
-            raise BundleError(f"{run_dir}: the {config.algo} agent has no Gaussian actor; only Gaussian "
-                              f"policies (ppo, trpo, vpg, reinforce) export here")
-        p = config.policy
-        actor = GaussianActor(spec.obs_dim, spec.act_dim, hidden=p.hidden, activation=p.activation,
-                              log_std_init=p.log_std_init, squash=p.squash)
-        actor.load_state_dict(actor_state)
-        exported = actor.export_layers()
-        kind, head = "gaussian", {"squash": "tanh" if actor.squash else "none",
-                                  "log_std": actor.log_std.detach().double().numpy().tolist()}
+    kind, exported, head = trainer_class(config.algo).bundle_network(config, state)
 
     normalizer = None
     if state.get("obs_normalizer") is not None:
