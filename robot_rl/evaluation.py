@@ -74,7 +74,9 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
              max_steps: int | None = None, randomize: Any = None, hooks: Sequence[EvalHook] = (),
              render_mode: str | None = None, simulator: str = "gymnasium") -> dict[str, Any]:
     """Run `episodes` episodes; return {"mean_return", "std_return", "episodes", "returns", "lengths"},
-    and "success_rate" when the task reports success (in the last step's info) in every episode.
+    and "success_rate" when the task reports success (in the last step's info) in every episode. A task
+    that counts goals reached (the cube tasks' `successes` info) also gives "consecutive_successes"
+    (mean goals in a row), and its "success_rate" is the share of episodes that reached their first goal.
 
     `randomize` (a RandomizationConfig): evaluate under its perturbations, drawn per episode from the
     episode's seed (so still reproducible), instead of the nominal model. `render_mode`: how the env is
@@ -82,7 +84,7 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
     "engine" (the module docstring).
     """
     env = make_eval_env(task, simulator, seed=seed, randomize=randomize, render_mode=render_mode)
-    returns, lengths, successes = [], [], []
+    returns, lengths, successes, goals = [], [], [], []
     attached: list[EvalHook] = []
     try:
         for hook in hooks:
@@ -104,6 +106,8 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
             returns.append(total)
             lengths.append(steps)
             successes.append(episode_success(info))
+            if "successes" in info:
+                goals.append(int(info["successes"]))
     except BaseException:
         for hook in attached:
             hook.close(ok=False)
@@ -117,4 +121,7 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
               "episodes": episodes, "returns": returns, "lengths": lengths}
     if successes and None not in successes:
         result["success_rate"] = float(np.mean([bool(s) for s in successes]))
+    if len(goals) == episodes:
+        result.update(success_rate=float(np.mean(np.asarray(goals) >= 1)),
+                      consecutive_successes=float(np.mean(goals)), successes=goals)
     return result
