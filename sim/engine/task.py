@@ -83,6 +83,8 @@ class EngineTask:
     """mjData fields the outcome reads besides the observation's (kept before and after each step)."""
     goals: Mapping[str, GoalGetter] = dataclasses.field(default_factory=dict)
     """Goal field name -> how the episode's target is read at its start (the spec's goal_fields)."""
+    action_kind: str = "torque"
+    """What the controls mean: "torque" (motors) or "position" (targets of position actuators)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.frame_skip, bool) or not isinstance(self.frame_skip, int) or self.frame_skip < 1:
@@ -158,7 +160,7 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
     names, limits, low, high = joint_actions(task.name, model)
     try:
         return TaskSpec(name=task.name, joint_names=names, observation=terms,
-                        action=ActionSpec.from_bounds("torque", low, high), joint_limits=limits,
+                        action=ActionSpec.from_bounds(task.action_kind, low, high), joint_limits=limits,
                         control_period=float(model.opt.timestep) * task.frame_skip,
                         physics_dt=float(model.opt.timestep), state_fields=sizes,
                         state_joints=spec_state_joints(model, sizes), goal_fields=tuple(task.goals))
