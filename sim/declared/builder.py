@@ -35,8 +35,8 @@ def _load_spec(task: DeclaredTask) -> mujoco.MjSpec:
     if not os.path.isfile(task.model):
         raise ConfigError(f"task.model: file {task.model!r} does not exist")
     try:
+        mujoco.MjSpec.from_file(task.model).compile()  # a compile fuses static bodies in its spec
         spec = mujoco.MjSpec.from_file(task.model)
-        spec.compile()
     except ValueError as err:  # MuJoCo's compiler message (a missing mesh file, a bad element ...)
         raise ConfigError(f"task.model: {task.model!r} does not compile: {err}") from None
     return spec
@@ -110,6 +110,7 @@ def compile_model(task: DeclaredTask) -> tuple[str, mujoco.MjModel, tuple[str, .
         if root is None:
             raise ConfigError(f"task.floating_base: {task.model!r} has no body to float")
         root.add_freejoint()
+        spec.compiler.fusestatic = False  # URDF's default fuses the jointless root link into the world
     _actuate(task, spec, joints)
     spec.meshdir = os.path.join(os.path.dirname(task.model), spec.meshdir or "")
     try:

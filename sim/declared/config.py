@@ -105,7 +105,8 @@ def _positive(value: Any, key: str) -> float:
 def _unknown(given: Mapping[str, Any], valid: tuple[str, ...] | Mapping[str, Any], where: str) -> None:
     for k in given:
         if k not in valid:
-            raise ConfigError(f"task.{where}: unknown key {k!r}; valid: {', '.join(valid)}")
+            raise ConfigError(f"task{'.' + where if where else ''}: unknown key {k!r}; "
+                              f"valid: {', '.join(valid)}")
 
 
 def _per_joint(value: Any, key: str) -> float | Mapping[str, float]:
