@@ -232,6 +232,11 @@ def read_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     data = strict_yaml.read(path)  # bounded: no aliases, duplicate keys, non-UTF-8 or huge files
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a launch file must be a mapping of keys to values")
+    if isinstance(data.get("task"), dict):  # a declared task: its id names this file (sim/declared)
+        if any(str(o).startswith("task.") for o in overrides):
+            raise ConfigError(f"{path}: --set task.* is not supported for a task declared in the file; "
+                              f"edit the file's task: mapping")
+        data["task"] = "declared:" + str(path.resolve())
     return apply_overrides(data, overrides)
 
 
@@ -265,6 +270,12 @@ def config_to_yaml_dict(config: TrainConfig) -> dict[str, Any]:
 
 def _check_task(task: str) -> None:
     from robot_rl.sim import task_names
+
+    if isinstance(task, str) and task.startswith("declared:"):
+        from robot_rl.sim.registry import engine_task
+
+        engine_task(task)  # builds it: a wrong term, joint or model is named now, before training
+        return
 
     names = task_names()
     if task not in names:

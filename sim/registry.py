@@ -45,6 +45,12 @@ def _grid(task_id: str, seed: int | None = None, render_mode: str | None = None)
     return GridTaskEnv(task_id, seed=seed, render_mode=render_mode)
 
 
+def _declared(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .declared.env import DeclaredEnv
+
+    return DeclaredEnv(task_id, seed=seed, render_mode=render_mode)
+
+
 def _atari(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
     from .atari import AtariEnv
 
@@ -102,6 +108,10 @@ def engine_task(task_id: str) -> Any:
     from .engine.gymnasium_tasks import TASKS as ENGINE_TASKS
 
     resolve(task_id)
+    if task_id.startswith("declared:"):
+        from .declared.source import load
+
+        return load(task_id)
     if task_id not in ENGINE_TASKS:
         raise ConfigError(f"vectorization: 'batched' runs the MuJoCo engine's tasks only; {task_id!r} is not "
                           f"one of them ({', '.join(engine_task_names())}); use vectorization: sync or async")
@@ -114,6 +124,8 @@ def resolve(task_id: str) -> Factory:
         raise ConfigError(f"task: expected a task id string, got {task_id!r}")
     if task_id in TASKS:
         return TASKS[task_id]
+    if task_id.startswith("declared:"):  # a task declared in a launch file (sim/declared)
+        return _declared
     if task_id.startswith("dmc:"):
         from .dm_control_tasks import suite_tasks
 

@@ -1,0 +1,78 @@
+"""A task declared in a launch file, on a tiny URDF written here: PPO trains on it through the launch
+file, the run exports, and the bundle builds the engine's observation from the same world state."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_declared_task import URDF
+
+from robot_rl import policies
+from robot_rl.errors import ConfigError
+from robot_rl.export import export_run
+from robot_rl.launch import load_train_config
+from robot_rl.sim import make
+from robot_rl.trainer import Trainer
+
+LAUNCH = """
+task:
+  model: robots/arm.urdf
+  control: {kind: position, kp: 20.0, kd: 0.5, period: 0.02}
+  default_pose: {shoulder: 0.3, elbow: -0.5}
+  observations: [joint_pos, joint_vel, last_action]
+  rewards: {alive: 1.0, joint_pos_deviation: -1.0, action_rate: -0.01}
+  terminations: [timeout]
+  episode_seconds: 2
+algo: ppo
+seed: 3
+total_steps: 4096
+num_envs: 4
+vectorization: batched
+env_threads: 1
+ppo: {num_steps: 256, epochs: 5, minibatch_size: 256, learning_rate: 1.0e-3}
+eval: {episodes: 2}
+log: {progress_bar: false, tensorboard: false, plot: false}
+"""
+
+
+@pytest.fixture
+def launch_file(tmp_path: Path) -> Path:
+    (tmp_path / "robots").mkdir()
+    (tmp_path / "robots" / "arm.urdf").write_text(URDF)
+    path = tmp_path / "arm_ppo.yaml"
+    path.write_text(LAUNCH)
+    return path
+
+
+def test_declared_task_trains_exports_and_the_bundle_observes_as_the_engine(launch_file: Path,
+                                                                           tmp_path: Path) -> None:
+    config = load_train_config(launch_file)
+    assert config.task == f"declared:{launch_file.resolve()}"
+    result = Trainer(config, tmp_path / "run").train()
+    assert result["step"] >= 4096
+    bundle = export_run(tmp_path / "run", tmp_path / "bundle", episodes=2)
+    policy = policies.load(bundle.path)
+    assert policy.spec.joint_names == ("shoulder", "elbow")
+    assert policy.spec.action.kind == "position"
+
+    env = make(config.task, num_envs=2, seed=11, vectorization="batched", threads=1)
+    obs, _ = env.reset(seed=11)
+    for _ in range(7):
+        actions = np.stack([policy.act_normalized(o) for o in obs])
+        obs, *_ = env.step(actions)
+    for i in range(2):
+        state = env.engine.world_state(i)
+        np.testing.assert_allclose(policy.observation(state), obs[i], rtol=0, atol=0)
+    env.close()
+
+
+def test_a_bad_term_in_the_launch_file_is_named_before_training(launch_file: Path) -> None:
+    launch_file.write_text(LAUNCH.replace("action_rate: -0.01", "action_rat: -0.01"))
+    with pytest.raises(ConfigError,
+                       match=r"arm_ppo.yaml: task.rewards: unknown term 'action_rat'; valid: alive"):
+        load_train_config(launch_file)
+
+
+def test_set_overrides_of_a_declared_task_are_refused(launch_file: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--set task\.\* is not supported"):
+        load_train_config(launch_file, ["task.episode_seconds=5"])
