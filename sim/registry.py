@@ -102,6 +102,11 @@ def engine_task_names() -> tuple[str, ...]:
     return tuple(t for t in ENGINE_TASKS if t in TASKS)
 
 
+def is_engine_task(task_id: str) -> bool:
+    """Whether `task_id` runs on the batched MuJoCo engine (a registered engine task or a declared one)."""
+    return task_id in engine_task_names() or task_id.startswith("declared:")
+
+
 def engine_task(task_id: str) -> Any:
     """The engine definition (`sim.engine.task.EngineTask`) of `task_id`; a ConfigError listing the ones
     there are if it has none."""

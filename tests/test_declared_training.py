@@ -9,6 +9,7 @@ import pytest
 from test_declared_task import URDF
 
 from robot_rl import policies
+from robot_rl.cli import main
 from robot_rl.errors import ConfigError
 from robot_rl.export import export_run
 from robot_rl.launch import load_train_config
@@ -67,6 +68,16 @@ def test_declared_task_trains_exports_and_the_bundle_observes_as_the_engine(laun
         state = env.engine.world_state(i)
         np.testing.assert_allclose(policy.observation(state), obs[i], rtol=0, atol=0)
     env.close()
+
+
+def test_the_bundle_deploys_on_the_mujoco_backend(launch_file: Path, tmp_path: Path, capsys) -> None:
+    config = load_train_config(launch_file, ["total_steps=1024", "eval.episodes=1"])
+    Trainer(config, tmp_path / "run").train()
+    bundle = export_run(tmp_path / "run", tmp_path / "bundle", episodes=0)
+    code = main(["deploy", str(bundle.path), "--backend", "mujoco", "--fast", "--duration", "1"])
+    out = capsys.readouterr().out
+    assert code in (0, None), out
+    assert "50 steps" in out and "safety interventions: none" in out  # 1 s at 0.02 s per step
 
 
 def test_a_bad_term_in_the_launch_file_is_named_before_training(launch_file: Path) -> None:
