@@ -90,3 +90,16 @@ def test_a_bad_term_in_the_launch_file_is_named_before_training(launch_file: Pat
 def test_set_overrides_of_a_declared_task_are_refused(launch_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"--set task\.\* is not supported"):
         load_train_config(launch_file, ["task.episode_seconds=5"])
+
+
+def test_task_check_prints_the_layout_and_names_a_bad_term(launch_file: Path, capsys) -> None:
+    assert main(["task", "check", str(launch_file)]) == 0
+    out = capsys.readouterr().out
+    assert "policy joints (2, action position)" in out
+    assert "[  0:  2] joint_pos" in out and "[  4:  6] last_action" in out
+    assert "-0.01 x action_rate" in out
+    launch_file.write_text(LAUNCH.replace("joints: ", "").replace("[joint_pos,", "[joint_angle,"))
+    assert main(["task", "check", str(launch_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("robot-rl: error: task.observations: unknown term 'joint_angle'; valid: joint_pos, "
+                   "joint_vel, last_action, projected_gravity, base_lin_vel, base_ang_vel")

@@ -13,7 +13,7 @@ from robot_rl.errors import ConfigError
 
 from ..engine.task import EngineTask
 from .builder import build_task
-from .config import parse_task
+from .config import DeclaredTask, parse_task
 
 PREFIX = "declared:"
 
@@ -28,13 +28,18 @@ def declared_id(path: str) -> str:
     return PREFIX + os.path.abspath(path)
 
 
-@functools.cache
-def load(task_id: str) -> EngineTask:
-    """The engine task of a declared id (built once per process; the file is read when first asked)."""
+def read(task_id: str) -> DeclaredTask:
+    """The declaration of a declared id, validated (nothing loaded)."""
     path = task_id.removeprefix(PREFIX)
     if not os.path.isfile(path):
         raise ConfigError(f"task: the file {path!r} of declared task {task_id!r} does not exist")
     data = strict_yaml.read(path)
     if isinstance(data, dict) and isinstance(data.get("task"), dict):
         data = data["task"]
-    return build_task(parse_task(data, os.path.dirname(path)), name=task_id)
+    return parse_task(data, os.path.dirname(path))
+
+
+@functools.cache
+def load(task_id: str) -> EngineTask:
+    """The engine task of a declared id (built once per process; the file is read when first asked)."""
+    return build_task(read(task_id), name=task_id)
