@@ -121,11 +121,12 @@ def compile_model(task: DeclaredTask) -> tuple[str, mujoco.MjModel, tuple[str, .
     folder = os.path.join(tempfile.gettempdir(), "robot_rl_declared")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, hashlib.sha256(xml.encode()).hexdigest()[:16] + ".xml")
-    if not os.path.isfile(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(xml)
-        os.replace(tmp, path)  # atomic: a concurrent builder never reads half a file
+    # Always written (a file found under the name is not trusted); atomic, so a concurrent builder of the
+    # same task never reads half a file.
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(xml)
+    os.replace(tmp, path)
     return path, model, joints
 
 
