@@ -52,7 +52,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 def test_importing_robot_rl_and_robot_side_packages_does_not_import_heavy_dependencies() -> None:
     code = ("import sys, robot_rl, robot_rl.spec, robot_rl.sim, robot_rl.policies, robot_rl.hardware, "
             "robot_rl.cli\n"
-            "names = ('torch', 'mujoco', 'gymnasium', 'dm_control', 'rclpy')\n"
+            "names = ('torch', 'mujoco', 'gymnasium', 'dm_control', 'rclpy', 'ray')\n"
             "heavy = [m for m in names if m in sys.modules]\n"
             "print(heavy)")
     result = _python(code)
