@@ -103,3 +103,29 @@ def test_task_check_prints_the_layout_and_names_a_bad_term(launch_file: Path, ca
     err = capsys.readouterr().err.strip()
     assert err == ("robot-rl: error: task.observations: unknown term 'joint_angle'; valid: joint_pos, "
                    "joint_vel, last_action, projected_gravity, base_lin_vel, base_ang_vel")
+
+
+@pytest.mark.hil
+def test_a_declared_task_is_emulated_over_serial(launch_file: Path, tmp_path: Path) -> None:
+    """`robot-rl emulate --task declared:FILE`: a SerialRobot of the declared spec configures against the
+    device by joint name and receives every state field the observation reads (the default pose too)."""
+    from test_emulator_engine import Still, start_emulator, stop_emulator
+
+    from robot_rl.hardware.control_loop import ControlLoop
+    from robot_rl.hardware.safety import SafetyFilter
+    from robot_rl.hardware.serial_robot import SerialRobot
+    from robot_rl.sim import get_spec
+
+    task = load_train_config(launch_file).task
+    spec = get_spec(task)
+    link = tmp_path / "tty"
+    process = start_emulator(task, link)
+    try:
+        policy = Still(spec)
+        robot = SerialRobot(spec, str(link), watchdog=0.5)
+        stats = ControlLoop(robot, policy, SafetyFilter(spec)).run(steps=30)
+    finally:
+        stop_emulator(process)
+    assert stats.steps == 30
+    assert {k: v.size for k, v in policy.last.items() if k in spec.state_fields} == {
+        "qpos": 2, "qvel": 2, "ctrl": 2, "default_pose": 2}
