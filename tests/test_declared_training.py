@@ -119,7 +119,7 @@ def test_a_declared_task_is_emulated_over_serial(launch_file: Path, tmp_path: Pa
     task = load_train_config(launch_file).task
     spec = get_spec(task)
     link = tmp_path / "tty"
-    process = start_emulator(task, link)
+    process = start_emulator(str(launch_file), link)  # `emulate --task FILE`
     try:
         policy = Still(spec)
         robot = SerialRobot(spec, str(link), watchdog=0.5)
