@@ -9,7 +9,8 @@ from robot_rl.sim.declared import terms
 
 # qpos: base position (3), base quaternion w x y z (4), two hinge joints; qvel: base lin (3), ang (3), joints.
 LAYOUT = terms.Layout(qpos_index=np.array([7, 8]), dof_index=np.array([6, 7]),
-                      default_pose=np.array([0.1, -0.2]), base_qpos=0, base_dof=0)
+                      default_pose=np.array([0.1, -0.2]), base_qpos=0, base_dof=0,
+                      lower=np.array([-1.0, -np.inf]), upper=np.array([0.3, 0.1]))
 
 
 def _quat_x(angle: float) -> list[float]:
@@ -70,6 +71,13 @@ def test_rewards_by_hand() -> None:
     force[1, :6] = 100.0  # forces on the base's dofs are not the robot's torques
     np.testing.assert_allclose(terms.torque(force, LAYOUT), [25.0, 0.0])
     np.testing.assert_allclose(terms.base_height(QPOS, LAYOUT, target=0.3), [0.0025, 0.01], atol=1e-12)
+    # World 0: joints (0.4, 0.2) are 0.1 past the upper limits (0.3, 0.1); world 1 is inside them.
+    np.testing.assert_allclose(terms.joint_limit(QPOS, LAYOUT), [0.2, 0.0], atol=1e-12)
+    below = QPOS.copy()
+    below[:, 7:] = [[-1.5, -50.0], [-1.0, 0.1]]  # 0.5 under -1; no lower limit on joint 2; on the limits
+    np.testing.assert_allclose(terms.joint_limit(below, LAYOUT), [0.5, 0.0], atol=1e-12)
+    # Rolled 90°: gravity (0, -1, 0) in the base, tilt² = 1; yawed only: upright, 0.
+    np.testing.assert_allclose(terms.orientation(QPOS, LAYOUT), [1.0, 0.0], atol=1e-12)
 
 
 def test_terminations_by_hand() -> None:

@@ -134,11 +134,15 @@ def layout_of(task: DeclaredTask, model: mujoco.MjModel, joints: Sequence[str]) 
     """Where the policy joints and the floating base live in this model's qpos / qvel."""
     ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints]
     free = [i for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_FREE]
+    limited = np.array([bool(model.jnt_limited[i]) for i in ids])
+    ranges = np.array([model.jnt_range[i] for i in ids])
     return terms.Layout(qpos_index=np.array([model.jnt_qposadr[i] for i in ids], dtype=np.intp),
                         dof_index=np.array([model.jnt_dofadr[i] for i in ids], dtype=np.intp),
                         default_pose=np.array([task.default_pose.get(j, 0.0) for j in joints]),
                         base_qpos=int(model.jnt_qposadr[free[0]]) if free else None,
-                        base_dof=int(model.jnt_dofadr[free[0]]) if free else None)
+                        base_dof=int(model.jnt_dofadr[free[0]]) if free else None,
+                        lower=np.where(limited, ranges[:, 0], -np.inf),
+                        upper=np.where(limited, ranges[:, 1], np.inf))
 
 
 def _obs_term(term: Term, layout: terms.Layout, nu: int) -> ObsTerm:
@@ -169,6 +173,10 @@ def _outcome(task: DeclaredTask, layout: terms.Layout) -> Any:
                 value = terms.action_rate(batch.ctrl, batch.before["ctrl"])
             elif name == "torque":
                 value = terms.torque(batch.now["qfrc_actuator"], layout)
+            elif name == "joint_limit":
+                value = terms.joint_limit(qpos, layout)
+            elif name == "orientation":
+                value = terms.orientation(qpos, layout)
             else:
                 value = terms.base_height(qpos, layout, opts["target"])
             total += weight * value

@@ -32,13 +32,14 @@ OBSERVATIONS: dict[str, dict[str, Any]] = {
     "projected_gravity": {}, "base_lin_vel": {}, "base_ang_vel": {},
 }
 REWARDS: dict[str, dict[str, Any]] = {
-    "alive": {}, "joint_pos_deviation": {}, "action_rate": {}, "torque": {}, "base_height": {"target": None},
+    "alive": {}, "joint_pos_deviation": {}, "action_rate": {}, "torque": {}, "joint_limit": {},
+    "orientation": {}, "base_height": {"target": None},
 }
 TERMINATIONS: dict[str, dict[str, Any]] = {
     "timeout": {}, "base_height_below": {"height": None}, "orientation_beyond": {"limit": None},
 }
 # Terms that read the floating base (refused for a fixed-base model).
-BASE_TERMS = frozenset({"projected_gravity", "base_lin_vel", "base_ang_vel", "base_height",
+BASE_TERMS = frozenset({"projected_gravity", "base_lin_vel", "base_ang_vel", "base_height", "orientation",
                         "base_height_below", "orientation_beyond"})
 TASK_KEYS = ("model", "floating_base", "control", "joints", "default_pose", "observations", "rewards",
              "terminations", "episode_seconds")

@@ -29,6 +29,10 @@ class Layout:
     """qpos address of the floating base's free joint (None: a fixed-base robot)."""
     base_dof: int | None = None
     """qvel address of the floating base's free joint."""
+    lower: np.ndarray | None = None
+    """`(J,)` joint lower limits (rad or m; -inf where unlimited); None: every joint unlimited."""
+    upper: np.ndarray | None = None
+    """`(J,)` joint upper limits (+inf where unlimited)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,6 +112,22 @@ def base_height(qpos: Array, layout: Layout, target: float) -> Array:
     """Squared error of the base height from `target` (m²); weight it negative."""
     assert layout.base_qpos is not None
     return np.square(qpos[:, layout.base_qpos + 2] - target)
+
+
+def joint_limit(qpos: Array, layout: Layout) -> Array:
+    """Summed distance past the joint limits (rad or m; 0 inside them); weight it negative."""
+    q = qpos[:, layout.qpos_index]
+    n = len(q)
+    if layout.lower is None or layout.upper is None:
+        return np.zeros(n)
+    below = np.where(np.isfinite(layout.lower), np.maximum(layout.lower - q, 0.0), 0.0)
+    above = np.where(np.isfinite(layout.upper), np.maximum(q - layout.upper, 0.0), 0.0)
+    return np.sum(below + above, axis=1)
+
+
+def orientation(qpos: Array, layout: Layout) -> Array:
+    """Squared tilt: the horizontal part of the projected gravity, squared (0 upright); weight negative."""
+    return np.sum(np.square(projected_gravity(qpos, layout)[:, :2]), axis=1)
 
 
 # --------------------------------------------------------------------------------------------------
