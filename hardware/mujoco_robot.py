@@ -56,10 +56,10 @@ class MujocoRobot(Robot):
 
     # ------------------------------------------------------------------ hooks
     def _configure(self) -> None:
-        from robot_rl.sim.registry import engine_task_names, resolve
+        from robot_rl.sim.registry import is_engine_task, resolve
 
         resolve(self.task)  # an unknown id: the registry's error, listing the valid ones
-        if self.task in engine_task_names():
+        if is_engine_task(self.task):
             self._attach_engine()
         else:
             self._attach_dm_control()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from robot_rl import strict_yaml
-from robot_rl.config import check, check_choice, from_dict, read_launch_file, to_dict
+from robot_rl.config import apply_overrides, check, check_choice, from_dict, read_launch_file, to_dict
 from robot_rl.errors import ConfigError
 from robot_rl.sim.adr import ADRConfig
 from robot_rl.sim.randomization import RandomizationConfig, check_randomization
@@ -249,8 +249,20 @@ def parse_train_config(data: Any) -> TrainConfig:
     return dataclasses.replace(config, algorithm=algorithm)
 
 
+def read_train_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """`config.read_launch_file` for a training file: a task declared in it (a `task:` mapping, sim/declared)
+    becomes the id `declared:<this file>`, so a run, its subprocesses and its export rebuild the same task."""
+    data = read_launch_file(path)
+    if isinstance(data.get("task"), dict):
+        if any(str(o).startswith("task.") for o in overrides):
+            raise ConfigError(f"{path}: --set task.* is not supported for a task declared in the file; "
+                              f"edit the file's task: mapping")
+        data["task"] = "declared:" + str(Path(path).resolve())
+    return apply_overrides(data, overrides)
+
+
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    data = read_launch_file(path, overrides)
+    data = read_train_launch_file(path, overrides)
     try:
         return parse_train_config(data)
     except ConfigError as err:
@@ -279,6 +291,12 @@ def config_to_yaml_dict(config: TrainConfig) -> dict[str, Any]:
 
 def _check_task(task: str) -> None:
     from robot_rl.sim import task_names
+
+    if isinstance(task, str) and task.startswith("declared:"):
+        from robot_rl.sim.registry import engine_task
+
+        engine_task(task)  # builds it: a wrong term, joint or model is named now, before training
+        return
 
     names = task_names()
     if task not in names:

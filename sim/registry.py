@@ -5,7 +5,7 @@ actions), Gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3
 Gymnasium's box2d extra), the course's grid worlds as `grid:<name>` and Atari games as `atari:<game>`
 (optional: ale-py) (discrete actions), and the cube tasks `cube:rotate-z` and `cube:reorient` (our
 three-finger hand, sim/cube_task.py; they exist only on the batched engine, so their single env is one
-engine world, sim/world_env.py). The suite
+engine world, sim/engine/world_env.py). The suite
 tasks listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
 Factories import their simulator on call, so importing this module is cheap.
 """
@@ -48,10 +48,15 @@ def _grid(task_id: str, seed: int | None = None, render_mode: str | None = None)
 
 
 def _cube(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
-    from .cube_task import engine_tasks
-    from .world_env import WorldEnv
+    from .engine.world_env import EngineWorldEnv
 
-    return WorldEnv(engine_tasks()[task_id], seed=seed)
+    return EngineWorldEnv(task_id, seed=seed, render_mode=render_mode)
+
+
+def _declared(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .engine.world_env import EngineWorldEnv
+
+    return EngineWorldEnv(task_id, seed=seed, render_mode=render_mode)
 
 
 def _atari(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
@@ -118,11 +123,20 @@ def reports_successes(task_id: str) -> bool:
     return task_id.startswith("cube:") and task_id in TASKS
 
 
+def is_engine_task(task_id: str) -> bool:
+    """Whether `task_id` runs on the batched MuJoCo engine (a registered engine task or a declared one)."""
+    return task_id in engine_task_names() or task_id.startswith("declared:")
+
+
 def engine_task(task_id: str) -> Any:
     """The engine definition (`sim.engine.task.EngineTask`) of `task_id`; a ConfigError listing the ones
     there are if it has none."""
     engine_tasks = _engine_tasks()
     resolve(task_id)
+    if task_id.startswith("declared:"):
+        from .declared.source import load
+
+        return load(task_id)
     if task_id not in engine_tasks:
         raise ConfigError(f"vectorization: 'batched' runs the MuJoCo engine's tasks only; {task_id!r} is not "
                           f"one of them ({', '.join(engine_task_names())}); use vectorization: sync or async")
@@ -135,6 +149,8 @@ def resolve(task_id: str) -> Factory:
         raise ConfigError(f"task: expected a task id string, got {task_id!r}")
     if task_id in TASKS:
         return TASKS[task_id]
+    if task_id.startswith("declared:"):  # a task declared in a launch file (sim/declared)
+        return _declared
     if task_id.startswith("dmc:"):
         from .dm_control_tasks import suite_tasks
 

@@ -41,10 +41,10 @@ class MujocoPlant:
 
         from robot_rl.sim.engine.batched import BatchedEngine
         from robot_rl.sim.engine.task import POST_CONSTRAINT_FIELDS
-        from robot_rl.sim.registry import engine_task, engine_task_names, resolve
+        from robot_rl.sim.registry import engine_task, engine_task_names, is_engine_task, resolve
 
         resolve(task)  # an unknown id: the registry's error, listing the valid ones
-        if task not in engine_task_names():
+        if not is_engine_task(task):
             raise ConfigError(f"task {task!r} has no MuJoCo engine world to emulate; the emulator runs the "
                               f"engine's tasks: {', '.join(engine_task_names())}")
         self._mujoco = mujoco

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True,
                    help="task whose MuJoCo engine world is the plant: any task on the engine, e.g. "
-                        "InvertedPendulum-v5, Hopper-v5, Reacher-v5")
+                        "InvertedPendulum-v5, Hopper-v5, Reacher-v5, or a launch file (.yaml) whose "
+                        "task: is declared")
     p.add_argument("--link", help="symlink the device end of the pty here (stable across reconnects); "
                                   "an existing path is refused, and only the link made here is removed")
     p.add_argument("--force", action="store_true",
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.hardware.emulator import parse_faults, run_emulator
     from robot_rl.sim.registry import resolve
 
+    if args.task.endswith((".yaml", ".yml")):  # a launch file declaring its task (sim/declared)
+        from robot_rl.sim.declared.source import declared_id
+
+        args.task = declared_id(args.task)
     resolve(args.task)  # an unknown task: the registry's error, listing the valid ids
     faults = parse_faults(args.fault)
 

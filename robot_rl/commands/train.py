@@ -41,7 +41,8 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.file:
             raise ConfigError("a launch file is required (or --resume RUN_DIR)")
         config = load_train_config(args.file, args.overrides)
-        out = args.out or f"runs/{config.task.replace(':', '_')}_{config.algo}_s{config.seed}_" \
+        task = config.task.replace(':', '_').replace('/', '_').replace('.yaml', '')  # declared:<path>
+        out = args.out or f"runs/{task}_{config.algo}_s{config.seed}_" \
                           f"{time.strftime('%Y%m%d-%H%M%S')}"
         if has_checkpoints(out):
             raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it")

@@ -207,6 +207,11 @@ class BatchedEngine:
         self._body_mass[i] = m.body_mass
         self._steps[i] = 0
 
+    @property
+    def task_state(self) -> Any:
+        """The task's per-world state (`EngineTask.state`: hold counters, goals ...), or None."""
+        return self._state
+
     def world_state(self, i: int) -> dict[str, np.ndarray]:
         """World i's state fields and goals, flat copies (field -> `(size,)`): what a robot measures."""
         state = {f: self._flat[f][i].copy() for f in self.spec.state_fields if f in self._flat}

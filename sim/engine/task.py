@@ -113,7 +113,8 @@ class EngineTask:
     state: TaskStateFactory | None = None
     """Per-world task state (see `TaskState`); None: the outcome and the spec's action mapping suffice."""
     action_kind: str = "torque"
-    """The spec's action kind over the actuators' ctrlrange ("position" for position servos)."""
+    """What the controls mean, the spec's action kind over the actuators' ctrlrange: "torque" (motors) or
+    "position" (targets of position servos)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.frame_skip, bool) or not isinstance(self.frame_skip, int) or self.frame_skip < 1:

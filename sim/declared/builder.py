@@ -1,0 +1,225 @@
+"""A declared task (sim.declared.config) -> an `EngineTask` on the batched engine.
+
+The model is loaded through `mujoco.MjSpec` (MJCF or URDF), given a free joint on its root body when
+the task asks for a floating base, and given one actuator per policy joint as `control` says (the
+model's own actuators are replaced, so the launch file is the one place the actuation is stated). The
+result is written as MJCF into a cache folder named by its content, which the engine then loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from robot_rl.errors import ConfigError
+from robot_rl.spec import ObsTerm
+
+from ..engine.task import EngineTask, StepBatch
+from . import terms
+from .config import BASE_TERMS, DeclaredTask, Term
+
+# Observation terms the spec can carry today (a field slice, or a slice relative to a goal field).
+SPEC_OBSERVATIONS = ("joint_pos", "joint_vel", "last_action", "base_ang_vel")
+DEFAULT_POSE_FIELD = "default_pose"
+_PERIOD_RTOL = 1e-9
+
+
+def _load_spec(task: DeclaredTask) -> mujoco.MjSpec:
+    if not os.path.isfile(task.model):
+        raise ConfigError(f"task.model: file {task.model!r} does not exist")
+    try:
+        mujoco.MjSpec.from_file(task.model).compile()  # a compile fuses static bodies in its spec
+        spec = mujoco.MjSpec.from_file(task.model)
+    except ValueError as err:  # MuJoCo's compiler message (a missing mesh file, a bad element ...)
+        raise ConfigError(f"task.model: {task.model!r} does not compile: {err}") from None
+    return spec
+
+
+def _per_joint(value: float | Mapping[str, float] | None, joint: str, key: str,
+               joints: Sequence[str]) -> float | None:
+    if value is None or not isinstance(value, Mapping):
+        return value
+    unknown = [j for j in value if j not in joints]
+    if unknown:
+        raise ConfigError(f"task.control.{key}: joint {unknown[0]!r} is not a policy joint; "
+                          f"valid: {', '.join(joints)}")
+    if joint not in value:
+        raise ConfigError(f"task.control.{key}: no value for joint {joint!r}; give every joint of "
+                          f"{', '.join(joints)}")
+    return value[joint]
+
+
+def _policy_joints(task: DeclaredTask, spec: mujoco.MjSpec) -> tuple[str, ...]:
+    kinds = (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+    movable = [j.name for j in spec.joints if j.type in kinds]
+    if task.joints is None:
+        if not movable:
+            raise ConfigError(f"task.model: {task.model!r} has no hinge or slide joint to control")
+        return tuple(movable)
+    for j in task.joints:
+        if j not in movable:
+            raise ConfigError(f"task.joints: the model has no hinge or slide joint {j!r}; "
+                              f"valid: {', '.join(movable)}")
+    return task.joints
+
+
+def _actuate(task: DeclaredTask, spec: mujoco.MjSpec, joints: tuple[str, ...]) -> None:
+    for act in list(spec.actuators):
+        spec.delete(act)
+    c = task.control
+    by_name = {j.name: j for j in spec.joints}
+    for name in joints:
+        act = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        kd = _per_joint(c.kd, name, "kd", joints) or 0.0
+        limit = _per_joint(c.torque_limit, name, "torque_limit", joints)
+        if c.kind == "position":
+            kp = _per_joint(c.kp, name, "kp", joints)
+            act.set_to_position(kp=float(kp or 0.0), kv=float(kd))
+            joint = by_name[name]
+            limited = joint.limited == mujoco.mjtLimited.mjLIMITED_TRUE or (
+                joint.limited == mujoco.mjtLimited.mjLIMITED_AUTO and joint.range[0] < joint.range[1])
+            lo, hi = joint.range if limited else (-math.pi, math.pi)
+            act.ctrlrange = [lo, hi]
+        else:
+            act.set_to_motor()
+            act.ctrlrange = [-float(limit), float(limit)]  # type: ignore[arg-type]  # config requires it
+            if kd:
+                by_name[name].damping = float(kd)
+        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        if limit is not None:
+            act.forcerange = [-float(limit), float(limit)]
+            act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+
+
+def compile_model(task: DeclaredTask) -> tuple[str, mujoco.MjModel, tuple[str, ...]]:
+    """(path of the generated MJCF, its compiled model, the policy joints), every name checked."""
+    spec = _load_spec(task)
+    joints = _policy_joints(task, spec)
+    for j in task.default_pose:
+        if j not in joints:
+            raise ConfigError(f"task.default_pose: {j!r} is not a policy joint; valid: {', '.join(joints)}")
+    if task.floating_base and not any(j.type == mujoco.mjtJoint.mjJNT_FREE for j in spec.joints):
+        root = spec.worldbody.first_body()
+        if root is None:
+            raise ConfigError(f"task.floating_base: {task.model!r} has no body to float")
+        root.add_freejoint()
+        spec.compiler.fusestatic = False  # URDF's default fuses the jointless root link into the world
+    _actuate(task, spec, joints)
+    spec.meshdir = os.path.join(os.path.dirname(task.model), spec.meshdir or "")
+    try:
+        model = spec.compile()
+        xml = spec.to_xml()
+    except ValueError as err:
+        raise ConfigError(f"task.control: the actuated model does not compile: {err}") from None
+    folder = os.path.join(tempfile.gettempdir(), "robot_rl_declared")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, hashlib.sha256(xml.encode()).hexdigest()[:16] + ".xml")
+    # Always written (a file found under the name is not trusted); atomic, so a concurrent builder of the
+    # same task never reads half a file.
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(xml)
+    os.replace(tmp, path)
+    return path, model, joints
+
+
+def layout_of(task: DeclaredTask, model: mujoco.MjModel, joints: Sequence[str]) -> terms.Layout:
+    """Where the policy joints and the floating base live in this model's qpos / qvel."""
+    ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints]
+    free = [i for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_FREE]
+    limited = np.array([bool(model.jnt_limited[i]) for i in ids])
+    ranges = np.array([model.jnt_range[i] for i in ids])
+    return terms.Layout(qpos_index=np.array([model.jnt_qposadr[i] for i in ids], dtype=np.intp),
+                        dof_index=np.array([model.jnt_dofadr[i] for i in ids], dtype=np.intp),
+                        default_pose=np.array([task.default_pose.get(j, 0.0) for j in joints]),
+                        base_qpos=int(model.jnt_qposadr[free[0]]) if free else None,
+                        base_dof=int(model.jnt_dofadr[free[0]]) if free else None,
+                        lower=np.where(limited, ranges[:, 0], -np.inf),
+                        upper=np.where(limited, ranges[:, 1], np.inf))
+
+
+def _obs_term(term: Term, layout: terms.Layout, nu: int) -> ObsTerm:
+    if term.name == "joint_pos":
+        return ObsTerm("joint_pos", "qpos", indices=tuple(int(i) for i in layout.qpos_index),
+                       relative="position", goal=DEFAULT_POSE_FIELD)
+    if term.name == "joint_vel":
+        return ObsTerm("joint_vel", "qvel", indices=tuple(int(i) for i in layout.dof_index))
+    if term.name == "last_action":
+        return ObsTerm("last_action", "ctrl", indices=tuple(range(nu)))
+    assert layout.base_dof is not None and term.name == "base_ang_vel"
+    return ObsTerm("base_ang_vel", "qvel", indices=tuple(range(layout.base_dof + 3, layout.base_dof + 6)))
+
+
+def _outcome(task: DeclaredTask, layout: terms.Layout) -> Any:
+    rewards = [(t.name, t.weight, t.options) for t in task.rewards]
+    ends = [(t.name, t.options) for t in task.terminations if t.name != "timeout"]
+
+    def outcome(batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:
+        qpos, n = batch.now["qpos"], len(batch.ctrl)
+        total = np.zeros(n)
+        for name, weight, opts in rewards:
+            if name == "alive":
+                value = terms.alive(n)
+            elif name == "joint_pos_deviation":
+                value = terms.joint_pos_deviation(qpos, layout)
+            elif name == "action_rate":
+                value = terms.action_rate(batch.ctrl, batch.before["ctrl"])
+            elif name == "torque":
+                value = terms.torque(batch.now["qfrc_actuator"], layout)
+            elif name == "joint_limit":
+                value = terms.joint_limit(qpos, layout)
+            elif name == "orientation":
+                value = terms.orientation(qpos, layout)
+            else:
+                value = terms.base_height(qpos, layout, opts["target"])
+            total += weight * value
+        done = np.zeros(n, dtype=bool)
+        for name, opts in ends:
+            if name == "base_height_below":
+                done |= terms.base_height_below(qpos, layout, opts["height"])
+            else:
+                done |= terms.orientation_beyond(qpos, layout, opts["limit"])
+        return total, done
+
+    return outcome
+
+
+def build_task(task: DeclaredTask, name: str = "declared") -> EngineTask:
+    """The engine task for `task`; every mistake a ConfigError naming its key, before any world exists."""
+    path, model, joints = compile_model(task)
+    layout = layout_of(task, model, joints)
+    for t in (*task.observations, *task.rewards, *task.terminations):
+        if t.name in BASE_TERMS and layout.base_qpos is None:
+            raise ConfigError(f"task: term {t.name!r} reads the floating base, but {task.model!r} has none; "
+                              f"set floating_base: true or drop the term")
+    for t in task.observations:
+        if t.name not in SPEC_OBSERVATIONS:
+            raise ConfigError(f"task.observations: {t.name!r} is in the term library but the task "
+                              f"spec cannot carry it to a robot yet (a base-frame rotation); usable now: "
+                              f"{', '.join(SPEC_OBSERVATIONS)}")
+    steps = task.control.period / model.opt.timestep
+    if abs(steps - round(steps)) > _PERIOD_RTOL * steps or round(steps) < 1:
+        raise ConfigError(f"task.control.period: {task.control.period} s is not a whole multiple of the "
+                          f"model's timestep {model.opt.timestep} s")
+    frame_skip = round(steps)
+    max_steps = max(1, round(task.episode_seconds / task.control.period))
+    observations = tuple(_obs_term(t, layout, model.nu) for t in task.observations)
+    default_qpos = layout.default_pose.copy()
+    qpos_index = layout.qpos_index
+
+    def reset(rng: np.random.Generator, qpos: np.ndarray, qvel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        qpos = qpos.copy()
+        qpos[qpos_index] = default_qpos
+        return qpos, qvel.copy()
+
+    return EngineTask(name=name, mjcf=path, frame_skip=frame_skip, observation=lambda m: observations,
+                      outcome=_outcome(task, layout), reset=reset, max_episode_steps=max_steps,
+                      outcome_fields=("qpos", "qvel", "ctrl", "qfrc_actuator"), action_kind=task.control.kind,
+                      goals={DEFAULT_POSE_FIELD: lambda m, d: default_qpos.copy()})

@@ -1,0 +1,146 @@
+"""The library of declared-task terms, each written once over all worlds: `(N, ...)` arrays in, `(N, k)`
+observations, `(N,)` rewards or `(N,)` bool terminations out.
+
+Conventions: MuJoCo's quaternions (w x y z); a floating base is a free joint whose qpos starts with
+position (m, world frame) then orientation, and whose qvel starts with linear velocity (m/s, world frame)
+then angular velocity (rad/s, already in the base's own frame: MuJoCo's convention for free joints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+Array = np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where a declared task's joints and base live in qpos / qvel."""
+
+    qpos_index: np.ndarray
+    """`(J,)` qpos address of each policy joint, in policy order."""
+    dof_index: np.ndarray
+    """`(J,)` qvel address of each policy joint."""
+    default_pose: np.ndarray
+    """`(J,)` the default joint positions (rad or m)."""
+    base_qpos: int | None = None
+    """qpos address of the floating base's free joint (None: a fixed-base robot)."""
+    base_dof: int | None = None
+    """qvel address of the floating base's free joint."""
+    lower: np.ndarray | None = None
+    """`(J,)` joint lower limits (rad or m; -inf where unlimited); None: every joint unlimited."""
+    upper: np.ndarray | None = None
+    """`(J,)` joint upper limits (+inf where unlimited)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Rotations
+
+
+def rotate_inverse(quat: Array, v: Array) -> Array:
+    """`v` `(N, 3)` (world frame) expressed in the frame of `quat` `(N, 4)`: R(quat)^T v, per world."""
+    w, u = quat[:, :1], quat[:, 1:]
+    # Rotation by the conjugate (w, -u) of a unit quaternion: v - 2w (u x v) + 2 u x (u x v).
+    uv = np.cross(u, v)
+    return v - 2.0 * w * uv + 2.0 * np.cross(u, uv)
+
+
+def _base_quat(qpos: Array, layout: Layout) -> Array:
+    assert layout.base_qpos is not None  # the builder refuses base terms for a fixed-base robot
+    return qpos[:, layout.base_qpos + 3:layout.base_qpos + 7]
+
+
+# --------------------------------------------------------------------------------------------------
+# Observations
+
+
+def joint_pos(qpos: Array, layout: Layout) -> Array:
+    """Joint positions relative to the default pose `(N, J)`."""
+    return qpos[:, layout.qpos_index] - layout.default_pose
+
+
+def joint_vel(qvel: Array, layout: Layout) -> Array:
+    """Joint velocities `(N, J)`."""
+    return qvel[:, layout.dof_index]
+
+
+def projected_gravity(qpos: Array, layout: Layout) -> Array:
+    """The unit gravity direction (0, 0, -1) in the base frame `(N, 3)`: (0, 0, -1) when upright."""
+    down = np.broadcast_to(np.array([0.0, 0.0, -1.0]), (len(qpos), 3))
+    return rotate_inverse(_base_quat(qpos, layout), down)
+
+
+def base_lin_vel(qpos: Array, qvel: Array, layout: Layout) -> Array:
+    """The base's linear velocity in its own frame `(N, 3)` (m/s)."""
+    assert layout.base_dof is not None
+    return rotate_inverse(_base_quat(qpos, layout), qvel[:, layout.base_dof:layout.base_dof + 3])
+
+
+def base_ang_vel(qvel: Array, layout: Layout) -> Array:
+    """The base's angular velocity in its own frame `(N, 3)` (rad/s; MuJoCo stores it so)."""
+    assert layout.base_dof is not None
+    return qvel[:, layout.base_dof + 3:layout.base_dof + 6]
+
+
+# --------------------------------------------------------------------------------------------------
+# Rewards (unweighted; the task multiplies each by its weight and sums)
+
+
+def alive(n: int) -> Array:
+    """1 per world and step: the reward for not having terminated."""
+    return np.ones(n)
+
+
+def joint_pos_deviation(qpos: Array, layout: Layout) -> Array:
+    """Sum of squared joint deviations from the default pose (rad²); weight it negative."""
+    return np.sum(np.square(joint_pos(qpos, layout)), axis=1)
+
+
+def action_rate(ctrl: Array, ctrl_before: Array) -> Array:
+    """Sum of squared changes of the command since the previous control period (robot units²)."""
+    return np.sum(np.square(ctrl - ctrl_before), axis=1)
+
+
+def torque(qfrc_actuator: Array, layout: Layout) -> Array:
+    """Sum of squared actuator forces on the policy joints (N·m²)."""
+    return np.sum(np.square(qfrc_actuator[:, layout.dof_index]), axis=1)
+
+
+def base_height(qpos: Array, layout: Layout, target: float) -> Array:
+    """Squared error of the base height from `target` (m²); weight it negative."""
+    assert layout.base_qpos is not None
+    return np.square(qpos[:, layout.base_qpos + 2] - target)
+
+
+def joint_limit(qpos: Array, layout: Layout) -> Array:
+    """Summed distance past the joint limits (rad or m; 0 inside them); weight it negative."""
+    q = qpos[:, layout.qpos_index]
+    n = len(q)
+    if layout.lower is None or layout.upper is None:
+        return np.zeros(n)
+    below = np.where(np.isfinite(layout.lower), np.maximum(layout.lower - q, 0.0), 0.0)
+    above = np.where(np.isfinite(layout.upper), np.maximum(q - layout.upper, 0.0), 0.0)
+    return np.sum(below + above, axis=1)
+
+
+def orientation(qpos: Array, layout: Layout) -> Array:
+    """Squared tilt: the horizontal part of the projected gravity, squared (0 upright); weight negative."""
+    return np.sum(np.square(projected_gravity(qpos, layout)[:, :2]), axis=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Terminations (the time limit is a truncation, set by the task's episode length, not a term here)
+
+
+def base_height_below(qpos: Array, layout: Layout, height: float) -> Array:
+    """True where the base is lower than `height` (m): fallen."""
+    assert layout.base_qpos is not None
+    return qpos[:, layout.base_qpos + 2] < height
+
+
+def orientation_beyond(qpos: Array, layout: Layout, limit: float) -> Array:
+    """True where the base is tilted more than `limit` radians from upright."""
+    g = projected_gravity(qpos, layout)
+    return np.arccos(np.clip(-g[:, 2], -1.0, 1.0)) > limit
