@@ -32,3 +32,24 @@ def stop_on_signals(target: Stoppable, received: list[int]) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class StopRelay:
+    """A `request_stop` target for before the real one exists (a trainer still building its
+    environments): the request is kept and passed on by `attach`. Entering `stop_on_signals` first
+    also means forked workers (async vector envs) inherit a handler that only records, so a terminal's
+    Ctrl-C to the whole process group does not kill them under the trainer."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.target: Stoppable | None = None
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        self.reason = reason
+        if self.target is not None:
+            self.target.request_stop(reason)
+
+    def attach(self, target: Stoppable) -> None:
+        self.target = target
+        if self.reason is not None:
+            target.request_stop(self.reason)
