@@ -959,7 +959,7 @@ def test_deploy_ros2_safe_command_within_two_periods_of_the_last_state_at_any_dr
     assert all(c == 0.0 for dt_, c in after if dt_ >= safe[0]), after  # the safe command holds
     assert len(safe) >= 3  # and is repeated while the state stays stale
     assert all(c in (pytest.approx(last), pytest.approx(steady)) for _, c in acted), acted
-    assert report["stop_reason"] == "interrupted" and report["safety"]["interventions"]["stale"] >= 3
+    assert report["stop_reason"] == "SIGINT" and report["safety"]["interventions"]["stale"] >= 3
     assert report["device"]["stale_timeout"] == pytest.approx(stale)
 
 
