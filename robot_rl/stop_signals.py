@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -20,7 +21,12 @@ class Stoppable(Protocol):
 def stop_on_signals(target: Stoppable, received: list[int]) -> Iterator[None]:
     """While inside: SIGINT and SIGTERM call `target.request_stop(<signal name>)` (it stops at its next
     safe point) and the first signal is appended to `received` (the caller exits 128 + its number).
-    The previous handlers are restored on the way out."""
+    The previous handlers are restored on the way out. Off the main thread (a sweep running trainings in
+    threads) Python allows no handler: nothing is installed there, the process's own handling stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
     def on_signal(signum: int, frame: Any) -> None:
         if not received:
             received.append(signum)
