@@ -1,9 +1,11 @@
 """Time to film a policy: a 1000-step Hopper episode at 480x480 to an H.264 mp4, end to end (rollout,
 headless rendering, overlay, encoding), with robot_rl's renderer settings and, as the peer, Gymnasium's
-own `render()` (MuJoCo's default scene: shadows, reflections, 4x multisampling) writing the same file.
-Prints one JSON line.
+own `render()` (MuJoCo's default scene: shadows, reflections, 4x multisampling) writing the same file;
+the default settings also on one world of the MuJoCo engine (`play` of a batched run). Prints one JSON
+line.
 
     MUJOCO_GL=egl python bench/render_video.py            # --steps 1000 --peer-steps 200
+    MUJOCO_GL=egl python bench/render_video.py --only robot_rl_default,robot_rl_default_engine
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _film(bundle: str, steps: int, settings: Any, out: Path) -> dict[str, float]:
+def _film(bundle: str, steps: int, settings: Any, out: Path, simulator: str = "gymnasium"
+          ) -> dict[str, float]:
     from robot_rl.evaluation import evaluate
     from robot_rl.policies import load
     from robot_rl.recording import VideoRecorder
@@ -35,7 +38,7 @@ def _film(bundle: str, steps: int, settings: Any, out: Path) -> dict[str, float]
     recorder = VideoRecorder(out, policy.spec.name, settings, episodes=1)
     start, cpu = time.perf_counter(), _cpu_seconds()
     result = evaluate(policy.spec.name, policy.act_normalized, 1, 1_000_000, max_steps=steps,
-                      hooks=[recorder])
+                      hooks=[recorder], simulator=simulator)
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     frames = video_info(out)["frames"]
     return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "frames": frames,
@@ -79,21 +82,31 @@ def main() -> None:
     p.add_argument("--bundle", default="zoo:Hopper-v5_ppo")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--peer-steps", type=int, default=200, help="Gymnasium's renderer is slow: fewer frames")
+    p.add_argument("--only", default=None, help="comma-separated variants to run (default: all)")
     args = p.parse_args()
-    variants = {
-        "robot_rl_default": RenderSettings(),  # no shadows, no reflections, no multisampling
-        "robot_rl_no_skybox": RenderSettings(skybox=False),
-        "robot_rl_msaa4": RenderSettings(multisamples=4),
-        "robot_rl_full": RenderSettings(shadows=True, reflections=True, multisamples=4),
+    variants = {  # name -> (settings, simulator)
+        "robot_rl_default": (RenderSettings(), "gymnasium"),  # no shadows, reflections or multisampling
+        # what `play` does for a run trained with vectorization: batched: one world of the MuJoCo engine
+        "robot_rl_default_engine": (RenderSettings(), "engine"),
+        "robot_rl_no_skybox": (RenderSettings(skybox=False), "gymnasium"),
+        "robot_rl_msaa4": (RenderSettings(multisamples=4), "gymnasium"),
+        "robot_rl_full": (RenderSettings(shadows=True, reflections=True, multisamples=4), "gymnasium"),
     }
+    chosen = [*variants, "gymnasium_render"] if args.only is None else args.only.split(",")
+    unknown = [v for v in chosen if v not in variants and v != "gymnasium_render"]
+    if unknown:
+        p.error(f"--only: unknown variant {unknown[0]!r}; valid: {', '.join(variants)}, gymnasium_render")
     load_before = os.getloadavg()
     report: dict[str, Any] = {"cpus": os.cpu_count(),
                               "mujoco_gl": os.environ.get("MUJOCO_GL", "(unset: egl)")}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, settings in variants.items():
+        for name in chosen:
+            if name == "gymnasium_render":
+                report[name] = _film_gymnasium(args.bundle, args.peer_steps, Path(tmp) / "gym.mp4")
+                continue
+            settings, simulator = variants[name]
             steps = args.steps if name != "robot_rl_full" else args.peer_steps
-            report[name] = _film(args.bundle, steps, settings, Path(tmp) / f"{name}.mp4")
-        report["gymnasium_render"] = _film_gymnasium(args.bundle, args.peer_steps, Path(tmp) / "gym.mp4")
+            report[name] = _film(args.bundle, steps, settings, Path(tmp) / f"{name}.mp4", simulator)
     report["loadavg_1min_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(report))
 

@@ -104,7 +104,7 @@ def deploy_command(bundle: str, link: str, config: DeployConfig, json_output: bo
 
 def run(args: argparse.Namespace) -> int:
     """The `kind: hil` launch runner (registered in robot_rl.commands.launch.LAUNCH_KINDS)."""
-    from robot_rl.launch import read_launch_file
+    from robot_rl.config import read_launch_file
 
     try:
         config = parse_hil_config(read_launch_file(args.file, args.overrides))

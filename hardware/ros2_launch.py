@@ -107,7 +107,7 @@ def environment(config: Ros2LaunchConfig) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """The `kind: ros2` launch runner (registered in robot_rl.commands.launch.LAUNCH_KINDS)."""
-    from robot_rl.launch import read_launch_file
+    from robot_rl.config import read_launch_file
 
     try:
         config = parse_ros2_config(read_launch_file(args.file, args.overrides))

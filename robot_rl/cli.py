@@ -22,7 +22,7 @@ from robot_rl.errors import RobotRLError
 
 # Explicit registry: the order is the order of `robot-rl --help`.
 COMMAND_MODULES = ("tabular", "train", "launch", "eval", "export", "deploy", "sim2sim", "emulate", "device",
-                   "play", "plot", "robustness")
+                   "play", "plot", "robustness", "sweep")
 
 
 class _Parser(argparse.ArgumentParser):

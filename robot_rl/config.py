@@ -13,6 +13,7 @@ import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from robot_rl import strict_yaml
@@ -173,3 +174,16 @@ def _kind(value: Any) -> str:
 
 def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def read_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a YAML launch file (any kind: train, hil, ros2) and apply `--set` overrides; errors name the file.
+
+    It lives here, not in the training schema, so that the hardware launch kinds need no training code."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"launch file {str(path)!r} does not exist")
+    data = strict_yaml.read(path)  # bounded: no aliases, duplicate keys, non-UTF-8 or huge files
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a launch file must be a mapping of keys to values")
+    return apply_overrides(data, overrides)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from robot_rl import strict_yaml
-from robot_rl.config import apply_overrides, check, check_choice, from_dict, to_dict
+from robot_rl.config import check, check_choice, from_dict, read_launch_file, to_dict
 from robot_rl.errors import ConfigError
+from robot_rl.sim.adr import ADRConfig
 from robot_rl.sim.randomization import RandomizationConfig, check_randomization
 
 # algorithm name -> (agent module, config class in CONFIGS, agent class, trainer "module:class").
@@ -153,6 +154,9 @@ class TrainConfig:
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)
     """Domain randomization of the training envs (evaluation runs the nominal model unless
     eval.randomize)."""
+    adr: ADRConfig = field(default_factory=ADRConfig)
+    """Automatic domain randomization of the `randomize:` section's range terms (batched only; see
+    sim/adr_randomizer.py): thresholds, window, boundary share, steps."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     algorithm: Any = None
@@ -174,8 +178,29 @@ class TrainConfig:
         check(not self.eval.randomize or self.randomize.active, "eval.randomize",
               "evaluates under the run's randomize: section, but it randomizes nothing; add one (e.g. "
               "randomize.actuation_delay) or set eval.randomize: false")
+        if self.adr.enabled:
+            _check_adr(self)
         if self.algorithm is None:
             object.__setattr__(self, "algorithm", algorithm_config_class(self.algo)())
+
+
+def _check_adr(config: TrainConfig) -> None:
+    """adr.enabled needs the batched engine and at least one range term to drive; steps name them."""
+    from robot_rl.sim.adr import ADR
+    from robot_rl.sim.adr_randomizer import RANGE_TERMS, adr_parameters
+
+    check(config.vectorization == "batched", "adr.enabled",
+          f"ADR drives the batched engine's per-world randomizer; set vectorization: batched "
+          f"(it is {config.vectorization!r})")
+    params = adr_parameters(config.randomize, config.adr)
+    check(bool(params), "adr.enabled", f"ADR needs a randomize: range term whose bounds it grows toward; "
+          f"give one of: {', '.join(RANGE_TERMS)}")
+    ADR(params, config.adr)  # adr.steps naming a parameter that is not randomized: named here
+    from robot_rl.sim.registry import reports_successes
+
+    check(config.adr.return_scale is not None or reports_successes(config.task), "adr.return_scale",
+          f"task {config.task!r} counts no successes: set adr.return_scale (a return that counts as full "
+          f"performance) so a boundary episode's performance is its return divided by it")
 
 
 def algorithm_config_class(algo: str) -> type[Any]:
@@ -222,17 +247,6 @@ def parse_train_config(data: Any) -> TrainConfig:
     _check_task(config.task)
     check_randomization(config.task, config.randomize)  # a term the task cannot take, named, now
     return dataclasses.replace(config, algorithm=algorithm)
-
-
-def read_launch_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read a YAML launch file and apply `--set` overrides; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"launch file {str(path)!r} does not exist")
-    data = strict_yaml.read(path)  # bounded: no aliases, duplicate keys, non-UTF-8 or huge files
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a launch file must be a mapping of keys to values")
-    return apply_overrides(data, overrides)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

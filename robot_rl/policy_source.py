@@ -24,6 +24,9 @@ class PolicySource:
     """The evaluation seed it was trained or exported with (episode i uses seed + i)."""
     randomize: RandomizationConfig
     """The training run's domain randomization (inactive if it had none)."""
+    simulator: str = "gymnasium"
+    """The simulator it was trained on, for `evaluation.evaluate`: "engine" for a run trained with
+    `vectorization: batched` (the MuJoCo engine's worlds), else "gymnasium" (the registry's env)."""
 
 
 def is_bundle(path: str) -> bool:
@@ -44,7 +47,7 @@ def load_policy_source(path: str, checkpoint: str = "latest", runtime: str = "nu
         randomize = from_dict(RandomizationConfig, training.get("randomize"), "training_config.randomize")
         seed = int((prov.get("evaluation") or {}).get("seed", 0))
         return PolicySource(policy.spec.name, policy.act_normalized, f"{prov.get('algorithm')} bundle {path}",
-                            seed, randomize)
+                            seed, randomize, trained_on(training.get("vectorization")))
     if not (Path(path) / "config.yaml").is_file():
         raise ConfigError(f"{path}: neither a run directory (config.yaml) nor a policy bundle "
                           "(manifest.json)")
@@ -52,4 +55,9 @@ def load_policy_source(path: str, checkpoint: str = "latest", runtime: str = "nu
 
     config, policy_fn, _ = load_run_policy(path, checkpoint)
     return PolicySource(config.task, policy_fn, f"{config.algo} run {Path(path).name}", config.eval.seed,
-                        config.randomize)
+                        config.randomize, trained_on(config.vectorization))
+
+
+def trained_on(vectorization: object) -> str:
+    """The `simulator` of a policy trained with `vectorization`: the engine's worlds for "batched"."""
+    return "engine" if vectorization == "batched" else "gymnasium"

@@ -1,12 +1,14 @@
 """How a policy's return (or success rate) changes with the robot's physics: a grid over one or two
-terms of `sim.model_scaling` (mass, friction, damping, gain), each point a deterministic evaluation of
-the same seeds on the model scaled from its nominal values. Written as a table (CSV) and a picture: a
-heat-map for two terms, a line with ±1 standard deviation for one.
+terms of domain randomization (`sim.randomization.TERMS`), each point a deterministic evaluation of the
+same seeds with the term's range pinned to one value, [v, v] (so the `Randomizer` of training applies
+it, from the nominal model, at every episode start). Written as a table (CSV) and a picture: a heat-map
+for two terms, a line with ±1 standard deviation for one.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -17,25 +19,64 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.sim.model_scaling import TERMS
+from robot_rl.sim.randomization import TERMS, RandomizationConfig
 
 METRICS = ("return", "success_rate")
 MAX_POINTS = 400
+ALIASES = {"mass": "body_mass_scale", "friction": "geom_friction_scale", "damping": "joint_damping_scale",
+           "gain": "actuator_gain_scale"}
+"""Short names a --grid may use for the four scales."""
+_UNITS = {"actuation_delay": "s", "gravity_tilt": "rad, about a random horizontal axis",
+          "observation_noise": "std, obs units", "action_noise": "std, action in [-1, 1]",
+          "initial_state_noise": "half-width"}
+
+
+def valid_terms() -> str:
+    """The terms a --grid takes, for an error message."""
+    aliases = ", ".join(f"{short}={term}" for short, term in ALIASES.items())
+    return f"{', '.join(TERMS)} (aliases {aliases})"
+
+
+def _default(term: str) -> Any:
+    return next(f.default for f in dataclasses.fields(RandomizationConfig) if f.name == term)
+
+
+def nominal_value(term: str) -> float:
+    """The value at which `term` perturbs nothing: 1 for a scale, 0 for the others."""
+    default = _default(term)
+    return float(default[0] if isinstance(default, tuple) else default)
+
+
+def pinned(term: str, value: float) -> Any:
+    """The config field of `term` held at `value`: the range [value, value], or the noise's value."""
+    return (float(value), float(value)) if isinstance(_default(term), tuple) else float(value)
+
+
+def grid_config(values: dict[str, float]) -> RandomizationConfig:
+    """A RandomizationConfig with each term (canonical name -> value) pinned; the others off."""
+    return RandomizationConfig(**{term: pinned(term, v) for term, v in values.items()})
+
+
+def axis_label(term: str) -> str:
+    """`body_mass_scale (1 = nominal)`, `actuation_delay (s)`."""
+    return f"{term} ({_UNITS.get(term, '1 = nominal')})"
 
 
 @dataclass(frozen=True)
 class GridAxis:
     term: str
+    """A key of `sim.randomization.TERMS`."""
     values: tuple[float, ...]
 
 
 def parse_grid(text: str) -> GridAxis:
-    """`mass=0.5:1.5:5` -> GridAxis("mass", 5 values from 0.5 to 1.5); `mass=0.8,1,1.2` lists them."""
+    """`mass=0.5:1.5:5` -> GridAxis("body_mass_scale", 5 values from 0.5 to 1.5); `TERM=V1,V2,...` lists
+    them. A value the term cannot hold (a negative scale, a tilt past pi/2) is the term's own ConfigError."""
     term, sep, spec = text.partition("=")
-    term = term.strip()
+    term = ALIASES.get(term.strip(), term.strip())
     if not sep or term not in TERMS:
         raise ConfigError(f"--grid {text!r}: expected TERM=LOW:HIGH:N or TERM=V1,V2,...; "
-                          f"valid terms: {', '.join(TERMS)}")
+                          f"valid terms: {valid_terms()}")
     try:
         if ":" in spec:
             low, high, count = spec.split(":")
@@ -48,32 +89,12 @@ def parse_grid(text: str) -> GridAxis:
     except ValueError:
         raise ConfigError(f"--grid {text!r}: expected {term}=LOW:HIGH:N (N >= 1 points) or "
                           f"{term}=V1,V2,... with numbers") from None
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ConfigError(f"--grid {text!r}: scales must be positive numbers, got {list(values)}")
+    for value in values:
+        try:
+            grid_config({term: value})
+        except ConfigError as err:
+            raise ConfigError(f"--grid {text!r}: {err}") from None
     return GridAxis(term, values)
-
-
-class ScalePhysics:
-    """Evaluation hook: scales the env's model once it is made (nominal values × the given factors)."""
-
-    def __init__(self, scales: dict[str, float]) -> None:
-        self.scales = scales
-
-    def attach(self, env: Any) -> None:
-        from robot_rl.sim.model_scaling import ModelScaler
-        from robot_rl.sim.rendering import mujoco_handles
-
-        handles = mujoco_handles(env)
-        if handles is None:
-            raise ConfigError("robustness: the task has no MuJoCo model to scale (it works on the MuJoCo "
-                              "and dm_control tasks)")
-        ModelScaler(handles[0]).apply(self.scales)
-
-    def frame(self, episode: int, step: int, episode_return: float, info: dict[str, Any]) -> None:
-        pass
-
-    def close(self, ok: bool) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -87,9 +108,10 @@ class RobustnessResult:
 
 
 def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes: Sequence[GridAxis],
-                    episodes: int, seed: int, metric: str = "return",
-                    max_steps: int | None = None) -> RobustnessResult:
-    """Evaluate `policy` at every grid point (the same seeds seed..seed+episodes-1 at each)."""
+                    episodes: int, seed: int, metric: str = "return", max_steps: int | None = None,
+                    simulator: str = "gymnasium") -> RobustnessResult:
+    """Evaluate `policy` at every grid point (the same seeds seed..seed+episodes-1 at each), on
+    `simulator` (`evaluation.evaluate`'s: "gymnasium" or "engine")."""
     from robot_rl.evaluation import evaluate
 
     if metric not in METRICS:
@@ -104,10 +126,12 @@ def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes:
     shape = tuple(len(a.values) for a in axes)
     if math.prod(shape) > MAX_POINTS:
         raise ConfigError(f"--grid: {math.prod(shape)} points; at most {MAX_POINTS}")
+    _check_task(task, axes, simulator)
     mean, std = np.full(shape, np.nan), np.full(shape, np.nan)
     for index in itertools.product(*(range(n) for n in shape)):
-        scales = {a.term: a.values[i] for a, i in zip(axes, index, strict=True)}
-        result = evaluate(task, policy, episodes, seed, max_steps=max_steps, hooks=[ScalePhysics(scales)])
+        point = grid_config({a.term: a.values[i] for a, i in zip(axes, index, strict=True)})
+        result = evaluate(task, policy, episodes, seed, max_steps=max_steps, randomize=point,
+                          simulator=simulator)
         if metric == "success_rate":
             if "success_rate" not in result:
                 raise ConfigError(f"--metric success_rate: task {task!r} reports no success; "
@@ -118,26 +142,38 @@ def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes:
     return RobustnessResult(tuple(axes), metric, mean, std, episodes)
 
 
+def _check_task(task: str, axes: Sequence[GridAxis], simulator: str) -> None:
+    """Whether `task` takes every axis's term (at the value farthest from nominal) on `simulator`: a
+    ConfigError naming the term now, before any point is evaluated."""
+    from robot_rl.evaluation import make_eval_env
+
+    for axis in axes:
+        nominal = nominal_value(axis.term)
+        farthest = max(axis.values, key=lambda v: abs(v - nominal))
+        make_eval_env(task, simulator, randomize=grid_config({axis.term: farthest})).close()
+
+
 def write_table(result: RobustnessResult, path: Path) -> Path:
-    """One row per grid point: the terms' scales, mean and std of the metric, episodes."""
+    """One row per grid point: the terms' values, mean and std of the metric, episodes."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*(a.term for a in result.axes), f"mean_{result.metric}", f"std_{result.metric}",
                          "episodes"])
         for index in itertools.product(*(range(len(a.values)) for a in result.axes)):
-            scales = [f"{a.values[i]:.6g}" for a, i in zip(result.axes, index, strict=True)]
-            writer.writerow([*scales, f"{result.mean[index]:.6g}", f"{result.std[index]:.6g}",
+            values = [f"{a.values[i]:.6g}" for a, i in zip(result.axes, index, strict=True)]
+            writer.writerow([*values, f"{result.mean[index]:.6g}", f"{result.std[index]:.6g}",
                              result.episodes])
     return path
 
 
 def format_table(result: RobustnessResult) -> str:
-    """The grid as text: rows = the first term's scales, columns = the second's (or the metric)."""
+    """The grid as text: rows = the first term's values, columns = the second's (or the metric)."""
     first = result.axes[0]
     if len(result.axes) == 1:
-        lines = [f"{first.term:>10}  {'mean ' + result.metric:>16}  {'std':>10}"]
-        cells = zip(first.values, result.mean, result.std, strict=True)
-        lines += [f"{v:>10.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in cells]
+        width = max(10, len(first.term))
+        lines = [f"{first.term:>{width}}  {'mean ' + result.metric:>16}  {'std':>10}"]
+        points = zip(first.values, result.mean, result.std, strict=True)
+        lines += [f"{v:>{width}.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in points]
         return "\n".join(lines)
     second = result.axes[1]
     corner = f"{first.term} \\ {second.term}"
@@ -162,8 +198,8 @@ def draw(result: RobustnessResult, out: Path, title: str) -> Path:
         x = np.array(axis.values)
         ax.plot(x, result.mean, "o-")
         ax.fill_between(x, result.mean - result.std, result.mean + result.std, alpha=0.25, lw=0)
-        ax.axvline(1.0, color="grey", ls="--", lw=1)
-        ax.set_xlabel(f"{axis.term} scale (1 = nominal)")
+        ax.axvline(nominal_value(axis.term), color="grey", ls="--", lw=1)
+        ax.set_xlabel(axis_label(axis.term))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     else:
@@ -172,8 +208,8 @@ def draw(result: RobustnessResult, out: Path, title: str) -> Path:
         image = ax.imshow(result.mean, origin="lower", cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(cols.values)), [f"{v:.3g}" for v in cols.values])
         ax.set_yticks(range(len(rows.values)), [f"{v:.3g}" for v in rows.values])
-        ax.set_xlabel(f"{cols.term} scale (1 = nominal)")
-        ax.set_ylabel(f"{rows.term} scale (1 = nominal)")
+        ax.set_xlabel(axis_label(cols.term))
+        ax.set_ylabel(axis_label(rows.term))
         low, high = np.nanmin(result.mean), np.nanmax(result.mean)
         for i, j in itertools.product(range(len(rows.values)), range(len(cols.values))):
             value = result.mean[i, j]

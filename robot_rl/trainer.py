@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from robot_rl.acting import NumpyActing
+from robot_rl.adr_training import adr_columns, adr_feedback, attach_adr, plot_adr
 from robot_rl.agents.base import OnPolicyAgent
 from robot_rl.checkpoint import (
     atomic_write_text,
@@ -45,6 +46,7 @@ from robot_rl.run_log import RunLog
 class Trainer(TrainerBase):
     def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
         from robot_rl.sim import get_spec, make
+        from robot_rl.sim.registry import reports_successes
 
         self.config = config
         self.run_dir = Path(run_dir)
@@ -81,6 +83,11 @@ class Trainer(TrainerBase):
         self.episodes = 0
         self.episode_returns: deque[float] = deque(maxlen=20)
         self.episode_lengths: deque[int] = deque(maxlen=20)
+        self.episode_successes: deque[int] = deque(maxlen=100)
+        """Goals reached in each of the last ended episodes, for tasks that count them (the cube)."""
+        self.counts_successes = reports_successes(config.task)
+        self.adr = attach_adr(self.envs, config)
+        """The run's ADR (ranges, buffers), or None without `adr.enabled`."""
 
     # ------------------------------------------------------------------ the loop
     def _train(self) -> dict[str, Any]:
@@ -114,7 +121,10 @@ class Trainer(TrainerBase):
         finally:
             log.close()
             self.envs.close()
-        return self._finish(log, start)
+        result = self._finish(log, start)
+        if self.adr is not None and cfg.log.plot:
+            plot_adr(self.run_dir)
+        return result
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
         """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
@@ -135,10 +145,20 @@ class Trainer(TrainerBase):
                 bootstrap[idx] = acting.value(self._normalize(final, update=False))
             scaled = self.reward_scaler.step(rewards, done) if self.reward_scaler else rewards
             buf.add(obs, actions, log_probs, scaled, values, terminated, truncated_only, bootstrap)
+            if self.adr is not None:  # before the running returns of ended episodes are cleared
+                adr_feedback(self.adr, self.config.adr, info, running_return + rewards)
             self._count_episodes(rewards, done, running_return, running_length)
+            self._count_successes(info)
             obs_raw = next_obs
         self.step += buf.num_steps * self.config.num_envs
         return obs_raw, running_return, running_length
+
+    def _count_successes(self, info: dict[str, Any]) -> None:
+        """Record the `successes` the ended episodes report in `final_info` (hold-and-advance tasks)."""
+        final = info.get("final_info") or {}
+        if "successes" in final:
+            for i in np.flatnonzero(final["_successes"]):
+                self.episode_successes.append(int(final["successes"][i]))
 
     def _normalize(self, obs_raw: np.ndarray, update: bool) -> np.ndarray:
         """Raw observations → the policy's input, float32 (updating the running statistics if asked)."""
@@ -187,7 +207,24 @@ class Trainer(TrainerBase):
     def _progress_row(self, metrics: dict[str, float], start: float, start_step: int) -> dict[str, Any]:
         row = self._base_row(start, start_step)
         row.update(metrics)
+        if self.counts_successes:  # over the last 100 ended episodes; NaN columns until one ends
+            counts = np.asarray(self.episode_successes, dtype=np.float64)
+            rate, row_mean = (np.mean(counts >= 1), np.mean(counts)) if counts.size else (np.nan, np.nan)
+            row.update(success_rate=float(rate), consecutive_successes=float(row_mean))
+        if self.adr is not None:
+            row.update(adr_columns(self.adr))
         return row
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        if self.adr is not None:  # a resumed run goes on from the same ranges
+            state["adr"] = self.adr.state_dict()
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if self.adr is not None and state.get("adr") is not None:
+            self.adr.load_state_dict(state["adr"])
 
 
 def load_run_policy(run_dir: str | Path, checkpoint: str = "latest"

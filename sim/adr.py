@@ -67,6 +67,9 @@ class ADRConfig:
     """Share of episodes that evaluate one parameter at a bound ("one world in a few")."""
     steps: dict[str, float] = field(default_factory=dict)
     """Per-parameter widening step, overriding the term's default (e.g. `{body_mass_scale: 0.05}`)."""
+    return_scale: float | None = None
+    """Performance of a boundary episode: None for its success (the task counts goals reached, as the
+    cube tasks do: 1 if it reached one, else 0); a number for its return divided by it, clipped to [0, 1]."""
 
     def __post_init__(self) -> None:
         for key, value in (("low", self.low), ("high", self.high)):
@@ -78,6 +81,10 @@ class ADRConfig:
               f"must be a whole number of episodes in [1, 10000], got {self.window!r}")
         check(math.isfinite(self.boundary_probability) and 0.0 < self.boundary_probability <= 1.0,
               "adr.boundary_probability", f"must be in (0, 1], got {self.boundary_probability!r}")
+        check(self.return_scale is None or (isinstance(self.return_scale, (int, float))
+                                            and math.isfinite(self.return_scale) and self.return_scale > 0),
+              "adr.return_scale",
+              f"must be a finite number > 0 (or null for success), got {self.return_scale!r}")
         for name, step in self.steps.items():
             check(isinstance(step, (int, float)) and math.isfinite(step) and step > 0, f"adr.steps.{name}",
                   f"must be a finite number > 0, got {step!r}")

@@ -3,7 +3,9 @@
 Ids are Gymnasium's MuJoCo v5 ids and `dmc:<domain>-<task>` for the dm_control suite (continuous
 actions), Gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3 (the last needs
 Gymnasium's box2d extra), the course's grid worlds as `grid:<name>` and Atari games as `atari:<game>`
-(optional: ale-py) (discrete actions). The suite
+(optional: ale-py) (discrete actions), and the cube tasks `cube:rotate-z` and `cube:reorient` (our
+three-finger hand, sim/cube_task.py; they exist only on the batched engine, so their single env is one
+engine world, sim/world_env.py). The suite
 tasks listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
 Factories import their simulator on call, so importing this module is cheap.
 """
@@ -45,6 +47,13 @@ def _grid(task_id: str, seed: int | None = None, render_mode: str | None = None)
     return GridTaskEnv(task_id, seed=seed, render_mode=render_mode)
 
 
+def _cube(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .cube_task import engine_tasks
+    from .world_env import WorldEnv
+
+    return WorldEnv(engine_tasks()[task_id], seed=seed)
+
+
 def _atari(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
     from .atari import AtariEnv
 
@@ -77,6 +86,8 @@ TASKS: dict[str, Factory] = {
     "grid:maze": _grid,
     "atari:pong": _atari,
     "atari:breakout": _atari,
+    "cube:rotate-z": _cube,
+    "cube:reorient": _cube,
 }
 
 def task_names(all_dm_control: bool = False) -> tuple[str, ...]:
@@ -91,21 +102,31 @@ def task_names(all_dm_control: bool = False) -> tuple[str, ...]:
 
 def engine_task_names() -> tuple[str, ...]:
     """The task ids that also run on the batched MuJoCo engine (`vectorization="batched"`)."""
+    return tuple(t for t in _engine_tasks() if t in TASKS)
+
+
+def _engine_tasks() -> dict[str, Any]:
+    """Every engine definition: the Gymnasium v5 ports and the cube tasks (sim/cube_task.py)."""
+    from .cube_task import engine_tasks
     from .engine.gymnasium_tasks import TASKS as ENGINE_TASKS
 
-    return tuple(t for t in ENGINE_TASKS if t in TASKS)
+    return {**ENGINE_TASKS, **engine_tasks()}
+
+
+def reports_successes(task_id: str) -> bool:
+    """Whether `task_id`'s episodes report `successes` (goals reached in a row) in their final info."""
+    return task_id.startswith("cube:") and task_id in TASKS
 
 
 def engine_task(task_id: str) -> Any:
     """The engine definition (`sim.engine.task.EngineTask`) of `task_id`; a ConfigError listing the ones
     there are if it has none."""
-    from .engine.gymnasium_tasks import TASKS as ENGINE_TASKS
-
+    engine_tasks = _engine_tasks()
     resolve(task_id)
-    if task_id not in ENGINE_TASKS:
+    if task_id not in engine_tasks:
         raise ConfigError(f"vectorization: 'batched' runs the MuJoCo engine's tasks only; {task_id!r} is not "
                           f"one of them ({', '.join(engine_task_names())}); use vectorization: sync or async")
-    return ENGINE_TASKS[task_id]
+    return engine_tasks[task_id]
 
 
 def resolve(task_id: str) -> Factory:

@@ -127,8 +127,8 @@ def gl_context(width: int, height: int) -> Any:
 def mujoco_handles(env: Any) -> tuple[Any, Any] | None:
     """(MjModel, MjData) of a MuJoCo task env, or None for a task that is not MuJoCo.
 
-    Gymnasium's MuJoCo tasks keep them on `simulator`, dm_control tasks on `dm_env.physics`, and the
-    batched engine's worlds (and the cube) declare `model` and `data` themselves.
+    Gymnasium's MuJoCo tasks keep them on `simulator`, dm_control tasks on `dm_env.physics`, and an
+    engine world (`sim.engine.world_env`) declares `model` and `data` itself.
     """
     base = env.unwrapped
     dm_env = getattr(base, "dm_env", None)
@@ -149,6 +149,8 @@ def _default_camera(env: Any, model: Any, data: Any, camera: Any) -> None:
     base = env.unwrapped
     renderer = getattr(getattr(base, "simulator", None), "mujoco_renderer", None)
     config = getattr(renderer, "default_cam_config", None)
+    if renderer is None and getattr(base, "dm_env", None) is None:  # an engine world: Gymnasium's view
+        config = gymnasium_camera_config(getattr(getattr(base, "task_spec", None), "name", ""))
     if config is not None or getattr(base, "dm_env", None) is None or model.ncam == 0:
         camera.type = mujoco.mjtCamera.mjCAMERA_FREE  # Gymnasium's own start: then its config
         camera.lookat[:] = np.median(data.geom_xpos, axis=0)
@@ -165,6 +167,28 @@ def _default_camera(env: Any, model: Any, data: Any, camera: Any) -> None:
         return
     camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
     camera.fixedcamid = 0
+
+
+def gymnasium_camera_config(task_id: str) -> dict[str, Any] | None:
+    """The camera config Gymnasium's env of `task_id` films with when made with default arguments
+    (its `default_camera_config` parameter's default), or None: the engine's ports of its MuJoCo tasks
+    are filmed from Gymnasium's own view."""
+    import importlib
+    import inspect
+
+    import gymnasium
+
+    try:
+        entry = gymnasium.spec(task_id).entry_point
+    except gymnasium.error.Error:
+        return None
+    if not isinstance(entry, str):
+        return None
+    module, _, name = entry.partition(":")
+    parameter = inspect.signature(getattr(importlib.import_module(module), name).__init__).parameters.get(
+        "default_camera_config")
+    default = None if parameter is None else parameter.default
+    return dict(default) if isinstance(default, dict) else None
 
 
 def _root_body(model: Any) -> int:

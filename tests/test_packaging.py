@@ -52,7 +52,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 def test_importing_robot_rl_and_robot_side_packages_does_not_import_heavy_dependencies() -> None:
     code = ("import sys, robot_rl, robot_rl.spec, robot_rl.sim, robot_rl.policies, robot_rl.hardware, "
             "robot_rl.cli\n"
-            "names = ('torch', 'mujoco', 'gymnasium', 'dm_control', 'rclpy')\n"
+            "names = ('torch', 'mujoco', 'gymnasium', 'dm_control', 'rclpy', 'ray')\n"
             "heavy = [m for m in names if m in sys.modules]\n"
             "print(heavy)")
     result = _python(code)
@@ -72,7 +72,7 @@ MODULE_LEVEL_ONLY: set[str] = set()
 IMPORT_RULES = {
     "sim": r"agents|trainer|dqn_trainer|policies|hardware|tabular",
     "policies": r"agents|trainer|dqn_trainer|hardware|tabular",
-    "hardware": r"agents|trainer|dqn_trainer|tabular|rollout|acting",
+    "hardware": r"agents|trainer|dqn_trainer|tabular|rollout|acting|launch",  # launch: the training schema
     "robot_rl/agents": r"hardware",
     "robot_rl/tabular": r"hardware|policies",
 }

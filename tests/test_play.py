@@ -69,6 +69,9 @@ def test_play_under_the_training_randomization_of_a_bundle(tmp_path: Path,
     delayed = _play(capsys, "zoo:Hopper-v5_ppo", "--video", str(tmp_path / "b.mp4"), "--max-steps", "60",
                     "--randomize")
     assert delayed["returns"] != nominal["returns"]  # the manifest's 0-4 ms actuation delay acted
+    on_engine = _play(capsys, "zoo:Hopper-v5_ppo", "--video", str(tmp_path / "e.mp4"), "--max-steps", "60",
+                      "--randomize", "--simulator", "engine")
+    np.testing.assert_allclose(on_engine["returns"], delayed["returns"], rtol=1e-6)  # the same draws
     assert "trained without domain randomization" in _refused(
         capsys, "zoo:InvertedPendulum-v5_ppo", "--video", str(tmp_path / "c.mp4"), "--randomize")
 
@@ -236,3 +239,70 @@ def test_without_video_play_shows_a_window_where_a_display_exists() -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 11 and "video" not in summary
+
+
+def test_every_engine_task_is_filmed_from_gymnasiums_own_view() -> None:
+    """An engine world (one world of the batched engine, as `play --simulator engine` steps it) reset
+    with the seed of Gymnasium's env is in the same state and is drawn from the same camera."""
+    from robot_rl.evaluation import make_eval_env
+    from robot_rl.sim.registry import engine_task_names
+    from robot_rl.sim.rendering import FrameRenderer, RenderSettings
+
+    settings = RenderSettings(width=160, height=120)
+    for task in engine_task_names():
+        frames = []
+        for simulator in ("gymnasium", "engine"):
+            env = make_eval_env(task, simulator, seed=4)
+            try:
+                env.reset(seed=4)
+                for _ in range(3):
+                    env.step(np.full(env.unwrapped.task_spec.act_dim, 0.5))
+                with FrameRenderer(env, settings) as renderer:
+                    frames.append(renderer.render().astype(int))
+            finally:
+                env.close()
+        assert frames[1].var() > 0, task
+        assert np.abs(frames[0] - frames[1]).mean() < 0.5, task
+
+
+def test_a_run_trained_on_the_batched_engine_plays_and_films_there(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """launch/hopper_ppo.yaml as it is (vectorization: batched): its evaluation videos, and `play` on the
+    engine it trained on, the same episode as on Gymnasium's env (the conformance suite's 1e-6 a step)."""
+    from robot_rl.launch import read_run_config
+
+    run = tmp_path / "run"
+    quiet = ["total_steps=2048", "eval.episodes=1", "eval.video=true", "log.progress_bar=false",
+             "log.tensorboard=false", "log.plot=false"]
+    assert main(["train", str(ROOT / "launch" / "hopper_ppo.yaml"), "--out", str(run),
+                 *[arg for item in quiet for arg in ("--set", item)]]) == 0
+    capsys.readouterr()
+    assert read_run_config(run).vectorization == "batched"
+    evaluation = json.loads((run / "eval.json").read_text())
+    video = video_info(run / "videos" / "eval_step000002048.mp4")
+    assert video["codec"].startswith("h264") and video["frames"] == evaluation["lengths"][0] + 1
+
+    small = ["--width", "160", "--height", "128"]
+    engine = _play(capsys, str(run), "--video", str(tmp_path / "engine.mp4"), *small)
+    gym = _play(capsys, str(run), "--video", str(tmp_path / "gym.mp4"), *small, "--simulator", "gymnasium")
+    assert engine["simulator"] == "engine" and gym["simulator"] == "gymnasium"
+    assert engine["lengths"] == gym["lengths"] == evaluation["lengths"]  # the evaluation's episode
+    np.testing.assert_allclose(engine["returns"], evaluation["returns"], rtol=1e-6)
+    np.testing.assert_allclose(gym["returns"], evaluation["returns"], rtol=1e-6)
+    frames = read_video_frames(tmp_path / "engine.mp4")
+    assert frames.shape == (engine["frames"], 128, 160, 3) and engine["frames"] == engine["lengths"][0] + 1
+    assert all(f.var() > 0 for f in frames)
+    reference = read_video_frames(tmp_path / "gym.mp4")
+    assert np.abs(frames.astype(int) - reference.astype(int)).mean() < 1.0  # the same picture
+
+
+def test_the_simulator_is_checked_and_named() -> None:
+    from robot_rl.errors import ConfigError
+    from robot_rl.evaluation import resolve_simulator
+    from robot_rl.policy_source import load_policy_source
+
+    assert load_policy_source("zoo:Hopper-v5_ppo").simulator == "gymnasium"  # trained with sync
+    with pytest.raises(ConfigError, match=r"'CartPole-v1' is not one of them \(InvertedPendulum-v5, "):
+        resolve_simulator("CartPole-v1", "engine")
+    with pytest.raises(ConfigError, match="'mujoco' is not valid; choose one of: gymnasium, engine"):
+        resolve_simulator("Hopper-v5", "mujoco")

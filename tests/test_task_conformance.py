@@ -86,7 +86,8 @@ def test_registry_lists_the_briefed_tasks():
         "Ant-v5", "Humanoid-v5", "Reacher-v5", "Swimmer-v5", "Pusher-v5", "dmc:cheetah-run",
         "dmc:walker-walk", "dmc:cartpole-swingup",
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
-        "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout"}
+        "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout",
+        "cube:rotate-z", "cube:reorient"}
 
 
 # ---------------------------------------------------------------------------------------- every task
@@ -131,6 +132,8 @@ def test_control_period_is_a_whole_number_of_physics_steps(task, envs):
     else:  # Gymnasium's own step lengths (MountainCar and the grids have no clock: 1 s)
         period = {"CartPole-v1": 0.02, "Acrobot-v1": 0.2, "LunarLander-v3": 1 / 50}.get(task, 1.0)
         physics_dt = 1 / 60 if task.startswith("atari:") else period  # the console's 60 Hz frames
+        if task.startswith("cube:"):  # the hand's servos at 20 Hz over 5 ms physics steps
+            period, physics_dt = 0.05, 0.005
         period = 4 * physics_dt if task.startswith("atari:") else period  # 4 frames per step
         assert spec.control_period == pytest.approx(period, rel=1e-12)
         assert spec.physics_dt == pytest.approx(physics_dt, rel=1e-12)

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=("numpy", "onnx", "torch"), default="numpy",
                    help="runtime for a bundle (default: numpy)")
     p.add_argument("--json", action="store_true",
-                   help='print {"mean_return": ..., "std_return": ..., "episodes": N}')
+                   help='print {"mean_return": ..., "std_return": ..., "episodes": N} (and "success_rate", '
+                        '"consecutive_successes" for a task that counts goals, e.g. the cube)')
     p.set_defaults(run=run_eval)
 
 
@@ -68,7 +69,8 @@ def run_eval(args: argparse.Namespace) -> int:
         result = evaluate(task, policy_fn, args.episodes, seed,
                           randomize=config.randomize if args.randomize else None)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("mean_return", "std_return", "episodes")}))
+        keys = ("mean_return", "std_return", "episodes", "success_rate", "consecutive_successes")
+        print(json.dumps({k: result[k] for k in keys if k in result}))
     else:
         print(f"{task} {label}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
               f"over {args.episodes} episodes (seed {seed})")

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_launch(args: argparse.Namespace) -> int:
-    from robot_rl.launch import read_launch_file
+    from robot_rl.config import read_launch_file
 
     kind = read_launch_file(args.file, args.overrides).get("kind", "train")
     if kind not in LAUNCH_KINDS:

@@ -4,8 +4,9 @@ rendered headless with an overlay (task, episode, step, return, success where th
 written to an H.264 mp4, or shown in a window when there is no `--video` and a display exists.
 
 MuJoCo tasks render through sim.rendering (MUJOCO_GL=egl by default: no display needed); Atari and
-classic-control tasks show their own frames. `--randomize` plays under the training run's domain
-randomization (a bundle's manifest records it).
+classic-control tasks show their own frames. `--simulator`: a run trained with `vectorization: batched`
+plays on one world of the MuJoCo engine it trained on (`engine`), others on the registry's env.
+`--randomize` plays under the training run's domain randomization (a bundle's manifest records it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_arg, default=None,
                    help="seed of episode 0 (default: the evaluation seed)")
     p.add_argument("--checkpoint", default="latest", help="for a run directory: latest, best or a file")
+    p.add_argument("--simulator", choices=("gymnasium", "engine"), default=None,
+                   help="the physics to play on (default: the one the policy was trained on: the MuJoCo "
+                        "engine for vectorization: batched, else Gymnasium's or dm_control's)")
     p.add_argument("--randomize", action="store_true",
                    help="play under the training run's domain randomization (randomize: section)")
     p.add_argument("--shadows", action="store_true", help="draw shadows and reflections (~5x slower)")
@@ -39,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_play(args: argparse.Namespace) -> int:
     from robot_rl.errors import ConfigError
-    from robot_rl.evaluation import evaluate
+    from robot_rl.evaluation import evaluate, resolve_simulator
     from robot_rl.policy_source import load_policy_source
     from robot_rl.recording import VideoRecorder
     from robot_rl.sim.rendering import RenderSettings, check_renderer, frame_render_mode
@@ -49,9 +53,11 @@ def run_play(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.max_steps < 1:
         raise ConfigError("--max-steps must be >= 1")
     source = load_policy_source(args.path, args.checkpoint)
-    render_mode = frame_render_mode(source.task)
+    requested = args.simulator or source.simulator
+    render_mode = None if requested == "engine" else frame_render_mode(source.task)
     if render_mode is None:
         check_renderer()  # before MuJoCo is imported: a missing library breaks its import itself
+    simulator = resolve_simulator(source.task, requested)
     if args.randomize and not source.randomize.active:
         raise ConfigError(f"--randomize: {args.path} was trained without domain randomization "
                           "(its randomize: section is empty)")
@@ -62,9 +68,9 @@ def run_play(args: argparse.Namespace) -> int:
     seed = source.seed if args.seed is None else args.seed
     result = evaluate(source.task, source.act, args.episodes, seed, max_steps=args.max_steps,
                       randomize=source.randomize if args.randomize else None, hooks=[recorder],
-                      render_mode=render_mode)
-    summary = {"task": source.task, "episodes": args.episodes, "seed": seed, "returns": result["returns"],
-               "lengths": result["lengths"], "frames": recorder.frames}
+                      render_mode=render_mode, simulator=simulator)
+    summary = {"task": source.task, "simulator": simulator, "episodes": args.episodes, "seed": seed,
+               "returns": result["returns"], "lengths": result["lengths"], "frames": recorder.frames}
     if "success_rate" in result:
         summary["success_rate"] = result["success_rate"]
     if recorder.written is not None:

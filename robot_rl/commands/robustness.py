@@ -1,7 +1,7 @@
 """`robot-rl robustness RUN_DIR|BUNDLE --grid mass=0.5:1.5:5 [--grid friction=0.5:1.5:5] [--episodes N]
-[--metric return|success_rate] [--out robustness.png]`: the policy's return over a grid of physics
-scales (robot_rl.robustness), printed as a table, written as a CSV and a heat-map (or a line plot for
-one term) PNG.
+[--metric return|success_rate] [--out robustness.png]`: the policy's return over a grid of domain-
+randomization terms, each held at one value (robot_rl.robustness), printed as a table, written as a CSV
+and a heat-map (or a line plot for one term) PNG.
 """
 
 from __future__ import annotations
@@ -14,16 +14,21 @@ from robot_rl.commands import seed_arg
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("robustness",
-                       help="a policy's return over a grid of mass/friction/damping/gain scales")
+                       help="a policy's return over a grid of randomization terms (mass, friction, ...)")
     p.add_argument("path", help="a run directory, a bundle folder (manifest.json) or zoo:<name>")
     p.add_argument("--grid", action="append", required=True, metavar="TERM=LOW:HIGH:N",
-                   help="a term (mass, friction, damping, gain) and its scales: LOW:HIGH:N points or "
-                        "V1,V2,...; once or twice")
+                   help="a term of sim.randomization (body_mass_scale or mass, geom_friction_scale or "
+                        "friction, joint_damping_scale or damping, actuator_gain_scale or gain, "
+                        "actuation_delay, gravity_tilt, observation_noise, action_noise, "
+                        "initial_state_noise) and its values: LOW:HIGH:N points or V1,V2,...; once or twice")
     p.add_argument("--episodes", type=int, default=5, help="episodes per grid point (default 5)")
     p.add_argument("--seed", type=seed_arg, default=None,
                    help="seed of episode 0 (default: the evaluation seed)")
     p.add_argument("--max-steps", type=int, default=None, help="end each episode after this many steps")
     p.add_argument("--metric", choices=("return", "success_rate"), default="return")
+    p.add_argument("--simulator", choices=("gymnasium", "engine"), default=None,
+                   help="the physics to evaluate on (default: the one the policy was trained on: the MuJoCo "
+                        "engine for vectorization: batched, else Gymnasium's or dm_control's)")
     p.add_argument("--checkpoint", default="latest", help="for a run directory: latest, best or a file")
     p.add_argument("--out", default="robustness.png", help="the PNG; the CSV table goes beside it")
     p.add_argument("--json", action="store_true", help="print the grid as JSON instead of a table")
@@ -34,6 +39,7 @@ def run_robustness(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from robot_rl.errors import ConfigError
+    from robot_rl.evaluation import resolve_simulator
     from robot_rl.policy_source import load_policy_source
     from robot_rl.robustness import draw, format_table, parse_grid, robustness_grid, write_table
 
@@ -45,11 +51,14 @@ def run_robustness(args: argparse.Namespace) -> int:
         raise ConfigError("--max-steps must be >= 1")
     source = load_policy_source(args.path, args.checkpoint)
     seed = source.seed if args.seed is None else args.seed
-    result = robustness_grid(source.task, source.act, axes, args.episodes, seed, args.metric, args.max_steps)
+    simulator = resolve_simulator(source.task, args.simulator or source.simulator)
+    result = robustness_grid(source.task, source.act, axes, args.episodes, seed, args.metric, args.max_steps,
+                             simulator)
     table = write_table(result, out.with_suffix(".csv"))
     draw(result, out, f"{source.task}: {source.label}")
     if args.json:
-        print(json.dumps({"task": source.task, "metric": args.metric, "episodes": args.episodes, "seed": seed,
+        print(json.dumps({"task": source.task, "simulator": simulator, "metric": args.metric,
+                          "episodes": args.episodes, "seed": seed,
                           "axes": {a.term: list(a.values) for a in axes}, "mean": result.mean.tolist(),
                           "std": result.std.tolist(), "png": str(out), "csv": str(table)}))
     else:

@@ -36,7 +36,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.spec import TaskSpec, action_to_robot
 
 from .observation import BatchObservationBuilder
-from .task import POST_CONSTRAINT_FIELDS, EngineTask, StepBatch, build_spec, load_model
+from .task import FIELD_SIZES, POST_CONSTRAINT_FIELDS, EngineTask, StepBatch, build_spec, load_model
 
 StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 """obs `(N, obs_dim)`, reward `(N,)`, terminated `(N,)`, truncated `(N,)`, info."""
@@ -137,7 +137,7 @@ class BatchedEngine:
         self.init_qpos = self.nominal.qpos0.copy()
         self.init_qvel = np.zeros(self.nominal.nv)
         goals = set(self.spec.goal_fields)
-        fields = [f for f in self.spec.state_fields if f not in goals]
+        fields = [f for f in self.spec.state_fields if f not in goals and f in FIELD_SIZES]
         fields += [f for f in task.outcome_fields if f not in fields]
         self._fields = tuple(fields)
         probe = self.worlds[0].data
@@ -151,6 +151,8 @@ class BatchedEngine:
         self._copies = [[(self._now[f][i], getattr(w.data, f)) for f in self._fields]
                         + [(self._warnings[i], w.data.warning.number)] for i, w in enumerate(self.worlds)]
         self._builder = BatchObservationBuilder(self.spec, n)
+        self._state = None if task.state is None else task.state(n, self.nominal)
+        """The task's per-world state (EngineTask.state), or None."""
         self._steps = np.zeros(n, dtype=np.int64)
         self._ctrl = np.zeros((n, self.nominal.nu))
         self._seed = seed
@@ -200,6 +202,8 @@ class BatchedEngine:
             dst[...] = src
         for g, get in self.task.goals.items():
             self._goals[g][i] = np.asarray(get(m, d)).reshape(-1)
+        if self._state is not None:
+            self._state.reset_world(i, m, d, w.rng, self._goals)
         self._body_mass[i] = m.body_mass
         self._steps[i] = 0
 
@@ -207,10 +211,18 @@ class BatchedEngine:
         """World i's state fields and goals, flat copies (field -> `(size,)`): what a robot measures."""
         state = {f: self._flat[f][i].copy() for f in self.spec.state_fields if f in self._flat}
         state.update({g: v[i].copy() for g, v in self._goals.items()})
+        if self._state is not None:
+            own = self._state.fields
+            state.update({f: v[i].copy() for f, v in own.items() if f in self.spec.state_fields})
         return state
 
+    def _fields_now(self) -> dict[str, np.ndarray]:
+        """Every state field an observation term may read: mjData's, the goals, the task state's."""
+        extra = {} if self._state is None else self._state.fields
+        return {**self._flat, **self._goals, **extra}
+
     def _observe(self) -> np.ndarray:
-        return self._builder.build({**self._flat, **self._goals})
+        return self._builder.build(self._fields_now())
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset every world (world i seeded seed+i; without a seed, the engine's seed on the first reset
@@ -266,7 +278,7 @@ class BatchedEngine:
         a = self._checked(actions, "actions")
         if self.randomizer is not None:
             a = self.randomizer.perturb_actions(a, self._step_rng)
-        self._ctrl[...] = action_to_robot(self.spec, a)
+        self._ctrl[...] = action_to_robot(self.spec, a) if self._state is None else self._state.controls(a)
         return self._step()
 
     def step_controls(self, ctrl: Any) -> StepResult:
@@ -289,7 +301,10 @@ class BatchedEngine:
         self._run()
         batch = StepBatch(now=self._now, before=before, ctrl=self._ctrl, dt=self.spec.control_period,
                           body_mass=self._body_mass)
-        reward, terminated = self.task.outcome(batch)
+        if self._state is None:
+            reward, terminated = self.task.outcome(batch)
+        else:  # a task with per-world state (hold-and-advance goals, relative targets)
+            reward, terminated = self._state.outcome(batch, self._goals)
         reward = np.asarray(reward, dtype=np.float64).copy()
         terminated = np.asarray(terminated, dtype=bool).copy()
         obs = self._observe()
@@ -324,13 +339,15 @@ class BatchedEngine:
             ended: dict[str, Any] = {"physics_failure": True} if failed[i] else {}
             if self.randomizer is not None:
                 ended["randomization"] = self.worlds[i].randomization
+            if self._state is not None:  # e.g. the successes of a hold-and-advance task
+                ended.update(self._state.episode_info(int(i)))
             final_info = batch.add(final_info, ended, int(i))
         for i in idx:
             self._reset_world(int(i), None)
             if self.randomizer is not None:  # the new episode's draws, as sync's reset info reaches it
                 info = batch.add(info, {"randomization": self.worlds[i].randomization}, int(i))
         self._builder.reset(done)
-        fresh = self._builder.build({**self._flat, **self._goals}, rows=idx)
+        fresh = self._builder.build(self._fields_now(), rows=idx)
         if self.randomizer is not None:
             fresh = self.randomizer.perturb_observations(fresh, self._step_rng)
         obs[idx] = fresh

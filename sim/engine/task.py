@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import mujoco
 import numpy as np
@@ -61,6 +61,33 @@ GoalGetter = Callable[[Any, Any], np.ndarray]
 """(model, data) at the episode start, after mj_forward -> the goal's values (flat)."""
 
 
+class TaskState(Protocol):
+    """Per-world state of a task that needs more than the physics (optional, `EngineTask.state`): goals
+    that advance mid-episode (hold-and-advance), actions relative to the current joint targets, the
+    previous action, success counters reported when an episode ends.
+
+    The engine calls `reset_world` at each world's episode start (after the goal getters, so it may
+    overwrite that world's goal rows), `controls` instead of the spec's action mapping, `outcome`
+    instead of the task's, and `episode_info` for each ended world's `final_info`. `fields` are extra
+    `(N, size)` state arrays (e.g. the last action) that observation terms may read like mjData's.
+    """
+
+    fields: Mapping[str, np.ndarray]
+
+    def reset_world(self, i: int, model: Any, data: Any, rng: np.random.Generator,
+                    goals: Mapping[str, np.ndarray]) -> None: ...
+
+    def controls(self, actions: np.ndarray) -> np.ndarray: ...
+
+    def outcome(self, batch: StepBatch, goals: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def episode_info(self, i: int) -> dict[str, Any]: ...
+
+
+TaskStateFactory = Callable[[int, Any], TaskState]
+"""(number of worlds, nominal model) -> the task's per-world state."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineTask:
     """One task on the batched engine."""
@@ -83,6 +110,10 @@ class EngineTask:
     """mjData fields the outcome reads besides the observation's (kept before and after each step)."""
     goals: Mapping[str, GoalGetter] = dataclasses.field(default_factory=dict)
     """Goal field name -> how the episode's target is read at its start (the spec's goal_fields)."""
+    state: TaskStateFactory | None = None
+    """Per-world task state (see `TaskState`); None: the outcome and the spec's action mapping suffice."""
+    action_kind: str = "torque"
+    """The spec's action kind over the actuators' ctrlrange ("position" for position servos)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.frame_skip, bool) or not isinstance(self.frame_skip, int) or self.frame_skip < 1:
@@ -140,9 +171,12 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
     """
     terms = tuple(task.observation(model))
     sizes: dict[str, int] = {}
+    extra = {} if task.state is None else {k: v.shape[1] for k, v in task.state(1, model).fields.items()}
     for term in terms:
         if term.source in FIELD_SIZES:
             sizes[term.source] = FIELD_SIZES[term.source](model)
+        elif term.source in extra:
+            sizes[term.source] = extra[term.source]
         elif term.source not in task.goals:
             raise ConfigError(f"{task.name}: observation term {term.name!r} reads {term.source!r}, which is "
                               f"neither an mjData field the engine reads ({', '.join(FIELD_SIZES)}) nor "
@@ -158,7 +192,7 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
     names, limits, low, high = joint_actions(task.name, model)
     try:
         return TaskSpec(name=task.name, joint_names=names, observation=terms,
-                        action=ActionSpec.from_bounds("torque", low, high), joint_limits=limits,
+                        action=ActionSpec.from_bounds(task.action_kind, low, high), joint_limits=limits,
                         control_period=float(model.opt.timestep) * task.frame_skip,
                         physics_dt=float(model.opt.timestep), state_fields=sizes,
                         state_joints=spec_state_joints(model, sizes), goal_fields=tuple(task.goals))

@@ -28,8 +28,9 @@ def _mujoco_env_classes() -> tuple[type, ...]:
     """The task envs on the Gymnasium path that declare `model`, `data` and `use_randomizer`."""
     from robot_rl.sim.dm_control_tasks import DmControlEnv
     from robot_rl.sim.locomotion import LocomotionEnv
+    from robot_rl.sim.world_env import WorldEnv
 
-    return LocomotionEnv, DmControlEnv
+    return LocomotionEnv, DmControlEnv, WorldEnv
 
 
 def check_randomization(task_id: str, config: RandomizationConfig) -> None:

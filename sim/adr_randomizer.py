@@ -1,0 +1,102 @@
+"""ADR on the engine: the `randomize:` section's range terms, their ranges driven by `sim.adr.ADR`.
+
+With `adr.enabled`, each active range term of `randomize:` (body_mass_scale, geom_friction_scale,
+joint_damping_scale, actuator_gain_scale, gravity_tilt, actuation_delay) becomes one ADR parameter:
+its range starts at the nominal value (a factor of 1, or 0 rad / 0 s) and ADR widens it, one step at a
+time, never past the bounds the `randomize:` section gives (they are the hard limits). The step
+noises (observation_noise, action_noise, initial_state_noise) keep their configured values.
+
+`ADRRandomizer` is the engine's Randomizer for such a run: at each world's episode start it asks ADR
+for a draw (from the world's generator); a boundary world pins its parameter at the bound, every
+element of it (all bodies' masses at the low factor, say); the others draw each element uniformly in
+the current range. The boundary is reported as `"<name>:<low|high>"` (or "") in the world's
+`randomization` info, which reaches `final_info` when the episode ends, where the trainer feeds the
+episode's performance back (`ADR.record`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .adr import ADR, ADRConfig, ADRParameter
+from .randomization import RandomizationConfig, Randomizer
+
+# term -> (nominal value, default widening step, lower hard floor)
+RANGE_TERMS: dict[str, tuple[float, float, float]] = {
+    "body_mass_scale": (1.0, 0.05, 1e-3),
+    "geom_friction_scale": (1.0, 0.05, 0.0),
+    "joint_damping_scale": (1.0, 0.05, 0.0),
+    "actuator_gain_scale": (1.0, 0.05, 0.0),
+    "gravity_tilt": (0.0, 0.02, 0.0),
+    "actuation_delay": (0.0, 0.005, 0.0),
+}
+
+
+def adr_parameters(randomize: RandomizationConfig, config: ADRConfig) -> list[ADRParameter]:
+    """One ADR parameter per active range term of `randomize`, its bounds the hard limits."""
+    params = []
+    for name in randomize.active_names():
+        if name not in RANGE_TERMS:
+            continue
+        nominal, step, floor = RANGE_TERMS[name]
+        low, high = getattr(randomize, name)
+        params.append(ADRParameter(name, nominal=nominal, step=float(config.steps.get(name, step)),
+                                   minimum=max(min(low, nominal), floor), maximum=max(high, nominal)))
+    return params
+
+
+class ADRRandomizer:
+    """The engine's Randomizer (same methods) with ADR-driven ranges for the ADR parameters."""
+
+    def __init__(self, adr: ADR, randomize: RandomizationConfig, nominal: Any, physics_dt: float,
+                 physics_steps: int | None = None, task_id: str = "the task") -> None:
+        self.adr = adr
+        self.base = Randomizer(randomize, nominal, physics_dt, physics_steps, task_id)
+        self.nominal = self.base.nominal
+
+    @property
+    def active(self) -> bool:
+        return True
+
+    def reset_world(self, model: Any, data: Any, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw this world's episode: ADR's boundary choice, then every episode term in its fixed order."""
+        draw = self.adr.sample(rng)
+        ranges = self.adr.ranges()
+        drawn: dict[str, Any] = {"actuation_delay_steps": 0, "adr_boundary": ""}
+        if draw.boundary is not None:
+            drawn["adr_boundary"] = f"{draw.boundary[0]}:{draw.boundary[1]}"
+        for term in self.base.episode_terms:
+            if term.name in ranges:
+                low, high = ranges[term.name]
+                if draw.boundary is not None and draw.boundary[0] == term.name:
+                    low = high = draw.values[term.name]
+                term = type(term)((low, high))
+            value = term.sample(rng, self.nominal)
+            term.apply(model, data, self.nominal, value)
+            drawn[term.name] = value
+            if term.name == "actuation_delay":
+                drawn["actuation_delay_steps"] = int(value)
+        return drawn
+
+    def perturb_actions(self, actions: np.ndarray, rng: Any) -> np.ndarray:
+        return self.base.perturb_actions(actions, rng)
+
+    def perturb_observations(self, obs: np.ndarray, rng: Any) -> np.ndarray:
+        return self.base.perturb_observations(obs, rng)
+
+
+def boundary_episodes(info: dict[str, Any]) -> list[tuple[int, tuple[str, str]]]:
+    """(world, (parameter, side)) of every episode that ended in this step as an ADR boundary world."""
+    final = info.get("final_info") or {}
+    rand = final.get("randomization") or {}
+    if "adr_boundary" not in rand:
+        return []
+    out = []
+    for i in np.flatnonzero(rand["_adr_boundary"]):
+        label = rand["adr_boundary"][i]
+        if label:
+            name, _, side = str(label).rpartition(":")
+            out.append((int(i), (name, side)))
+    return out
