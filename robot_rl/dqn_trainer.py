@@ -139,6 +139,7 @@ class DQNTrainer(TrainerBase):
                 if next_checkpoint and self.step >= next_checkpoint:
                     self.save_checkpoint()
                     next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
+                self.stop_point()  # a signal's request_stop: final checkpoint, TrainingStopped
                 if callback is not None and callback(self):
                     break
         finally:

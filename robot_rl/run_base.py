@@ -42,6 +42,14 @@ class TrainingDiverged(RobotRLError):
     """A loss or a parameter became NaN/Inf."""
 
 
+class TrainingStopped(RobotRLError):
+    """`request_stop` (a signal) ended the run between updates, after a final checkpoint."""
+
+    def __init__(self, reason: str, step: int, path: Path) -> None:
+        super().__init__(f"stopped by {reason} at step {step}: checkpoint {path} written")
+        self.reason, self.step, self.path = reason, step, path
+
+
 class TrainerBase:
     config: Any
     run_dir: Path
@@ -59,6 +67,19 @@ class TrainerBase:
     """The best periodic evaluation's mean return so far (checkpoints/best.pt holds its state)."""
 
     _lock: RunLock | None = None
+    _stop_request: str | None = None
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """Stop at the loop's next `stop_point` (safe to call from a signal handler: it sets a field)."""
+        self._stop_request = reason
+
+    def stop_point(self) -> None:
+        """Called by a trainer's loop between updates, where its state is whole: after `request_stop`,
+        write a checkpoint (atomically, as every checkpoint) and raise TrainingStopped; `--resume`
+        continues from it."""
+        if self._stop_request is not None:
+            reason, self._stop_request = self._stop_request, None
+            raise TrainingStopped(reason, self.step, self.save_checkpoint())
 
     @classmethod
     def resume(cls, run_dir: str | Path, config: Any = None) -> Any:

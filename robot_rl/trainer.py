@@ -117,6 +117,7 @@ class Trainer(TrainerBase):
                 if next_checkpoint and self.step >= next_checkpoint:
                     self.save_checkpoint()
                     next_checkpoint = self._next_multiple(cfg.log.checkpoint_every_steps)
+                self.stop_point()  # a signal's request_stop: final checkpoint, TrainingStopped
         finally:
             log.close()
             self.envs.close()

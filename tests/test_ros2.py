@@ -888,9 +888,9 @@ def deploy(start, ns: str, *ros_args: str) -> subprocess.Popen:
 
 
 def deploy_report(p: subprocess.Popen) -> dict:
-    """Stop a deploy with Ctrl-C and read its JSON report."""
+    """Stop a deploy with Ctrl-C (it ends at its next tick, exit 128 + SIGINT) and read its JSON report."""
     p.send_signal(signal.SIGINT)
-    assert p.wait(15) == 0, p.log.read_text()
+    assert p.wait(15) == 128 + signal.SIGINT, p.log.read_text()
     lines = [x for x in p.log.read_text().splitlines() if x.startswith('{"task"')]
     assert lines, p.log.read_text()
     return json.loads(lines[-1])
@@ -959,7 +959,7 @@ def test_deploy_ros2_safe_command_within_two_periods_of_the_last_state_at_any_dr
     assert all(c == 0.0 for dt_, c in after if dt_ >= safe[0]), after  # the safe command holds
     assert len(safe) >= 3  # and is repeated while the state stays stale
     assert all(c in (pytest.approx(last), pytest.approx(steady)) for _, c in acted), acted
-    assert report["stop_reason"] == "interrupted" and report["safety"]["interventions"]["stale"] >= 3
+    assert report["stop_reason"] == "SIGINT" and report["safety"]["interventions"]["stale"] >= 3
     assert report["device"]["stale_timeout"] == pytest.approx(stale)
 
 
@@ -1066,3 +1066,57 @@ def test_a_freshly_exported_bundle_runs_on_the_node_with_a_shuffled_joint_state(
     assert len(acted) >= 10, "the node never answered the shuffled JointState"
     for command in acted:
         np.testing.assert_allclose(command, expected, rtol=1e-9, atol=1e-12)
+
+
+@needs_rclpy
+@pytest.mark.ros2
+def test_deploy_ros2_sigterm_mid_run_publishes_the_safe_command_last_and_reports(ros, procs):
+    """SIGTERM to `robot-rl deploy --backend ros2` while the driver is streaming: the loop stops at its
+    next tick (the stream goes on, so only the signal can stop it), the safe command (zeros: a force
+    bundle) is the last command on the topic, the JSON report is printed, and the exit code is 143."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    policy_cmd = _pendulum_act(0.0, -0.01)
+    assert abs(policy_cmd) > 0.1  # the policy's command for this pose is not the safe 0
+    ns = "deploysigterm"
+    commands = ros.record(Float64MultiArray, f"/{ns}/commands")
+    p = deploy(procs, ns)
+    pub = ros.node.create_publisher(JointState, f"/{ns}/joint_states", state_qos(None))
+    stop_streaming = threading.Event()
+
+    def stream() -> None:  # a 50 Hz driver that keeps publishing through the signal and after it
+        t = time.monotonic()
+        while not stop_streaming.is_set():
+            pub.publish(_joint_state(ros, ["slider", "hinge"], [0.0, -0.01]))
+            t += 0.02
+            time.sleep(max(0.0, t - time.monotonic()))
+
+    driver = threading.Thread(target=stream, daemon=True)
+    driver.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and p.poll() is None:
+            with ros.lock:
+                acted = sum(1 for _, m in commands if m.data[0] != 0.0)
+            if acted >= 10:
+                break
+            time.sleep(0.02)
+        assert acted >= 10, f"the deploy never acted on the stream: {p.log.read_text()}"
+        p.send_signal(signal.SIGTERM)
+        code = p.wait(15)
+        time.sleep(0.3)  # anything still in flight on the topic arrives
+    finally:
+        stop_streaming.set()
+        driver.join(timeout=2)
+    log = p.log.read_text()
+    assert code == 128 + signal.SIGTERM, log
+    reports = [json.loads(x) for x in log.splitlines() if x.startswith('{"task"')]
+    assert reports and reports[-1]["stop_reason"] == "SIGTERM" and reports[-1]["steps"] >= 10, log
+    assert "stopped by SIGTERM" in log
+    with ros.lock:
+        seen = [m.data[0] for _, m in commands]
+    assert seen[-1] == 0.0, f"the last command on the topic was not the safe one: {seen[-5:]}"
+    assert any(c == policy_cmd or abs(c - policy_cmd) < 1e-6 for c in seen)  # it did run the policy

@@ -6,8 +6,9 @@ Backends come from `BACKENDS`, an explicit registry of modules that each expose
 `make_robot(spec, options) -> Robot` (options: `port`, `realtime`, and for the simulated backends
 `seed` and `task`). A simulated robot runs one episode (or `--duration` simulated seconds), in real
 time unless `--fast`; a serial robot runs until `--duration` or Ctrl-C. SIGINT or SIGTERM ends the run
-at the next tick: the safe command and DISABLE are sent (ESTOP instead if the loop had faulted), the
-report printed, and the exit code is 128 + the signal's number. A serial device that an earlier host
+at the next tick: the safe command and DISABLE are sent (ESTOP instead if the loop had faulted; on
+ros2 the safe command is published last), the report printed, and the exit code is 128 + the signal's
+number (`robot_rl.stop_signals`, shared with `robot-rl train`). A serial device that an earlier host
 left enabled (killed mid-run: its watchdog has put the motors in the safe state) or e-stopped is
 refused with one line, exit 2, unless `--recover` RESETs it (or `robot-rl device reset --port`). A bad
 bundle, an unknown backend or a robot that is not the bundle's (joint names or count) is one line on
@@ -21,15 +22,14 @@ same tick from ROS callbacks, with all its parameters.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import signal
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 from robot_rl.commands import seed_arg
+from robot_rl.stop_signals import stop_on_signals
 
 BACKENDS: dict[str, str] = {
     "mujoco": "robot_rl.hardware.mujoco_robot",
@@ -92,24 +92,6 @@ def robot_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-@contextlib.contextmanager
-def stop_on_signals(loop: Any, received: list[int]) -> Iterator[None]:
-    """While inside: SIGINT and SIGTERM end the run at its next tick (`loop.request_stop`), with the
-    normal cleanup (the safe command, DISABLE) and the report; the signal is appended to `received`.
-    A KeyboardInterrupt raised mid-I/O instead would leave the device e-stopped or still enabled."""
-    def on_signal(signum: int, frame: Any) -> None:
-        if not received:
-            received.append(signum)
-        loop.request_stop(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run_deploy(args: argparse.Namespace) -> int:
     from robot_rl.errors import ConfigError, RobotRLError
     from robot_rl.hardware.control_loop import ControlLoop
@@ -131,9 +113,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     error: RobotRLError | None = None
     device: Any = None
     received: list[int] = []
-    # ROS 2 keeps rclpy's own signal handling (its node shuts down through it)
-    signals = stop_on_signals(loop, received) if args.backend != "ros2" else contextlib.nullcontext()
-    with signals:
+    with stop_on_signals(loop, received):  # every backend, ros2 too (its rclpy context installs none)
         try:
             loop.run(duration=args.duration, close=False)
         except KeyboardInterrupt:
@@ -164,7 +144,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         raise error
     if received:
         name = signal.Signals(received[0]).name
-        print(f"robot-rl deploy: stopped by {name}: safe command sent and motors disabled", file=sys.stderr)
+        done = "safe command published" if args.backend == "ros2" else "safe command sent and motors disabled"
+        print(f"robot-rl deploy: stopped by {name}: {done}", file=sys.stderr)
         return 128 + received[0]
     if stats.stop_reason not in _CLEAN_STOPS:
         print(f"robot-rl deploy: stopped by {stats.stop_reason}", file=sys.stderr)

@@ -4,6 +4,8 @@ A launch file's top-level `kind` (default `train`) picks the runner from `LAUNCH
 registry: "module:function" taking the parsed arguments and returning an exit code. A runner that
 starts several processes supervises them (`hardware/processes.py`) and stops them all when one ends
 or the launcher gets SIGINT or SIGTERM (forwarded to them; no child and no temporary folder survives).
+The train kind stops on either signal after the current update: a final checkpoint, its environments
+(async workers too) closed, exit 128 + the signal, resumable with `robot-rl train --resume DIR`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
-"""`robot-rl train FILE [--set KEY=VALUE ...] [--out DIR] [--resume DIR]`: train from a launch file."""
+"""`robot-rl train FILE [--set KEY=VALUE ...] [--out DIR] [--resume DIR]`: train from a launch file.
+
+SIGINT or SIGTERM (also to `robot-rl launch` of a training file) ends the run after the current update:
+a final checkpoint is written atomically, the environments (async workers included) are closed, a line
+says how to resume (`robot-rl train --resume DIR`), and the exit code is 128 + the signal's number."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
+from typing import Any
 
 from robot_rl.errors import ConfigError
 
@@ -23,7 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from robot_rl.stop_signals import StopRelay, stop_on_signals
+
+    relay, received = StopRelay(), []
+    with stop_on_signals(relay, received):  # before the environments: their workers inherit it
+        return _train(args, relay, received)
+
+
+def _train(args: argparse.Namespace, relay: Any, received: list[int]) -> int:
     from robot_rl.launch import load_train_config, trainer_class
+    from robot_rl.run_base import TrainingStopped
     from robot_rl.run_dir import has_checkpoints
 
     if args.resume:
@@ -49,7 +64,13 @@ def run_train(args: argparse.Namespace) -> int:
         trainer = trainer_class(config.algo)(config, out)
     if trainer.config.randomize.active:  # the ranges in the log (config.yaml holds them too)
         print(trainer.config.randomize.describe(), file=sys.stderr, flush=True)
-    result = trainer.train()
+    relay.attach(trainer)
+    try:
+        result = trainer.train()
+    except TrainingStopped as stopped:
+        print(f"robot-rl train: {stopped}; continue with: robot-rl train --resume {trainer.run_dir}",
+              file=sys.stderr, flush=True)
+        return 128 + (received[0] if received else signal.SIGTERM)
     summary = {"run_dir": str(trainer.run_dir), "step": result["step"],
                "mean_return": result["mean_return"], "std_return": result["std_return"],
                "episodes": result["episodes"], "wall_time_s": round(result["wall_time_s"], 2)}
