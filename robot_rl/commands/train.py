@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from robot_rl.stop_signals import StopRelay, stop_on_signals
 
-    relay, received = StopRelay(), []
+    relay, received = StopRelay(), list[int]()
     with stop_on_signals(relay, received):  # before the environments: their workers inherit it
         return _train(args, relay, received)
 
