@@ -16,6 +16,7 @@ episode's performance back (`ADR.record`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -63,21 +64,16 @@ class ADRRandomizer:
     def reset_world(self, model: Any, data: Any, rng: np.random.Generator) -> dict[str, Any]:
         """Draw this world's episode: ADR's boundary choice, then every episode term in its fixed order."""
         draw = self.adr.sample(rng)
-        ranges = self.adr.ranges()
-        drawn: dict[str, Any] = {"actuation_delay_steps": 0, "adr_boundary": ""}
-        if draw.boundary is not None:
-            drawn["adr_boundary"] = f"{draw.boundary[0]}:{draw.boundary[1]}"
+        ranges, terms = self.adr.ranges(), []
         for term in self.base.episode_terms:
             if term.name in ranges:
                 low, high = ranges[term.name]
                 if draw.boundary is not None and draw.boundary[0] == term.name:
                     low = high = draw.values[term.name]
-                term = type(term)((low, high))
-            value = term.sample(rng, self.nominal)
-            term.apply(model, data, self.nominal, value)
-            drawn[term.name] = value
-            if term.name == "actuation_delay":
-                drawn["actuation_delay_steps"] = int(value)
+                term = dataclasses.replace(term, bounds=(low, high))  # keeps per_world
+            terms.append(term)
+        drawn = self.base.reset_world(model, data, rng, terms)
+        drawn["adr_boundary"] = "" if draw.boundary is None else f"{draw.boundary[0]}:{draw.boundary[1]}"
         return drawn
 
     def perturb_actions(self, actions: np.ndarray, rng: Any) -> np.ndarray:

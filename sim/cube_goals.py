@@ -19,17 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_rl.spec import quat_multiply  # the one Hamilton product (w x y z) of the project
+
 GOAL_MODES = ("rotate-z", "reorient")
-
-
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product a ⊗ b of (N, 4) arrays (rotation b first, then a)."""
-    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
-    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
 
 
 def quat_conjugate(q: np.ndarray) -> np.ndarray:

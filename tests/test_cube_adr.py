@@ -104,3 +104,22 @@ def test_a_bad_adr_section_is_one_config_error_naming_the_key(tmp_path: Path, ov
     (tmp_path / "adr.yaml").write_text(HOPPER_ADR)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_train_config(tmp_path / "adr.yaml", [*QUIET, *overrides])
+
+
+def test_adr_keeps_scale_per_world_one_factor_for_all_of_a_worlds_bodies():
+    randomize = RandomizationConfig(body_mass_scale=(0.5, 1.5), scale_per="world")
+    config = ADRConfig(enabled=True, boundary_probability=0.25)
+    adr = ADR(adr_parameters(randomize, config), config)
+    adr.load_state_dict({"low": {"body_mass_scale": 0.8}, "high": {"body_mass_scale": 1.3}})
+    engine = BatchedEngine(engine_task("Hopper-v5"), 8, seed=1, threads=1)
+    try:
+        engine.randomizer = ADRRandomizer(adr, randomize, engine.nominal, engine.physics_dt, 4)
+        engine.reset()
+        massive = engine.nominal.body_mass > 0
+        factors = [w.model.body_mass[massive] / engine.nominal.body_mass[massive] for w in engine.worlds]
+        for f in factors:  # one factor per world, within ADR's range (not the randomize: bounds)
+            np.testing.assert_allclose(f, f[0])
+            assert 0.8 - 1e-12 <= f[0] <= 1.3 + 1e-12
+        assert len({round(float(f[0]), 9) for f in factors}) > 1  # and the worlds differ
+    finally:
+        engine.close()

@@ -4,6 +4,7 @@ module docstring of `robot_rl.sim.randomization`)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,12 +42,14 @@ class Randomizer:
     def active(self) -> bool:
         return bool(self.episode_terms) or self._obs is not None or self._act is not None
 
-    def reset_world(self, model: Any, data: Any, rng: np.random.Generator) -> dict[str, Any]:
+    def reset_world(self, model: Any, data: Any, rng: np.random.Generator,
+                    terms: Sequence[Any] | None = None) -> dict[str, Any]:
         """Draw every episode term for one world from its generator (in a fixed order), write `model`
         from the nominal values, perturb the reset state in `data`; return the draws (by term name,
-        always with `"actuation_delay_steps"`). Call it after the task's reset, before mj_forward."""
+        always with `"actuation_delay_steps"`). Call it after the task's reset, before mj_forward.
+        `terms`: these episode terms instead of the configured ones (ADR's current ranges)."""
         drawn: dict[str, Any] = {"actuation_delay_steps": 0}
-        for term in self.episode_terms:
+        for term in self.episode_terms if terms is None else terms:
             value = term.sample(rng, self.nominal)
             term.apply(model, data, self.nominal, value)
             drawn[term.name] = value
