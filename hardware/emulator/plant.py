@@ -53,6 +53,12 @@ class MujocoPlant:
         self.task = task
         self.model, self.data = world.model, world.data
         self.spec = spec = self.engine.spec
+        kept = [f for f in spec.state_fields if f not in spec.goal_fields and not hasattr(world.data, f)]
+        if kept:  # a task state the engine keeps (the cube's joint targets): no sensor of a device has it
+            self.engine.close()
+            raise ConfigError(f"task {task!r} cannot be emulated yet: its observation reads "
+                              f"{', '.join(kept)}, which the engine's task state keeps and a device does not "
+                              f"measure (see issue 14: the cube's deployment)")
         self._goals: dict[str, np.ndarray] = {}
         m = self.model
         if physics_dt is not None:
