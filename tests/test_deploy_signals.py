@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_tree import alive, descendants
 
 from robot_rl.hardware import protocol as P
 from robot_rl.hardware.serial_link import SerialLink
@@ -175,29 +176,6 @@ def test_a_faulted_loop_estops_and_the_next_deploy_needs_recover(device):
 # ------------------------------------------------------------------------------------------ launch
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process whose parent chain leads to `pid` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def kill_launch_and_check(cmd: list[str], tmp_path: Path, expect_children: int, ready: float) -> str:

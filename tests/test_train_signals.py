@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_tree import alive, descendants
 
 from robot_rl.checkpoint import list_checkpoints
 
@@ -27,34 +27,6 @@ SETS = ["log.progress_bar=false", "log.tensorboard=false", "log.plot=false", "ev
         "ppo.epochs=1"]
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (from /proc's children lists)."""
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                kids = Path(f"/proc/{p}/task/{t}/children").read_text().split()
-            except OSError:
-                continue
-            for k in map(int, kids):
-                if k not in out:
-                    out.add(k)
-                    todo.append(k)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def progress_rows(run: Path) -> int:
