@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.sim.cube_goals import HoldAndAdvance, SuccessRule, dropped, next_goals, quat_error, rotation_angle
+from robot_rl.sim.cube_goals import (
+    HoldAndAdvance,
+    SuccessRule,
+    dropped,
+    next_goals,
+    quat_error,
+    rotation_angle,
+)
 from robot_rl.spec import RELATIVE_ACTION_FIELDS, TaskSpec
 
 GOAL_TASKS: dict[str, str] = {"cube:rotate-z": "rotate-z", "cube:reorient": "reorient"}
@@ -102,7 +109,8 @@ class GoalTracker:
 def host_fields(spec: TaskSpec) -> tuple[str, ...]:
     """The state fields the host's control loop supplies, not the robot: a relative action's targets and
     last action, and a goal task's goal (a device need not offer these)."""
-    own = tuple(f for f in RELATIVE_ACTION_FIELDS if f in spec.state_fields) if spec.action.is_relative else ()
+    relative = spec.action.is_relative
+    own = tuple(f for f in RELATIVE_ACTION_FIELDS if f in spec.state_fields) if relative else ()
     return own + (tuple(spec.goal_fields) if spec.name in GOAL_TASKS else ())
 
 

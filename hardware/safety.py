@@ -18,7 +18,8 @@ which returns what may be sent. The rules, in order (the first that fires replac
 The safe action: torque and velocity commands -> zeros; position commands -> hold the last measured
 joint positions (clipped to the limits); a relative action ("position_delta": the policy changes
 targets, the control loop integrates them into position commands) -> a zero change, i.e. hold the
-current targets (the last command sent; on activation, the measured positions it was seeded from). `report()` counts every intervention by reason (a step with
+current targets (the last command sent; on activation, the measured positions it was seeded from).
+`report()` counts every intervention by reason (a step with
 several counts each reason once) and names the last one. Everything is in the policy's joint order
 `(act_dim,)`; robot units (N·m or N, rad or m, rad/s or m/s), seconds.
 

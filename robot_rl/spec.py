@@ -215,7 +215,7 @@ class ActionSpec:
 
     @property
     def command_kind(self) -> str:
-        """What a joint receives: the kind itself, or "position" (the integrated target) for a relative one."""
+        """What a joint receives: the kind, or "position" (the integrated target) for a relative one."""
         return "position" if self.is_relative else self.kind
 
     def targets(self) -> ActionSpec:

@@ -55,7 +55,8 @@ def test_the_loop_integrates_and_observes_the_relative_action_exactly_as_the_eng
             fields = engine.world_state(0)
             seen = policy.seen[k]
             for name in ("qpos", "qvel", "joint_targets", "last_action"):
-                np.testing.assert_allclose(seen[name], fields[name], rtol=0, atol=1e-12, err_msg=f"{name} @ {k}")
+                np.testing.assert_allclose(seen[name], fields[name], rtol=0, atol=1e-12,
+                                           err_msg=f"{name} @ {k}")
             seen["cube_goal"] = fields["cube_goal"]  # the host draws its own goals: compare the rest
             np.testing.assert_allclose(loop_builder.build(seen), builder.build(fields), rtol=0, atol=1e-12)
             engine.step(actions[k][None])
@@ -64,7 +65,8 @@ def test_the_loop_integrates_and_observes_the_relative_action_exactly_as_the_eng
 
 
 def _state(q: np.ndarray, seq: int) -> RobotState:
-    return RobotState(joint_positions=q, joint_velocities=np.zeros_like(q), timestamp=0.05 * seq, sequence=seq)
+    return RobotState(joint_positions=q, joint_velocities=np.zeros_like(q), timestamp=0.05 * seq,
+                      sequence=seq)
 
 
 def test_the_safe_action_of_a_relative_kind_holds_the_current_targets():

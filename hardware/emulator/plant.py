@@ -113,7 +113,8 @@ class MujocoPlant:
         self.kp = inertia * w * w / gear  # control units per rad (or m)
         self.kd = 2 * inertia * w / gear   # control units per rad/s
         self.servo = ((m.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
-                      & (m.actuator_gainprm[:, 0] > 0) & (m.actuator_biasprm[:, 1] == -m.actuator_gainprm[:, 0]))
+                      & (m.actuator_gainprm[:, 0] > 0)
+                      & (m.actuator_biasprm[:, 1] == -m.actuator_gainprm[:, 0]))
         """Per joint: a position servo (MuJoCo `<position>`), whose control is its target position."""
         self.command_kinds = ((P.CommandKind.POSITION,) if self.servo.all() else
                               (P.CommandKind.TORQUE, P.CommandKind.POSITION, P.CommandKind.VELOCITY))

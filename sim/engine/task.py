@@ -198,7 +198,8 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
         return TaskSpec(name=task.name, joint_names=names, observation=terms,
                         action=(ActionSpec.position_delta(low, high, task.action_rate)
                                 if task.action_kind == "position_delta"
-                                else ActionSpec.from_bounds(task.action_kind, low, high)), joint_limits=limits,
+                                else ActionSpec.from_bounds(task.action_kind, low, high)),
+                        joint_limits=limits,
                         control_period=float(model.opt.timestep) * task.frame_skip,
                         physics_dt=float(model.opt.timestep), state_fields=sizes,
                         state_joints=spec_state_joints(model, sizes), goal_fields=tuple(task.goals))
