@@ -1,0 +1,101 @@
+"""The cube policy through the hardware layer: success over serial (the firmware emulator on a real pty,
+real time) against the MuJoCo backend, the same episodes (issue 14: serial >= 90 % of MuJoCo's).
+
+Each episode: the plant reset with seed `seed + i` (MuJoCo backend: the engine world's reset; serial:
+INJECT RESET_PLANT with that seed, the same reset), host-side goals drawn from seed `seed + i`, the
+control loop for the task's 200 steps (10 s) or until a drop. An episode is a success when it reached
+its first goal (the training's `success_rate`); `consecutive_successes` is the mean of goals in a row.
+Prints one JSON line with both backends, their ratio and the load average before and after.
+
+    python bench/cube_deploy.py --episodes 20              # ~4 min of serial episodes in real time
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.hardware import protocol as P
+from robot_rl.hardware.control_loop import ControlLoop
+from robot_rl.hardware.goal_tracker import goal_tracker
+from robot_rl.hardware.mujoco_robot import MujocoRobot
+from robot_rl.hardware.serial_robot import SerialRobot
+from robot_rl.policies import load
+
+
+def summary(goals: list[int], steps: list[int], stops: list[str]) -> dict[str, Any]:
+    reached = np.asarray(goals)
+    return {"success_rate": float(np.mean(reached >= 1)), "consecutive_successes": float(np.mean(reached)),
+            "successes": goals, "steps": steps, "drops": stops.count("dropped")}
+
+
+def mujoco_episodes(bundle: str, episodes: int, seed: int, steps: int) -> dict[str, Any]:
+    policy = load(bundle)
+    goals, lengths, stops = [], [], []
+    for i in range(episodes):
+        robot = MujocoRobot(policy.spec.name, seed=seed + i, realtime=False)
+        tracker = goal_tracker(policy.spec, seed=seed + i)
+        stats = ControlLoop(robot, policy, goals=tracker).run(steps=steps)
+        goals.append(stats.goals["successes"] if stats.goals else 0)
+        lengths.append(stats.steps)
+        stops.append(stats.stop_reason)
+    return summary(goals, lengths, stops)
+
+
+def serial_episodes(bundle: str, episodes: int, seed: int, steps: int, link: Path) -> dict[str, Any]:
+    policy = load(bundle)
+    process = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "emulate", "--task", policy.spec.name,
+                                "--link", str(link)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    goals, lengths, stops, overruns = [], [], [], []
+    try:
+        deadline = time.monotonic() + 60
+        while not link.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the emulator did not start")
+            time.sleep(0.05)
+        robot = SerialRobot(policy.spec, str(link))
+        robot.link.open()
+        for i in range(episodes):
+            robot.link.request(P.Inject(P.InjectKind.RESET_PLANT, seed + i))
+            tracker = goal_tracker(policy.spec, seed=seed + i)
+            stats = ControlLoop(robot, policy, goals=tracker).run(steps=steps, close=False)
+            goals.append(stats.goals["successes"] if stats.goals else 0)
+            lengths.append(stats.steps)
+            stops.append(stats.stop_reason)
+            overruns.append(stats.overruns)
+        robot.close()
+    finally:
+        process.terminate()
+        process.wait(10)
+    return {**summary(goals, lengths, stops), "overruns": overruns}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default="zoo:cube-rotate-z_ppo")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=200, help="control steps per episode (200: 10 s)")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    mujoco = mujoco_episodes(args.bundle, args.episodes, args.seed, args.steps)
+    with tempfile.TemporaryDirectory(prefix="cube_deploy_") as tmp:
+        serial = serial_episodes(args.bundle, args.episodes, args.seed, args.steps, Path(tmp) / "tty")
+    ratio = serial["success_rate"] / mujoco["success_rate"] if mujoco["success_rate"] else None
+    print(json.dumps({"bench": "cube_deploy", "bundle": args.bundle, "episodes": args.episodes,
+                      "seed": args.seed, "steps": args.steps, "mujoco": mujoco, "serial": serial,
+                      "serial_over_mujoco_success": ratio, "load_before": load_before,
+                      "load_after": os.getloadavg()}))
+
+
+if __name__ == "__main__":
+    main()
