@@ -10,7 +10,7 @@ entries named in `state_joints`.
 
 Goals: drawn here, seeded (`seed`), from the measured orientation at activation (as the task's reset
 draws them), or one fixed goal given as a parameter (`goal`, a quaternion w x y z: reaching it is a
-success, and it stays the goal). One update per new measurement (a state whose sequence advanced), so
+success, and it stays the goal; holding it on counts no more, leaving it and reaching it again does). One update per new measurement (a state whose sequence advanced), so
 a backend that returns the same state twice does not count a hold step twice.
 
 Imports numpy, the spec and the cube's numpy goal rules only (no MuJoCo).
@@ -66,6 +66,7 @@ class GoalTracker:
         self.dropped = False
         self.goals_drawn = 0
         self._sequence: int | None = None
+        self._armed = True  # a fixed goal: False while it is held after a success
 
     @property
     def successes(self) -> int:
@@ -79,6 +80,7 @@ class GoalTracker:
         self.dropped = False
         self.goal = self.fixed if self.fixed is not None else next_goals(self.mode, quat[None], self._rng)[0]
         self.goals_drawn = 1
+        self._armed = True
         self.angle = float(rotation_angle(quat_error(quat[None], self.goal[None]))[0])
         self._sequence = sequence
 
@@ -88,7 +90,11 @@ class GoalTracker:
             self._sequence = sequence
             quat = self._measured(fields)
             self.angle = float(rotation_angle(quat_error(quat[None], self.goal[None]))[0])
-            if self._hold.update(np.array([self.angle]))[0] and self.fixed is None:
+            self._armed = self._armed or self.angle >= self.rule.tolerance
+            reached = self._armed and bool(self._hold.update(np.array([self.angle]))[0])
+            if reached and self.fixed is not None:
+                self._armed = False
+            elif reached:
                 self.goal = next_goals(self.mode, self.goal[None], self._rng)[0]
                 self.goals_drawn += 1
                 self.angle = float(rotation_angle(quat_error(quat[None], self.goal[None]))[0])

@@ -122,10 +122,14 @@ def test_a_fixed_goal_parameter_stays_the_goal_and_bad_goals_are_one_error():
     tracker = goal_tracker(spec, goal=parse_goal("yaw:90"))
     assert tracker is not None
     tracker.reset(_fields(0.0), 0)
-    for seq in range(1, 6):
+    for seq in range(1, 16):  # reached after 5 updates, then held on: counted once
         tracker.update(_fields(np.pi / 2), seq)
     np.testing.assert_allclose(tracker.goal, quat_about_z(np.array([np.pi / 2]))[0])
     assert tracker.successes == 1 and tracker.report()["goal_source"] == "fixed"
+    tracker.update(_fields(0.0), 16)  # left, then reached again: a second success
+    for seq in range(17, 22):
+        tracker.update(_fields(np.pi / 2), seq)
+    assert tracker.successes == 2
     for bad in ("1,2,3", "0,0,0,0", "yaw:x", "nan,0,0,1"):
         with pytest.raises(ConfigError, match="goal"):
             goal_tracker(spec, goal=parse_goal(bad))
