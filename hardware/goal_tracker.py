@@ -10,8 +10,9 @@ entries named in `state_joints`.
 
 Goals: drawn here, seeded (`seed`), from the measured orientation at activation (as the task's reset
 draws them), or one fixed goal given as a parameter (`goal`, a quaternion w x y z: reaching it is a
-success, and it stays the goal; holding it on counts no more, leaving it and reaching it again does). One update per new measurement (a state whose sequence advanced), so
-a backend that returns the same state twice does not count a hold step twice.
+success, and it stays the goal; holding it on counts no more, leaving it and reaching it again does).
+One update per new measurement (a state whose sequence advanced), so a backend that returns the same
+state twice does not count a hold step twice.
 
 Imports numpy, the spec and the cube's numpy goal rules only (no MuJoCo).
 """
