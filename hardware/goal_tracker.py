@@ -103,6 +103,12 @@ class GoalTracker:
             self.dropped = bool(dropped(position[None], self.rule)[0])
         return {self.field: self.goal.copy()}
 
+    def set_goal(self, goal: Sequence[float]) -> None:
+        """A new fixed goal (w x y z), e.g. from a robot's goal topic: its hold starts afresh."""
+        self.fixed = self.goal = _unit_quaternion(goal)
+        self._hold.held[:] = 0
+        self._armed = True
+
     def report(self) -> dict[str, Any]:
         """Successes (goals reached in a row), whether the cube dropped, the current error (rad)."""
         return {"successes": self.successes, "success": self.successes >= 1, "dropped": self.dropped,

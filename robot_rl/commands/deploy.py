@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--fast", dest="realtime", action="store_false",
                       help="simulated backends: run as fast as possible")
     p.add_argument("--seed", type=seed_arg,
-                   help="simulated backends: seed of the episode's initial state (default 0)")
+                   help="simulated backends: seed of the episode's initial state (default 0); goal tasks "
+                        "(cube), every backend: seed of the goals drawn")
     p.add_argument("--task", help="simulated backends: another task's model (to check a bundle against it)")
     p.add_argument("--max-delta", type=float, default=None, metavar="FRACTION",
                    help="safety filter: largest command change per step, as a fraction of the command "
@@ -119,7 +120,12 @@ def run_deploy(args: argparse.Namespace) -> int:
     safety = SafetyFilter(policy.spec, safety_config)
     goals = goal_tracker(policy.spec, seed=args.seed or 0,
                          goal=None if args.goal is None else parse_goal(args.goal))
-    robot = module.make_robot(policy.spec, robot_options(args))
+    options = robot_options(args)
+    if goals is not None and args.backend in ("serial", "ros2"):
+        options.pop("seed", None)  # the goals' seed here: a robot's start is its own
+    robot = module.make_robot(policy.spec, options)
+    if goals is not None and hasattr(robot, "on_goal"):  # ros2: a goal on its goal topic replaces ours
+        robot.on_goal = goals.set_goal
     loop = ControlLoop(robot, policy, safety, goals=goals)
     error: RobotRLError | None = None
     device: Any = None
