@@ -429,8 +429,9 @@ class Ros2Robot(Robot):
             try:
                 from geometry_msgs.msg import PoseStamped, QuaternionStamped
             except ImportError as err:
-                raise HardwareError(f"the ros2 backend needs geometry_msgs for {self.pose_topic or self.goal_topic}"
-                                    f" (pip install 'robot-rl[ros2]'): {err}") from None
+                topic = self.pose_topic or self.goal_topic
+                raise HardwareError(f"the ros2 backend needs geometry_msgs for {topic} (pip install "
+                                    f"'robot-rl[ros2]'): {err}") from None
             if self.pose_topic:
                 self._entities.append(node.create_subscription(PoseStamped, self.pose_topic, self._on_pose,
                                                                state_qos(None)))
@@ -610,8 +611,8 @@ class Ros2Robot(Robot):
         if self._pose_names:  # the object's entries come from its pose topic, not the JointState
             pose = self._pose
             if pose is None:
-                self.decoder._reject("names", f"no pose on {self.topic_name(self.pose_topic)} yet (the entries "
-                                              f"{self._pose_names[0]} .. {self._pose_names[-1]})")
+                self.decoder._reject("names", f"no pose on {self.topic_name(self.pose_topic)} yet (the "
+                                              f"entries {self._pose_names[0]} .. {self._pose_names[-1]})")
                 return
             keep = [i for i, n in enumerate(names) if n not in self._pose_names]
             pos = np.frombuffer(position, dtype=np.float64) if isinstance(position, array.array) \

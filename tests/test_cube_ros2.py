@@ -35,15 +35,15 @@ except ImportError:
     HAVE_ROS = False
 
 pytestmark = [pytest.mark.ros2,
-              pytest.mark.skipif(not HAVE_ROS, reason="rclpy and geometry_msgs (pip install 'robot-rl[ros2]')"),
+              pytest.mark.skipif(not HAVE_ROS, reason="needs rclpy and geometry_msgs (robot-rl[ros2])"),
               pytest.mark.skipif(CUBE.removeprefix("zoo:") not in zoo_names(), reason="no zoo cube")]
 
 
 def _bridge(tmp_path: Path, seed: int) -> subprocess.Popen:
     log = (tmp_path / f"bridge_{seed}.log").open("w")
     return subprocess.Popen([sys.executable, "-m", "robot_rl.hardware.ros2_sim_bridge", "--ros-args", "-p",
-                             f"bundle:={CUBE}", "-p", f"seed:={seed}", "-p", "episodes:=1"], env=ENV, cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
+                             f"bundle:={CUBE}", "-p", f"seed:={seed}", "-p", "episodes:=1"], env=ENV,
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -122,7 +122,8 @@ def test_a_goal_on_the_goal_topic_replaces_the_drawn_goals(tmp_path):
     from robot_rl.spec import quat_multiply
 
     # a quarter turn about z from where the cube starts (the goals the policy was trained for)
-    goal = tuple(float(v) for v in quat_multiply(quat_about_z(np.array([np.pi / 2]))[0], _start_orientation(1)))
+    turn = quat_about_z(np.array([np.pi / 2]))[0]
+    goal = tuple(float(v) for v in quat_multiply(turn, _start_orientation(1)))
     bridge = _bridge(tmp_path, seed=1)
     publisher = GoalPublisher(goal)
     try:
