@@ -135,3 +135,16 @@ def test_a_fixed_goal_parameter_stays_the_goal_and_bad_goals_are_one_error():
             goal_tracker(spec, goal=parse_goal(bad))
     with pytest.raises(ConfigError, match="no host-side goal"):
         goal_tracker(get_spec("Hopper-v5"), goal=(1.0, 0.0, 0.0, 0.0))
+
+
+def test_the_policy_nodes_diagnostics_carry_a_goal_tasks_goals():
+    from robot_rl.hardware.ros2_diagnostics import NodeSnapshot, diagnose
+    from robot_rl.sim import get_spec
+
+    tracker = goal_tracker(get_spec(TASK), seed=0)
+    assert tracker is not None
+    tracker.reset(_fields(0.0), 0)
+    values = diagnose(NodeSnapshot("active", task=TASK, goals=tracker.report())).values
+    assert values["goals_reached"] == 0 and values["goal_source"] == "drawn" and values["dropped"] is False
+    assert values["goal_error_rad"] == pytest.approx(np.pi / 2)
+    assert "goals_reached" not in diagnose(NodeSnapshot("active", task="Hopper-v5")).values
