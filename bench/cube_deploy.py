@@ -35,7 +35,6 @@ from robot_rl.hardware.robot import HardwareError, Lifecycle
 from robot_rl.hardware.serial_robot import SerialRobot
 from robot_rl.policies import load
 
-
 WATCHDOG = 0.5
 """The device watchdog (s) of the serial episodes, as tests/test_hil.py's: this 2-core machine is shared
 and a host stalled past the default 250 ms faults an episode that says nothing of the link."""
