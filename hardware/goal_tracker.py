@@ -45,17 +45,17 @@ class GoalTracker:
     def __init__(self, spec: TaskSpec, mode: str, rule: SuccessRule | None = None, seed: int = 0,
                  goal: Sequence[float] | None = None) -> None:
         terms = [t for t in spec.observation if t.relative.startswith("orientation")]
-        if not terms or terms[0].goal is None or terms[0].indices is None:
+        goal_field, indices = (terms[0].goal, terms[0].indices) if terms else (None, None)
+        if goal_field is None or indices is None:
             raise ConfigError(f"{spec.name}: no orientation goal term to track")
-        term = terms[0]
-        self.field: str = term.goal
+        self.field: str = goal_field
         """The goal state field the host supplies."""
-        self.source, self._quat = term.source, np.array(term.indices, dtype=np.intp)
-        qw = spec.state_joints[term.indices[0]] if len(spec.state_joints) > term.indices[0] else ""
+        self.source, self._quat = terms[0].source, np.array(indices, dtype=np.intp)
+        qw = spec.state_joints[indices[0]] if len(spec.state_joints) > indices[0] else ""
         joint = qw.removesuffix(":qw")
         names = list(spec.state_joints)
         if not qw.endswith(":qw") or not all(f"{joint}:{a}" in names for a in "xyz"):
-            raise ConfigError(f"{spec.name}: the orientation term reads {term.source}{list(term.indices)}, "
+            raise ConfigError(f"{spec.name}: the orientation term reads {self.source}{list(indices)}, "
                               f"not a free joint's quaternion named in state_joints")
         self._pos = np.array([names.index(f"{joint}:{a}") for a in "xyz"], dtype=np.intp)
         self.mode, self.rule = mode, rule or SuccessRule()

@@ -341,7 +341,7 @@ class Ros2Robot(Robot):
         self._pose: np.ndarray | None = None  # the newest pose, (7,) x y z qw qx qy qz
         self.poses_received = 0
         self.goal_topic = goal_topic if goal_topic and spec.goal_fields else ""
-        self.on_goal: Callable[[np.ndarray], None] | None = None
+        self.on_goal: Callable[[Sequence[float]], None] | None = None
         """Called (executor thread) with each goal quaternion (w x y z) from `goal_topic`."""
         self.goals_received = 0
         self.decoder = JointStateDecoder(self.joints, spec.state_fields, self.state_joints)
