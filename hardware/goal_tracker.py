@@ -104,8 +104,12 @@ class GoalTracker:
         return {self.field: self.goal.copy()}
 
     def set_goal(self, goal: Sequence[float]) -> None:
-        """A new fixed goal (w x y z), e.g. from a robot's goal topic: its hold starts afresh."""
-        self.fixed = self.goal = _unit_quaternion(goal)
+        """A new fixed goal (w x y z), e.g. from a robot's goal topic: its hold starts afresh. The same
+        goal again (a topic repeating it) changes nothing: it must not restart a hold under way."""
+        q = _unit_quaternion(goal)
+        if self.fixed is not None and abs(float(q @ self.fixed)) > 1 - 1e-9:  # q and -q: one rotation
+            return
+        self.fixed = self.goal = q
         self._hold.held[:] = 0
         self._armed = True
 

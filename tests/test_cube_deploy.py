@@ -130,6 +130,13 @@ def test_a_fixed_goal_parameter_stays_the_goal_and_bad_goals_are_one_error():
     for seq in range(17, 22):
         tracker.update(_fields(np.pi / 2), seq)
     assert tracker.successes == 2
+    tracker.update(_fields(0.0), 22)
+    for seq in range(23, 28):  # a topic repeating the same goal every update does not restart the hold
+        tracker.set_goal(tuple(-quat_about_z(np.array([np.pi / 2]))[0]))
+        tracker.update(_fields(np.pi / 2), seq)
+    assert tracker.successes == 3
+    tracker.set_goal((1.0, 0.0, 0.0, 0.0))  # another goal: taken
+    np.testing.assert_allclose(tracker.goal, [1.0, 0.0, 0.0, 0.0])
     for bad in ("1,2,3", "0,0,0,0", "yaw:x", "nan,0,0,1"):
         with pytest.raises(ConfigError, match="goal"):
             goal_tracker(spec, goal=parse_goal(bad))
