@@ -62,7 +62,8 @@ class Trainer(TrainerBase):
                      "rollout buffer (num_steps × num_envs transitions)")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization, randomize=config.randomize,
-                         threads=config.env_threads)
+                         threads=config.env_threads) if config.rollout_workers == 0 else None
+        """The training envs; None with rollout_workers (the Ray actors hold them)."""
         make_run_dir(self.run_dir)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm
@@ -94,7 +95,9 @@ class Trainer(TrainerBase):
         cfg = self.config
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", resolved)
-        obs_raw, _ = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)
+        workers = self._start_rollout_workers()  # None: collect in this process
+        obs_raw = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)[0] if workers is None \
+            else None
         running_return = np.zeros(cfg.num_envs)
         running_length = np.zeros(cfg.num_envs, dtype=np.int64)
         log = RunLog(self.run_dir, cfg.log, cfg.total_steps, f"{cfg.task} {cfg.algo}", self.step)
@@ -103,13 +106,19 @@ class Trainer(TrainerBase):
         next_eval = self._next_multiple(cfg.eval.every_steps)
         try:
             while self.step < cfg.total_steps:
-                obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
-                                                                        running_length)
-                last_values = torch.as_tensor(self.acting.value(self._normalize(obs_raw, update=False)))
-                metrics = self.agent.update(self.buffer, last_values)
+                if workers is None:
+                    obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
+                                                                            running_length)
+                    buffer = self.buffer
+                    last_values = torch.as_tensor(self.acting.value(self._normalize(obs_raw, update=False)))
+                else:  # the same collection on the Ray actors, gathered into a buffer here
+                    buffer, last_values = workers.collect(self)
+                metrics = self.agent.update(buffer, last_values)
                 self._check_finite(metrics)
                 self.acting.refresh()
                 row = self._progress_row(metrics, start, start_step)
+                if workers is not None:
+                    row.update(workers.columns())
                 if next_eval and self.step >= next_eval:
                     row["eval_return"] = self.periodic_evaluation()
                     next_eval = self._next_multiple(cfg.eval.every_steps)
@@ -120,11 +129,22 @@ class Trainer(TrainerBase):
                 self.stop_point()  # a signal's request_stop: final checkpoint, TrainingStopped
         finally:
             log.close()
-            self.envs.close()
+            if workers is not None:
+                workers.close()
+            if self.envs is not None:
+                self.envs.close()
         result = self._finish(log, start)
         if self.adr is not None and cfg.log.plot:
             plot_adr(self.run_dir)
         return result
+
+    def _start_rollout_workers(self) -> Any:
+        """With rollout_workers: the started RolloutPool (Ray actors that run `_collect`); else None."""
+        if self.config.rollout_workers == 0:
+            return None
+        from robot_rl.distributed.rollout import RolloutPool
+
+        return RolloutPool.start(self)
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
         """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
