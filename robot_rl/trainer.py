@@ -44,6 +44,9 @@ from robot_rl.run_log import RunLog
 
 
 class Trainer(TrainerBase):
+    rollout_pool: Any = None
+    """With rollout_workers, while training: the RolloutPool (its actors' pids, what it is collecting)."""
+
     def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
         from robot_rl.sim import get_spec, make
         from robot_rl.sim.registry import reports_successes
@@ -144,7 +147,8 @@ class Trainer(TrainerBase):
             return None
         from robot_rl.distributed.rollout import RolloutPool
 
-        return RolloutPool.start(self)
+        self.rollout_pool = RolloutPool.start(self)
+        return self.rollout_pool
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
         """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
