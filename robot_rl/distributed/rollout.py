@@ -27,9 +27,13 @@ in a row, or an error raised inside a worker, stops the run with an error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -213,7 +217,8 @@ class RolloutPool:
         cfg = trainer.config
         ray = import_ray()
         owns_ray = not ray.is_initialized()
-        connect(cfg.ray_address, num_cpus=cfg.rollout_workers if cfg.ray_address is None else None)
+        with _keep_signal_handlers():
+            connect(cfg.ray_address, num_cpus=cfg.rollout_workers if cfg.ray_address is None else None)
         actor_class = ray.remote(num_cpus=1, max_restarts=0)(RolloutWorker)
         reset_seed = cfg.seed + 7919 * trainer.agent.updates_done
         slots = []
@@ -359,6 +364,23 @@ class RolloutPool:
                 pass
         if self._owns_ray:
             self.ray.shutdown()
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Restore this process's SIGINT/SIGTERM handlers after `ray.init`, whose core worker installs a C++
+    handler that logs a SIGTERM and dies: `robot-rl train`'s handler (a final checkpoint, then
+    `--resume`) must stay in charge. Only the main thread has handlers to keep."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def split_envs(num_envs: int, workers: int) -> list[tuple[int, int]]:
