@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from process_tree import alive, descendants
 
 from robot_rl.acting import policy_weights
+from robot_rl.checkpoint import list_checkpoints
 from robot_rl.distributed.rollout import RolloutPool, RolloutWorker, TrackedMoments, WorkerSetup, split_envs
 from robot_rl.errors import ConfigError
 from robot_rl.launch import load_train_config, parse_train_config
@@ -218,3 +220,43 @@ def test_two_workers_learn_inverted_pendulum_like_the_local_trainer(ray_instance
     (local_before, local_after), (dist_before, dist_after) = results[0], results[2]
     assert local_after >= 3 * local_before and dist_after >= 3 * dist_before, results
     assert dist_after >= 0.5 * local_after, results
+
+
+def test_sigterm_stops_a_distributed_run_with_a_checkpoint_and_no_ray_process_left(tmp_path: Path) -> None:
+    """Ray's core worker installs its own SIGTERM handler (log and die); the trainer's must win: a final
+    checkpoint, exit 128 + SIGTERM, no Ray process left. (`--resume` then is the ordinary resume with new
+    workers: test_train_signals covers it.)"""
+    pytest.importorskip("ray")
+    run, total = tmp_path / "run", 8192
+    sets = ["log.progress_bar=false", "log.tensorboard=false", "log.plot=false", "eval.episodes=1",
+            f"total_steps={total}", "log.checkpoint_every_steps=0", "num_envs=2", "ppo.num_steps=128",
+            "ppo.epochs=1", "rollout_workers=2"]
+    args = [a for s in sets for a in ("--set", s)]
+    cli = [sys.executable, "-m", "robot_rl.cli", "train"]
+    trainer = subprocess.Popen([*cli, str(ROOT / "launch" / "invertedpendulum_ppo.yaml"), "--out", str(run),
+                                *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        progress = run / "progress.csv"
+        while (not progress.is_file() or len(progress.read_text().splitlines()) < 3) \
+                and trainer.poll() is None and time.monotonic() < deadline:
+            processes |= descendants(trainer.pid)
+            time.sleep(0.05)
+        assert trainer.poll() is None, trainer.communicate()
+        processes |= descendants(trainer.pid)
+        assert len(processes) >= 4, processes  # Ray's own processes and the 2 actors
+        trainer.send_signal(signal.SIGTERM)
+        out, err = trainer.communicate(timeout=120)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    assert trainer.returncode == 128 + signal.SIGTERM, (out, err)
+    assert "stopped by SIGTERM" in err and "SIGTERM received" not in err, err
+    saved = list_checkpoints(run)
+    assert len(saved) == 1 and 0 < saved[0][0] < total, saved
+    deadline = time.monotonic() + 30
+    while [p for p in processes if alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in processes if alive(p)], f"processes left behind: {processes}"
