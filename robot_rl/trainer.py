@@ -96,9 +96,9 @@ class Trainer(TrainerBase):
     # ------------------------------------------------------------------ the loop
     def _train(self) -> dict[str, Any]:
         cfg = self.config
+        workers = self._start_rollout_workers()  # None: collect in this process
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", resolved)
-        workers = self._start_rollout_workers()  # None: collect in this process
         obs_raw = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)[0] if workers is None \
             else None
         running_return = np.zeros(cfg.num_envs)

@@ -26,6 +26,7 @@ from process_tree import alive, descendants
 
 from robot_rl.acting import policy_weights
 from robot_rl.checkpoint import list_checkpoints
+from robot_rl.distributed.cluster import ClusterUnreachable
 from robot_rl.distributed.rollout import RolloutPool, RolloutWorker, TrackedMoments, WorkerSetup, split_envs
 from robot_rl.errors import ConfigError
 from robot_rl.launch import load_train_config, parse_train_config
@@ -72,6 +73,15 @@ def test_the_cli_refuses_negative_workers_before_training(tmp_path: Path) -> Non
     assert result.returncode == 2, result.stderr
     assert "rollout_workers: must be >= 0" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_an_address_where_no_ray_answers_is_one_error_naming_ray_address(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()  # (the module's Ray instance starts later: it would be reused)
+    trainer = Trainer(_config(rollout_workers=2, ray_address="127.0.0.1:1"), tmp_path / "run")
+    with pytest.raises(ClusterUnreachable, match=r"ray_address 127\.0\.0\.1:1: no Ray cluster answers"):
+        trainer.train()
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run is written
 
 
 def test_envs_are_split_evenly_and_completely() -> None:

@@ -212,13 +212,16 @@ class RolloutPool:
     def start(cls, trainer: Any) -> RolloutPool:
         """Connect to Ray (a local instance of rollout_workers CPUs without ray_address) and start the
         actors, one CPU each; an actor that cannot start is one error naming its cause."""
-        from robot_rl.distributed.cluster import connect, import_ray
+        from robot_rl.distributed.cluster import ClusterUnreachable, connect, import_ray
 
         cfg = trainer.config
         ray = import_ray()
         owns_ray = not ray.is_initialized()
-        with _keep_signal_handlers():
-            connect(cfg.ray_address, num_cpus=cfg.rollout_workers if cfg.ray_address is None else None)
+        try:
+            with _keep_signal_handlers():
+                connect(cfg.ray_address, num_cpus=cfg.rollout_workers if cfg.ray_address is None else None)
+        except ClusterUnreachable as err:  # its text names the sweep's flag
+            raise ClusterUnreachable(str(err).replace("--address", "ray_address", 1)) from None
         actor_class = ray.remote(num_cpus=1, max_restarts=0)(RolloutWorker)
         reset_seed = cfg.seed + 7919 * trainer.agent.updates_done
         slots = []
