@@ -63,7 +63,7 @@ class Trainer(TrainerBase):
         transition = 4 * (self.spec.obs_dim + self.spec.act_dim + 8)  # float32 obs, action and 8 scalars
         check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
                      "rollout buffer (num_steps × num_envs transitions)")
-        self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
+        self.envs: Any = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization, randomize=config.randomize,
                          threads=config.env_threads) if config.rollout_workers == 0 else None
         """The training envs; None with rollout_workers (the Ray actors hold them)."""
@@ -99,7 +99,7 @@ class Trainer(TrainerBase):
         workers = self._start_rollout_workers()  # None: collect in this process
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", resolved)
-        obs_raw = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)[0] if workers is None \
+        obs_raw: Any = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)[0] if workers is None \
             else None
         running_return = np.zeros(cfg.num_envs)
         running_length = np.zeros(cfg.num_envs, dtype=np.int64)

@@ -110,7 +110,7 @@ def test_a_worker_with_every_env_collects_the_local_buffer(tmp_path: Path) -> No
                                        atol=1e-6, err_msg=name)
         local_last = local.acting.value(local._normalize(obs_raw, update=False))
         np.testing.assert_allclose(rollout.last_values, local_last, rtol=1e-6, atol=1e-6)
-        assert rollout.obs_moments.count == local.obs_normalizer.rms.count == 128 * 4
+        assert rollout.obs_moments.size == local.obs_normalizer.rms.count == 128 * 4
         np.testing.assert_allclose(rollout.reward_returns, local.reward_scaler.returns)
         assert len(rollout.episode_returns) == local.episodes > 0
         assert rollout.episode_returns[-20:] == list(local.episode_returns)  # the trainer keeps 20

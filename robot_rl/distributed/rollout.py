@@ -69,9 +69,11 @@ class TrackedMoments(RunningMeanStd):
 
 
 class Moments(NamedTuple):
+    """Mean, population variance and number of samples (the arguments of `update_from_moments`)."""
+
     mean: np.ndarray
     var: np.ndarray
-    count: float
+    size: float
 
 
 class WorkerRollout(NamedTuple):
@@ -111,10 +113,11 @@ class RolloutWorker:
     The collection methods are the trainer's own functions, so a distributed step is a local step.
     """
 
-    _collect = Trainer._collect
-    _normalize = Trainer._normalize
-    _count_episodes = TrainerBase._count_episodes
-    _count_successes = Trainer._count_successes
+    # the trainer's functions, called on a worker (Any: mypy checks them against the Trainer's self type)
+    _collect: Any = Trainer._collect
+    _normalize: Any = Trainer._normalize
+    _count_episodes: Any = TrainerBase._count_episodes
+    _count_successes: Any = Trainer._count_successes
 
     def __init__(self, setup: WorkerSetup) -> None:
         from robot_rl.sim import get_spec, make
@@ -131,15 +134,15 @@ class RolloutWorker:
         self.buffer = RolloutBuffer(cfg.algorithm.num_steps, cfg.num_envs, spec.obs_dim, spec.act_dim)
         self.acting = NumpyActing(None, seed=[cfg.seed, setup.index, setup.generation])  # type: ignore[arg-type]
         norm = cfg.normalize
-        self.obs_normalizer = None
+        self.obs_normalizer, self.obs_moments = None, None
         if norm.observations:
             self.obs_normalizer = ObservationNormalizer((spec.obs_dim,), clip=norm.clip_observations)
-            self.obs_normalizer.rms = TrackedMoments((spec.obs_dim,))
-        self.reward_scaler = None
+            self.obs_normalizer.rms = self.obs_moments = TrackedMoments((spec.obs_dim,))
+        self.reward_scaler, self.reward_moments = None, None
         if norm.rewards:
             gamma = float(getattr(cfg.algorithm, "gamma", 0.99))
             self.reward_scaler = RewardScaler(cfg.num_envs, gamma=gamma, clip=norm.clip_rewards)
-            self.reward_scaler.rms = TrackedMoments(())
+            self.reward_scaler.rms = self.reward_moments = TrackedMoments(())
         self.step = self.episodes = 0
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
@@ -157,10 +160,10 @@ class RolloutWorker:
         """One iteration: `num_steps` vector steps with `weights`, from the learner's statistics."""
         start = time.perf_counter()
         self.acting.load_weights(weights)
-        if self.obs_normalizer is not None:
-            self.obs_normalizer.rms.restart(obs_stats)
-        if self.reward_scaler is not None:
-            self.reward_scaler.rms.restart(reward_stats)
+        if self.obs_moments is not None and obs_stats is not None:
+            self.obs_moments.restart(obs_stats)
+        if self.reward_scaler is not None and self.reward_moments is not None and reward_stats is not None:
+            self.reward_moments.restart(reward_stats)
             self.reward_scaler.returns = np.array(reward_stats["returns"], dtype=np.float64)
         self.obs_raw, self.running_return, self.running_length = self._collect(
             self.obs_raw, self.running_return, self.running_length)
@@ -168,8 +171,8 @@ class RolloutWorker:
         columns = {name: getattr(self.buffer, name).numpy() for name in STORED_FIELDS}
         result = WorkerRollout(
             columns, last_values,
-            _new_moments(self.obs_normalizer.rms) if self.obs_normalizer else None,
-            _new_moments(self.reward_scaler.rms) if self.reward_scaler else None,
+            _new_moments(self.obs_moments) if self.obs_moments else None,
+            _new_moments(self.reward_moments) if self.reward_moments else None,
             self.reward_scaler.returns.copy() if self.reward_scaler else None,
             self.episode_returns, self.episode_lengths, self.episode_successes, 0.0)
         self.episode_returns, self.episode_lengths, self.episode_successes = [], [], []
@@ -335,9 +338,9 @@ class RolloutPool:
                 getattr(buffer, name).numpy()[:, column:column + n] = r.columns[name]
             last_values[column:column + n] = r.last_values
             column += n
-            if r.obs_moments is not None and r.obs_moments.count > 0:
+            if r.obs_moments is not None and r.obs_moments.size > 0:
                 trainer.obs_normalizer.rms.update_from_moments(*r.obs_moments)
-            if r.reward_moments is not None and r.reward_moments.count > 0:
+            if r.reward_moments is not None and r.reward_moments.size > 0:
                 trainer.reward_scaler.rms.update_from_moments(*r.reward_moments)
                 first = slot.setup.first_env
                 trainer.reward_scaler.returns[first:first + n] = r.reward_returns
