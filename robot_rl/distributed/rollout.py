@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import threading
 import time
@@ -287,7 +288,7 @@ class RolloutPool:
         try:
             result = ray.get(ref)
         except ray.exceptions.RayActorError as err:
-            self._replace(slot, update, trainer, _error_line(err))
+            self._replace(slot, update, trainer, _death_cause(err))
             return None
         except ray.exceptions.RayTaskError as err:
             raise RobotRLError(f"rollout worker {slot.setup.index} (pid {slot.pid}) failed in update "
@@ -398,6 +399,15 @@ def split_envs(num_envs: int, workers: int) -> list[tuple[int, int]]:
         out.append((first, count))
         first += count
     return out
+
+
+def _death_cause(err: BaseException) -> str:
+    """A dead actor's cause in a few words (Ray's text is a paragraph of possible causes)."""
+    found = re.search(r"Worker exit type: (\w+)", str(err))
+    if found:
+        return f"its process ended; Ray exit type {found.group(1)}"
+    first = str(err).strip().split(". ")[0]
+    return first[:160] or type(err).__name__
 
 
 def _error_line(err: BaseException) -> str:
