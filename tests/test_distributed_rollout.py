@@ -11,6 +11,7 @@ local trainer does.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from process_tree import alive, descendants
 
 from robot_rl.acting import policy_weights
@@ -215,6 +217,29 @@ def test_a_worker_killed_mid_iteration_is_replaced_and_the_run_finishes(ray_inst
     assert steps[-1] >= config.total_steps and len(steps) == 5  # one more update makes up the loss
     assert result["step"] == steps[-1] and np.isfinite(result["mean_return"])
     assert (tmp_path / "run" / "eval.json").is_file()
+
+
+def test_a_sweep_reserves_its_trials_rollout_workers(ray_instance, tmp_path: Path) -> None:
+    """Tune refuses actors a trial did not reserve: each trial's placement group holds 1 + N CPUs, and a
+    trial needing more CPUs than the local instance has is one error before anything is written."""
+    from robot_rl.distributed.sweep import check_local_cpus, trial_resources
+
+    assert trial_resources({"trial": {"rollout_workers": 2}}).required_resources == {"CPU": 3.0}
+    assert trial_resources({"trial": {"rollout_workers": 0}}).required_resources == {"CPU": 1.0}
+    check_local_cpus(ray_instance, 2)
+    with pytest.raises(ConfigError) as err:
+        check_local_cpus(ray_instance, 3)
+    assert "a trial takes 3 CPUs" in str(err.value) and "has 2; give --num-cpus 3" in str(err.value)
+    launch = tmp_path / "ip.yaml"
+    launch.write_text(yaml.safe_dump({**BASE, "rollout_workers": 1, "total_steps": 1024}))
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "robot_rl.cli", "sweep", str(launch), "--grid",
+               "ppo.learning_rate=[1.0e-3]", "--seeds", "1", "--out", str(out), "--num-cpus", "2", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["finished"] == 1
+    trial_log = next((out / "runs").glob("*/trial.log")).read_text()
+    assert "rollout workers: 1 Ray actors" in trial_log, trial_log
 
 
 @pytest.mark.learning
