@@ -30,7 +30,7 @@ from robot_rl.acting import policy_weights
 from robot_rl.checkpoint import list_checkpoints
 from robot_rl.distributed.cluster import ClusterUnreachable
 from robot_rl.distributed.rollout import RolloutPool, RolloutWorker, TrackedMoments, WorkerSetup, split_envs
-from robot_rl.errors import ConfigError
+from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.launch import load_train_config, parse_train_config
 from robot_rl.normalization import RunningMeanStd
 from robot_rl.rollout import _STORED as STORED_FIELDS
@@ -179,6 +179,23 @@ def test_two_workers_give_the_local_batch_shapes(ray_instance, tmp_path: Path) -
         pool.close()
         trainer.close()
         local.close()
+
+
+def test_workers_the_cluster_cannot_place_are_one_error_not_a_hang(ray_instance, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    from robot_rl.distributed import rollout
+
+    monkeypatch.setattr(rollout, "START_TIMEOUT_S", 5.0)
+    trainer = Trainer(_config(rollout_workers=3), tmp_path / "run")  # 3 CPUs asked of a 2-CPU instance
+    try:
+        with pytest.raises(RobotRLError, match=r"3 rollout workers did not start within 5 s; each takes"):
+            RolloutPool.start(trainer)
+    finally:
+        trainer.close()
+    deadline = time.monotonic() + 30
+    while ray_instance.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_instance.available_resources().get("CPU", 0) == 2  # the ones that started were ended
 
 
 def test_a_worker_killed_mid_iteration_is_replaced_and_the_run_finishes(ray_instance, tmp_path: Path,

@@ -22,7 +22,8 @@ the iteration completes with the other workers' columns (a narrower buffer, logg
 envs restart from a reset, and a new actor replaces it at once. Each death is printed (worker, pid,
 update, samples lost, the replacement's pid) and counted in progress.csv (`worker_restarts`,
 `lost_samples`), so nothing is lost silently. A slot whose worker dies `MAX_CONSECUTIVE_DEATHS` times
-in a row, or an error raised inside a worker, stops the run with an error.
+in a row, an error raised inside a worker, or an actor the cluster cannot place within
+`START_TIMEOUT_S` stops the run with an error (its checkpoints stay; `--resume` goes on).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ from robot_rl.trainer import Trainer
 
 MAX_CONSECUTIVE_DEATHS = 3
 """A worker slot whose actor dies this many iterations in a row stops the run (a crash loop, not bad luck)."""
+START_TIMEOUT_S = 180.0
+"""An actor not running this long after it was asked for stops the run with an error instead of waiting
+forever: a cluster without a free CPU for it (each takes one) never places it."""
 
 
 class TrackedMoments(RunningMeanStd):
@@ -235,7 +239,12 @@ class RolloutPool:
             slots.append(_Slot(setup, actor_class.remote(setup)))
         pool = cls(ray, actor_class, slots, owns_ray)
         try:
-            pids = ray.get([s.actor.pid.remote() for s in slots])
+            pids = ray.get([s.actor.pid.remote() for s in slots], timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            pool.close()
+            raise RobotRLError(f"rollout_workers: {len(slots)} rollout workers did not start within "
+                               f"{START_TIMEOUT_S:.0f} s; each takes one CPU and the Ray cluster has "
+                               f"{ray.available_resources().get('CPU', 0):.0f} free") from None
         except ray.exceptions.RayError as err:
             pool.close()
             raise RobotRLError(f"rollout_workers: a rollout worker could not start: "
@@ -314,7 +323,11 @@ class RolloutPool:
         slot.actor = self._actor_class.remote(slot.setup)
         old_pid = slot.pid
         try:
-            slot.pid = self.ray.get(slot.actor.pid.remote())
+            slot.pid = self.ray.get(slot.actor.pid.remote(), timeout=START_TIMEOUT_S)
+        except self.ray.exceptions.GetTimeoutError:
+            raise RobotRLError(f"rollout worker {setup.index} died in update {update} ({cause}) and its "
+                               f"replacement did not start within {START_TIMEOUT_S:.0f} s (no free CPU in "
+                               f"the Ray cluster?); stopping") from None
         except self.ray.exceptions.RayError as err:
             slot.pid = None
             print(f"rollout workers: the replacement of worker {setup.index} did not start: "
