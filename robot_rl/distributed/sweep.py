@@ -126,12 +126,13 @@ def run_sweep(plan: SweepPlan, address: str | None, num_cpus: int | None = None,
     if not pending:
         return {}
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    workers = [rollout_workers(plan.launch_file, t) for t in pending]
     specs = [{"name": t.name, "launch": str(plan.launch_file), "overrides": t.overrides(),
-              "run_dir": str(plan.run_dir(t)), "rollout_workers": rollout_workers(plan.launch_file, t)}
-             for t in pending]
+              "run_dir": str(plan.run_dir(t)), "rollout_workers": n}
+             for t, n in zip(pending, workers, strict=True)]
     ray = connect(address, num_cpus=num_cpus)
     if address is None:
-        check_local_cpus(ray, 1 + max(spec["rollout_workers"] for spec in specs))
+        check_local_cpus(ray, 1 + max(workers))
     from ray import tune
 
     tuner = tune.Tuner(
