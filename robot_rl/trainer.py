@@ -64,8 +64,8 @@ class Trainer(TrainerBase):
         check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
                      "rollout buffer (num_steps × num_envs transitions)")
         self.envs: Any = make(config.task, num_envs=config.num_envs, seed=config.seed,
-                         vectorization=config.vectorization, randomize=config.randomize,
-                         threads=config.env_threads) if config.rollout_workers == 0 else None
+                              vectorization=config.vectorization, randomize=config.randomize,
+                              threads=config.env_threads) if config.rollout_workers == 0 else None
         """The training envs; None with rollout_workers (the Ray actors hold them)."""
         make_run_dir(self.run_dir)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
@@ -134,6 +134,7 @@ class Trainer(TrainerBase):
             log.close()
             if workers is not None:
                 workers.close()
+                self.rollout_pool = None
             if self.envs is not None:
                 self.envs.close()
         result = self._finish(log, start)
@@ -151,7 +152,10 @@ class Trainer(TrainerBase):
         return self.rollout_pool
 
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
-        """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
+        """Fill the buffer with `num_steps` vector steps; returns the state to continue from.
+
+        Rollout workers run this same function on their share of the envs (distributed/rollout.py's
+        RolloutWorker, which holds the attributes it reads): a change here changes both."""
         buf, acting = self.buffer, self.acting
         buf.reset()
         for _ in range(buf.num_steps):
