@@ -198,42 +198,68 @@ def test_workers_the_cluster_cannot_place_are_one_error_not_a_hang(ray_instance,
     assert ray_instance.available_resources().get("CPU", 0) == 2  # the ones that started were ended
 
 
-def test_a_worker_killed_mid_iteration_is_replaced_and_the_run_finishes(ray_instance, tmp_path: Path,
-                                                                         capsys) -> None:
-    config = _config(rollout_workers=2, total_steps=4 * 512 * 4, ppo={"num_steps": 512, "epochs": 1,
-                                                                       "minibatch_size": 512})
-    trainer = Trainer(config, tmp_path / "run")
+def _train_killing(trainer: Trainer, update: int, slots: list[int]) -> tuple[dict, list[int]]:
+    """Train, SIGKILLing the actors of `slots` as soon as `update`'s rollout is in flight."""
     killed: list[int] = []
 
-    def kill_during_update_2() -> None:
+    def kill() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             pool = trainer.rollout_pool
-            if pool is not None and pool.in_flight == 2:
-                pid = pool.pids[1]
-                os.kill(pid, signal.SIGKILL)  # the actor's process, as the OOM killer or a crash would
-                killed.append(pid)
+            if pool is not None and pool.in_flight == update:
+                for slot in slots:  # the actor's process, as the OOM killer or a crash would
+                    os.kill(pool.pids[slot], signal.SIGKILL)
+                    killed.append(pool.pids[slot])
                 return
             time.sleep(0.001)
 
-    killer = threading.Thread(target=kill_during_update_2, daemon=True)
+    killer = threading.Thread(target=kill, daemon=True)
     killer.start()
     result = trainer.train()
     killer.join(timeout=5)
+    assert killed, f"the test never saw update {update} in flight"
+    return result, killed
+
+
+def _progress(run: Path) -> tuple[list[int], dict[str, str]]:
+    """(the step of every row, the last row) of progress.csv."""
+    rows = (run / "progress.csv").read_text().splitlines()
+    last = dict(zip(rows[0].split(","), rows[-1].split(","), strict=True))
+    return [int(r.split(",")[0]) for r in rows[1:]], last
+
+
+KILL_CONFIG = {"rollout_workers": 2, "total_steps": 8192,  # 4 updates of 4 envs × 512 steps
+               "ppo": {"num_steps": 512, "epochs": 1, "minibatch_size": 512}}
+
+
+def test_a_worker_killed_mid_iteration_is_replaced_and_the_run_finishes(ray_instance, tmp_path: Path,
+                                                                         capsys) -> None:
+    trainer = Trainer(_config(**KILL_CONFIG), tmp_path / "run")
+    result, killed = _train_killing(trainer, update=2, slots=[1])
     out = capsys.readouterr().out
-    assert killed, "the test never saw update 2 in flight"
     assert f"worker 1 (pid {killed[0]}) died during update 2" in out, out
     assert "(1024 samples) are not in this update; restarted as pid" in out, out
     assert "update 2 uses 2 of 4 envs' columns (1024 samples)" in out, out
-    rows = (tmp_path / "run" / "progress.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    last = dict(zip(header, rows[-1].split(","), strict=True))
+    steps, last = _progress(tmp_path / "run")
     assert int(last["worker_restarts"]) == 1 and int(last["lost_samples"]) == 1024
-    steps = [int(r.split(",")[0]) for r in rows[1:]]
     assert steps[:3] == [2048, 3072, 5120]  # update 2 counted only the surviving worker's samples
-    assert steps[-1] >= config.total_steps and len(steps) == 5  # one more update makes up the loss
+    assert steps[-1] >= 8192 and len(steps) == 5  # one more update makes up the loss
     assert result["step"] == steps[-1] and np.isfinite(result["mean_return"])
     assert (tmp_path / "run" / "eval.json").is_file()
+
+
+def test_when_every_worker_dies_the_iteration_is_collected_again(ray_instance, tmp_path: Path,
+                                                                 capsys) -> None:
+    trainer = Trainer(_config(**KILL_CONFIG), tmp_path / "run")
+    result, killed = _train_killing(trainer, update=2, slots=[0, 1])
+    out = capsys.readouterr().out
+    for slot, pid in enumerate(killed):
+        assert f"worker {slot} (pid {pid}) died during update 2" in out, out
+    assert "every worker died during update 2; collecting it again" in out, out
+    steps, last = _progress(tmp_path / "run")
+    assert int(last["worker_restarts"]) == 2 and int(last["lost_samples"]) == 2048
+    assert steps == [2048, 4096, 6144, 8192]  # update 2 is whole: the new workers collected it
+    assert result["step"] == 8192
 
 
 def test_a_sweep_reserves_its_trials_rollout_workers(ray_instance, tmp_path: Path) -> None:
