@@ -2,7 +2,7 @@
 
 On a robot nobody but the host knows the goal: the control loop supplies the goal state field (e.g.
 `cube_goal`) to the observation, and checks success on the *measured* orientation exactly as training
-did (`robot_rl.sim.cube_goals`: within the rule's tolerance for its hold steps, then the next goal at
+did (`robot_rl.goals`: within the rule's tolerance for its hold steps, then the next goal at
 once; the cube's centre leaving the palm is a drop, which ends the run). The measured orientation is
 the one the spec's orientation goal term reads (for the cube: qpos entries `cube:qw .. cube:qz`, the
 pose a motion-capture or vision system reports), and its position the free joint's `J:x J:y J:z`
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.sim.cube_goals import (
+from robot_rl.goals import (
     HoldAndAdvance,
     SuccessRule,
     dropped,

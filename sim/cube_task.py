@@ -14,7 +14,7 @@ hand (sim/assets/cube_hand.xml), palm up, a 6 cm cube resting on the palm betwee
   w ≥ 0), the current joint targets (rad) and the last action. Joint positions are absolute, not
   relative to home: the observation normaliser removes the mean either way, and absolute angles are
   what a servo reports.
-- Goals, success and drops: `sim.cube_goals` (±90° about z per goal for rotate-z, uniform on SO(3) for
+- Goals, success and drops: `robot_rl.goals` (±90° about z per goal for rotate-z, uniform on SO(3) for
   reorient; within 0.4 rad for 5 steps = 0.25 s, then a new goal at once; a drop terminates).
 - Reward per step (`CubeReward`): progress toward the goal (rad of error removed), a small alignment
   term, a success bonus per goal reached, a drop penalty, an action-rate penalty, and the prototype's
@@ -34,9 +34,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.spec import ActionSpec, ObsTerm, TargetIntegrator
-
-from .cube_goals import (
+from robot_rl.goals import (
     GOAL_MODES,
     HoldAndAdvance,
     SuccessRule,
@@ -45,6 +43,8 @@ from .cube_goals import (
     quat_error,
     rotation_angle,
 )
+from robot_rl.spec import ActionSpec, ObsTerm, TargetIntegrator
+
 from .engine.task import EngineTask, StepBatch
 
 HAND_XML = os.path.join(os.path.dirname(__file__), "assets", "cube_hand.xml")

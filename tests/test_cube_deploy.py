@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from robot_rl.errors import ConfigError
+from robot_rl.goals import quat_about_z
 from robot_rl.hardware.control_loop import ControlLoop
 from robot_rl.hardware.goal_tracker import GoalTracker, goal_tracker, parse_goal
 from robot_rl.hardware.mujoco_robot import MujocoRobot
 from robot_rl.hardware.robot import RobotState
 from robot_rl.hardware.safety import SafetyFilter
-from robot_rl.sim.cube_goals import quat_about_z
 from robot_rl.sim.engine.batched import BatchedEngine
 from robot_rl.sim.registry import engine_task
 from robot_rl.spec import ObservationBuilder

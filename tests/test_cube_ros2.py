@@ -118,7 +118,7 @@ def _start_orientation(seed: int) -> np.ndarray:
 
 
 def test_a_goal_on_the_goal_topic_replaces_the_drawn_goals(tmp_path):
-    from robot_rl.sim.cube_goals import quat_about_z
+    from robot_rl.goals import quat_about_z
     from robot_rl.spec import quat_multiply
 
     # a quarter turn about z from where the cube starts (the goals the policy was trained for)

@@ -15,7 +15,7 @@ import pytest
 from robot_rl import sim
 from robot_rl.errors import ConfigError
 from robot_rl.evaluation import evaluate
-from robot_rl.sim.cube_goals import SuccessRule, quat_about_z, quat_error, rotation_angle
+from robot_rl.goals import SuccessRule, quat_about_z, quat_error, rotation_angle
 from robot_rl.sim.cube_task import ACTION_RATE, CUBE_POS, CUBE_QUAT, HAND_XML, NJ, cube_task, engine_tasks
 from robot_rl.sim.engine.batched import BatchedEngine
 from robot_rl.spec import ObservationBuilder
