@@ -30,23 +30,9 @@ import time
 from typing import Any
 
 import torch
-from machine import cpu_model
+from machine import Timed, cpu_model
 
 TASK = "Hopper-v5"
-
-
-class _Timed:
-    """Wraps a callable and sums the seconds spent in it."""
-
-    def __init__(self, func) -> None:
-        self.func, self.seconds = func, 0.0
-
-    def __call__(self, *a, **kw):
-        start = time.perf_counter()
-        try:
-            return self.func(*a, **kw)
-        finally:
-            self.seconds += time.perf_counter() - start
 
 
 def train_once(args: argparse.Namespace, workers: int) -> dict[str, float]:
@@ -64,9 +50,9 @@ def train_once(args: argparse.Namespace, workers: int) -> dict[str, float]:
         f"rollout_workers={workers}"])
     run_dir = tempfile.mkdtemp(prefix=f"bench_scale_{workers}_")
     trainer = Trainer(parse_train_config(data), run_dir)
-    update = _Timed(trainer.agent.update)
+    update = Timed(trainer.agent.update)
     trainer.agent.update = update  # this instance only
-    start_workers = _Timed(trainer._start_rollout_workers)
+    start_workers = Timed(trainer._start_rollout_workers)
     trainer._start_rollout_workers = start_workers
     trainer.train()
     with open(f"{run_dir}/progress.csv", newline="") as f:
