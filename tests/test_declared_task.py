@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -142,3 +143,26 @@ def test_floating_base_terms_on_a_floating_urdf(launch_dir: Path) -> None:
     z = engine.world_state(0)["qpos"][2]  # the free joint comes first: x y z of the root body
     np.testing.assert_allclose(reward, [1.0 - 2.0 * (z - 0.5) ** 2], rtol=1e-12)
     assert z < 0.0 and not terminated[0]  # it falls under gravity (no floor), above -1 m after 0.02 s
+
+
+def test_base_frame_terms_of_the_engine_are_the_ones_built_from_a_world_state(launch_dir: Path) -> None:
+    # A floating arm falls and tumbles under random torques: gravity and velocity in a moving base frame.
+    task = build_task(parse_task(declaration(
+        floating_base=True, observations=["projected_gravity", "base_lin_vel", "base_ang_vel", "joint_pos"],
+        control={"kind": "torque", "torque_limit": 5.0, "period": 0.02}), str(launch_dir)))
+    engine = BatchedEngine(task, 2, seed=3, threads=1)
+    engine.reset(seed=3)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        obs, *_ = engine.step(rng.uniform(-1, 1, size=(2, 2)))
+    assert engine.spec.goal_fields == ()  # the default pose is the joint_pos term's offset, not a goal
+    for i in range(2):
+        state = engine.world_state(i)
+        np.testing.assert_allclose(obs[i], build_observation(engine.spec, state), rtol=1e-12)
+        quat = state["qpos"][3:7]
+        mat = np.zeros(9)
+        mujoco.mju_quat2Mat(mat, quat)
+        rot = mat.reshape(3, 3)
+        np.testing.assert_allclose(obs[i][:3], rot.T @ [0, 0, -1], atol=1e-12)
+        np.testing.assert_allclose(obs[i][3:6], rot.T @ state["qvel"][:3], atol=1e-12)
+    assert np.abs(obs[:, :2]).max() > 1e-3  # it did tilt: the rotation was exercised

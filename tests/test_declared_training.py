@@ -128,4 +128,4 @@ def test_a_declared_task_is_emulated_over_serial(launch_file: Path, tmp_path: Pa
         stop_emulator(process)
     assert stats.steps == 30
     assert {k: v.size for k, v in policy.last.items() if k in spec.state_fields} == {
-        "qpos": 2, "qvel": 2, "ctrl": 2, "default_pose": 2}
+        "qpos": 2, "qvel": 2, "ctrl": 2}

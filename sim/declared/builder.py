@@ -25,9 +25,6 @@ from ..engine.task import EngineTask, StepBatch
 from . import terms
 from .config import BASE_TERMS, DeclaredTask, Term
 
-# Observation terms the spec can carry today (a field slice, or a slice relative to a goal field).
-SPEC_OBSERVATIONS = ("joint_pos", "joint_vel", "last_action", "base_ang_vel")
-DEFAULT_POSE_FIELD = "default_pose"
 _PERIOD_RTOL = 1e-9
 
 
@@ -146,14 +143,22 @@ def layout_of(task: DeclaredTask, model: mujoco.MjModel, joints: Sequence[str]) 
 
 
 def _obs_term(term: Term, layout: terms.Layout, nu: int) -> ObsTerm:
+    """The spec term of an observation term: what a robot's builder reads from its measured state."""
     if term.name == "joint_pos":
         return ObsTerm("joint_pos", "qpos", indices=tuple(int(i) for i in layout.qpos_index),
-                       relative="position", goal=DEFAULT_POSE_FIELD)
+                       offset=tuple(float(v) for v in layout.default_pose))
     if term.name == "joint_vel":
         return ObsTerm("joint_vel", "qvel", indices=tuple(int(i) for i in layout.dof_index))
     if term.name == "last_action":
         return ObsTerm("last_action", "ctrl", indices=tuple(range(nu)))
-    assert layout.base_dof is not None and term.name == "base_ang_vel"
+    assert layout.base_qpos is not None and layout.base_dof is not None  # build_task checks
+    quat = tuple(range(layout.base_qpos + 3, layout.base_qpos + 7))
+    if term.name == "projected_gravity":
+        return ObsTerm("projected_gravity", "qpos", indices=quat, transform="gravity")
+    if term.name == "base_lin_vel":
+        return ObsTerm("base_lin_vel", "qvel", indices=tuple(range(layout.base_dof, layout.base_dof + 3)),
+                       frame="qpos", frame_indices=quat)
+    assert term.name == "base_ang_vel"
     return ObsTerm("base_ang_vel", "qvel", indices=tuple(range(layout.base_dof + 3, layout.base_dof + 6)))
 
 
@@ -199,11 +204,6 @@ def build_task(task: DeclaredTask, name: str = "declared") -> EngineTask:
         if t.name in BASE_TERMS and layout.base_qpos is None:
             raise ConfigError(f"task: term {t.name!r} reads the floating base, but {task.model!r} has none; "
                               f"set floating_base: true or drop the term")
-    for t in task.observations:
-        if t.name not in SPEC_OBSERVATIONS:
-            raise ConfigError(f"task.observations: {t.name!r} is in the term library but the task "
-                              f"spec cannot carry it to a robot yet (a base-frame rotation); usable now: "
-                              f"{', '.join(SPEC_OBSERVATIONS)}")
     steps = task.control.period / model.opt.timestep
     if abs(steps - round(steps)) > _PERIOD_RTOL * steps or round(steps) < 1:
         raise ConfigError(f"task.control.period: {task.control.period} s is not a whole multiple of the "
@@ -221,5 +221,4 @@ def build_task(task: DeclaredTask, name: str = "declared") -> EngineTask:
 
     return EngineTask(name=name, mjcf=path, frame_skip=frame_skip, observation=lambda m: observations,
                       outcome=_outcome(task, layout), reset=reset, max_episode_steps=max_steps,
-                      outcome_fields=("qpos", "qvel", "ctrl", "qfrc_actuator"), action_kind=task.control.kind,
-                      goals={DEFAULT_POSE_FIELD: lambda m, d: default_qpos.copy()})
+                      outcome_fields=("qpos", "qvel", "ctrl", "qfrc_actuator"), action_kind=task.control.kind)

@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from robot_rl.spec import gravity_in_frame, rotate_into_frame
+
 Array = np.ndarray
 
 
@@ -40,11 +42,9 @@ class Layout:
 
 
 def rotate_inverse(quat: Array, v: Array) -> Array:
-    """`v` `(N, 3)` (world frame) expressed in the frame of `quat` `(N, 4)`: R(quat)^T v, per world."""
-    w, u = quat[:, :1], quat[:, 1:]
-    # Rotation by the conjugate (w, -u) of a unit quaternion: v - 2w (u x v) + 2 u x (u x v).
-    uv = np.cross(u, v)
-    return v - 2.0 * w * uv + 2.0 * np.cross(u, uv)
+    """`v` `(N, 3)` (world frame) expressed in the frame of `quat` `(N, 4)`: R(quat)^T v, per world (the
+    spec's rotation, so a robot's observation rotates exactly as the engine's)."""
+    return rotate_into_frame(quat, v)
 
 
 def _base_quat(qpos: Array, layout: Layout) -> Array:
@@ -68,8 +68,7 @@ def joint_vel(qvel: Array, layout: Layout) -> Array:
 
 def projected_gravity(qpos: Array, layout: Layout) -> Array:
     """The unit gravity direction (0, 0, -1) in the base frame `(N, 3)`: (0, 0, -1) when upright."""
-    down = np.broadcast_to(np.array([0.0, 0.0, -1.0]), (len(qpos), 3))
-    return rotate_inverse(_base_quat(qpos, layout), down)
+    return gravity_in_frame(_base_quat(qpos, layout))
 
 
 def base_lin_vel(qpos: Array, qvel: Array, layout: Layout) -> Array:
