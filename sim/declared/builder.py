@@ -85,6 +85,12 @@ def _actuate(task: DeclaredTask, spec: mujoco.MjSpec, joints: tuple[str, ...]) -
             limited = joint.limited == mujoco.mjtLimited.mjLIMITED_TRUE or (
                 joint.limited == mujoco.mjtLimited.mjLIMITED_AUTO and joint.range[0] < joint.range[1])
             lo, hi = joint.range if limited else (-math.pi, math.pi)
+            span = _per_joint(c.action_scale, name, "action_scale", joints)
+            if span is not None:  # default ± span, inside the joint's range
+                if span <= 0:
+                    raise ConfigError(f"task.control.action_scale: must be positive, got {span} for {name!r}")
+                home = task.default_pose.get(name, 0.0)
+                lo, hi = max(lo, home - span), min(hi, home + span)
             act.ctrlrange = [lo, hi]
         else:
             act.set_to_motor()
@@ -205,7 +211,7 @@ def _plan(task: DeclaredTask, model: mujoco.MjModel, layout: terms.Layout) -> Pl
                 dt=task.control.period,
                 command_ranges=None if c is None else np.array(c.ranges(), dtype=np.float64),
                 resample_steps=0 if c is None else max(1, round(c.resample_seconds / task.control.period)),
-                feet=feet[0] if feet else np.zeros(0, dtype=np.intp))
+                feet=feet[0] if feet else np.zeros(0, dtype=np.intp), reward_floor=task.reward_floor)
 
 
 def _fields(task: DeclaredTask) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ Shape (every key but `model`, `control` and `episode_seconds` optional):
     rewards: {alive: 1.0, joint_pos_deviation: -0.1, base_height: {weight: -1.0, target: 0.3}}
     terminations: [timeout, {base_height_below: {height: 0.2}}]
     commands: {lin_vel_x: [-1.0, 1.0], resample_seconds: 5}   # velocity commands (legged robots)
+    reward_floor: 0.0                 # the summed reward is clipped below at this (legged_gym's)
     episode_seconds: 10
 
 A term is a name, or a one-key mapping name -> options; a reward is weight or {weight, options...}.
@@ -69,8 +70,8 @@ BASE_TERMS = frozenset({"projected_gravity", "base_lin_vel", "base_ang_vel", "ba
 # Terms that read the velocity command (they need a `commands:` section).
 COMMAND_TERMS = frozenset({"command", "track_lin_vel_xy", "track_ang_vel_z", "feet_air_time"})
 TASK_KEYS = ("model", "floating_base", "control", "joints", "default_pose", "observations", "rewards",
-             "terminations", "episode_seconds", "commands")
-CONTROL_KEYS = ("kind", "kp", "kd", "period", "torque_limit")
+             "terminations", "episode_seconds", "commands", "reward_floor")
+CONTROL_KEYS = ("kind", "kp", "kd", "period", "torque_limit", "action_scale")
 COMMAND_KEYS = ("lin_vel_x", "lin_vel_y", "ang_vel_z", "resample_seconds")
 
 
@@ -116,6 +117,9 @@ class Control:
     """Damping (N·m·s/rad), one value or joint -> value."""
     torque_limit: float | Mapping[str, float] | None = None
     """Largest torque (N·m); torque control needs it, position control clamps to it when given."""
+    action_scale: float | Mapping[str, float] | None = None
+    """Position control: the policy's action in [-1, 1] spans the default pose ± this (rad, within the
+    joint's range; legged_gym's target = default + scale * action); None: the joint's whole range."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +138,9 @@ class DeclaredTask:
     floating_base: bool = False
     commands: Commands | None = None
     """The velocity commands (None: the task has none; the command terms then refuse to build)."""
+    reward_floor: float | None = None
+    """The step's summed reward is clipped below at this (legged_gym's only_positive_rewards is 0.0), so
+    that penalties never make ending an episode early pay; None: no clipping."""
 
 
 def _number(value: Any, key: str) -> float:
@@ -286,7 +293,12 @@ def parse_task(data: Any, base_dir: str) -> DeclaredTask:
                       kp=_per_joint(c.get("kp", 0.0), "control.kp"),
                       kd=_per_joint(c.get("kd", 0.0), "control.kd"),
                       torque_limit=None if c.get("torque_limit") is None
-                      else _per_joint(c["torque_limit"], "control.torque_limit"))
+                      else _per_joint(c["torque_limit"], "control.torque_limit"),
+                      action_scale=None if c.get("action_scale") is None
+                      else _per_joint(c["action_scale"], "control.action_scale"))
+    if control.action_scale is not None and c["kind"] != "position":
+        raise ConfigError("task.control.action_scale: spans position targets around the default pose; "
+                          "position control only")
     joints = data.get("joints")
     if joints is not None:
         if not isinstance(joints, (list, tuple)) or not joints or not all(isinstance(j, str) for j in joints):
@@ -308,7 +320,9 @@ def parse_task(data: Any, base_dir: str) -> DeclaredTask:
                             "observations"),
         rewards=_terms(data.get("rewards", {"alive": 1.0}), REWARDS, "rewards", weighted=True),
         terminations=_terms(data.get("terminations", ["timeout"]), TERMINATIONS, "terminations"),
-        floating_base=floating, commands=commands)
+        floating_base=floating, commands=commands,
+        reward_floor=None if data.get("reward_floor") is None else _number(data["reward_floor"],
+                                                                           "reward_floor"))
     if commands is None:
         for where, group in (("observations", declared.observations), ("rewards", declared.rewards)):
             for t in group:

@@ -41,6 +41,8 @@ class Plan:
     """Control periods between two command draws within an episode."""
     feet: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     """Body ids of the feet whose air time is rewarded."""
+    reward_floor: float | None = None
+    """The summed reward's lower clip (None: none)."""
 
 
 class DeclaredState:
@@ -85,6 +87,8 @@ class DeclaredState:
         total = np.zeros(n)
         for name, weight, opts in p.rewards:
             total += weight * self._reward(name, opts, batch, command)
+        if p.reward_floor is not None:
+            np.maximum(total, p.reward_floor, out=total)
         done = np.zeros(n, dtype=bool)
         for name, opts in p.terminations:
             if name == "base_height_below":
