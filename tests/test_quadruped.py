@@ -71,3 +71,27 @@ def test_a_short_training_run_improves_and_eval_reports_tracking_and_falls(tmp_p
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result) >= {"mean_return", "velocity_tracking_error", "falls"}
     assert 0.0 <= result["velocity_tracking_error"] < 2.0 and result["falls"] in (0, 1, 2)
+
+
+def test_the_pybullet_twin_carries_the_quadrupeds_position_servos() -> None:
+    pytest.importorskip("pybullet")
+    from robot_rl.sim.pybullet_twin import PyBulletTwin
+
+    task = build_task(read(f"declared:{LAUNCH}"))
+    model = mujoco.MjModel.from_xml_path(task.mjcf)
+    data = mujoco.MjData(model)
+    data.qpos[7:] = [0.0, 0.9, -1.8] * 4
+    mujoco.mj_forward(model, data)
+    twin = PyBulletTwin(model, task.mjcf)
+    try:
+        twin.set_state(data.qpos.copy(), data.qvel.copy())
+        ctrl = np.array([0.0, 0.9, -1.8] * 4)  # the default pose's targets (affine servos: -kp q - kv q')
+        data.ctrl[:] = ctrl
+        for _ in range(50):  # 1 s
+            mujoco.mj_step(model, data, task.frame_skip)
+            twin.step(ctrl, task.frame_skip)
+        qpos, _ = twin.get_state()
+    finally:
+        twin.close()
+    assert abs(qpos[2] - data.qpos[2]) < 0.02 and 0.24 < qpos[2] < 0.3  # both stand, about as high
+    np.testing.assert_allclose(qpos[7:], data.qpos[7:], atol=0.1)  # the servos hold the same pose
