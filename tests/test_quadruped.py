@@ -95,3 +95,22 @@ def test_the_pybullet_twin_carries_the_quadrupeds_position_servos() -> None:
         twin.close()
     assert abs(qpos[2] - data.qpos[2]) < 0.02 and 0.24 < qpos[2] < 0.3  # both stand, about as high
     np.testing.assert_allclose(qpos[7:], data.qpos[7:], atol=0.1)  # the servos hold the same pose
+
+
+def test_the_launch_files_randomization_reaches_each_world_of_the_declared_task() -> None:
+    from robot_rl.launch import load_train_config
+
+    config = load_train_config(LAUNCH)
+    assert config.randomize.active
+    engine = BatchedEngine(build_task(read(f"declared:{LAUNCH}")), 4, seed=5, threads=1,
+                           randomize=config.randomize)
+    engine.reset(seed=5)
+    nominal = engine.nominal
+    friction = [w.model.geom_friction[0, 0] / nominal.geom_friction[0, 0] for w in engine.worlds]
+    mass = [w.model.body_mass[1] / nominal.body_mass[1] for w in engine.worlds]
+    gain = [w.model.actuator_gainprm[0, 0] / nominal.actuator_gainprm[0, 0] for w in engine.worlds]
+    assert len(set(np.round(friction, 6))) == 4 and all(0.5 <= f <= 1.25 for f in friction)
+    assert len(set(np.round(mass, 6))) == 4 and all(0.9 <= f <= 1.1 for f in mass)
+    assert len(set(np.round(gain, 6))) == 4 and all(0.9 <= f <= 1.1 for f in gain)
+    for w, g in zip(engine.worlds, gain, strict=True):  # motor strength: kp and kv scale, not the setpoint
+        np.testing.assert_allclose(w.model.actuator_biasprm[:, 1:3], g * nominal.actuator_biasprm[:, 1:3])
