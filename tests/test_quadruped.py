@@ -1,5 +1,6 @@
-"""The shipped quadruped (sim/assets/quadruped.xml) as launch/quadruped_walk_ppo.yaml declares it: the model
-is the robot its file documents, it stands under its default pose, and a short PPO run improves it."""
+"""The shipped quadruped (sim/assets/quadruped.xml) as the registered task `quadruped-walk` declares it
+(sim/assets/quadruped_walk.yaml) and launch/quadruped_walk_ppo.yaml trains it: the model is the robot its
+file documents, it stands under its default pose, and a short PPO run improves it."""
 
 import csv
 import json
@@ -11,9 +12,8 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.launch import load_train_config
-from robot_rl.sim.declared.builder import build_task
-from robot_rl.sim.declared.source import read
 from robot_rl.sim.engine.batched import BatchedEngine
+from robot_rl.sim.registry import engine_task
 from robot_rl.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def test_the_model_is_the_documented_robot() -> None:
 
 
 def test_the_quadruped_stands_for_three_seconds_under_its_default_pose() -> None:
-    task = build_task(read(f"declared:{LAUNCH}"))
+    task = engine_task("quadruped-walk")
     engine = BatchedEngine(task, 2, seed=0, threads=1)
     engine.reset(seed=0)
     feet = [mujoco.mj_name2id(engine.nominal, mujoco.mjtObj.mjOBJ_BODY, f"{leg}_foot") for leg in LEGS]
@@ -77,7 +77,7 @@ def test_the_pybullet_twin_carries_the_quadrupeds_position_servos() -> None:
     pytest.importorskip("pybullet")
     from robot_rl.sim.pybullet_twin import PyBulletTwin
 
-    task = build_task(read(f"declared:{LAUNCH}"))
+    task = engine_task("quadruped-walk")
     model = mujoco.MjModel.from_xml_path(task.mjcf)
     data = mujoco.MjData(model)
     data.qpos[7:] = [0.0, 0.9, -1.8] * 4
@@ -102,7 +102,7 @@ def test_the_launch_files_randomization_reaches_each_world_of_the_declared_task(
 
     config = load_train_config(LAUNCH)
     assert config.randomize.active
-    engine = BatchedEngine(build_task(read(f"declared:{LAUNCH}")), 4, seed=5, threads=1,
+    engine = BatchedEngine(engine_task("quadruped-walk"), 4, seed=5, threads=1,
                            randomize=config.randomize)
     engine.reset(seed=5)
     nominal = engine.nominal

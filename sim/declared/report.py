@@ -11,7 +11,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.spec import TaskSpec
 
 from ..engine.task import build_spec, load_model
-from .source import declared_id, load, read
+from .source import PACKAGED, declared_id, load, packaged_file, read
 
 
 def describe_file(path: str) -> str:
@@ -31,6 +31,9 @@ def describe_registered(task_id: str) -> str:
     from ..registry import engine_task, get_spec, is_engine_task, resolve
 
     resolve(task_id)  # an unknown id: the registry's error, listing the valid ones
+    if task_id in PACKAGED:  # declared in a file the package ships: its terms too
+        return describe(declared_id(packaged_file(task_id)),
+                        f"task {task_id}: a registered task, declared in {packaged_file(task_id)}")
     lines = [f"task {task_id}: a registered task (defined in code, not declared in this file; "
              f"a `task:` mapping declares one)"]
     if is_engine_task(task_id):
@@ -64,12 +67,12 @@ def _layout(spec: TaskSpec, model: mujoco.MjModel | None, frame_skip: int, episo
     return lines
 
 
-def describe(task_id: str) -> str:
+def describe(task_id: str, title: str | None = None) -> str:
     """Joints, actuators, the observation layout (columns per term) and the terms of a declared task."""
     task = load(task_id)
     model = load_model(task)
     spec = build_spec(task, model)
-    lines = [f"task {task_id}", *_layout(spec, model, task.frame_skip, task.max_episode_steps)]
+    lines = [title or f"task {task_id}", *_layout(spec, model, task.frame_skip, task.max_episode_steps)]
     declared = read(task_id)
     if declared.commands is not None:
         c = declared.commands
