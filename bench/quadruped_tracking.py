@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def forward_only(task_id: str, folder: str) -> str:
     """A copy of the declared task `task_id` whose commands are forward only (the goal's distribution)."""
     from robot_rl import strict_yaml
-    from robot_rl.sim.declared.source import PREFIX, declared_id
+    from robot_rl.sim.declared.source import PACKAGED, PREFIX, declared_id, packaged_file
 
-    source = task_id.removeprefix(PREFIX)
+    source = packaged_file(task_id) if task_id in PACKAGED else task_id.removeprefix(PREFIX)
     data = strict_yaml.read(source)
     task = dict(data["task"] if isinstance(data, dict) and isinstance(data.get("task"), dict) else data)
     task["model"] = os.path.normpath(os.path.join(os.path.dirname(source), task["model"]))
