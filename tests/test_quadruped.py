@@ -114,3 +114,17 @@ def test_the_launch_files_randomization_reaches_each_world_of_the_declared_task(
     assert len(set(np.round(gain, 6))) == 4 and all(0.9 <= f <= 1.1 for f in gain)
     for w, g in zip(engine.worlds, gain, strict=True):  # motor strength: kp and kv scale, not the setpoint
         np.testing.assert_allclose(w.model.actuator_biasprm[:, 1:3], g * nominal.actuator_biasprm[:, 1:3])
+
+
+def test_the_zoo_bundle_walks_on_command_without_falling() -> None:
+    """zoo:quadruped-walk_ppo (60 minutes of training): the issue's goal on its recorded 10 episodes, with the
+    numpy runtime a robot would use (the task's own commands: forward, lateral, yaw rate)."""
+    from robot_rl.evaluation import evaluate
+    from robot_rl.policies import load
+
+    policy = load("zoo:quadruped-walk_ppo")
+    assert policy.spec.name == "quadruped-walk" and policy.spec.goal_fields == ("command",)
+    recorded = policy.manifest.provenance["evaluation"]
+    result = evaluate("quadruped-walk", policy.act_normalized, 10, recorded["seed"])
+    assert result["velocity_tracking_error"] <= 0.2  # m/s; 0.085 when recorded
+    assert result["falls"] == 0
