@@ -525,7 +525,9 @@ class ObservationBuilder:
                 values = relative_to_goal(kind, values, target if gsel is None else target[gsel])
             if express is not None:
                 offset, fname, fsize, fsel, gravity = express
-                quat = None if fname is None else _state_field(state, fname, fsize, name)[fsel]
+                quat = None
+                if fname is not None and fsize is not None:
+                    quat = _state_field(state, fname, fsize, name)[fsel]
                 values = express_in_frame(values, offset, quat, gravity)
             if shift is not None and primed:
                 shift[0][...] = shift[1]  # numpy handles the overlap
@@ -768,9 +770,10 @@ def _fields(data: Any, where: str, required: Sequence[str], optional: Sequence[s
 
 
 def _term_to_dict(t: ObsTerm) -> dict[str, Any]:
-    out = {"name": t.name, "source": t.source, "indices": None if t.indices is None else list(t.indices),
-           "transform": t.transform, "scale": t.scale,
-           "clip": None if t.clip is None else _enc_list(t.clip), "history": t.history}
+    out: dict[str, Any] = {
+        "name": t.name, "source": t.source, "indices": None if t.indices is None else list(t.indices),
+        "transform": t.transform, "scale": t.scale, "clip": None if t.clip is None else _enc_list(t.clip),
+        "history": t.history}
     if t.relative != "none":  # plain terms keep the form older manifests have
         out.update(relative=t.relative, goal=t.goal,
                    goal_indices=None if t.goal_indices is None else list(t.goal_indices))
