@@ -21,6 +21,16 @@ state fields (dm_control observation keys) do not travel over JointState; the co
 refuses the bundle, naming the fields. An Imu (optional) gives `base_orientation` (w, x, y, z) and
 `base_angular_velocity` (rad/s); an Imu whose orientation covariance[0] is -1 has no orientation.
 
+**An object's pose** (the cube): `pose_topic` (geometry_msgs/PoseStamped, default `cube_pose`, in the
+palm frame: position m, orientation w x y z) gives the entries `J:x .. J:qz` of the free joint
+`pose_joint` (default `cube`) when the bundle's `state_joints` name them, as a motion-capture or
+vision system publishes a tracked object's pose beside the hand's `joint_states`. Those entries are
+then taken from the newest pose, not from the JointState (where a simulator may also publish them:
+ignored), and their velocities are 0 (a tracker's pose has none; the cube policy does not observe
+them). A JointState before the first pose is rejected ("names"); `pose_topic` "" reads them from the
+JointState. `goal_topic` (geometry_msgs/QuaternionStamped, default `cube_goal`, only for a goal task)
+sets a goal task's goal orientation (`on_goal`, called with w x y z; the control loop's `GoalTracker`).
+
 **Reading.** The state subscription is raw: `JointStateReader` (joint_state_cdr.py) reads names,
 positions, velocities and the stamp straight from the CDR bytes, with no message object built; a
 layout it does not read is deserialized as usual. Either way the checks below apply.
@@ -81,7 +91,9 @@ from robot_rl.spec import TaskSpec
 REJECT_REASONS = ("length", "non_finite", "names")
 OPTIONS = ("port", "realtime", "seed", "task", "ros_args", "joints", "joint_map", "state_joints",
            "state_topic", "imu_topic", "command_topic", "state_deadline", "command_deadline",
-           "stale_timeout", "connect_timeout")
+           "stale_timeout", "connect_timeout", "pose_topic", "pose_joint", "goal_topic")
+#: The entries of a free joint's pose, in qpos order (`robot_rl.sim.joint_naming`).
+POSE_PARTS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 #: Suffix of the unused velocity entry of a free or ball joint's quaternion.
 QW = ":qw"
 
@@ -302,12 +314,13 @@ class Ros2Robot(Robot):
                  period: float | None = None, node_name: str = "robot_rl_policy",
                  ros_args: Sequence[str] | None = None, connect_timeout: float = 5.0,
                  stale_timeout: float | None = None,
-                 on_state: Callable[[RobotState], None] | None = None) -> None:
+                 on_state: Callable[[RobotState], None] | None = None, pose_topic: str = "cube_pose",
+                 pose_joint: str = "cube", goal_topic: str = "cube_goal") -> None:
         super().__init__()
-        if spec.action.kind not in ("torque", "position", "velocity"):
+        if spec.action.command_kind not in ("torque", "position", "velocity"):
             raise ConfigError(f"ros2 backend: a {spec.action.kind!r} action is not a joint command")
         self.spec = spec
-        self.command_kind = spec.action.kind
+        self.command_kind = spec.action.command_kind  # a relative action: the loop sends its targets
         self.period = float(period if period is not None else spec.control_period)
         self.joints = tuple(joints) if joints else tuple(spec.joint_names)
         rename = parse_joint_map(joint_map)
@@ -321,6 +334,16 @@ class Ros2Robot(Robot):
         """Seconds after its arrival when the newest state is too old to act on (math.inf: never)."""
         self.state_joints = tuple(state_joints) or robot_joint_names(spec.state_joints, rename)
         """The JointState entries forming qpos/qvel, robot names (empty: the whole message)."""
+        posed = tuple(f"{pose_joint}:{part}" for part in POSE_PARTS)
+        self.pose_topic = pose_topic if pose_topic and set(posed) <= set(self.state_joints) else ""
+        """The PoseStamped topic of `pose_joint`'s entries ("" : none, they come in the JointState)."""
+        self._pose_names = posed if self.pose_topic else ()
+        self._pose: np.ndarray | None = None  # the newest pose, (7,) x y z qw qx qy qz
+        self.poses_received = 0
+        self.goal_topic = goal_topic if goal_topic and spec.goal_fields else ""
+        self.on_goal: Callable[[Sequence[float]], None] | None = None
+        """Called (executor thread) with each goal quaternion (w x y z) from `goal_topic`."""
+        self.goals_received = 0
         self.decoder = JointStateDecoder(self.joints, spec.state_fields, self.state_joints)
         self._reader = JointStateReader()
         self.on_state = on_state
@@ -402,6 +425,19 @@ class Ros2Robot(Robot):
         if self.imu_topic:
             imu = node.create_subscription(Imu, self.imu_topic, self._on_imu, state_qos(None))
             self._entities.append(imu)
+        if self.pose_topic or self.goal_topic:
+            try:
+                from geometry_msgs.msg import PoseStamped, QuaternionStamped
+            except ImportError as err:
+                topic = self.pose_topic or self.goal_topic
+                raise HardwareError(f"the ros2 backend needs geometry_msgs for {topic} (pip install "
+                                    f"'robot-rl[ros2]'): {err}") from None
+            if self.pose_topic:
+                self._entities.append(node.create_subscription(PoseStamped, self.pose_topic, self._on_pose,
+                                                               state_qos(None)))
+            if self.goal_topic:
+                self._entities.append(node.create_subscription(QuaternionStamped, self.goal_topic,
+                                                               self._on_goal, 10))
         self._publisher = node.create_publisher(
             Float64MultiArray, self.command_topic, command_qos(self.command_deadline),
             event_callbacks=PublisherEventCallbacks(
@@ -572,6 +608,21 @@ class Ros2Robot(Robot):
         self._accept(msg.name, msg.position, msg.velocity, stamp)
 
     def _accept(self, names: Any, position: Any, velocity: Any, stamp: float) -> None:
+        if self._pose_names:  # the object's entries come from its pose topic, not the JointState
+            pose = self._pose
+            if pose is None:
+                self.decoder._reject("names", f"no pose on {self.topic_name(self.pose_topic)} yet (the "
+                                              f"entries {self._pose_names[0]} .. {self._pose_names[-1]})")
+                return
+            keep = [i for i, n in enumerate(names) if n not in self._pose_names]
+            pos = np.frombuffer(position, dtype=np.float64) if isinstance(position, array.array) \
+                else np.asarray(position, dtype=np.float64)
+            vel = np.frombuffer(velocity, dtype=np.float64) if isinstance(velocity, array.array) \
+                else np.asarray(velocity, dtype=np.float64)
+            if pos.shape == vel.shape == (len(names),):  # else the decoder rejects the lengths
+                names = [names[i] for i in keep] + list(self._pose_names)
+                position = np.concatenate([pos[keep], pose])
+                velocity = np.concatenate([vel[keep], np.zeros(len(pose))])
         orientation, angular = self._imu
         state = self.decoder.decode(names, position, velocity, stamp, self._sequence + 1, orientation,
                                     angular)
@@ -600,6 +651,29 @@ class Ros2Robot(Robot):
             self.decoder._reject("non_finite", "NaN/Inf in the Imu")
             return
         self._imu = (orientation, angular)
+
+    def _on_pose(self, msg: Any) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        pose = np.array([p.x, p.y, p.z, q.w, q.x, q.y, q.z])
+        if not np.isfinite(pose).all():
+            self.decoder._reject("non_finite", f"NaN/Inf in the pose on {self.pose_topic}")
+            return
+        self._pose = pose
+        self.poses_received += 1
+
+    def _on_goal(self, msg: Any) -> None:
+        q = msg.quaternion
+        goal = np.array([q.w, q.x, q.y, q.z])
+        if not np.isfinite(goal).all() or not np.linalg.norm(goal) > 1e-6:
+            self.get_logger_error(f"refused a goal {goal.tolist()} on {self.goal_topic}: not a quaternion")
+            return
+        self.goals_received += 1
+        if self.on_goal is not None:
+            self.on_goal(goal / np.linalg.norm(goal))
+
+    def get_logger_error(self, text: str) -> None:
+        if self.node is not None:
+            self.node.get_logger().error(text)
 
     def _on_watchdog(self) -> None:
         """States stopped: the safe command just past the stale timeout from the last arrival, without
@@ -661,6 +735,8 @@ class Ros2Robot(Robot):
         and the stale guards' safe commands."""
         return {"states_received": self.received, "states_rejected": self.rejected,
                 "states_lost": self.states_lost, "commands_sent": self.commands_sent,
+                **({"poses_received": self.poses_received} if self.pose_topic else {}),
+                **({"goals_received": self.goals_received} if self.goal_topic else {}),
                 "stale_timeout": self.stale_timeout, "watchdog_safe": self.watchdog_safe,
                 "stale_replaced": self.stale_replaced, "qos_problems": list(self.qos_problems)}
 
@@ -698,7 +774,8 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
 #: The policy node's parameters that are options of this backend: `robot-rl deploy --backend ros2
 #: --ros-args -p NAME:=VALUE` sets these (the node's others are about its own timers and lifecycle).
 PARAMETER_OPTIONS = ("joints", "joint_map", "state_joints", "state_topic", "imu_topic", "command_topic",
-                     "state_deadline", "command_deadline", "stale_timeout")
+                     "state_deadline", "command_deadline", "stale_timeout", "pose_topic", "pose_joint",
+                     "goal_topic")
 
 
 def ros_parameters(ros_args: Sequence[str] | None) -> dict[str, Any]:

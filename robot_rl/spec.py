@@ -18,6 +18,13 @@ Conventions (fixed, because a bundle's manifest stores the spec):
 - Actions: robot = offset + scale * action, clipped to [low, high] (robot units per joint: N·m or N
   for torques, rad or m for positions, rad/s or m/s for velocities). NaN passes through unchanged:
   rejecting it is the safety filter's job.
+- A "position_delta" action is relative: each step moves the joints' position targets,
+  `target = clip(target + scale * clip(action, -1, 1), low, high)` (scale: rad or m per step for a full
+  action; offset 0; [low, high] the target bounds), and the targets start at the measured joint
+  positions (clipped) when an episode or an activation starts. The observation may read the targets and
+  the last (clipped) action as the state fields `joint_targets` and `last_action`: whoever integrates
+  supplies them. `TargetIntegrator` is the one implementation, used by the simulator and by the robot's
+  control loop alike; its safe action is zero, i.e. hold the current targets.
 - A "discrete" action (n choices, e.g. CartPole's push left/right) is one command, the action index
   0 … n−1: low 0, high n−1, scale 1, offset 0, so the plain form needs nothing new. Its robot command
   is the index itself; a non-integer, NaN or out-of-range index is refused (an index cannot be clipped
@@ -42,7 +49,9 @@ import numpy as np
 TRANSFORMS = ("none", "sin", "cos", "gravity")
 # How a term relates to a per-episode goal (a state field listed in `TaskSpec.goal_fields`).
 RELATIVE = ("none", "position", "orientation_quat", "orientation_6d")
-ACTION_KINDS = ("torque", "position", "velocity", "discrete")
+ACTION_KINDS = ("torque", "position", "velocity", "discrete", "position_delta")
+# The state fields a relative ("position_delta") action's integrator supplies: targets, last action.
+RELATIVE_ACTION_FIELDS = ("joint_targets", "last_action")
 # Relative tolerance for "control_period is a whole number of physics steps" (float round-off only).
 _PERIOD_RTOL = 1e-9
 
@@ -172,15 +181,16 @@ class ActionSpec:
     """What the policy's action means on the robot: per joint, or one index of n discrete choices."""
 
     kind: str
-    """"torque", "position" or "velocity": the command a joint receives; "discrete": an action index."""
+    """"torque", "position" or "velocity": the command a joint receives; "discrete": an action index;
+    "position_delta": a change of the joint's position target (integrated, see `TargetIntegrator`)."""
     low: tuple[float, ...]
-    """Lowest command per joint, robot units (-inf if unbounded)."""
+    """Lowest command per joint, robot units (-inf if unbounded); position_delta: lowest target."""
     high: tuple[float, ...]
-    """Highest command per joint, robot units (+inf if unbounded)."""
+    """Highest command per joint, robot units (+inf if unbounded); position_delta: highest target."""
     scale: tuple[float, ...]
-    """robot = offset + scale * action."""
+    """robot = offset + scale * action; position_delta: target change per step for action 1 (rad or m)."""
     offset: tuple[float, ...]
-    """Command for action 0, robot units."""
+    """Command for action 0, robot units; position_delta: 0 (action 0 holds the targets)."""
 
     def __post_init__(self) -> None:
         _check(self.kind in ACTION_KINDS, "kind",
@@ -196,6 +206,14 @@ class ActionSpec:
         for key in ("scale", "offset"):
             bad = [v for v in getattr(self, key) if not math.isfinite(v)]
             _check(not bad, key, f"must be finite, got {bad[0] if bad else None}")
+        if self.kind == "position_delta":
+            _check(all(math.isfinite(v) for v in (*self.low, *self.high)), "low",
+                   "a position_delta action's target bounds (low, high) must be finite")
+            _check(all(v > 0 for v in self.scale), "scale",
+                   f"a position_delta action's per-step scale must be > 0, got {list(self.scale)}")
+            _check(all(v == 0 for v in self.offset), "offset",
+                   f"a position_delta action has no offset (action 0 holds the targets): zeros, got "
+                   f"{list(self.offset)}")
         if self.kind == "discrete":
             _check(n == 1, "low", f"a discrete action is one index: one entry each, got {n}")
             _check(self.low[0] == 0.0, "low", f"a discrete action's first index is 0, got {self.low[0]}")
@@ -213,9 +231,38 @@ class ActionSpec:
                f"must be an integer >= 2, got {n!r}")
         return cls(kind="discrete", low=(0.0,), high=(float(n - 1),), scale=(1.0,), offset=(0.0,))
 
+    @classmethod
+    def position_delta(cls, low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray,
+                       rate: float) -> ActionSpec:
+        """Relative position targets within [low, high]: a full action moves a target by `rate` times
+        its joint's range (high - low) per step."""
+        lo = np.asarray(low, dtype=np.float64)
+        hi = np.asarray(high, dtype=np.float64)
+        _check(isinstance(rate, (int, float)) and 0 < rate <= 1, "rate",
+               f"must be a fraction of the joint range in (0, 1], got {rate!r}")
+        return cls(kind="position_delta", low=tuple(lo.tolist()), high=tuple(hi.tolist()),
+                   scale=tuple((rate * (hi - lo)).tolist()), offset=(0.0,) * len(lo))
+
     @property
     def is_discrete(self) -> bool:
         return self.kind == "discrete"
+
+    @property
+    def is_relative(self) -> bool:
+        """True for "position_delta": the action changes targets that someone must integrate."""
+        return self.kind == "position_delta"
+
+    @property
+    def command_kind(self) -> str:
+        """What a joint receives: the kind, or "position" (the integrated target) for a relative one."""
+        return "position" if self.is_relative else self.kind
+
+    def targets(self) -> ActionSpec:
+        """The absolute command a robot receives: for position_delta, position targets over [low, high]
+        (what a safety filter and a backend check); any other kind, itself."""
+        if not self.is_relative:
+            return self
+        return ActionSpec.from_bounds("position", self.low, self.high)
 
     @property
     def num_actions(self) -> int:
@@ -648,6 +695,9 @@ def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
     a_spec = spec.action if isinstance(spec, TaskSpec) else spec
     if a_spec.kind == "discrete":
         return _action_index(a_spec, action)
+    if a_spec.is_relative:
+        raise SpecError("a position_delta action changes targets and has no stateless robot command; "
+                        "integrate it with a TargetIntegrator")
     scale, offset, low, high = a_spec.arrays
     a = np.asarray(action, dtype=np.float64)
     if a.ndim == 0 or a.shape[-1] != a_spec.dim:
@@ -656,6 +706,51 @@ def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
     out += offset
     np.maximum(out, low, out=out)
     return np.minimum(out, high, out=out)
+
+
+class TargetIntegrator:
+    """The integration of a relative ("position_delta") action over `n` robots or worlds, `(n, act_dim)`.
+
+    `reset(rows, positions)` seeds the targets from measured joint positions (clipped to [low, high])
+    and zeroes the last action; `step(actions)` takes normalised actions (NaN counts as 0, clipped to
+    [-1, 1]), records them as `last_action` and moves the targets:
+    `target = clip(target + scale * action, low, high)`. `hold(rows)` is the safe action of a relative
+    kind: the targets stay, the last action becomes 0. `commit(rows, sent)` replaces the targets by what
+    a robot was really sent (after a safety filter). `fields()` maps `joint_targets` and `last_action`
+    to the arrays an observation reads (views: rows update in place).
+    """
+
+    def __init__(self, action: ActionSpec, n: int = 1) -> None:
+        _check(action.is_relative, "action", f"a {action.kind} action is not integrated")
+        self.action = action
+        self.scale, _, self.low, self.high = action.arrays
+        self.targets = np.zeros((n, action.dim))
+        self.last_action = np.zeros((n, action.dim))
+
+    def fields(self) -> dict[str, np.ndarray]:
+        """State fields `joint_targets` (robot units) and `last_action` (normalised), `(n, act_dim)`."""
+        return {"joint_targets": self.targets, "last_action": self.last_action}
+
+    def reset(self, rows: Any, positions: Any) -> None:
+        """Start over in `rows` (an index, slice or mask) from measured positions `(…, act_dim)`."""
+        self.targets[rows] = np.clip(positions, self.low, self.high)
+        self.last_action[rows] = 0.0
+
+    def step(self, actions: Any) -> np.ndarray:
+        """New targets `(n, act_dim)` (a copy) for normalised actions `(n, act_dim)`."""
+        a = np.clip(np.nan_to_num(np.asarray(actions, dtype=np.float64), nan=0.0), -1.0, 1.0)
+        self.last_action[...] = a
+        np.clip(self.targets + a * self.scale, self.low, self.high, out=self.targets)
+        return self.targets.copy()
+
+    def hold(self, rows: Any) -> np.ndarray:
+        """The safe action in `rows`: no change (the last action 0); returns their targets (a copy)."""
+        self.last_action[rows] = 0.0
+        return self.targets[rows].copy()
+
+    def commit(self, rows: Any, sent: Any) -> None:
+        """The targets in `rows` become what was really sent (robot units, clipped to [low, high])."""
+        self.targets[rows] = np.clip(sent, self.low, self.high)
 
 
 def _action_index(a_spec: ActionSpec, action: Any) -> np.ndarray:

@@ -113,8 +113,11 @@ class EngineTask:
     state: TaskStateFactory | None = None
     """Per-world task state (see `TaskState`); None: the outcome and the spec's action mapping suffice."""
     action_kind: str = "torque"
-    """What the controls mean, the spec's action kind over the actuators' ctrlrange: "torque" (motors) or
-    "position" (targets of position servos)."""
+    """What the controls mean, the spec's action kind over the actuators' ctrlrange: "torque" (motors),
+    "position" (targets of position servos) or "position_delta" (changes of those targets, integrated by
+    the task state's `robot_rl.spec.TargetIntegrator`)."""
+    action_rate: float = 1.0
+    """position_delta only: the fraction of a joint's ctrlrange a full action moves its target per step."""
 
     def __post_init__(self) -> None:
         if isinstance(self.frame_skip, bool) or not isinstance(self.frame_skip, int) or self.frame_skip < 1:
@@ -195,7 +198,10 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
     names, limits, low, high = joint_actions(task.name, model)
     try:
         return TaskSpec(name=task.name, joint_names=names, observation=terms,
-                        action=ActionSpec.from_bounds(task.action_kind, low, high), joint_limits=limits,
+                        action=(ActionSpec.position_delta(low, high, task.action_rate)
+                                if task.action_kind == "position_delta"
+                                else ActionSpec.from_bounds(task.action_kind, low, high)),
+                        joint_limits=limits,
                         control_period=float(model.opt.timestep) * task.frame_skip,
                         physics_dt=float(model.opt.timestep), state_fields=sizes,
                         state_joints=spec_state_joints(model, sizes), goal_fields=tuple(task.goals))
