@@ -43,7 +43,7 @@ setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     include_package_data=True,
-    package_data={"robot_rl.sim": ["grids/*.txt", "assets/*.xml"],
+    package_data={"robot_rl.sim": ["grids/*.txt", "assets/*.xml", "assets/*.yaml"],
                   "robot_rl.policies": ["zoo/*/*"]},
     install_requires=["numpy>=1.24", "pyyaml>=6", "pyserial>=3.5"],
     extras_require={

@@ -87,7 +87,7 @@ def test_registry_lists_the_briefed_tasks():
         "dmc:walker-walk", "dmc:cartpole-swingup",
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
         "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout",
-        "cube:rotate-z", "cube:reorient"}
+        "cube:rotate-z", "cube:reorient", "quadruped-walk"}
 
 
 # ---------------------------------------------------------------------------------------- every task
@@ -134,6 +134,8 @@ def test_control_period_is_a_whole_number_of_physics_steps(task, envs):
         physics_dt = 1 / 60 if task.startswith("atari:") else period  # the console's 60 Hz frames
         if task.startswith("cube:"):  # the hand's servos at 20 Hz over 5 ms physics steps
             period, physics_dt = 0.05, 0.005
+        if task == "quadruped-walk":  # 50 Hz over 4 ms physics steps (sim/assets/quadruped_walk.yaml)
+            period, physics_dt = 0.02, 0.004
         period = 4 * physics_dt if task.startswith("atari:") else period  # 4 frames per step
         assert spec.control_period == pytest.approx(period, rel=1e-12)
         assert spec.physics_dt == pytest.approx(physics_dt, rel=1e-12)

@@ -31,7 +31,7 @@ import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.hardware import protocol as P
-from robot_rl.spec import RELATIVE_ACTION_FIELDS
+from robot_rl.hardware.goal_tracker import host_fields
 
 PD_FREQUENCY_HZ = 10.0
 """Natural frequency of the emulator's position/damping loops (critically damped)."""
@@ -62,9 +62,8 @@ class MujocoPlant:
         self.task = task
         self.model, self.data = world.model, world.data
         self.spec = spec = self.engine.spec
-        host = set(RELATIVE_ACTION_FIELDS if spec.action.is_relative else ())
-        if self.engine.task_state is not None:  # goals that advance mid-episode: the host tracks them
-            host |= set(spec.goal_fields)
+        host = set(host_fields(spec))  # what the host's control loop supplies (the cube's goals ...);
+        # other goals (a legged robot's velocity command) the device offers: the episode's, from its reset
         kept = [f for f in spec.state_fields if f not in host and f not in spec.goal_fields
                 and not hasattr(world.data, f)]
         if kept:  # a task state the engine keeps that neither a sensor nor the host supplies

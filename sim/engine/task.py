@@ -185,6 +185,8 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
             raise ConfigError(f"{task.name}: observation term {term.name!r} reads {term.source!r}, which is "
                               f"neither an mjData field the engine reads ({', '.join(FIELD_SIZES)}) nor "
                               f"a goal of the task ({', '.join(task.goals) or 'none'})")
+        if term.frame is not None and term.frame in FIELD_SIZES:  # the quaternion a term is rotated by
+            sizes[term.frame] = FIELD_SIZES[term.frame](model)
         if term.goal is not None and term.goal not in task.goals:
             drawn = ", ".join(task.goals) or "none"
             raise ConfigError(f"{task.name}: observation term {term.name!r} is relative to goal "
