@@ -52,8 +52,10 @@ PARAMETERS: dict[str, Any] = {
     "goal_topic": "cube_goal",
     "goal": [],
     "goal_seed": 0,
+    "cmd_vel_topic": "cmd_vel",
+    "velocity_command": [],
 }
-_DOUBLE_ARRAYS = ("command_low", "command_high", "goal")
+_DOUBLE_ARRAYS = ("command_low", "command_high", "goal", "velocity_command")
 PARAMETER_HELP = {
     "bundle": "policy bundle folder or zoo:<name>",
     "runtime": "numpy (default), onnx or torch",
@@ -87,6 +89,10 @@ PARAMETER_HELP = {
     "goal": "a goal task's fixed goal, quaternion [w, x, y, z] (empty: goals drawn from goal_seed, "
             "hold-and-advance)",
     "goal_seed": "seed of the drawn goals",
+    "cmd_vel_topic": "geometry_msgs/Twist in: the velocity command (linear.x, linear.y, angular.z) of a "
+                     "bundle that observes one (quadruped-walk); empty: velocity_command only",
+    "velocity_command": "the velocity command [vx, vy, wz] (m/s, m/s, rad/s) until one comes on "
+                        "cmd_vel_topic (empty: 0 0 0, stand)",
 }
 
 
@@ -145,7 +151,8 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[ControlLoop
                       state_deadline=p["state_deadline"], command_deadline=p["command_deadline"],
                       period=period, stale_timeout=stale if p["safety_limits"] else math.inf,
                       on_state=on_state, pose_topic=p["pose_topic"], pose_joint=p["pose_joint"],
-                      goal_topic=p["goal_topic"])
+                      goal_topic=p["goal_topic"], cmd_vel_topic=p["cmd_vel_topic"],
+                      velocity_command=list(p["velocity_command"]))
     goals = goal_tracker(spec, seed=p["goal_seed"], goal=list(p["goal"]) or None)
     if goals is not None:  # a goal on the topic replaces the current one
         robot.on_goal = goals.set_goal
