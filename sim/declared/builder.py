@@ -123,7 +123,9 @@ def compile_model(task: DeclaredTask) -> tuple[str, mujoco.MjModel, tuple[str, .
         xml = spec.to_xml()
     except ValueError as err:
         raise ConfigError(f"task.control: the actuated model does not compile: {err}") from None
-    folder = os.path.join(tempfile.gettempdir(), "robot_rl_declared")
+    # a cache, not a temporary file: kept under the user's cache folder (a launcher's TMPDIR stays clean)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(cache, "robot_rl", "declared")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, hashlib.sha256(xml.encode()).hexdigest()[:16] + ".xml")
     # Always written (a file found under the name is not trusted); atomic, so a concurrent builder of the
