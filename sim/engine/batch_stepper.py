@@ -60,6 +60,16 @@ class BatchStepper:
         self._models_changed = False
 
     @property
+    def batch(self) -> Any:
+        """MuJoCo's batch itself (its worlds' data after the last step: `get_data`)."""
+        return self._batch
+
+    @property
+    def models(self) -> list[mujoco.MjModel]:
+        """Each world's model, as the batch steps it."""
+        return self._models
+
+    @property
     def warnings(self) -> np.ndarray:
         """Each world's MuJoCo warning counters `(N, mjNWARNING)` (they only ever rise)."""
         return self._batch.warning[:, :, 1]

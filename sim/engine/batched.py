@@ -40,6 +40,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.spec import TaskSpec, action_to_robot
 
 from .batch_stepper import BatchStepper, batch_available
+from .contact_forces import ContactForces
 from .observation import BatchObservationBuilder
 from .task import FIELD_SIZES, POST_CONSTRAINT_FIELDS, EngineTask, StepBatch, build_spec, load_model
 
@@ -195,6 +196,8 @@ class BatchedEngine:
                                          self._held)
             for i, w in enumerate(self.worlds):
                 w._stepper, w._index = self._stepper, i
+        self._contact_forces = ContactForces(self._stepper.batch, self._stepper.models) \
+            if self._stepper is not None and self._post_constraint else None
         self._pool = ThreadPoolExecutor(self.threads, "engine") \
             if self.threads > 1 and self._stepper is None else None
 
@@ -309,15 +312,10 @@ class BatchedEngine:
     def _run_batch(self, stepper: BatchStepper) -> None:
         """Every world's control period in MuJoCo's batch, then the observed fields into the rows."""
         stepper.step(self._ctrl, self._delays, self.task.frame_skip, self.worlds)
-        if self._post_constraint:  # cfrc_ext: computed per world after the step, as Gymnasium does
-            for i, w in enumerate(self.worlds):
-                stepper.pull(i, w.raw_data)
-                mujoco.mj_rnePostConstraint(w.model, w.raw_data)
-                for dst, src in self._copies[i]:
-                    dst[...] = src
-        else:
-            for f, rows in stepper.bound.items():
-                self._now[f][...] = rows
+        for f, rows in stepper.bound.items():
+            self._now[f][...] = rows
+        if self._contact_forces is not None:  # cfrc_ext: mj_rnePostConstraint after the step, as Gymnasium
+            self._contact_forces.update(self._now["cfrc_ext"])
 
     def _run(self) -> None:
         if self._pool is None:
