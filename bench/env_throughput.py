@@ -13,6 +13,9 @@ each figure is the median of its rounds, so a change in the machine's load hits 
 - `mj_step_1_thread`: one thread's raw `mj_step` rate (one world in a C loop: `mujoco.rollout`, 200
   random controls a call, from Gymnasium's reset state); `limit` = that / frame skip x cores: env
   steps/s if stepping cost nothing but physics.
+- `mj_step_1_thread_engine_model`, `limit_engine_model`: the same on the engine's copy of the model,
+  which skips constraint-island discovery on a single-tree model (sim/engine/islands.py: the same
+  numbers, less work), so `..._over_limit_engine_model` is the engine's overhead alone.
 The load average (`os.getloadavg`) is recorded before and after: the machine may be shared.
 """
 
@@ -80,16 +83,24 @@ def vector(task: str, n: int, vectorization: str, threads: int | None = None) ->
     return Config(env.step, actions, n, env.close)
 
 
-def physics(task: str) -> tuple[Config, int]:
+def physics(task: str, engine_model: bool = False) -> tuple[Config, int]:
     """One world's raw mj_step in a C loop (`mujoco.rollout`, 200 steps a call, random controls, from
-    Gymnasium's reset state); its rate is physics steps/s. Returns it and the task's frame skip."""
+    Gymnasium's reset state); its rate is physics steps/s. Returns it and the task's frame skip.
+    `engine_model`: step a copy of the model with the engine's settings (island discovery skipped)."""
+    import copy
+
     import gymnasium
     import mujoco
     from mujoco import rollout
 
+    from robot_rl.sim.engine.islands import skip_island_discovery
+
     env = gymnasium.make(task, disable_env_checker=True).unwrapped
     env.reset(seed=0)
     model, skip = env.model, env.frame_skip
+    if engine_model:
+        model = copy.copy(model)
+        skip_island_discovery(model)
     state_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
     state = np.empty((1, mujoco.mj_stateSize(model, state_spec)))
     mujoco.mj_getState(model, env.data, state[0], state_spec)
@@ -127,6 +138,7 @@ def main() -> None:
             for t in args.threads:
                 configs[f"batched_x{n}_t{t}"] = vector(task, n, "batched", threads=t)
         configs["mj_step_1_thread"], skip = physics(task)
+        configs["mj_step_1_thread_engine_model"], _ = physics(task, engine_model=True)
         rates: dict[str, list[float]] = {name: [] for name in configs}
         try:
             for _ in range(args.rounds):  # in turn, so a change of the machine's load hits every config
@@ -136,12 +148,14 @@ def main() -> None:
             for config in configs.values():
                 config.close()
         row: dict[str, Any] = {name: round(statistics.median(r)) for name, r in rates.items()}
-        row.update(frame_skip=skip, limit=round(row["mj_step_1_thread"] / skip * cores))
+        row.update(frame_skip=skip, limit=round(row["mj_step_1_thread"] / skip * cores),
+                   limit_engine_model=round(row["mj_step_1_thread_engine_model"] / skip * cores))
         best = row.get(f"batched_x{max(args.worlds)}_t{max(args.threads)}")
         if best:
             top = f"batched_x{max(args.worlds)}_t{max(args.threads)}"
             row[f"{top}_over_sync_x8"] = round(best / row["sync_x8"], 2)
             row[f"{top}_over_limit"] = round(best / row["limit"], 2)
+            row[f"{top}_over_limit_engine_model"] = round(best / row["limit_engine_model"], 2)
             row[f"{top}_over_gymnasium"] = round(best / row["gymnasium_single"], 2)
         results[task] = row
     print(json.dumps({"benchmark": "env_throughput", "cpu": cpu_model(), "cores": cores,
