@@ -143,3 +143,27 @@ def test_a_batch_that_does_not_keep_each_world_is_refused():
     model = mujoco.MjModel.from_xml_string(WELDED)
     with pytest.raises(ValueError, match="persistent"):
         ContactForces(Batch(model, 2, nthread=1), [model, model])
+
+
+def test_the_engine_rows_and_each_world_data_hold_gymnasium_cfrc_ext():
+    """On the engine (Ant on MuJoCo's batch), the observed rows and `world.data` (the declared
+    interface, pulled from the batch when read) both carry `mj_rnePostConstraint`'s `cfrc_ext`."""
+    from robot_rl import sim
+
+    env = sim.make("Ant-v5", 4, seed=5, vectorization="batched", threads=2)
+    try:
+        env.reset()
+        rng = np.random.default_rng(5)
+        touching = 0
+        for _ in range(60):
+            env.step(rng.uniform(-1.0, 1.0, (4, env.task_spec.act_dim)).astype(np.float32))
+            for i, world in enumerate(env.worlds):
+                rows = env.engine.world_state(i)["cfrc_ext"]
+                np.testing.assert_array_equal(world.data.cfrc_ext.ravel(), rows)
+                check = copy.copy(world.data)
+                mujoco.mj_rnePostConstraint(world.model, check)
+                np.testing.assert_array_equal(check.cfrc_ext.ravel(), rows)
+                touching += int(world.data.ncon > 0 and rows.any())
+        assert touching > 0
+    finally:
+        env.close()

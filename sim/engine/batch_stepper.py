@@ -40,10 +40,12 @@ class BatchStepper:
 
     `fields`: the mjData fields the task reads after a step, bound once as live `(N, ...)` arrays.
     `held`: the engine's `(N, nu)` controls applied during each world's actuation delay.
+    `post_constraint`: a pulled world's data also gets `mj_rnePostConstraint` (its `cfrc_ext`, as
+    Gymnasium's data has it after a step).
     """
 
     def __init__(self, nominal: mujoco.MjModel, models: Sequence[mujoco.MjModel], threads: int,
-                 fields: Sequence[str], held: np.ndarray) -> None:
+                 fields: Sequence[str], held: np.ndarray, post_constraint: bool = False) -> None:
         from mujoco.batch import Batch
 
         n = len(models)
@@ -58,6 +60,7 @@ class BatchStepper:
         self._touched: set[int] = set()
         """Worlds whose `MjData` was handed out since the last step: pushed back before the next."""
         self._models_changed = False
+        self._post_constraint = post_constraint
 
     @property
     def batch(self) -> Any:
@@ -84,6 +87,8 @@ class BatchStepper:
         """Bring world i's state and derived fields from the batch into `data` (if it stepped since)."""
         if self._stale[i]:
             self._batch.get_data(i, data)
+            if self._post_constraint:
+                mujoco.mj_rnePostConstraint(self._models[i], data)
             self._stale[i] = False
 
     def handed_out(self, i: int) -> None:

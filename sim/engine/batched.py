@@ -195,7 +195,7 @@ class BatchedEngine:
         if physics is None and self.autoreset and batch_available():
             bound = [f for f in self._fields if f not in POST_CONSTRAINT_FIELDS]
             self._stepper = BatchStepper(self.nominal, [w.model for w in self.worlds], self.threads, bound,
-                                         self._held)
+                                         self._held, self._post_constraint)
             for i, w in enumerate(self.worlds):
                 w._stepper, w._index = self._stepper, i
         self._contact_forces = ContactForces(self._stepper.batch, self._stepper.models) \
