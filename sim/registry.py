@@ -5,7 +5,8 @@ actions), Gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3
 Gymnasium's box2d extra), the course's grid worlds as `grid:<name>` and Atari games as `atari:<game>`
 (optional: ale-py) (discrete actions), and the cube tasks `cube:rotate-z` and `cube:reorient` (our
 three-finger hand, sim/cube_task.py; they exist only on the batched engine, so their single env is one
-engine world, sim/engine/world_env.py). The suite
+engine world, sim/engine/world_env.py), and gymnasium-robotics' Shadow Hand block tasks under their own
+ids (sim/shadow_hand.py; optional: the `robotics` extra). The suite
 tasks listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
 Factories import their simulator on call, so importing this module is cheap.
 """
@@ -59,6 +60,12 @@ def _declared(task_id: str, seed: int | None = None, render_mode: str | None = N
     return EngineWorldEnv(task_id, seed=seed, render_mode=render_mode)
 
 
+def _shadow(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .shadow_hand import ShadowBlockEnv
+
+    return ShadowBlockEnv(task_id, seed=seed, render_mode=render_mode)
+
+
 def _atari(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
     from .atari import AtariEnv
 
@@ -93,6 +100,10 @@ TASKS: dict[str, Factory] = {
     "atari:breakout": _atari,
     "cube:rotate-z": _cube,
     "cube:reorient": _cube,
+    "HandManipulateBlockRotateZ-v1": _shadow,
+    "HandManipulateBlockRotateZDense-v1": _shadow,
+    "HandManipulateBlock-v1": _shadow,
+    "HandManipulateBlockDense-v1": _shadow,
 }
 
 def task_names(all_dm_control: bool = False) -> tuple[str, ...]:
