@@ -65,12 +65,19 @@ class PolicyConfig:
     ortho_init: bool = True
     """Orthogonal weights (gain √2 hidden, 0.01 on the action mean, 1 on the value), zero biases;
     false keeps torch's default initialisation, as the RL Zoo's tuned MuJoCo PPO settings do."""
+    critic_privileged: tuple[str, ...] = ()
+    """Asymmetric actor-critic: the task's privileged terms (simulator state a robot cannot measure, e.g.
+    the cube's velocity and drawn mass) the critic sees besides the observation, normalised, in this
+    order (PPO and TRPO on `vectorization: batched`); the actor, and so a bundle, never sees them.
+    Empty: the critic sees the policy's observation."""
 
     def __post_init__(self) -> None:
         for key, widths in (("policy.hidden", self.hidden), ("policy.critic_hidden", self.critic_hidden)):
             check(all(0 < h <= MAX_WIDTH for h in widths), key,
                   f"layer widths must be in [1, {MAX_WIDTH}], got {list(widths)}")
             check(len(widths) <= MAX_LAYERS, key, f"at most {MAX_LAYERS} hidden layers, got {len(widths)}")
+        check(all(isinstance(n, str) and n for n in self.critic_privileged), "policy.critic_privileged",
+              f"must be a list of term names, got {list(self.critic_privileged)}")
         check(-20.0 <= self.log_std_init <= 2.0, "policy.log_std_init",
               f"must be a number in [-20, 2] (a standard deviation of e^-20 to e^2), got {self.log_std_init}")
 

@@ -210,6 +210,20 @@ def get_spec(task_id: str) -> TaskSpec:
         env.close()
 
 
+@functools.cache
+def privileged_dim(task_id: str, names: tuple[str, ...]) -> int:
+    """Width of the privileged (critic-only) terms `names` of an engine task (`EngineTask.privileged`);
+    a ConfigError naming the valid terms, or the engine's tasks, if there are none such."""
+    from .engine.task import build_spec, load_model, privileged_spec
+
+    if not is_engine_task(task_id):
+        raise ConfigError(f"policy.critic_privileged: task {task_id!r} declares no privileged terms; "
+                          f"the MuJoCo engine's tasks may ({', '.join(engine_task_names())})")
+    task = engine_task(task_id)
+    model = load_model(task)
+    return privileged_spec(task, model, build_spec(task, model), names).obs_dim
+
+
 DISCRETE_FAMILIES: tuple[Factory, ...] = (_classic_control, _grid, _atari)
 """The task families whose actions are discrete (one index per step): what DQN trains on."""
 
