@@ -192,7 +192,7 @@ class ShadowBlockEnv(gymnasium.Env):
         _robotics()
         registered = gymnasium.spec(task_id)
         self.simulator = simulator_class()(**registered.kwargs, render_mode=render_mode)
-        self.max_episode_steps = int(registered.max_episode_steps)
+        self.max_episode_steps = int(registered.max_episode_steps or 100)  # theirs: 100 for every block id
         self.task_spec = shadow_spec(task_id, self.simulator)
         self.render_mode = render_mode
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.task_spec.obs_dim,), np.float64)
