@@ -135,3 +135,24 @@ def test_a_bad_id_names_the_valid_ones():
 
     with pytest.raises(ConfigError, match="HandManipulateBlockRotateZ-v1"):
         ShadowBlockEnv("HandManipulateEgg-v1")
+
+
+def test_a_short_ppo_run_trains_and_eval_json_reports_its_success_rate(tmp_path, capsys):
+    """The launch file runs (one update of 2 x 64 steps), and `robot-rl eval --json` of the run gives
+    their success as `success_rate`."""
+    import json
+    from pathlib import Path
+
+    from robot_rl.cli import main
+    from robot_rl.launch import load_train_config, trainer_class
+
+    launch = Path(__file__).resolve().parents[1] / "launch" / "handmanipulateblockrotatezdense_ppo.yaml"
+    config = load_train_config(launch, ["total_steps=128", "num_envs=2", "ppo.num_steps=64",
+                                        "ppo.minibatch_size=64", "eval.episodes=1", "eval.every_steps=0",
+                                        "log.progress_bar=false", "log.tensorboard=false", "log.plot=false"])
+    trainer_class(config.algo)(config, tmp_path / "run").train()
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["episodes"] == 2
+    assert out["success_rate"] in (0.0, 0.5, 1.0) and out["mean_return"] < 0
