@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -152,7 +151,7 @@ def supervise(sup: Supervisor, emulator_cmd: list[str], deploy_cmd: list[str], l
     deploy = sup.start("the deployment", deploy_cmd)
     while True:
         if sup.stopping:
-            print(f"robot-rl launch: {signal.Signals(sup.signal_received).name}; stopping the "
+            print(f"robot-rl launch: {sup.signal_name}; stopping the "
                   f"deployment and the emulator", file=sys.stderr)
             return sup.exit_code()
         if deploy.poll() is not None:

@@ -89,6 +89,11 @@ class Supervisor:
         """A stop signal arrived: the runner should return `exit_code()`."""
         return self.signal_received is not None
 
+    @property
+    def signal_name(self) -> str:
+        """The received stop signal's name ("SIGTERM"), or "" before one arrived."""
+        return "" if self.signal_received is None else signal.Signals(self.signal_received).name
+
     def exit_code(self) -> int:
         """128 + the signal's number, as a shell reports a process ended by it."""
         return 128 + (self.signal_received or 0)

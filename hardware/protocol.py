@@ -279,7 +279,7 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray) -> list[Packet]:
         if not data:
             return []
-        packets = []
+        packets: list[Packet] = []
         self._buffer += data
         if 0 not in data:
             if len(self._buffer) > MAX_FRAME:
@@ -747,7 +747,7 @@ class StateLayout:
 # helpers
 
 
-def _need_size(cls: type, payload: bytes, size: int) -> None:
+def _need_size(cls: type[Message], payload: bytes, size: int) -> None:
     if len(payload) != size:
         raise ProtocolError("bad_payload", f"{cls.TYPE.name} payload has {len(payload)} bytes; "
                                            f"expected {size}")

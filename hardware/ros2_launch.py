@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -126,7 +125,7 @@ def supervise(cmds: dict[str, list[str]], env: dict[str, str], duration: float, 
         t0 = time.monotonic()
         while True:
             if sup.stopping:
-                name = signal.Signals(sup.signal_received).name
+                name = sup.signal_name
                 print(f"robot-rl launch: {name}; stopping the nodes", file=sys.stderr)
                 return sup.exit_code()
             for name, p in procs.items():

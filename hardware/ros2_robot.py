@@ -160,20 +160,23 @@ class JointStateDecoder:
             self._layout = self._resolve(self._names)
         layout = self._layout
         if len(layout) == 2:  # (reason, detail): this name list cannot serve
-            return self._reject(*layout)
+            self._reject(*layout)
+            return None
         n = len(names)
         pos = np.frombuffer(position, dtype=np.float64) if isinstance(position, array.array) \
             else np.asarray(position, dtype=np.float64)
         vel = np.frombuffer(velocity, dtype=np.float64) if isinstance(velocity, array.array) \
             else np.asarray(velocity, dtype=np.float64)
         if pos.shape != (n,) or vel.shape != (n,):
-            return self._reject("length", f"JointState has {n} names, {pos.size} positions and "
-                                          f"{vel.size} velocities (positions and velocities are required)")
+            self._reject("length", f"JointState has {n} names, {pos.size} positions and "
+                                   f"{vel.size} velocities (positions and velocities are required)")
+            return None
         joint_index, qpos_index, qvel_index, check_index = layout
         checked = (pos, vel) if check_index is None else (pos[check_index], vel[check_index])
         if not (all_finite(checked[0]) and all_finite(checked[1])):
             bad = [names[i] for i in range(n) if not (math.isfinite(pos[i]) and math.isfinite(vel[i]))]
-            return self._reject("non_finite", f"NaN/Inf in the JointState for {', '.join(bad)}")
+            self._reject("non_finite", f"NaN/Inf in the JointState for {', '.join(bad)}")
+            return None
         fields = {}
         if "qpos" in self.sizes:
             fields["qpos"] = pos[qpos_index] if qpos_index is not None else pos.copy()

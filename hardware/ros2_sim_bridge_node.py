@@ -157,7 +157,7 @@ class SimBridge(Node):
         vel[self._vel_used] = data.qvel[self.qvel_index[self._vel_used]]
         msg.velocity = array.array("d", vel.tobytes())
         self.state_pub.publish(msg)
-        if self.imu_pub is not None:
+        if self.imu_pub is not None and self.free is not None:
             (qa, va), imu = self.free, self._imu_msg
             q, a = data.qpos[qa + 3:qa + 7], data.qvel[va + 3:va + 6]
             imu.header.stamp = msg.header.stamp

@@ -231,7 +231,8 @@ class SafetyFilter:
             self._offset = offset
         if not self.config.enabled:
             return True
-        quiet = now - self._advanced_at
+        advanced_at = now if self._advanced_at is None else self._advanced_at  # set with the sequence above
+        quiet = now - advanced_at
         if quiet > self.stale_timeout:
             self._stale_detail = (f"sequence {sequence} has not advanced for {quiet * 1e3:.1f} ms "
                                   f"(timeout {self.stale_timeout * 1e3:.1f} ms)")

@@ -93,7 +93,7 @@ class FaultEvent:
     report: P.FaultReport
 
 
-_ANSWERS = {P.MsgType.INFO: P.MsgType.HELLO, P.MsgType.STATUS: P.MsgType.GET_STATUS}
+_ANSWERS: dict[int, P.MsgType] = {P.MsgType.INFO: P.MsgType.HELLO, P.MsgType.STATUS: P.MsgType.GET_STATUS}
 """Answer type -> the request it answers, for answers whose payload starts with the request's seq."""
 
 
@@ -263,9 +263,9 @@ class SerialLink:
             if request is not None and len(packet.payload) >= 2:  # it starts with the request's seq
                 # an answer that does not decode (e.g. an INFO whose joint map points outside its
                 # fields) is the device's answer all the same: the waiting request refuses the device
-                key = (int(request), int.from_bytes(packet.payload[:2], "little"))
+                answer = (int(request), int.from_bytes(packet.payload[:2], "little"))
                 with self._cond:
-                    self._replies[key] = InvalidReply(P.MsgType(packet.type).name, str(err))
+                    self._replies[answer] = InvalidReply(P.MsgType(packet.type).name, str(err))
                     self._cond.notify_all()
             return
         if isinstance(msg, P.State):

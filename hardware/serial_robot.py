@@ -111,7 +111,8 @@ class SerialRobot(Robot):
         self._last_sequence = -1
         self._device_configured = False
         self._estop_requested = False
-        self._low = self._high = None
+        self._low: np.ndarray | None = None  # the device's command limits, from its INFO at connect
+        self._high: np.ndarray | None = None
 
     # ------------------------------------------------------------------ clock
     def clock(self) -> float:

@@ -6,6 +6,7 @@ stand-in Randomizer), and bad input (errors that name the problem, nothing left 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 
 import gymnasium
@@ -341,15 +342,25 @@ def test_a_nan_action_ends_only_that_worlds_episode():
         ref.close()
 
 
-def test_close_stops_the_pool_threads():
-    before = threading.active_count()
+def _os_threads() -> int:
+    """This process's threads, Python's and native ones (MuJoCo's batch runs its own)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.parametrize("stepping", ["batch", "pool"])
+def test_close_stops_the_stepping_threads(stepping, monkeypatch):
+    if stepping == "pool":  # the per-world path on Python threads (a twin's physics, or no mujoco.batch)
+        monkeypatch.setattr("robot_rl.sim.engine.batched.batch_available", lambda: False)
+    before = _os_threads()
     env = sim.make("Hopper-v5", 4, seed=0, vectorization="batched", threads=2)
     env.reset()
     env.step(np.zeros((4, 3)))
-    assert threading.active_count() > before
+    assert _os_threads() > before
+    qpos = env.engine.worlds[1].data.qpos.copy()
     env.close()
     env.close()
-    assert threading.active_count() == before
+    assert _os_threads() == before
+    np.testing.assert_array_equal(env.engine.worlds[1].data.qpos, qpos)  # the world's data stays current
 
 
 # ---------------------------------------------------------------------------------------- launch files

@@ -97,7 +97,9 @@ class Device:
         """Tick k spans device time [k, k + 1) ticks: the state at its start is what STATE reports."""
         self._k = k
         t_us = k * self.tick_us
-        if self.enabled and not self.safe and t_us - self._last_setpoint_us > self.config.watchdog_us:
+        config = self.config  # set while enabled (ENABLE needs a CONFIG)
+        if self.enabled and config is not None and not self.safe \
+                and t_us - self._last_setpoint_us > config.watchdog_us:
             self.safe = self.watchdog_tripped = True
             self.hold = self.plant.positions()
             self.counters["watchdog_trips"] += 1

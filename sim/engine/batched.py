@@ -3,10 +3,14 @@
 Each world has its own `MjModel` copy (so it can carry its own randomized physical parameters), its
 own `MjData` and its own generator, seeded `seed + i` exactly as the Gymnasium-stepped sub-env i would
 be. One `step(actions)` maps the `(N, act_dim)` actions through the spec onto controls, advances every
-world by the task's physics steps (MuJoCo releases the GIL: each pool thread steps a contiguous chunk
-of worlds and copies the fields the task reads into rows of shared `(N, ...)` arrays), then computes
-observations, rewards, terminations and truncations with numpy over all worlds. Only the worlds whose
-episode ended are visited again, to reset them.
+world by the task's physics steps, then computes observations, rewards, terminations and truncations
+with numpy over all worlds. Only the worlds whose episode ended are visited again, to reset them.
+
+The physics of a training engine runs in MuJoCo's own batch (`batch_stepper.BatchStepper`: one C call
+steps every world on `threads` native threads, and the fields the task reads come back as `(N, ...)`
+arrays, with no Python per world). One robot's plant (`autoreset=False`) and a twin simulator's
+physics step each world's MjData from a pool of Python threads instead (`mj_step` releases the GIL):
+each thread steps a contiguous chunk of worlds and copies the observed fields into the shared rows.
 
 A world is stepped exactly as Gymnasium's `MujocoEnv.do_simulation` steps its data (`mj_step` over the
 period, `mj_rnePostConstraint` where a field needs it) and reset exactly as its `reset` resets it
@@ -35,6 +39,7 @@ from gymnasium.utils import seeding
 from robot_rl.errors import ConfigError
 from robot_rl.spec import TaskSpec, action_to_robot
 
+from .batch_stepper import BatchStepper, batch_available
 from .observation import BatchObservationBuilder
 from .task import (
     FIELD_SIZES,
@@ -66,23 +71,40 @@ def default_threads() -> int:
 class World:
     """One world: the declared interface the hardware backends use (`model`, `data`), and its generator."""
 
-    __slots__ = ("data", "delay_steps", "held_ctrl", "model", "randomization", "rng")
+    __slots__ = ("_data", "_index", "_stepper", "delay_steps", "held_ctrl", "model", "randomization", "rng")
 
-    def __init__(self, model: mujoco.MjModel) -> None:
+    def __init__(self, model: mujoco.MjModel, held_ctrl: np.ndarray | None = None) -> None:
         self.model = model
-        self.data = mujoco.MjData(model)
+        self._data = mujoco.MjData(model)
+        self._stepper: BatchStepper | None = None
+        self._index = 0
         self.rng: np.random.Generator | None = None
-        self.held_ctrl = np.zeros(model.nu)
+        self.held_ctrl = np.zeros(model.nu) if held_ctrl is None else held_ctrl
         """The previous control period's command, applied during the actuation delay."""
         self.delay_steps = 0
         """Physics steps at the start of each control period during which `held_ctrl` still acts."""
         self.randomization: dict[str, Any] = {}
         """The values the randomizer drew for this episode (empty without randomization)."""
 
+    @property
+    def data(self) -> mujoco.MjData:
+        """The world's `MjData`, current (stepped in MuJoCo's batch, it is brought up to date on reading,
+        and what a caller writes into it is the world's state at the next step)."""
+        stepper = self._stepper
+        if stepper is not None:
+            stepper.pull(self._index, self._data)
+            stepper.handed_out(self._index)
+        return self._data
+
+    @property
+    def raw_data(self) -> mujoco.MjData:
+        """The `MjData` as it is, without bringing it up to date (the engine's own use)."""
+        return self._data
+
 
 def _mj_period(w: World, ctrl: np.ndarray, nstep: int) -> None:
     """One control period of MuJoCo's physics; during the actuation delay the previous command acts."""
-    m, d, delay = w.model, w.data, w.delay_steps
+    m, d, delay = w.model, w.raw_data, w.delay_steps
     if delay:
         d.ctrl[:] = w.held_ctrl
         mujoco.mj_step(m, d, delay)
@@ -149,7 +171,9 @@ class BatchedEngine:
         """The privileged terms' spec (its observation: those terms), or None."""
         # Everything above can fail on bad input; nothing has been started yet.
 
-        self.worlds = [World(copy.copy(self.nominal)) for _ in range(n)]
+        self._held = np.zeros((n, self.nominal.nu))
+        self.worlds = [World(copy.copy(self.nominal), self._held[i]) for i in range(n)]
+        self._delays = np.zeros(n, dtype=np.int64)
         self.init_qpos = self.nominal.qpos0.copy()
         self.init_qvel = np.zeros(self.nominal.nv)
         goals = set(self.spec.goal_fields)
@@ -158,7 +182,7 @@ class BatchedEngine:
         extra = {} if self.privileged_spec is None else self.privileged_spec.state_fields
         fields += [f for f in extra if f in FIELD_SIZES and f not in fields]
         self._fields = tuple(fields)
-        probe = self.worlds[0].data
+        probe = self.worlds[0].raw_data
         self._now = {f: np.zeros((n, *getattr(probe, f).shape)) for f in self._fields}
         self._flat = {f: a.reshape(n, -1) for f, a in self._now.items()}  # views, for the observation
         self._goals = {g: np.zeros((n, self.spec.state_fields[g])) for g in goals}
@@ -166,8 +190,8 @@ class BatchedEngine:
         self._body_mass = np.tile(self.nominal.body_mass, (n, 1))
         self._post_constraint = bool(POST_CONSTRAINT_FIELDS & set(self._fields))
         # Per world: (destination row, mjData array) pairs, copied after every step and reset.
-        self._copies = [[(self._now[f][i], getattr(w.data, f)) for f in self._fields]
-                        + [(self._warnings[i], w.data.warning.number)] for i, w in enumerate(self.worlds)]
+        self._copies = [[(self._now[f][i], getattr(w.raw_data, f)) for f in self._fields]
+                        + [(self._warnings[i], w.raw_data.warning.number)] for i, w in enumerate(self.worlds)]
         self._builder = BatchObservationBuilder(self.spec, n)
         self._model_fields = {f: np.zeros((n, size)) for f, size in extra.items() if f in MODEL_FIELDS}
         """Model field -> `(N, size)`: each world's physical parameters a privileged term reads."""
@@ -181,10 +205,20 @@ class BatchedEngine:
         self._step_rng = np.random.default_rng(None if seed is None else [int(seed), 0x5EED])
         bounds = np.linspace(0, n, self.threads + 1).astype(int).tolist()
         self._chunks = list(itertools.pairwise(bounds))
-        self._pool = ThreadPoolExecutor(self.threads, "engine") if self.threads > 1 else None
         self._reset_needed = True
         self.autoreset = bool(autoreset)
         self._physics = physics
+        # MuJoCo's own batch steps the worlds of a training engine (no Python per world); one robot's plant
+        # (autoreset off) and a twin's physics keep stepping each world's MjData directly.
+        self._stepper: BatchStepper | None = None
+        if physics is None and self.autoreset and batch_available():
+            bound = [f for f in self._fields if f not in POST_CONSTRAINT_FIELDS]
+            self._stepper = BatchStepper(self.nominal, [w.model for w in self.worlds], self.threads, bound,
+                                         self._held)
+            for i, w in enumerate(self.worlds):
+                w._stepper, w._index = self._stepper, i
+        self._pool = ThreadPoolExecutor(self.threads, "engine") \
+            if self.threads > 1 and self._stepper is None else None
 
     # ------------------------------------------------------------------ setup
     def _randomizer(self, randomize: Any, cls: Callable[..., Any] | None) -> Any:
@@ -208,7 +242,7 @@ class BatchedEngine:
         w = self.worlds[i]
         if seed is not None or w.rng is None:
             w.rng, _ = seeding.np_random(seed)
-        m, d = w.model, w.data
+        m, d = w.model, w.raw_data
         mujoco.mj_resetData(m, d)
         qpos, qvel = self.task.reset(w.rng, self.init_qpos, self.init_qvel)
         d.qpos[:] = qpos
@@ -230,6 +264,11 @@ class BatchedEngine:
         for f, rows in self._model_fields.items():
             rows[i] = MODEL_FIELDS[f](m)
         self._steps[i] = 0
+        self._delays[i] = w.delay_steps
+        if self._stepper is not None:  # the batch steps on from this state (and this world's model)
+            self._stepper.push(i, m, d)
+            if self.randomizer is not None:
+                self._stepper.model_changed()
 
     @property
     def task_state(self) -> Any:
@@ -299,12 +338,25 @@ class BatchedEngine:
         physics = self._physics or _mj_period
         for i in range(lo, hi):
             w = self.worlds[i]
-            m, d = w.model, w.data
+            m, d = w.model, w.raw_data
             physics(w, ctrl[i], nstep)
             if post:
                 mujoco.mj_rnePostConstraint(m, d)
             for dst, src in self._copies[i]:
                 dst[...] = src
+
+    def _run_batch(self, stepper: BatchStepper) -> None:
+        """Every world's control period in MuJoCo's batch, then the observed fields into the rows."""
+        stepper.step(self._ctrl, self._delays, self.task.frame_skip, self.worlds)
+        if self._post_constraint:  # cfrc_ext: computed per world after the step, as Gymnasium does
+            for i, w in enumerate(self.worlds):
+                stepper.pull(i, w.raw_data)
+                mujoco.mj_rnePostConstraint(w.model, w.raw_data)
+                for dst, src in self._copies[i]:
+                    dst[...] = src
+        else:
+            for f, rows in stepper.bound.items():
+                self._now[f][...] = rows
 
     def _run(self) -> None:
         if self._pool is None:
@@ -341,8 +393,12 @@ class BatchedEngine:
 
     def _step(self) -> StepResult:
         before = {f: a.copy() for f, a in self._now.items()}
-        warnings_before = self._warnings[:, FAILURE_WARNINGS]
-        self._run()
+        counters = self._warnings if self._stepper is None else self._stepper.warnings
+        warnings_before = counters[:, FAILURE_WARNINGS]  # a copy (fancy indexing)
+        if self._stepper is None:
+            self._run()
+        else:
+            self._run_batch(self._stepper)
         batch = StepBatch(now=self._now, before=before, ctrl=self._ctrl, dt=self.spec.control_period,
                           body_mass=self._body_mass)
         if self._state is None:
@@ -353,7 +409,7 @@ class BatchedEngine:
         terminated = np.asarray(terminated, dtype=bool).copy()
         obs = self._observe()
         privileged = self._observe_privileged()
-        warned = (self._warnings[:, FAILURE_WARNINGS] > warnings_before).any(axis=1)
+        warned = (counters[:, FAILURE_WARNINGS] > warnings_before).any(axis=1)
         failed = warned | ~np.isfinite(obs).all(axis=1)
         info: dict[str, Any] = {}
         if failed.any():
@@ -413,7 +469,14 @@ class BatchedEngine:
 
     # ------------------------------------------------------------------ the end
     def close(self) -> None:
-        """Stop the pool threads (idempotent)."""
+        """Stop the pool threads, or MuJoCo's batch and its threads, leaving each world's `data` current
+        (idempotent)."""
+        stepper, self._stepper = self._stepper, None
+        if stepper is not None:
+            for i, w in enumerate(self.worlds):
+                stepper.pull(i, w.raw_data)
+                w._stepper = None
+            stepper.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
