@@ -64,12 +64,13 @@ class Trainer(TrainerBase):
             raise ConfigError(f"algo: {config.algo!r} trains Gaussian policies for continuous actions, but "
                               f"task {config.task!r} has {self.spec.action.num_actions} discrete actions; "
                               f"use algo: dqn")
-        transition = 4 * (self.spec.obs_dim + self.spec.act_dim + 8)  # float32 obs, action and 8 scalars
-        check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
-                     "rollout buffer (num_steps × num_envs transitions)")
         critic_dim = critic_obs_dim(config, self.spec.obs_dim)
         self.privileged_dim = 0 if critic_dim is None else critic_dim - self.spec.obs_dim
         """Width of the critic's privileged terms (0: a symmetric actor-critic)."""
+        # float32 obs, privileged terms, action and 8 scalars
+        transition = 4 * (self.spec.obs_dim + self.privileged_dim + self.spec.act_dim + 8)
+        check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
+                     "rollout buffer (num_steps × num_envs transitions)")
         self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
                          vectorization=config.vectorization, randomize=config.randomize,
                          threads=config.env_threads, privileged=tuple(config.policy.critic_privileged))
@@ -78,9 +79,7 @@ class Trainer(TrainerBase):
         algo_cfg = config.algorithm
         steps_per_update = algo_cfg.num_steps * config.num_envs
         self.total_updates = math.ceil(config.total_steps / steps_per_update)
-        self.agent: OnPolicyAgent = agent_class(config.algo)(
-            self.obs_dim, self.act_dim, config.policy, algo_cfg, self.total_updates,
-            critic_obs_dim=critic_dim)
+        self.agent: OnPolicyAgent = make_agent(config, self.obs_dim, self.act_dim, self.total_updates)
         self.agent.seed(config.seed)
         norm = config.normalize
         self.obs_normalizer = ObservationNormalizer((self.obs_dim,), clip=norm.clip_observations) \
@@ -225,8 +224,7 @@ class Trainer(TrainerBase):
         from robot_rl.sim import get_spec
 
         spec = get_spec(config.task)
-        agent = agent_class(config.algo)(spec.obs_dim, spec.act_dim, config.policy, config.algorithm, 1,
-                                         critic_obs_dim=critic_obs_dim(config, spec.obs_dim))
+        agent = make_agent(config, spec.obs_dim, spec.act_dim, 1)
         agent.load_state_dict(state["agent"])
         normalizer = None
         if state.get("obs_normalizer") is not None:
@@ -298,6 +296,13 @@ def critic_obs_dim(config: TrainConfig, obs_dim: int) -> int | None:
 
 ASYMMETRIC_ALGOS = ("ppo", "trpo")
 """The algorithms whose critic may see privileged terms (a learned value function trained on rollouts)."""
+
+
+def make_agent(config: TrainConfig, obs_dim: int, act_dim: int, total_updates: int) -> OnPolicyAgent:
+    """The run's agent; its critic reads the observation and the privileged terms where the config asks."""
+    critic_dim = critic_obs_dim(config, obs_dim)
+    extra = {} if critic_dim is None else {"critic_obs_dim": critic_dim}  # REINFORCE/VPG take none
+    return agent_class(config.algo)(obs_dim, act_dim, config.policy, config.algorithm, total_updates, **extra)
 
 
 def load_run_policy(run_dir: str | Path, checkpoint: str = "latest"

@@ -111,6 +111,13 @@ def test_a_bad_privileged_key_is_one_config_error(tmp_path: Path):
     assert not (tmp_path / "a").exists()  # refused before the run directory
     with pytest.raises(ConfigError, match=r"use vectorization: batched \(not 'sync'\)"):
         Trainer(load_train_config(ASYM, [*QUIET, "vectorization=sync", "env_threads=null"]), tmp_path / "b")
+    reinforce = ROOT / "launch" / "invertedpendulum_reinforce.yaml"
+    with pytest.raises(ConfigError, match=r"algo 'reinforce' has no critic .*use one of: ppo, trpo"):
+        Trainer(load_train_config(reinforce, [*QUIET, "policy.critic_privileged=[body_mass]",
+                                              "vectorization=batched"]), tmp_path / "c")
+    plain = Trainer(load_train_config(reinforce, [*QUIET, "total_steps=64"]), tmp_path / "d")
+    assert plain.privileged_dim == 0 and plain.buffer.critic_obs() is None  # REINFORCE as before
+    plain.close()
     with pytest.raises(ConfigError, match=r"policy\.critic_privileged"):
         load_train_config(ASYM, [*QUIET, "policy.critic_privileged=[1]"])
     with pytest.raises(ConfigError, match="declares no privileged terms"):
