@@ -27,7 +27,8 @@ TRAIN = ["torch>=2.3,<3", "mujoco>=3.17,<3.18", "dm_control==1.0.50", "gymnasium
          "pybullet>=3.2",  # the sim-to-sim twin (robot_rl.sim.pybullet_twin)
          "tensorboard>=2.14", "matplotlib>=3.7", "tqdm>=4.60",
          "imageio-ffmpeg>=0.5"]  # ships the ffmpeg that writes play's and eval.video's H.264 mp4s
-ROS2 = ["ros-rclpy", "ros-sensor-msgs", "ros-std-msgs", "ros-rmw-fastrtps-cpp", "ros-diagnostic-msgs"]
+ROS2 = ["ros-rclpy", "ros-sensor-msgs", "ros-std-msgs", "ros-rmw-fastrtps-cpp", "ros-diagnostic-msgs",
+        "ros-geometry-msgs"]
 ONNX = ["onnx>=1.15", "onnxruntime>=1.17"]
 BENCH = ["stable-baselines3>=2.3", "sb3-contrib>=2.3"]
 TEST = ["pytest>=7", "ruff>=0.5", "mypy>=1.10"]  # ruff and mypy (.ci/typecheck) run in CI
@@ -43,7 +44,7 @@ setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     include_package_data=True,
-    package_data={"robot_rl.sim": ["grids/*.txt", "assets/*.xml"],
+    package_data={"robot_rl.sim": ["grids/*.txt", "assets/*.xml", "assets/*.yaml"],
                   "robot_rl.policies": ["zoo/*/*"]},
     install_requires=["numpy>=1.24", "pyyaml>=6", "pyserial>=3.5"],
     extras_require={

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -15,3 +17,17 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+class Timed:
+    """Wraps a callable and sums the seconds spent in it (where a training loop's time goes)."""
+
+    def __init__(self, func: Callable[..., object]) -> None:
+        self.func, self.seconds = func, 0.0
+
+    def __call__(self, *a: object, **kw: object) -> object:
+        start = time.perf_counter()
+        try:
+            return self.func(*a, **kw)
+        finally:
+            self.seconds += time.perf_counter() - start

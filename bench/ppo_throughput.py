@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+from machine import Timed
 
 TASK = "Hopper-v5"
 
@@ -49,20 +50,6 @@ def pure_stepping_sps(num_envs: int, steps: int, seed: int, vectorization: str =
     return n * num_envs / elapsed
 
 
-class _Timed:
-    """Wraps a callable and sums the seconds spent in it."""
-
-    def __init__(self, func) -> None:
-        self.func, self.seconds = func, 0.0
-
-    def __call__(self, *a, **kw):
-        start = time.perf_counter()
-        try:
-            return self.func(*a, **kw)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
 def robot_rl_sps(args: argparse.Namespace) -> tuple[float, dict[str, float]]:
     """Our training steps/s, and the share of the loop's time in stepping, the update and the rest."""
     from robot_rl.config import apply_overrides
@@ -78,7 +65,7 @@ def robot_rl_sps(args: argparse.Namespace) -> tuple[float, dict[str, float]]:
         + ([f"env_threads={args.env_threads}"] if args.env_threads else []))
     run_dir = tempfile.mkdtemp(prefix="bench_ppo_")
     trainer = Trainer(parse_train_config(data), run_dir)
-    step, update = _Timed(trainer.envs.step), _Timed(trainer.agent.update)
+    step, update = Timed(trainer.envs.step), Timed(trainer.agent.update)
     trainer.envs.step, trainer.agent.update = step, update  # this instance only
     trainer.train()
     with open(f"{run_dir}/progress.csv", newline="") as f:

@@ -16,6 +16,13 @@ observation reads. Cleanup is guaranteed: the robot is deactivated (and, by defa
 happens, and an e-stop (`ControlLoop.estop`, from any thread) stops it within one tick.
 
 A simulated robot that is not `realtime` runs as fast as possible: no sleeping, same ticks.
+
+A relative action ("position_delta", the cube) is integrated here, as in training, by the spec's one
+`TargetIntegrator`: on activation the targets start from the measured joint positions, each tick the
+policy's normalised action moves them, the safety filter checks the absolute targets, and what was
+sent becomes the targets; the loop supplies `joint_targets` and `last_action` to the observation. A
+held tick (stale state, a policy error) is a zero change. A goal task's goal field comes from the
+host-side `GoalTracker` (hold-and-advance on the measured state; a drop ends the run, "dropped").
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 from robot_rl.errors import RobotRLError
 from robot_rl.hardware.robot import HardwareError, Lifecycle, Robot, RobotState
 from robot_rl.hardware.safety import SafetyConfig, SafetyFilter
+from robot_rl.spec import RELATIVE_ACTION_FIELDS, TargetIntegrator
 
 # The last stretch before a deadline is spent spinning: sleep() overshoots by up to ~0.1 ms on Linux.
 _SPIN = 2e-4
@@ -96,10 +104,12 @@ class LoopStats:
     episode_return: float | None
     """Sum of the backend's rewards (simulated backends), else None."""
     stop_reason: str
-    """"steps", "duration", "episode_end", "estop", "interrupted", "error", or the reason given to
+    """"steps", "duration", "episode_end", "dropped", "estop", "interrupted", "error", or the reason given to
     `ControlLoop.request_stop` (deploy: the signal's name, e.g. "SIGTERM")."""
     safety: Mapping[str, Any]
     """The safety filter's report."""
+    goals: Mapping[str, Any] | None = None
+    """A goal task's host-side report (`GoalTracker.report`: successes, dropped ...), else None."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +132,10 @@ class LoopStats:
                  f"{self.overrun.max * ms:.3f} ms"]
         if self.episode_return is not None:
             lines.append(f"  return {self.episode_return:.3f}")
+        if self.goals is not None:
+            g = self.goals
+            lines.append(f"  goals ({g['goal_source']}): {g['successes']} reached in a row, error now "
+                         f"{g['angle']:.3f} rad{', dropped' if g['dropped'] else ''}")
         s = self.safety
         fired = ", ".join(f"{k} {v}" for k, v in s.get("interventions", {}).items()) or "none"
         last = f" (last: {s['last_reason']}: {s['last_detail']})" if s.get("last_reason") else ""
@@ -137,6 +151,7 @@ class ControlLoop:
     policy bundle (`robot_rl.policies.load`) is one. `realtime` None: the robot's own `realtime`.
     `clock` and `sleep` (seconds) are the loop's time source, replaceable for tests. `window`: keep
     only the last `window` timing records (None: all), so a loop ticked for days keeps a fixed memory.
+    `goals`: a goal task's host-side goals (`robot_rl.hardware.goal_tracker.goal_tracker(spec)`).
     """
 
     _mapping: tuple[np.ndarray | None, np.ndarray | None] | None
@@ -148,7 +163,8 @@ class ControlLoop:
     def __init__(self, robot: Robot, policy: Any, safety: SafetyFilter | None = None,
                  period: float | None = None, realtime: bool | None = None,
                  clock: Callable[[], float] = time.perf_counter,
-                 sleep: Callable[[float], None] = time.sleep, window: int | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, window: int | None = None,
+                 goals: Any = None) -> None:
         if window is not None and window < 1:
             raise HardwareError(f"window must be a positive number of ticks (or None: all), got {window}")
         self.window = window
@@ -159,6 +175,8 @@ class ControlLoop:
         if tuple(self.safety.spec.joint_names) != tuple(self.spec.joint_names):
             raise HardwareError(f"the safety filter is for joints {list(self.safety.spec.joint_names)}, the "
                                 f"policy commands {list(self.spec.joint_names)}")
+        self.integrator = TargetIntegrator(self.spec.action) if self.spec.action.is_relative else None
+        self.goals = goals
         self.period = float(period if period is not None else self.spec.control_period)
         if not (math.isfinite(self.period) and self.period > 0):
             raise HardwareError(f"control period must be a positive number of seconds, got {self.period}")
@@ -272,7 +290,8 @@ class ControlLoop:
             lateness=Percentiles.of(self._lateness), overrun=Percentiles.of(self._overrun),
             wall_time=wall, realtime=self.realtime,
             episode_return=self._return if self._rewarded else None,
-            stop_reason=self._stop_reason or "running", safety=self.safety.report())
+            stop_reason=self._stop_reason or "running", safety=self.safety.report(),
+            goals=self.goals.report() if self.goals is not None else None)
 
     # ------------------------------------------------------------------ steps of a run
     def _prepare(self) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -285,15 +304,20 @@ class ControlLoop:
                                 f"starts from 'unconfigured' or 'inactive'")
         to_robot, to_policy = joint_mapping(robot.joint_names, self.spec.joint_names, self.spec.name)
         probe = robot.read_state()
-        missing = [f for f in self.spec.state_fields if f not in probe.observation_fields()]
+        missing = [f for f in self.spec.state_fields if f not in probe.observation_fields()
+                   and f not in self._host_fields()]
         if missing:
             raise HardwareError(f"{type(robot).__name__} cannot provide the state field(s) "
                                 f"{', '.join(missing)} that the policy ({self.spec.name}) observes; it "
                                 f"provides: {', '.join(probe.observation_fields())}")
         if self._stop_request is not None:  # stopped while configuring: never enable the motors
             return None, None
-        state = robot.activate()
-        self.safety.reset(_reorder(state, to_policy))
+        state = _reorder(robot.activate(), to_policy)
+        self.safety.reset(state)
+        if self.integrator is not None:  # targets start at the measured positions, as in training
+            self.integrator.reset(0, state.joint_positions)
+        if self.goals is not None:
+            self.goals.reset(state.observation_fields(), state.sequence)
         if hasattr(self.policy, "reset"):
             self.policy.reset()
         if np.array_equal(to_policy, np.arange(len(to_policy))):
@@ -348,6 +372,9 @@ class ControlLoop:
             if robot.episode_over:
                 self._stop_reason = "episode_end"
                 return
+            if self.goals is not None and self.goals.dropped:
+                self._stop_reason = "dropped"
+                return
 
     def _tick(self, to_robot: np.ndarray | None, to_policy: np.ndarray | None) -> None:
         state = self.robot.read_state()
@@ -355,16 +382,19 @@ class ControlLoop:
             state = _reorder(state, to_policy)
         now = self.robot.clock()
         stale = self.robot.stale_detail() if self.safety.config.enabled else None
+        fields = self._observed(state)
         if stale is not None:  # too old to act on (the backend measures it from the state's arrival)
-            safe = self.safety.refuse("stale", stale, state)
+            safe = self._refuse("stale", stale, state)
         else:
             try:
-                command = self.policy.act(state.observation_fields())
+                command = self._act(fields)
             except RobotRLError as err:  # the bundle refused the observation or its own output
-                safe = self.safety.refuse("policy_error", str(err), state)
+                safe = self._refuse("policy_error", str(err), state)
             else:
                 safe = self.safety.filter(command, state, now)
         self.robot.write_command(safe if to_robot is None else safe[to_robot])
+        if self.integrator is not None:  # what was sent (after the filter) is the target now
+            self.integrator.commit(0, safe)
         self._steps += 1
         reward = self.robot.last_reward
         if reward is not None:
@@ -374,9 +404,41 @@ class ControlLoop:
     def _hold(self, to_robot: np.ndarray | None, to_policy: np.ndarray | None, reason: str,
               detail: str) -> None:
         state = self.robot.read_state()
-        safe = self.safety.refuse(reason, detail, state if to_policy is None else _reorder(state, to_policy))
+        if to_policy is not None:
+            state = _reorder(state, to_policy)
+        self._observed(state)  # a goal task still tracks its goals on a held tick
+        safe = self._refuse(reason, detail, state)
         self.robot.write_command(safe if to_robot is None else safe[to_robot])
+        if self.integrator is not None:
+            self.integrator.commit(0, safe)
         self._steps += 1
+
+    def _host_fields(self) -> tuple[str, ...]:
+        """State fields the loop supplies, not the robot: a relative action's, a goal task's goal."""
+        own = RELATIVE_ACTION_FIELDS if self.integrator is not None else ()
+        return own + ((self.goals.field,) if self.goals is not None else ())
+
+    def _observed(self, state: RobotState) -> dict[str, np.ndarray]:
+        """The observation's state fields: the robot's, with the loop's own (targets, goal) over them."""
+        fields = state.observation_fields()
+        if self.goals is not None:
+            fields.update(self.goals.update(fields, state.sequence))
+        if self.integrator is not None:
+            fields.update(joint_targets=self.integrator.targets[0].copy(),
+                          last_action=self.integrator.last_action[0].copy())
+        return fields
+
+    def _act(self, fields: Mapping[str, np.ndarray]) -> Any:
+        """The policy's command in robot units: for a relative action, the integrated targets."""
+        if self.integrator is None:
+            return self.policy.act(fields)
+        return self.integrator.step(np.asarray(self.policy.act_normalized(fields))[None])[0]
+
+    def _refuse(self, reason: str, detail: str, state: RobotState) -> np.ndarray:
+        """The safe action (a relative action: a zero change, the targets held)."""
+        if self.integrator is not None:
+            self.integrator.hold(0)
+        return self.safety.refuse(reason, detail, state)
 
     def _cleanup(self, close: bool) -> None:
         self._t_end = self._clock()

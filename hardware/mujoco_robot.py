@@ -92,13 +92,13 @@ class MujocoRobot(Robot):
         """Called once the engine world exists, before its first reset."""
 
     def _use_spec(self, spec: TaskSpec) -> None:
-        if spec.action.kind not in ("torque", "position", "velocity"):
+        if spec.action.command_kind not in ("torque", "position", "velocity"):
             raise HardwareError(f"{self.task}: a {spec.action.kind} action is not a joint command")
         self._qadr, self._dadr = _coordinates(self._model, spec.joint_names, self.task)
         self.spec = spec
         self.joint_names = spec.joint_names
-        self.command_kind = spec.action.kind
-        scale, offset, low, high = spec.action._arrays
+        self.command_kind = spec.action.command_kind  # a relative action's robot takes its targets
+        scale, offset, low, high = spec.action.targets().arrays
         self._scale, self._offset, self._low, self._high = scale, offset, low, high
 
     def _attach_dm_control(self) -> None:

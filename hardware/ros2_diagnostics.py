@@ -65,6 +65,8 @@ class NodeSnapshot:
     safety: Mapping[str, Any] | None = None
     """`SafetyFilter.report()`."""
     robot: RobotCounters | None = None
+    goals: Mapping[str, Any] | None = None
+    """A goal task's host-side goals (`GoalTracker.report()`), None for other tasks."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ def report(s: NodeSnapshot) -> dict[str, Any]:
         out["command_deadline_missed"] = robot.command_deadline_missed
         if robot.qos_problems:
             out["qos_problems"] = "; ".join(robot.qos_problems)
+    if s.goals is not None:
+        out.update(goals_reached=s.goals["successes"], goal_error_rad=s.goals["angle"],
+                   goal_source=s.goals["goal_source"], dropped=s.goals["dropped"])
     return out
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.hardware.control_loop import ControlLoop
+from robot_rl.hardware.goal_tracker import goal_tracker
 from robot_rl.hardware.ros2_robot import check_ranges, seconds_range
 from robot_rl.spec import TaskSpec
 
@@ -46,8 +47,15 @@ PARAMETERS: dict[str, Any] = {
     "diagnostics_period": 1.0,
     "autostart": True,
     "activate_timeout": 0.0,
+    "pose_topic": "cube_pose",
+    "pose_joint": "cube",
+    "goal_topic": "cube_goal",
+    "goal": [],
+    "goal_seed": 0,
+    "cmd_vel_topic": "cmd_vel",
+    "velocity_command": [],
 }
-_DOUBLE_ARRAYS = ("command_low", "command_high")
+_DOUBLE_ARRAYS = ("command_low", "command_high", "goal", "velocity_command")
 PARAMETER_HELP = {
     "bundle": "policy bundle folder or zoo:<name>",
     "runtime": "numpy (default), onnx or torch",
@@ -74,6 +82,17 @@ PARAMETER_HELP = {
     "command_deadline": "offered deadline on the command topic, s (-1: 2 periods; 0: none)",
     "autostart": "configure and activate at start (else wait for lifecycle transitions)",
     "activate_timeout": "autostart: seconds to wait for a first JointState (0: forever)",
+    "pose_topic": "geometry_msgs/PoseStamped in: the tracked object's pose (the cube), for bundles whose "
+                  "state_joints name pose_joint's entries (empty: from the JointState)",
+    "pose_joint": "the free joint whose entries J:x .. J:qz the pose gives",
+    "goal_topic": "geometry_msgs/QuaternionStamped in: a goal task's goal orientation (empty: none)",
+    "goal": "a goal task's fixed goal, quaternion [w, x, y, z] (empty: goals drawn from goal_seed, "
+            "hold-and-advance)",
+    "goal_seed": "seed of the drawn goals",
+    "cmd_vel_topic": "geometry_msgs/Twist in: the velocity command (linear.x, linear.y, angular.z) of a "
+                     "bundle that observes one (quadruped-walk); empty: velocity_command only",
+    "velocity_command": "the velocity command [vx, vy, wz] (m/s, m/s, rad/s) until one comes on "
+                        "cmd_vel_topic (empty: 0 0 0, stand)",
 }
 
 
@@ -131,10 +150,15 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[ControlLoop
                       imu_topic=p["imu_topic"], command_topic=p["command_topic"],
                       state_deadline=p["state_deadline"], command_deadline=p["command_deadline"],
                       period=period, stale_timeout=stale if p["safety_limits"] else math.inf,
-                      on_state=on_state)
+                      on_state=on_state, pose_topic=p["pose_topic"], pose_joint=p["pose_joint"],
+                      goal_topic=p["goal_topic"], cmd_vel_topic=p["cmd_vel_topic"],
+                      velocity_command=list(p["velocity_command"]))
+    goals = goal_tracker(spec, seed=p["goal_seed"], goal=list(p["goal"]) or None)
+    if goals is not None:  # a goal on the topic replaces the current one
+        robot.on_goal = goals.set_goal
     robot.configure()
     loop = ControlLoop(robot, policy, safety, period=period, realtime=True, clock=time.monotonic,
-                       window=WINDOW)
+                       window=WINDOW, goals=goals)
     return loop, robot
 
 
@@ -174,6 +198,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "command_deadline": seconds_range("none", "2 control periods"),
     "diagnostics_period": seconds_range(None),
     "activate_timeout": seconds_range("wait forever"),
+    "goal_seed": (lambda v: v >= 0, "0 or a positive whole number"),
 }
 
 

@@ -285,7 +285,8 @@ class PolicyNode(LifecycleNode):
         return NodeSnapshot(label, self.stale, self.estop_reason, self.error, task=loop.spec.name,
                             bundle=self.p["bundle"], trigger=self.p["trigger"], period=loop.period,
                             steps=loop.steps, stats=loop.stats() if timing else None,
-                            safety=loop.safety.report(), robot=RobotCounters.of(robot))
+                            safety=loop.safety.report(), robot=RobotCounters.of(robot),
+                            goals=loop.goals.report() if loop.goals is not None else None)
 
     def publish_diagnostics(self, timing: bool = True) -> None:
         if self._diag_pub is None:

@@ -21,6 +21,27 @@ state fields (dm_control observation keys) do not travel over JointState; the co
 refuses the bundle, naming the fields. An Imu (optional) gives `base_orientation` (w, x, y, z) and
 `base_angular_velocity` (rad/s); an Imu whose orientation covariance[0] is -1 has no orientation.
 
+**An object's pose** (the cube): `pose_topic` (geometry_msgs/PoseStamped, default `cube_pose`, in the
+palm frame: position m, orientation w x y z) gives the entries `J:x .. J:qz` of the free joint
+`pose_joint` (default `cube`) when the bundle's `state_joints` name them, as a motion-capture or
+vision system publishes a tracked object's pose beside the hand's `joint_states`. Those entries are
+then taken from the newest pose, not from the JointState (where a simulator may also publish them:
+ignored), and their velocities are 0 (a tracker's pose has none; the cube policy does not observe
+them). A JointState before the first pose is rejected ("names"); `pose_topic` "" reads them from the
+JointState. `goal_topic` (geometry_msgs/QuaternionStamped, default `cube_goal`, only for a goal task)
+sets a goal task's goal orientation (`on_goal`, called with w x y z; the control loop's `GoalTracker`).
+
+**What the host supplies** (a declared legged task, `zoo:quadruped-walk_ppo`): its observation reads
+`ctrl` (the `last_action` term: the actuators' controls, i.e. the last command, robot units) and
+`command` (the velocity command: forward m/s, lateral m/s, yaw rate rad/s), which no driver measures.
+`ctrl` is the last command this backend published (policy order; the safe command too), zeros from
+activation until the first one, as the engine's reset leaves the actuators (unpowered, ctrl 0) and the
+MuJoCo backend's and the emulator's `ctrl` read. `command` is the newest `geometry_msgs/Twist` on
+`cmd_vel_topic` (default `cmd_vel`, the ROS convention: linear.x, linear.y, angular.z; a teleop or
+navigation stack publishes it), `velocity_command` ([vx, vy, wz], default 0 0 0: stand) until one
+arrives; a Twist with NaN/Inf is refused and counted. Both are added to each state as it is read, so an
+observation reads the command last sent and the velocity last asked for.
+
 **Reading.** The state subscription is raw: `JointStateReader` (joint_state_cdr.py) reads names,
 positions, velocities and the stamp straight from the CDR bytes, with no message object built; a
 layout it does not read is deserialized as usual. Either way the checks below apply.
@@ -63,6 +84,7 @@ Imports numpy at module level; rclpy and the message packages on use.
 from __future__ import annotations
 
 import array
+import dataclasses
 import math
 import queue
 import threading
@@ -81,9 +103,36 @@ from robot_rl.spec import TaskSpec
 REJECT_REASONS = ("length", "non_finite", "names")
 OPTIONS = ("port", "realtime", "seed", "task", "ros_args", "joints", "joint_map", "state_joints",
            "state_topic", "imu_topic", "command_topic", "state_deadline", "command_deadline",
-           "stale_timeout", "connect_timeout")
+           "stale_timeout", "connect_timeout", "pose_topic", "pose_joint", "goal_topic", "cmd_vel_topic",
+           "velocity_command")
+#: The entries of a free joint's pose, in qpos order (`robot_rl.sim.joint_naming`).
+POSE_PARTS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 #: Suffix of the unused velocity entry of a free or ball joint's quaternion.
 QW = ":qw"
+#: The state field of the last command (a declared task's `last_action` term reads the actuators' ctrl).
+LAST_COMMAND = "ctrl"
+#: A declared task's velocity-command goal field (`robot_rl.sim.declared.state.COMMAND_FIELD`): vx, vy, wz.
+VELOCITY_COMMAND = "command"
+
+
+def velocity_command_field(spec: TaskSpec) -> bool:
+    """Whether `spec` observes a velocity command (vx, vy, wz) that the host supplies from `cmd_vel`."""
+    return VELOCITY_COMMAND in spec.goal_fields and spec.state_fields.get(VELOCITY_COMMAND) == 3
+
+
+def parse_velocity_command(values: Sequence[float] | None, spec: TaskSpec) -> np.ndarray | None:
+    """`velocity_command` ([vx, vy, wz]; empty or None: 0 0 0) for a spec that observes one, else None;
+    a value for a spec without one, or not three finite numbers, is a ConfigError naming it."""
+    given = list(values or [])
+    if not velocity_command_field(spec):
+        if given:
+            raise ConfigError(f"velocity_command: {spec.name} observes no velocity command (only a task with "
+                              f"a `command` observation term, e.g. quadruped-walk, takes one)")
+        return None
+    out = np.asarray(given or [0.0, 0.0, 0.0], dtype=np.float64).reshape(-1)
+    if out.shape != (3,) or not np.isfinite(out).all():
+        raise ConfigError(f"velocity_command: [vx, vy, wz] (3 finite numbers: m/s, m/s, rad/s), got {given}")
+    return out
 
 
 def parse_joint_map(items: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
@@ -302,12 +351,14 @@ class Ros2Robot(Robot):
                  period: float | None = None, node_name: str = "robot_rl_policy",
                  ros_args: Sequence[str] | None = None, connect_timeout: float = 5.0,
                  stale_timeout: float | None = None,
-                 on_state: Callable[[RobotState], None] | None = None) -> None:
+                 on_state: Callable[[RobotState], None] | None = None, pose_topic: str = "cube_pose",
+                 pose_joint: str = "cube", goal_topic: str = "cube_goal", cmd_vel_topic: str = "cmd_vel",
+                 velocity_command: Sequence[float] | None = None) -> None:
         super().__init__()
-        if spec.action.kind not in ("torque", "position", "velocity"):
+        if spec.action.command_kind not in ("torque", "position", "velocity"):
             raise ConfigError(f"ros2 backend: a {spec.action.kind!r} action is not a joint command")
         self.spec = spec
-        self.command_kind = spec.action.kind
+        self.command_kind = spec.action.command_kind  # a relative action: the loop sends its targets
         self.period = float(period if period is not None else spec.control_period)
         self.joints = tuple(joints) if joints else tuple(spec.joint_names)
         rename = parse_joint_map(joint_map)
@@ -321,6 +372,27 @@ class Ros2Robot(Robot):
         """Seconds after its arrival when the newest state is too old to act on (math.inf: never)."""
         self.state_joints = tuple(state_joints) or robot_joint_names(spec.state_joints, rename)
         """The JointState entries forming qpos/qvel, robot names (empty: the whole message)."""
+        posed = tuple(f"{pose_joint}:{part}" for part in POSE_PARTS)
+        self.pose_topic = pose_topic if pose_topic and set(posed) <= set(self.state_joints) else ""
+        """The PoseStamped topic of `pose_joint`'s entries ("" : none, they come in the JointState)."""
+        self._pose_names = posed if self.pose_topic else ()
+        self._pose: np.ndarray | None = None  # the newest pose, (7,) x y z qw qx qy qz
+        self.poses_received = 0
+        self.goal_topic = goal_topic if goal_topic and spec.goal_fields else ""
+        self.on_goal: Callable[[Sequence[float]], None] | None = None
+        """Called (executor thread) with each goal quaternion (w x y z) from `goal_topic`."""
+        self.goals_received = 0
+        self.velocity_command = parse_velocity_command(velocity_command, spec)
+        """The velocity command (vx, vy, wz) the observation reads (None: the spec observes none)."""
+        self.cmd_vel_topic = cmd_vel_topic if self.velocity_command is not None else ""
+        self.cmd_vel_received = 0
+        self.cmd_vel_refused = 0
+        n = spec.state_fields.get(LAST_COMMAND)
+        self._to_policy: np.ndarray | None = None  # command (robot order) -> ctrl (policy order)
+        if n == len(spec.joint_names) and set(self.joint_names) == set(spec.joint_names):
+            self._to_policy = np.array([self.joint_names.index(j) for j in spec.joint_names], dtype=np.intp)
+        self._last_command = np.zeros(len(spec.joint_names))
+        """`ctrl`: the last command published, policy order (zeros from activation until one is)."""
         self.decoder = JointStateDecoder(self.joints, spec.state_fields, self.state_joints)
         self._reader = JointStateReader()
         self.on_state = on_state
@@ -402,6 +474,22 @@ class Ros2Robot(Robot):
         if self.imu_topic:
             imu = node.create_subscription(Imu, self.imu_topic, self._on_imu, state_qos(None))
             self._entities.append(imu)
+        if self.pose_topic or self.goal_topic or self.cmd_vel_topic:
+            try:
+                from geometry_msgs.msg import PoseStamped, QuaternionStamped, Twist
+            except ImportError as err:
+                topic = self.pose_topic or self.goal_topic or self.cmd_vel_topic
+                raise HardwareError(f"the ros2 backend needs geometry_msgs for {topic} (pip install "
+                                    f"'robot-rl[ros2]'): {err}") from None
+            if self.pose_topic:
+                self._entities.append(node.create_subscription(PoseStamped, self.pose_topic, self._on_pose,
+                                                               state_qos(None)))
+            if self.goal_topic:
+                self._entities.append(node.create_subscription(QuaternionStamped, self.goal_topic,
+                                                               self._on_goal, 10))
+            if self.cmd_vel_topic:  # best effort, depth 1: the newest wins; matches any publisher
+                self._entities.append(node.create_subscription(Twist, self.cmd_vel_topic, self._on_cmd_vel,
+                                                               state_qos(None)))
         self._publisher = node.create_publisher(
             Float64MultiArray, self.command_topic, command_qos(self.command_deadline),
             event_callbacks=PublisherEventCallbacks(
@@ -446,6 +534,7 @@ class Ros2Robot(Robot):
 
     def _activate(self) -> RobotState:
         with self._cond:
+            self._last_command = np.zeros(len(self.spec.joint_names))  # actuators start unpowered
             state = self._returned_state()
             self._enabled = True
         return state
@@ -475,7 +564,16 @@ class Ros2Robot(Robot):
     def _returned_state(self) -> RobotState:
         state = self._fresh_state()
         self._returned, self._returned_arrival = state.sequence, self._arrival
-        return state
+        return self._with_host_fields(state)
+
+    def _with_host_fields(self, state: RobotState) -> RobotState:
+        """`state` with what the host supplies: the last command (`ctrl`) and the velocity command."""
+        extra: dict[str, np.ndarray] = {}
+        if self._to_policy is not None:
+            extra[LAST_COMMAND] = self._last_command.copy()
+        if self.velocity_command is not None:
+            extra[VELOCITY_COMMAND] = self.velocity_command.copy()
+        return dataclasses.replace(state, fields={**state.fields, **extra}) if extra else state
 
     def stale_detail(self) -> str | None:
         """Why the newest state may not be acted on now: older than `stale_timeout` from its arrival
@@ -572,6 +670,21 @@ class Ros2Robot(Robot):
         self._accept(msg.name, msg.position, msg.velocity, stamp)
 
     def _accept(self, names: Any, position: Any, velocity: Any, stamp: float) -> None:
+        if self._pose_names:  # the object's entries come from its pose topic, not the JointState
+            pose = self._pose
+            if pose is None:
+                self.decoder._reject("names", f"no pose on {self.topic_name(self.pose_topic)} yet (the "
+                                              f"entries {self._pose_names[0]} .. {self._pose_names[-1]})")
+                return
+            keep = [i for i, n in enumerate(names) if n not in self._pose_names]
+            pos = np.frombuffer(position, dtype=np.float64) if isinstance(position, array.array) \
+                else np.asarray(position, dtype=np.float64)
+            vel = np.frombuffer(velocity, dtype=np.float64) if isinstance(velocity, array.array) \
+                else np.asarray(velocity, dtype=np.float64)
+            if pos.shape == vel.shape == (len(names),):  # else the decoder rejects the lengths
+                names = [names[i] for i in keep] + list(self._pose_names)
+                position = np.concatenate([pos[keep], pose])
+                velocity = np.concatenate([vel[keep], np.zeros(len(pose))])
         orientation, angular = self._imu
         state = self.decoder.decode(names, position, velocity, stamp, self._sequence + 1, orientation,
                                     angular)
@@ -600,6 +713,39 @@ class Ros2Robot(Robot):
             self.decoder._reject("non_finite", "NaN/Inf in the Imu")
             return
         self._imu = (orientation, angular)
+
+    def _on_pose(self, msg: Any) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        pose = np.array([p.x, p.y, p.z, q.w, q.x, q.y, q.z])
+        if not np.isfinite(pose).all():
+            self.decoder._reject("non_finite", f"NaN/Inf in the pose on {self.pose_topic}")
+            return
+        self._pose = pose
+        self.poses_received += 1
+
+    def _on_goal(self, msg: Any) -> None:
+        q = msg.quaternion
+        goal = np.array([q.w, q.x, q.y, q.z])
+        if not np.isfinite(goal).all() or not np.linalg.norm(goal) > 1e-6:
+            self.get_logger_error(f"refused a goal {goal.tolist()} on {self.goal_topic}: not a quaternion")
+            return
+        self.goals_received += 1
+        if self.on_goal is not None:
+            self.on_goal(goal / np.linalg.norm(goal))
+
+    def _on_cmd_vel(self, msg: Any) -> None:
+        command = np.array([msg.linear.x, msg.linear.y, msg.angular.z])
+        if not np.isfinite(command).all():
+            self.cmd_vel_refused += 1
+            self.get_logger_error(f"refused a velocity command {command.tolist()} on {self.cmd_vel_topic}: "
+                                  f"NaN/Inf")
+            return
+        self.velocity_command = command  # one reference swap: a reader sees the old or the new one
+        self.cmd_vel_received += 1
+
+    def get_logger_error(self, text: str) -> None:
+        if self.node is not None:
+            self.node.get_logger().error(text)
 
     def _on_watchdog(self) -> None:
         """States stopped: the safe command just past the stale timeout from the last arrival, without
@@ -641,6 +787,8 @@ class Ros2Robot(Robot):
         msg.data = array.array("d", command.tobytes())
         self._publisher.publish(msg)
         self.commands_sent += 1
+        if self._to_policy is not None:
+            self._last_command = np.array(command, dtype=np.float64)[self._to_policy]
 
     def _publish_safe(self) -> np.ndarray | None:
         """Publish the safe command (see the module docstring); what was sent, None if nothing was."""
@@ -661,6 +809,11 @@ class Ros2Robot(Robot):
         and the stale guards' safe commands."""
         return {"states_received": self.received, "states_rejected": self.rejected,
                 "states_lost": self.states_lost, "commands_sent": self.commands_sent,
+                **({"poses_received": self.poses_received} if self.pose_topic else {}),
+                **({"goals_received": self.goals_received} if self.goal_topic else {}),
+                **({"cmd_vel_received": self.cmd_vel_received, "cmd_vel_refused": self.cmd_vel_refused,
+                    "velocity_command": self.velocity_command.tolist()}
+                   if self.velocity_command is not None else {}),
                 "stale_timeout": self.stale_timeout, "watchdog_safe": self.watchdog_safe,
                 "stale_replaced": self.stale_replaced, "qos_problems": list(self.qos_problems)}
 
@@ -678,7 +831,8 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
 
     Options: `ros_args` (a list, e.g. ["-r", "joint_states:=/robot/joint_states"]; default: the
     process's command line), `joints`, `joint_map`, `state_joints`, `state_topic`, `imu_topic`,
-    `command_topic`, `state_deadline`, `command_deadline`, `stale_timeout`, `connect_timeout`; `port`,
+    `command_topic`, `state_deadline`, `command_deadline`, `stale_timeout`, `connect_timeout`,
+    `cmd_vel_topic`, `velocity_command`; `port`,
     `seed` and `task` must be None (they belong to other backends) and `realtime` may not be False (a robot's
     time is the wall's)."""
     options = dict(options or {})
@@ -698,7 +852,8 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
 #: The policy node's parameters that are options of this backend: `robot-rl deploy --backend ros2
 #: --ros-args -p NAME:=VALUE` sets these (the node's others are about its own timers and lifecycle).
 PARAMETER_OPTIONS = ("joints", "joint_map", "state_joints", "state_topic", "imu_topic", "command_topic",
-                     "state_deadline", "command_deadline", "stale_timeout")
+                     "state_deadline", "command_deadline", "stale_timeout", "pose_topic", "pose_joint",
+                     "goal_topic", "cmd_vel_topic", "velocity_command")
 
 
 def ros_parameters(ros_args: Sequence[str] | None) -> dict[str, Any]:

@@ -18,6 +18,10 @@ Topics (relative names; remap with `-r`):
   Header stamp: this node's ROS clock. QoS: best effort, depth 1, offered deadline (`deadline`).
 - `imu` (sensor_msgs/Imu, out, only for a model with a free joint): the first free joint's
   orientation and angular velocity (body frame, rad/s); no linear acceleration (covariance[0] = -1).
+- `cube_pose` (geometry_msgs/PoseStamped, out, `pose_topic`, only for a model with a free joint named
+  `pose_joint`, default `cube`): that joint's pose, position m and orientation w x y z in the world
+  frame (the cube hand's palm frame), as a motion-capture system would publish the tracked cube. Same
+  stamp and QoS as `joint_states`.
 - `commands` (std_msgs/Float64MultiArray, in): one value per actuated joint in the task spec's joint
   order (a forward_command_controller's `joints`), robot units. Reliable, depth 1. A command of the
   wrong length or with NaN/Inf is refused and counted; the driver-side watchdog applies the safe
@@ -57,6 +61,8 @@ PARAMETERS: dict[str, Any] = {
     "imu_topic": "imu",
     "command_topic": "commands",
     "diagnostics_topic": "diagnostics",
+    "pose_topic": "cube_pose",
+    "pose_joint": "cube",
 }
 """Parameter defaults. `bundle` or `task` picks the model (`task` wins); `period` 0: the task's control
 period; `episodes` 0: forever; `max_steps` 0: the task's own time limit; `command_timeout` 0: three

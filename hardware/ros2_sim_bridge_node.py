@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
@@ -20,6 +21,16 @@ from std_msgs.msg import Float64MultiArray
 from robot_rl.hardware.ros2_robot import check_ranges, command_qos, state_qos
 from robot_rl.hardware.ros2_sim_bridge import PARAMETERS, RANGES, make_plant
 from robot_rl.sim.joint_naming import joint_layout
+
+
+def free_joint_address(model: Any, name: str) -> int | None:
+    """qpos address of the free joint `name` (None: the model has no free joint of that name)."""
+    import mujoco
+
+    j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+    if j < 0 or int(model.jnt_type[j]) != mujoco.mjtJoint.mjJNT_FREE:
+        return None
+    return int(model.jnt_qposadr[j])
 
 
 class SimBridge(Node):
@@ -48,6 +59,10 @@ class SimBridge(Node):
         self.imu_pub = (self.create_publisher(Imu, p["imu_topic"], state_qos(deadline))
                         if self.free is not None and p["imu_topic"] else None)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
+        self.pose_qpos = free_joint_address(self.robot._model, p["pose_joint"]) if p["pose_topic"] else None
+        self.pose_pub = (self.create_publisher(PoseStamped, p["pose_topic"], state_qos(deadline))
+                         if self.pose_qpos is not None else None)
+        self._pose_msg = PoseStamped()
         self.create_subscription(Float64MultiArray, p["command_topic"], self._on_command,
                                  command_qos(None))
         self._state_msg = JointState(name=list(self.names))
@@ -132,7 +147,7 @@ class SimBridge(Node):
 
     def _safe(self) -> np.ndarray:
         n = self.spec.act_dim
-        if self.spec.action.kind != "position":
+        if self.spec.action.command_kind != "position":
             return np.zeros(n)
         return np.asarray(self.robot.read_state().joint_positions, dtype=np.float64)
 
@@ -157,6 +172,13 @@ class SimBridge(Node):
         vel[self._vel_used] = data.qvel[self.qvel_index[self._vel_used]]
         msg.velocity = array.array("d", vel.tobytes())
         self.state_pub.publish(msg)
+        if self.pose_pub is not None and self.pose_qpos is not None:
+            pose, x = self._pose_msg, data.qpos[self.pose_qpos:self.pose_qpos + 7]
+            pose.header.stamp = msg.header.stamp
+            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = map(float, x[:3])
+            o = pose.pose.orientation
+            o.w, o.x, o.y, o.z = map(float, x[3:])
+            self.pose_pub.publish(pose)
         if self.imu_pub is not None and self.free is not None:
             (qa, va), imu = self.free, self._imu_msg
             q, a = data.qpos[qa + 3:qa + 7], data.qvel[va + 3:va + 6]

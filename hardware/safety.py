@@ -16,7 +16,10 @@ which returns what may be sent. The rules, in order (the first that fires replac
    joint's command range per step.
 
 The safe action: torque and velocity commands -> zeros; position commands -> hold the last measured
-joint positions (clipped to the limits). `report()` counts every intervention by reason (a step with
+joint positions (clipped to the limits); a relative action ("position_delta": the policy changes
+targets, the control loop integrates them into position commands) -> a zero change, i.e. hold the
+current targets (the last command sent; on activation, the measured positions it was seeded from).
+`report()` counts every intervention by reason (a step with
 several counts each reason once) and names the last one. Everything is in the policy's joint order
 `(act_dim,)`; robot units (N·m or N, rad or m, rad/s or m/s), seconds.
 
@@ -71,12 +74,15 @@ class SafetyFilter:
     """Filters commands for one task spec; thread-safe (`estop` may come from another thread)."""
 
     def __init__(self, spec: TaskSpec, config: SafetyConfig | None = None) -> None:
-        if spec.action.kind not in ("torque", "position", "velocity"):
+        if spec.action.command_kind not in ("torque", "position", "velocity"):
             raise HardwareError(f"{spec.name}: a {spec.action.kind} action has no safe action on a robot; "
-                                f"the safety filter takes torque, position or velocity commands")
+                                f"the safety filter takes torque, position, velocity or position_delta "
+                                f"commands")
         self.spec = spec
         self.config = config or SafetyConfig()
-        self.kind = spec.action.kind
+        self.kind = spec.action.command_kind
+        self.relative = spec.action.is_relative
+        """Commands are integrated targets: the safe action holds them (the last command sent)."""
         self.stale_timeout = (self.config.stale_timeout if self.config.stale_timeout is not None
                               else 2.0 * spec.control_period)
         n = spec.act_dim
@@ -119,7 +125,7 @@ class SafetyFilter:
             self._advanced_at = None
             self._offset = None
             self._observe(state)
-            self._last = self._safe(state)
+            self._last = self._hold_measured()
 
     def estop(self, reason: str = "e-stop") -> None:
         """From now on only the safe action passes, until `reset`."""
@@ -208,10 +214,15 @@ class SafetyFilter:
         return self._last.copy()
 
     def _safe(self, state: RobotState) -> np.ndarray:
+        if self.relative:  # hold the current targets: a zero change
+            return np.minimum(np.maximum(self._last, self._bound_low), self._bound_high)
+        return self._hold_measured()
+
+    def _hold_measured(self) -> np.ndarray:
+        """Torque/velocity: zeros; position targets: the measured positions within the limits."""
         if self.kind != "position":
             return np.zeros_like(self._last)
-        return np.minimum(np.maximum(self._hold, np.maximum(self._low, self._joint_low)),
-                          np.minimum(self._high, self._joint_high))
+        return np.minimum(np.maximum(self._hold, self._bound_low), self._bound_high)
 
     def _observe_positions(self, state: RobotState) -> None:
         q = np.asarray(state.joint_positions, dtype=np.float64).reshape(-1)

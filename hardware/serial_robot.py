@@ -38,6 +38,7 @@ import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.hardware import protocol as P
+from robot_rl.hardware.goal_tracker import host_fields
 from robot_rl.hardware.robot import HardwareError, Lifecycle, Robot, RobotState
 from robot_rl.hardware.serial_link import DEFAULT_BAUDRATE, DeviceRefused, SerialLink, StateSample
 from robot_rl.spec import TaskSpec
@@ -79,7 +80,7 @@ class SerialRobot(Robot):
                  request_timeout: float = 0.1, retries: int = 3, connect_timeout: float = 2.0,
                  recover: bool = False) -> None:
         super().__init__()
-        if spec.action.kind not in P.COMMAND_KIND_NAMES:
+        if spec.action.command_kind not in P.COMMAND_KIND_NAMES:
             raise ConfigError(f"serial backend: a {spec.action.kind!r} action has no motor command; "
                               f"it takes {', '.join(P.COMMAND_KIND_NAMES)}")
         if safe_mode not in ("damping", "hold"):
@@ -88,7 +89,7 @@ class SerialRobot(Robot):
             raise ConfigError(f"time_scale: must be > 0, got {time_scale}")
         self.spec = spec
         self.port = str(port)
-        self.command_kind = spec.action.kind
+        self.command_kind = spec.action.command_kind  # a relative action: the loop sends integrated targets
         self.joint_names = spec.joint_names
         self.time_scale = float(time_scale)
         self.watchdog = watchdog if watchdog is not None else max(WATCHDOG_PERIODS * spec.control_period,
@@ -102,7 +103,9 @@ class SerialRobot(Robot):
         self.info: P.Info | None = None
         self.layout: P.StateLayout | None = None
         self.last_sent: np.ndarray | None = None
-        self._kind = P.COMMAND_KIND_NAMES[spec.action.kind]
+        self._kind = P.COMMAND_KIND_NAMES[spec.action.command_kind]
+        self._host = host_fields(spec)
+        """State fields the control loop supplies (targets, a goal task's goal): not asked of the device."""
         self._last_seq: int | None = None
         self._last_sample: StateSample | None = None
         self._offset: tuple[float, float] | None = None  # (host - device/scale at the last update, host)
@@ -148,7 +151,8 @@ class SerialRobot(Robot):
             link.request(P.Reset())  # asked for: --recover
             info = link.hello()
             self._check_device(info)
-        mask = P.StateLayout.mask_for(info, [n for n in self.spec.state_fields if n not in P.RESERVED_FIELDS]
+        mask = P.StateLayout.mask_for(info, [n for n in self.spec.state_fields if n not in P.RESERVED_FIELDS
+                                             and n not in self._host]
                                       + [n for n in P.RESERVED_FIELDS if n in dict(info.fields)])
         config = P.Config(round(self.spec.control_period * 1e6), round(self.watchdog * 1e6), self.safe_mode,
                           self._kind, mask)
@@ -191,12 +195,12 @@ class SerialRobot(Robot):
             raise HardwareError(f"{device} reports joint-name hash 0x{info.names_hash:08x}; the bundle's "
                                 f"{list(spec.joint_names)} hash to 0x{expected:08x}")
         offered = dict(info.fields)
-        missing = [n for n in spec.state_fields if n not in offered]
+        missing = [n for n in spec.state_fields if n not in offered and n not in self._host]
         if missing:
             raise HardwareError(f"{device} cannot provide the state fields {missing} that the bundle's "
                                 f"observation reads; it offers {list(offered)}")
         wrong = [f"{n} ({offered[n]} vs {size})" for n, size in spec.state_fields.items()
-                 if offered[n] != size]
+                 if n in offered and offered[n] != size]
         if wrong:
             raise HardwareError(f"{device}: state field sizes differ from the bundle's (device vs bundle): "
                                 f"{', '.join(wrong)}")

@@ -17,7 +17,9 @@ or the spec are each refused with a `BundleError` that names the file and field.
 
 A `Policy` runs a loaded bundle. `act(x)` takes the observation vector `(obs_dim,)` or a robot state
 mapping (built through the spec's observation terms, with history; `reset()` forgets it) and returns
-the deterministic action in robot units `(act_dim,)` float64 (`robot_rl.spec.action_to_robot`).
+the deterministic action in robot units `(act_dim,)` float64 (`robot_rl.spec.action_to_robot`); for a
+relative ("position_delta") spec, the target change of this step, `scale * action` (a control loop
+integrates `act_normalized` with `robot_rl.spec.TargetIntegrator` instead).
 An observation of the wrong size, or one holding NaN/Inf, raises `ObservationError`; `act` never
 returns NaN: a non-finite network output (possible only from absurd observations, e.g. beyond float32
 range without a normaliser) raises `ActionError`. Raising is chosen over a silent "safe" action
@@ -654,6 +656,9 @@ class Policy:
         self._forward = forward
         self._builder = ObservationBuilder(self.spec)
         self._scale, self._offset, self._low, self._high = self.spec.action.arrays
+        if self.spec.action.is_relative:  # act: the target change this step (rad or m), not a target
+            self._offset, self._low, self._high = np.zeros_like(self._scale), -self._scale, self._scale
+            robot = None  # the runtimes' fused path clips to the target bounds
         self.output_bound = output_bound(bundle)
         self._check_output = not self.output_bound < _SAFE_BOUND
         self._robot = robot if robot is not None and not self._check_output else None

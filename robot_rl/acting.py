@@ -10,34 +10,61 @@ the update itself recomputes log-probabilities with torch. The formulas are the 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from robot_rl.distributions import ATANH_EPS
 from robot_rl.policies.numpy_mlp import NumpyMLP
 
+if TYPE_CHECKING:
+    from robot_rl.networks import ExportedMLP
+
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
+class PolicyWeights(NamedTuple):
+    """What acting needs of an agent, as numpy arrays: what a rollout worker receives after each update."""
+
+    actor: ExportedMLP
+    critic: ExportedMLP | None
+    log_std: np.ndarray  # (act_dim,) float32
+    squash: bool
+
+
+def policy_weights(agent: Any) -> PolicyWeights:
+    """Snapshot an on-policy agent's actor (mean network, log-std, squashing) and critic."""
+    actor = agent.actor
+    critic = agent.critic.export_layers() if agent.critic is not None else None
+    return PolicyWeights(actor.export_layers(), critic,
+                         actor.log_std.detach().numpy().astype(np.float32).copy(), bool(actor.squash))
+
+
 class NumpyActing:
-    """Samples actions, log-probs and values for `(num_envs, obs_dim)` float32 observations."""
+    """Samples actions, log-probs and values for `(num_envs, obs_dim)` float32 observations.
+
+    `agent` None: no agent in this process (a rollout worker); `load_weights` sets the networks.
+    """
 
     def __init__(self, agent: Any, seed: int) -> None:
         self.agent = agent
         self.rng = np.random.default_rng(seed)
-        self.refresh()
+        if agent is not None:
+            self.refresh()
 
     def refresh(self) -> None:
         """Copy the current actor and critic weights (call after every update)."""
-        actor = self.agent.actor
-        self.actor = NumpyMLP(actor.export_layers().layers, actor.activation)
-        self.critic = (NumpyMLP(self.agent.critic.export_layers().layers, self.agent.critic.activation)
-                       if self.agent.critic is not None else None)
-        self.log_std = actor.log_std.detach().numpy().astype(np.float32).copy()
+        self.load_weights(policy_weights(self.agent))
+
+    def load_weights(self, weights: PolicyWeights) -> None:
+        """Act with `weights` from now on."""
+        self.actor = NumpyMLP(weights.actor.layers, weights.actor.activation)
+        self.critic = (NumpyMLP(weights.critic.layers, weights.critic.activation)
+                       if weights.critic is not None else None)
+        self.log_std = np.asarray(weights.log_std, dtype=np.float32).copy()
         self.std = np.exp(self.log_std)
-        self.squash = bool(actor.squash)
+        self.squash = bool(weights.squash)
         self._log_norm = float(self.log_std.sum()) + _HALF_LOG_2PI * self.log_std.size
 
     def act(self, obs: np.ndarray, critic_obs: np.ndarray | None = None

@@ -77,6 +77,8 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
     and "success_rate" when the task reports success (in the last step's info) in every episode. A task
     that counts goals reached (the cube tasks' `successes` info) also gives "consecutive_successes"
     (mean goals in a row), and its "success_rate" is the share of episodes that reached their first goal.
+    A task that reports `fell` gives "falls" (episodes ended by a termination term), one with velocity
+    commands "velocity_tracking_error" (m/s: the mean over episodes of each one's mean |command_xy - v_xy|).
 
     `randomize` (a RandomizationConfig): evaluate under its perturbations, drawn per episode from the
     episode's seed (so still reproducible), instead of the nominal model. `render_mode`: how the env is
@@ -84,7 +86,7 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
     "engine" (the module docstring).
     """
     env = make_eval_env(task, simulator, seed=seed, randomize=randomize, render_mode=render_mode)
-    returns, lengths, successes, goals = [], [], [], []
+    returns, lengths, successes, goals, tracking, falls = [], [], [], [], [], []
     attached: list[EvalHook] = []
     try:
         for hook in hooks:
@@ -108,6 +110,10 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
             successes.append(episode_success(info))
             if "successes" in info:
                 goals.append(int(info["successes"]))
+            if "velocity_tracking_error" in info:  # a commanded task (sim.declared): its episode's mean
+                tracking.append(float(info["velocity_tracking_error"]))
+            if "fell" in info:
+                falls.append(bool(info["fell"]) and bool(terminated))
     except BaseException:
         for hook in attached:
             hook.close(ok=False)
@@ -121,6 +127,10 @@ def evaluate(task: str, policy: Callable[[np.ndarray], np.ndarray], episodes: in
               "episodes": episodes, "returns": returns, "lengths": lengths}
     if successes and None not in successes:
         result["success_rate"] = float(np.mean([bool(s) for s in successes]))
+    if len(tracking) == episodes:
+        result.update(velocity_tracking_error=float(np.mean(tracking)), tracking_errors=tracking)
+    if len(falls) == episodes:
+        result["falls"] = int(sum(falls))
     if len(goals) == episodes:
         result.update(success_rate=float(np.mean(np.asarray(goals) >= 1)),
                       consecutive_successes=float(np.mean(goals)), successes=goals)

@@ -97,7 +97,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, episodes: int | None = N
         result = evaluate_bundle(bundle.path, episodes, seed)
         bundle = update_provenance(bundle.path, evaluation={
             "mean_return": result["mean_return"], "std_return": result["std_return"],
-            "episodes": episodes, "seed": seed, "returns": result["returns"], "runtime": "numpy"})
+            "episodes": episodes, "seed": seed, "returns": result["returns"], "runtime": "numpy",
+            **{k: result[k] for k in ("success_rate", "consecutive_successes", "successes") if k in result}})
     return bundle
 
 

@@ -156,6 +156,13 @@ class TrainConfig:
     """Threads stepping the batched engine's physics (default: the cores); batched only."""
     torch_threads: int = 1
     """Threads torch may use; small networks on 2 cores run fastest on one."""
+    rollout_workers: int = 0
+    """Collect each rollout on this many Ray actors (robot_rl/distributed/rollout.py), the num_envs
+    environments split among them; 0 collects in the training process. On-policy algorithms only;
+    needs the `distributed` extra."""
+    ray_address: str | None = None
+    """With rollout_workers: the Ray cluster to run them on (`auto`, `HOST:PORT`, `ray://HOST:PORT`);
+    None starts a local Ray instance of rollout_workers CPUs."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     randomize: RandomizationConfig = field(default_factory=RandomizationConfig)
@@ -187,6 +194,7 @@ class TrainConfig:
               "randomize.actuation_delay) or set eval.randomize: false")
         if self.adr.enabled:
             _check_adr(self)
+        _check_rollout_workers(self)
         if self.algorithm is None:
             object.__setattr__(self, "algorithm", algorithm_config_class(self.algo)())
 
@@ -208,6 +216,40 @@ def _check_adr(config: TrainConfig) -> None:
     check(config.adr.return_scale is not None or reports_successes(config.task), "adr.return_scale",
           f"task {config.task!r} counts no successes: set adr.return_scale (a return that counts as full "
           f"performance) so a boundary episode's performance is its return divided by it")
+
+
+def _check_rollout_workers(config: TrainConfig) -> None:
+    """rollout_workers: >= 0, at most one per environment, on-policy only, no ADR, no privileged critic;
+    ray_address with it."""
+    n = config.rollout_workers
+    check(n >= 0, "rollout_workers", f"must be >= 0 (0 collects in the training process, N >= 1 on N Ray "
+          f"actors), got {n}")
+    if config.ray_address is not None:
+        from robot_rl.distributed.cluster import split_address
+
+        check(n > 0, "ray_address", "names the Ray cluster of the rollout workers, but rollout_workers is 0 "
+              "(collection in this process); set rollout_workers: N or remove ray_address")
+        if config.ray_address != "auto":
+            try:
+                split_address(config.ray_address)
+            except ConfigError:
+                raise ConfigError(f"ray_address: {config.ray_address!r} is not valid; give auto, HOST:PORT "
+                                  f"or ray://HOST:PORT") from None
+    if n == 0:
+        return
+    check(ALGORITHMS[config.algo][3] == ON_POLICY, "rollout_workers",
+          f"distributed rollouts are for the on-policy algorithms "
+          f"({', '.join(a for a, v in ALGORITHMS.items() if v[3] == ON_POLICY)}); "
+          f"{config.algo} collects in its training process (set rollout_workers: 0)")
+    check(n <= config.num_envs, "rollout_workers",
+          f"each worker steps at least one of the num_envs environments: {n} workers need num_envs >= {n} "
+          f"(it is {config.num_envs})")
+    check(not config.adr.enabled, "rollout_workers",
+          "ADR grows its ranges from the training envs' episodes in this process; use rollout_workers: 0 "
+          "with adr.enabled")
+    check(not config.policy.critic_privileged, "policy.critic_privileged",
+          f"the privileged critic terms are collected in the training process only; remove "
+          f"policy.critic_privileged or use rollout_workers: 0 (it is {n})")
 
 
 def algorithm_config_class(algo: str) -> type[Any]:

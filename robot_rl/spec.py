@@ -9,12 +9,22 @@ the one it sees on the robot.
 
 Conventions (fixed, because a bundle's manifest stores the spec):
 - A state field is flattened in C (row-major) order; an `ObsTerm` picks `indices` of that flat array
-  (`None`: the whole field), then applies `transform` (sin/cos), then `clip` (in the transformed
-  field's units), then multiplies by `scale`. With `history` > 1 the term holds that many frames,
+  (`None`: the whole field), makes them relative to a goal (`relative`), subtracts `offset`, expresses
+  them in a body's frame (`frame`: consecutive 3-vectors rotated by the inverse of a quaternion read
+  from the state), then applies `transform` (sin/cos element-wise; "gravity": a quaternion -> the
+  unit gravity direction in its frame), then `clip` (in the transformed field's units), then
+  multiplies by `scale`. With `history` > 1 the term holds that many frames,
   newest first; after `reset()` the first frame fills every slot.
 - Actions: robot = offset + scale * action, clipped to [low, high] (robot units per joint: N·m or N
   for torques, rad or m for positions, rad/s or m/s for velocities). NaN passes through unchanged:
   rejecting it is the safety filter's job.
+- A "position_delta" action is relative: each step moves the joints' position targets,
+  `target = clip(target + scale * clip(action, -1, 1), low, high)` (scale: rad or m per step for a full
+  action; offset 0; [low, high] the target bounds), and the targets start at the measured joint
+  positions (clipped) when an episode or an activation starts. The observation may read the targets and
+  the last (clipped) action as the state fields `joint_targets` and `last_action`: whoever integrates
+  supplies them. `TargetIntegrator` is the one implementation, used by the simulator and by the robot's
+  control loop alike; its safe action is zero, i.e. hold the current targets.
 - A "discrete" action (n choices, e.g. CartPole's push left/right) is one command, the action index
   0 … n−1: low 0, high n−1, scale 1, offset 0, so the plain form needs nothing new. Its robot command
   is the index itself; a non-integer, NaN or out-of-range index is refused (an index cannot be clipped
@@ -36,10 +46,12 @@ from typing import Any, cast
 
 import numpy as np
 
-TRANSFORMS = ("none", "sin", "cos")
+TRANSFORMS = ("none", "sin", "cos", "gravity")
 # How a term relates to a per-episode goal (a state field listed in `TaskSpec.goal_fields`).
 RELATIVE = ("none", "position", "orientation_quat", "orientation_6d")
-ACTION_KINDS = ("torque", "position", "velocity", "discrete")
+ACTION_KINDS = ("torque", "position", "velocity", "discrete", "position_delta")
+# The state fields a relative ("position_delta") action's integrator supplies: targets, last action.
+RELATIVE_ACTION_FIELDS = ("joint_targets", "last_action")
 # Relative tolerance for "control_period is a whole number of physics steps" (float round-off only).
 _PERIOD_RTOL = 1e-9
 
@@ -78,6 +90,14 @@ class ObsTerm:
     """The goal state field a goal term is relative to (one of the spec's `goal_fields`)."""
     goal_indices: tuple[int, ...] | None = None
     """Which elements of the goal field (None: all); as many as `indices` selects (4 for orientations)."""
+    offset: tuple[float, ...] | None = None
+    """Subtracted from the selected values (e.g. a joint's default position, rad); as many as selected."""
+    frame: str | None = None
+    """The state field holding the unit quaternion (w x y z, world frame) of the body whose frame the
+    values are expressed in (e.g. a floating base's orientation in `qpos`): each consecutive 3-vector v
+    becomes R(q)^T v. None: the values as the field holds them."""
+    frame_indices: tuple[int, ...] | None = None
+    """The 4 elements of `frame` that are the quaternion (w x y z)."""
 
     def __post_init__(self) -> None:
         _check(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
@@ -101,6 +121,7 @@ class ObsTerm:
                "history", f"must be an integer >= 1, got {self.history!r}")
         _check(self.relative in RELATIVE, "relative",
                f"{self.relative!r} is not valid; choose one of: {', '.join(RELATIVE)}")
+        self._check_frame()
         if self.relative == "none":
             _check(self.goal is None and self.goal_indices is None, "goal",
                    f"names a goal field ({self.goal!r}) but relative is 'none'; set relative to one of: "
@@ -119,8 +140,35 @@ class ObsTerm:
                 _check(sel is None or len(sel) == 4, key,
                        f"an orientation term reads one quaternion (w x y z): 4 indices, got {sel}")
 
+    def _check_frame(self) -> None:
+        """The offset, frame and gravity options: each one checked where the term is made."""
+        if self.offset is not None:
+            offset = _float_tuple(self.offset, "offset")
+            _check(len(offset) > 0 and all(math.isfinite(v) for v in offset), "offset",
+                   f"must be finite numbers, one per selected element, got {list(offset)}")
+            _check(self.relative in ("none", "position"), "offset",
+                   f"an offset applies to plain or position terms, not {self.relative!r}")
+            object.__setattr__(self, "offset", offset)
+        if self.frame is None:
+            _check(self.frame_indices is None, "frame_indices", "given without a frame field")
+        else:
+            _check(isinstance(self.frame, str) and self.frame != "", "frame",
+                   f"must name the state field holding the frame's quaternion, got {self.frame!r}")
+            fidx = _int_tuple(self.frame_indices if self.frame_indices is not None else (), "frame_indices")
+            _check(len(fidx) == 4 and all(i >= 0 for i in fidx), "frame_indices",
+                   f"a frame is one quaternion (w x y z): 4 non-negative indices, got {list(fidx)}")
+            _check(self.relative in ("none", "position"), "frame",
+                   f"a frame rotates 3-vectors, not a {self.relative!r} term")
+            object.__setattr__(self, "frame_indices", fidx)
+        if self.transform == "gravity":
+            _check(self.indices is not None and len(self.indices) == 4 and self.relative == "none"
+                   and self.frame is None and self.offset is None, "transform",
+                   "'gravity' reads one quaternion (w x y z): 4 indices, no goal, frame or offset")
+
     def width(self, field_size: int) -> int:
         """Elements of one frame of this term, given the size of its source field."""
+        if self.transform == "gravity":
+            return 3
         if self.relative == "orientation_quat":
             return 4
         if self.relative == "orientation_6d":
@@ -133,15 +181,16 @@ class ActionSpec:
     """What the policy's action means on the robot: per joint, or one index of n discrete choices."""
 
     kind: str
-    """"torque", "position" or "velocity": the command a joint receives; "discrete": an action index."""
+    """"torque", "position" or "velocity": the command a joint receives; "discrete": an action index;
+    "position_delta": a change of the joint's position target (integrated, see `TargetIntegrator`)."""
     low: tuple[float, ...]
-    """Lowest command per joint, robot units (-inf if unbounded)."""
+    """Lowest command per joint, robot units (-inf if unbounded); position_delta: lowest target."""
     high: tuple[float, ...]
-    """Highest command per joint, robot units (+inf if unbounded)."""
+    """Highest command per joint, robot units (+inf if unbounded); position_delta: highest target."""
     scale: tuple[float, ...]
-    """robot = offset + scale * action."""
+    """robot = offset + scale * action; position_delta: target change per step for action 1 (rad or m)."""
     offset: tuple[float, ...]
-    """Command for action 0, robot units."""
+    """Command for action 0, robot units; position_delta: 0 (action 0 holds the targets)."""
 
     def __post_init__(self) -> None:
         _check(self.kind in ACTION_KINDS, "kind",
@@ -157,6 +206,14 @@ class ActionSpec:
         for key in ("scale", "offset"):
             bad = [v for v in getattr(self, key) if not math.isfinite(v)]
             _check(not bad, key, f"must be finite, got {bad[0] if bad else None}")
+        if self.kind == "position_delta":
+            _check(all(math.isfinite(v) for v in (*self.low, *self.high)), "low",
+                   "a position_delta action's target bounds (low, high) must be finite")
+            _check(all(v > 0 for v in self.scale), "scale",
+                   f"a position_delta action's per-step scale must be > 0, got {list(self.scale)}")
+            _check(all(v == 0 for v in self.offset), "offset",
+                   f"a position_delta action has no offset (action 0 holds the targets): zeros, got "
+                   f"{list(self.offset)}")
         if self.kind == "discrete":
             _check(n == 1, "low", f"a discrete action is one index: one entry each, got {n}")
             _check(self.low[0] == 0.0, "low", f"a discrete action's first index is 0, got {self.low[0]}")
@@ -174,9 +231,38 @@ class ActionSpec:
                f"must be an integer >= 2, got {n!r}")
         return cls(kind="discrete", low=(0.0,), high=(float(n - 1),), scale=(1.0,), offset=(0.0,))
 
+    @classmethod
+    def position_delta(cls, low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray,
+                       rate: float) -> ActionSpec:
+        """Relative position targets within [low, high]: a full action moves a target by `rate` times
+        its joint's range (high - low) per step."""
+        lo = np.asarray(low, dtype=np.float64)
+        hi = np.asarray(high, dtype=np.float64)
+        _check(isinstance(rate, (int, float)) and 0 < rate <= 1, "rate",
+               f"must be a fraction of the joint range in (0, 1], got {rate!r}")
+        return cls(kind="position_delta", low=tuple(lo.tolist()), high=tuple(hi.tolist()),
+                   scale=tuple((rate * (hi - lo)).tolist()), offset=(0.0,) * len(lo))
+
     @property
     def is_discrete(self) -> bool:
         return self.kind == "discrete"
+
+    @property
+    def is_relative(self) -> bool:
+        """True for "position_delta": the action changes targets that someone must integrate."""
+        return self.kind == "position_delta"
+
+    @property
+    def command_kind(self) -> str:
+        """What a joint receives: the kind, or "position" (the integrated target) for a relative one."""
+        return "position" if self.is_relative else self.kind
+
+    def targets(self) -> ActionSpec:
+        """The absolute command a robot receives: for position_delta, position targets over [low, high]
+        (what a safety filter and a backend check); any other kind, itself."""
+        if not self.is_relative:
+            return self
+        return ActionSpec.from_bounds("position", self.low, self.high)
 
     @property
     def num_actions(self) -> int:
@@ -289,6 +375,19 @@ class TaskSpec:
                 top = max(term.indices)
                 _check(top < fields[term.source], f"{where}.indices",
                        f"index {top} is out of range for field {term.source!r} of size {fields[term.source]}")
+            measured = fields[term.source] if term.indices is None else len(term.indices)
+            if term.offset is not None:
+                _check(len(term.offset) == measured, f"{where}.offset",
+                       f"has {len(term.offset)} entries for {measured} selected elements")
+            if term.frame is not None:
+                _check(term.frame in fields, f"{where}.frame",
+                       f"{term.frame!r} is not in state_fields ({', '.join(fields)})")
+                assert term.frame_indices is not None  # ObsTerm checks: a frame has its 4 indices
+                _check(max(term.frame_indices) < fields[term.frame], f"{where}.frame_indices",
+                       f"index {max(term.frame_indices)} is out of range for field {term.frame!r} of "
+                       f"size {fields[term.frame]}")
+                _check(measured % 3 == 0, f"{where}.frame",
+                       f"rotates 3-vectors: the term selects {measured} elements, not a multiple of 3")
             if term.relative != "none":
                 _check(term.goal in goals, f"{where}.goal",
                        f"{term.goal!r} is not one of goal_fields ({', '.join(goals) or 'none declared'})")
@@ -296,7 +395,6 @@ class TaskSpec:
                 gsel = term.goal_indices if term.goal_indices is not None else tuple(range(size))
                 _check(max(gsel) < size, f"{where}.goal_indices",
                        f"index {max(gsel)} is out of range for goal field {term.goal!r} of size {size}")
-                measured = fields[term.source] if term.indices is None else len(term.indices)
                 if term.relative == "position":
                     _check(len(gsel) == measured, f"{where}.goal_indices",
                            f"selects {len(gsel)} goal elements for {measured} measured ones")
@@ -439,7 +537,7 @@ class ObservationBuilder:
                 shift = (self._buffer[start + width:start + width * t.history],
                          self._buffer[start:start + width * (t.history - 1)])
             fill = [self._buffer[start + k * width:start + (k + 1) * width] for k in range(1, t.history)]
-            func = {"none": None, "sin": np.sin, "cos": np.cos}[t.transform]
+            func = {"none": None, "sin": np.sin, "cos": np.cos, "gravity": None}[t.transform]
             clip = t.clip
             goal = None  # (relative kind, goal field, its size, its selection)
             if t.relative != "none":
@@ -447,8 +545,14 @@ class ObservationBuilder:
                 gsize = spec.state_fields[t.goal]
                 gsel = None if t.goal_indices is None else np.array(t.goal_indices, dtype=np.intp)
                 goal = (t.relative, t.goal, gsize, gsel)
+            express = None  # (offset, frame field, its size, quaternion indices, gravity)
+            if t.offset is not None or t.frame is not None or t.transform == "gravity":
+                express = (None if t.offset is None else np.array(t.offset), t.frame,
+                           None if t.frame is None else spec.state_fields[t.frame],
+                           None if t.frame_indices is None else np.array(t.frame_indices, dtype=np.intp),
+                           t.transform == "gravity")
             self._terms.append((t.name, t.source, size, select, func, clip, t.scale, frame, shift, fill,
-                                goal))
+                                goal, express))
             start += width * t.history
         self._primed = False
 
@@ -459,13 +563,19 @@ class ObservationBuilder:
     def build(self, state: Mapping[str, Any]) -> np.ndarray:
         """The observation `(obs_dim,)` float64 for `state` (field name -> array); a fresh array."""
         primed = self._primed
-        for name, source, size, select, func, clip, scale, frame, shift, fill, goal in self._terms:
+        for name, source, size, select, func, clip, scale, frame, shift, fill, goal, express in self._terms:
             flat = _state_field(state, source, size, name)
             values = flat if select is None else flat[select]
             if goal is not None:
                 kind, gname, gsize, gsel = goal
                 target = _state_field(state, gname, gsize, name)
                 values = relative_to_goal(kind, values, target if gsel is None else target[gsel])
+            if express is not None:
+                offset, fname, fsize, fsel, gravity = express
+                quat = None
+                if fname is not None and fsize is not None:
+                    quat = _state_field(state, fname, fsize, name)[fsel]
+                values = express_in_frame(values, offset, quat, gravity)
             if shift is not None and primed:
                 shift[0][...] = shift[1]  # numpy handles the overlap
             if func is not None:
@@ -528,6 +638,38 @@ def rotation_6d(quat: np.ndarray) -> np.ndarray:
                      2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], axis=-1)
 
 
+def rotate_into_frame(quat: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """World-frame 3-vectors `(..., 3k)` in the frame of unit quaternions `(..., 4)` (w x y z): R(q)^T v
+    for each consecutive 3-vector, any batch shape."""
+    q = np.asarray(quat, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    vv = v.reshape(*v.shape[:-1], -1, 3)
+    w, u = q[..., None, :1], q[..., None, 1:]
+    # Rotation by the conjugate (w, -u): v - 2w (u x v) + 2 u x (u x v).
+    uv = np.cross(u, vv)
+    return (vv - 2.0 * w * uv + 2.0 * np.cross(u, uv)).reshape(v.shape)
+
+
+def gravity_in_frame(quat: np.ndarray) -> np.ndarray:
+    """The unit gravity direction (0, 0, -1) in the frame of unit quaternions `(..., 4)` → `(..., 3)`:
+    (0, 0, -1) for a body upright, whatever its heading (minus the rotation matrix's third row)."""
+    w, x, y, z = np.moveaxis(np.asarray(quat, dtype=np.float64), -1, 0)
+    return np.stack([2 * (w * y - x * z), -2 * (y * z + w * x), 2 * (x * x + y * y) - 1], axis=-1)
+
+
+def express_in_frame(values: np.ndarray, offset: np.ndarray | None, quat: np.ndarray | None,
+                     gravity: bool) -> np.ndarray:
+    """A term's values after its offset, its frame and its gravity transform (`ObsTerm`'s order), over
+    the last axis of any batch: the one definition a robot's builder and the engine's batched one share."""
+    if offset is not None:
+        values = np.asarray(values, dtype=np.float64) - offset
+    if quat is not None:
+        values = rotate_into_frame(quat, values)
+    if gravity:
+        values = gravity_in_frame(values)
+    return values
+
+
 def relative_to_goal(kind: str, measured: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """A goal term's values from the measured elements and the goal's, over the last axis (any batch)."""
     if kind == "position":
@@ -553,6 +695,9 @@ def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
     a_spec = spec.action if isinstance(spec, TaskSpec) else spec
     if a_spec.kind == "discrete":
         return _action_index(a_spec, action)
+    if a_spec.is_relative:
+        raise SpecError("a position_delta action changes targets and has no stateless robot command; "
+                        "integrate it with a TargetIntegrator")
     scale, offset, low, high = a_spec.arrays
     a = np.asarray(action, dtype=np.float64)
     if a.ndim == 0 or a.shape[-1] != a_spec.dim:
@@ -561,6 +706,51 @@ def action_to_robot(spec: TaskSpec | ActionSpec, action: Any) -> np.ndarray:
     out += offset
     np.maximum(out, low, out=out)
     return np.minimum(out, high, out=out)
+
+
+class TargetIntegrator:
+    """The integration of a relative ("position_delta") action over `n` robots or worlds, `(n, act_dim)`.
+
+    `reset(rows, positions)` seeds the targets from measured joint positions (clipped to [low, high])
+    and zeroes the last action; `step(actions)` takes normalised actions (NaN counts as 0, clipped to
+    [-1, 1]), records them as `last_action` and moves the targets:
+    `target = clip(target + scale * action, low, high)`. `hold(rows)` is the safe action of a relative
+    kind: the targets stay, the last action becomes 0. `commit(rows, sent)` replaces the targets by what
+    a robot was really sent (after a safety filter). `fields()` maps `joint_targets` and `last_action`
+    to the arrays an observation reads (views: rows update in place).
+    """
+
+    def __init__(self, action: ActionSpec, n: int = 1) -> None:
+        _check(action.is_relative, "action", f"a {action.kind} action is not integrated")
+        self.action = action
+        self.scale, _, self.low, self.high = action.arrays
+        self.targets = np.zeros((n, action.dim))
+        self.last_action = np.zeros((n, action.dim))
+
+    def fields(self) -> dict[str, np.ndarray]:
+        """State fields `joint_targets` (robot units) and `last_action` (normalised), `(n, act_dim)`."""
+        return {"joint_targets": self.targets, "last_action": self.last_action}
+
+    def reset(self, rows: Any, positions: Any) -> None:
+        """Start over in `rows` (an index, slice or mask) from measured positions `(…, act_dim)`."""
+        self.targets[rows] = np.clip(positions, self.low, self.high)
+        self.last_action[rows] = 0.0
+
+    def step(self, actions: Any) -> np.ndarray:
+        """New targets `(n, act_dim)` (a copy) for normalised actions `(n, act_dim)`."""
+        a = np.clip(np.nan_to_num(np.asarray(actions, dtype=np.float64), nan=0.0), -1.0, 1.0)
+        self.last_action[...] = a
+        np.clip(self.targets + a * self.scale, self.low, self.high, out=self.targets)
+        return self.targets.copy()
+
+    def hold(self, rows: Any) -> np.ndarray:
+        """The safe action in `rows`: no change (the last action 0); returns their targets (a copy)."""
+        self.last_action[rows] = 0.0
+        return self.targets[rows].copy()
+
+    def commit(self, rows: Any, sent: Any) -> None:
+        """The targets in `rows` become what was really sent (robot units, clipped to [low, high])."""
+        self.targets[rows] = np.clip(sent, self.low, self.high)
 
 
 def _action_index(a_spec: ActionSpec, action: Any) -> np.ndarray:
@@ -675,18 +865,24 @@ def _fields(data: Any, where: str, required: Sequence[str], optional: Sequence[s
 
 
 def _term_to_dict(t: ObsTerm) -> dict[str, Any]:
-    out = {"name": t.name, "source": t.source, "indices": None if t.indices is None else list(t.indices),
-           "transform": t.transform, "scale": t.scale,
-           "clip": None if t.clip is None else _enc_list(t.clip), "history": t.history}
+    out: dict[str, Any] = {
+        "name": t.name, "source": t.source, "indices": None if t.indices is None else list(t.indices),
+        "transform": t.transform, "scale": t.scale, "clip": None if t.clip is None else _enc_list(t.clip),
+        "history": t.history}
     if t.relative != "none":  # plain terms keep the form older manifests have
         out.update(relative=t.relative, goal=t.goal,
                    goal_indices=None if t.goal_indices is None else list(t.goal_indices))
+    if t.offset is not None:
+        out["offset"] = list(t.offset)
+    if t.frame is not None:
+        out.update(frame=t.frame, frame_indices=list(t.frame_indices or ()))
     return out
 
 
 def _term_from_dict(data: Any, where: str) -> ObsTerm:
     d = _fields(data, where, ("name", "source"), ("indices", "transform", "scale", "clip", "history",
-                                                    "relative", "goal", "goal_indices"))
+                                                    "relative", "goal", "goal_indices", "offset",
+                                                    "frame", "frame_indices"))
     if d.get("clip") is not None:
         d["clip"] = _dec_list(d["clip"], f"{where}.clip", None)
     return _nested(where, lambda: ObsTerm(**d))

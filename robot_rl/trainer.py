@@ -51,6 +51,9 @@ from robot_rl.run_log import RunLog
 
 
 class Trainer(TrainerBase):
+    rollout_pool: Any = None
+    """With rollout_workers, while training: the RolloutPool (its actors' pids, what it is collecting)."""
+
     def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
         from robot_rl.sim import get_spec, make
         from robot_rl.sim.registry import reports_successes
@@ -71,9 +74,11 @@ class Trainer(TrainerBase):
         transition = 4 * (self.spec.obs_dim + self.privileged_dim + self.spec.act_dim + 8)
         check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
                      "rollout buffer (num_steps × num_envs transitions)")
-        self.envs = make(config.task, num_envs=config.num_envs, seed=config.seed,
-                         vectorization=config.vectorization, randomize=config.randomize,
-                         threads=config.env_threads, privileged=tuple(config.policy.critic_privileged))
+        self.envs: Any = make(config.task, num_envs=config.num_envs, seed=config.seed,
+                              vectorization=config.vectorization, randomize=config.randomize,
+                              threads=config.env_threads, privileged=tuple(config.policy.critic_privileged)) \
+            if config.rollout_workers == 0 else None
+        """The training envs; None with rollout_workers (the Ray actors hold them)."""
         make_run_dir(self.run_dir)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm
@@ -110,10 +115,13 @@ class Trainer(TrainerBase):
     # ------------------------------------------------------------------ the loop
     def _train(self) -> dict[str, Any]:
         cfg = self.config
+        workers = self._start_rollout_workers()  # None: collect in this process
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", resolved)
-        obs_raw, reset_info = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)
-        self._privileged_raw = reset_info.get("privileged")
+        obs_raw: Any = None
+        if workers is None:
+            obs_raw, reset_info = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)
+            self._privileged_raw = reset_info.get("privileged")
         running_return = np.zeros(cfg.num_envs)
         running_length = np.zeros(cfg.num_envs, dtype=np.int64)
         log = RunLog(self.run_dir, cfg.log, cfg.total_steps, f"{cfg.task} {cfg.algo}", self.step)
@@ -122,15 +130,21 @@ class Trainer(TrainerBase):
         next_eval = self._next_multiple(cfg.eval.every_steps)
         try:
             while self.step < cfg.total_steps:
-                obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
-                                                                        running_length)
-                last_in = self._value_input(self._normalize(obs_raw, update=False),
-                                            self._normalize_privileged(self._privileged_raw, update=False))
-                last_values = torch.as_tensor(self.acting.value(last_in))
-                metrics = self.agent.update(self.buffer, last_values)
+                if workers is None:
+                    obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
+                                                                            running_length)
+                    buffer = self.buffer
+                    privileged = self._normalize_privileged(self._privileged_raw, update=False)
+                    last_in = self._value_input(self._normalize(obs_raw, update=False), privileged)
+                    last_values = torch.as_tensor(self.acting.value(last_in))
+                else:  # the same collection on the Ray actors, gathered into a buffer here
+                    buffer, last_values = workers.collect(self)
+                metrics = self.agent.update(buffer, last_values)
                 self._check_finite(metrics)
                 self.acting.refresh()
                 row = self._progress_row(metrics, start, start_step)
+                if workers is not None:
+                    row.update(workers.columns())
                 if next_eval and self.step >= next_eval:
                     row["eval_return"] = self.periodic_evaluation()
                     next_eval = self._next_multiple(cfg.eval.every_steps)
@@ -141,14 +155,30 @@ class Trainer(TrainerBase):
                 self.stop_point()  # a signal's request_stop: final checkpoint, TrainingStopped
         finally:
             log.close()
-            self.envs.close()
+            if workers is not None:
+                workers.close()
+                self.rollout_pool = None
+            if self.envs is not None:
+                self.envs.close()
         result = self._finish(log, start)
         if self.adr is not None and cfg.log.plot:
             plot_adr(self.run_dir)
         return result
 
+    def _start_rollout_workers(self) -> Any:
+        """With rollout_workers: the started RolloutPool (Ray actors that run `_collect`); else None."""
+        if self.config.rollout_workers == 0:
+            return None
+        from robot_rl.distributed.rollout import RolloutPool
+
+        self.rollout_pool = RolloutPool.start(self)
+        return self.rollout_pool
+
     def _collect(self, obs_raw: np.ndarray, running_return: np.ndarray, running_length: np.ndarray):
-        """Fill the buffer with `num_steps` vector steps; returns the state to continue from."""
+        """Fill the buffer with `num_steps` vector steps; returns the state to continue from.
+
+        Rollout workers run this same function on their share of the envs (distributed/rollout.py's
+        RolloutWorker, which holds the attributes it reads): a change here changes both."""
         buf, acting = self.buffer, self.acting
         buf.reset()
         for _ in range(buf.num_steps):

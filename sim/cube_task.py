@@ -5,15 +5,16 @@ hand (sim/assets/cube_hand.xml), palm up, a 6 cm cube resting on the palm betwee
   `target += action * ACTION_RATE * (high - low)` (a full action moves a target by 7.5 % of its joint's
   range per 50 ms control step), clipped to the ctrlrange. The targets start at the reset pose, so the
   fingers start against the cube (the prototype learned nothing with absolute targets and fingers
-  starting away from the cube). The spec's action is "position" over the ctrlrange: a deployment must
-  integrate the offsets the same way (see the module `CubeState.controls`).
+  starting away from the cube). The spec's action is "position_delta" (scale: the 7.5 % per step, target
+  bounds: the ctrlrange), integrated by `robot_rl.spec.TargetIntegrator`, the same code a deployment's
+  control loop integrates with.
 - Observation (spec terms, 55 values): finger joint positions (rad) and velocities (rad/s, clipped to
   ±20), the cube's position in the palm frame (m; the palm is the world frame here: fixed at the
   origin, unrotated), the cube-to-goal orientation error (the goal term: quaternion conj(goal) * cube,
   w ≥ 0), the current joint targets (rad) and the last action. Joint positions are absolute, not
   relative to home: the observation normaliser removes the mean either way, and absolute angles are
   what a servo reports.
-- Goals, success and drops: `sim.cube_goals` (±90° about z per goal for rotate-z, uniform on SO(3) for
+- Goals, success and drops: `robot_rl.goals` (±90° about z per goal for rotate-z, uniform on SO(3) for
   reorient; within 0.4 rad for 5 steps = 0.25 s, then a new goal at once; a drop terminates).
 - Reward per step (`CubeReward`): progress toward the goal (rad of error removed), a small alignment
   term, a success bonus per goal reached, a drop penalty, an action-rate penalty, and the prototype's
@@ -33,9 +34,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.spec import ObsTerm
-
-from .cube_goals import (
+from robot_rl.goals import (
     GOAL_MODES,
     HoldAndAdvance,
     SuccessRule,
@@ -44,6 +43,8 @@ from .cube_goals import (
     quat_error,
     rotation_angle,
 )
+from robot_rl.spec import ActionSpec, ObsTerm, TargetIntegrator
+
 from .engine.task import EngineTask, StepBatch
 
 HAND_XML = os.path.join(os.path.dirname(__file__), "assets", "cube_hand.xml")
@@ -154,9 +155,8 @@ class CubeState:
     def __init__(self, num_worlds: int, model: Any, mode: str, rule: SuccessRule, reward: CubeReward) -> None:
         self.mode, self.rule, self.weights = mode, rule, reward
         low, high = model.actuator_ctrlrange[:, 0].copy(), model.actuator_ctrlrange[:, 1].copy()
-        self._low, self._high, self._rate = low, high, ACTION_RATE * (high - low)
-        self.targets = np.zeros((num_worlds, model.nu))
-        self.last_action = np.zeros((num_worlds, model.nu))
+        self.integrator = TargetIntegrator(ActionSpec.position_delta(low, high, ACTION_RATE), num_worlds)
+        self.targets, self.last_action = self.integrator.targets, self.integrator.last_action
         self._prev_action = np.zeros((num_worlds, model.nu))
         self.angle = np.zeros(num_worlds)
         """Each world's orientation error to its goal after the last step (rad)."""
@@ -164,14 +164,12 @@ class CubeState:
         self.reached = np.zeros(num_worlds, dtype=bool)
         """Worlds that reached a goal on the last step."""
         self._rngs: list[np.random.Generator | None] = [None] * num_worlds
-        self.fields: Mapping[str, np.ndarray] = {"joint_targets": self.targets,
-                                                 "last_action": self.last_action}
+        self.fields: Mapping[str, np.ndarray] = self.integrator.fields()
 
     def reset_world(self, i: int, model: Any, data: Any, rng: np.random.Generator,
                     goals: Mapping[str, np.ndarray]) -> None:
         self._rngs[i] = rng
-        self.targets[i] = np.clip(data.qpos[:NJ], self._low, self._high)
-        self.last_action[i] = 0.0
+        self.integrator.reset(i, data.qpos[:NJ])
         cube = np.asarray(data.qpos[CUBE_QUAT])[None]
         goals["cube_goal"][i] = next_goals(self.mode, cube, rng)[0]
         if model.nmocap:  # the translucent goal cube beside the hand (visual only)
@@ -184,10 +182,8 @@ class CubeState:
 
     def controls(self, actions: np.ndarray) -> np.ndarray:
         """Normalised offsets `(N, 9)` -> new joint targets (rad), integrated and clipped."""
-        a = np.clip(np.nan_to_num(actions, nan=0.0), -1.0, 1.0)
         self._prev_action[...] = self.last_action
-        self.last_action[...] = a
-        self.targets[...] = np.clip(self.targets + a * self._rate, self._low, self._high)
+        self.integrator.step(actions)
         if not np.isfinite(actions).all():  # a NaN action still reaches MuJoCo: its physics-failure path
             bad = ~np.isfinite(actions).all(axis=1)
             out = self.targets.copy()
@@ -251,8 +247,8 @@ def cube_task(mode: str, max_episode_steps: int = 200, tolerance: float = 0.4, h
 
     return EngineTask(name=name, mjcf=mjcf, frame_skip=10, observation=_observation, outcome=_no_outcome,
                       reset=_reset, max_episode_steps=max_episode_steps, outcome_fields=("site_xpos",),
-                      goals={"cube_goal": _goal_placeholder}, state=state, action_kind="position",
-                      privileged=_privileged)
+                      goals={"cube_goal": _goal_placeholder}, state=state, action_kind="position_delta",
+                      action_rate=ACTION_RATE, privileged=_privileged)
 
 
 def _no_outcome(batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:

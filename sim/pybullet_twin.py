@@ -23,8 +23,10 @@ rewritten copy of the MJCF and then sets every physical parameter from the compi
   inertia armature / N^2, so the joint feels the reflected inertia N^2 * J = armature exactly as a
   geared motor's rotor. It differs from MuJoCo's armature only by terms of order 1/N (the rotor
   also turns with its parent); N = 1000 here;
-- actuators: PyBullet applies none, so `step` applies gear * gain * ctrl as a joint torque, ctrl
-  clipped to ctrlrange, forces to forcerange (motors only: no bias, no activation dynamics);
+- actuators: PyBullet applies none, so `step` applies gear * (gain * ctrl + bias) as a joint torque,
+  ctrl clipped to ctrlrange, forces to forcerange; the bias is MuJoCo's affine one (b0 + b1 * length +
+  b2 * velocity: a position servo's -kp q - kv q'), recomputed from the state every physics step
+  (motors and position/velocity servos; no activation dynamics);
 - contacts: collisions filtered by MuJoCo's contype/conaffinity rule; a link's friction is chosen so
   that PyBullet's product rule gives MuJoCo's max rule against the world's geoms;
 - gravity, timestep (model.opt) and the frame skip (the caller's `nstep`) are the same.
@@ -155,18 +157,17 @@ class PyBulletTwin:
         """Apply the actuators' torques for `ctrl` `(nu,)` and advance `nstep` physics steps."""
         m, pb, c = self.model, self._pb, self.client
         ctrl = np.asarray(ctrl, dtype=np.float64)
+        gained = np.zeros(m.nu)
         if m.nu:
             ctrl = np.where(m.actuator_ctrllimited.astype(bool),
                             np.clip(ctrl, m.actuator_ctrlrange[:, 0], m.actuator_ctrlrange[:, 1]), ctrl)
-            force = m.actuator_gainprm[:, 0] * ctrl
-            force = np.where(m.actuator_forcelimited.astype(bool),
-                             np.clip(force, m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1]), force)
-            tau = np.zeros(m.nv)
-            np.add.at(tau, self._actuated_dofs, m.actuator_gear[:, 0] * force)
-        else:
-            tau = np.zeros(m.nv)
+            gained = m.actuator_gainprm[:, 0] * ctrl
+        tau = self._actuator_torques(gained) if m.nu else np.zeros(m.nv)
+        biased = bool(m.nu) and bool(self._affine.any())
         for _ in range(int(nstep)):
             total = tau
+            if biased:  # a servo's bias follows the state within the control period
+                total = tau = self._actuator_torques(gained, *self.get_state())
             if self._springs:
                 qpos, _ = self.get_state()
                 total = tau.copy()
@@ -177,6 +178,23 @@ class PyBulletTwin:
                                              forces=[j.sign * total[j.dofadr] for j in joints],
                                              physicsClientId=c)
             pb.stepSimulation(physicsClientId=c)
+
+    def _actuator_torques(self, gained: np.ndarray, qpos: np.ndarray | None = None,
+                          qvel: np.ndarray | None = None) -> np.ndarray:
+        """Joint torques `(nv,)` of the actuators: gain * ctrl (given) plus the affine bias at (qpos, qvel)
+        for the actuators that have one, clipped to forcerange, times the gear."""
+        m = self.model
+        force = gained
+        if qpos is not None and qvel is not None:
+            gear = m.actuator_gear[:, 0]
+            length, velocity = gear * qpos[self._actuated_qpos], gear * qvel[self._actuated_dofs]
+            b = m.actuator_biasprm
+            force = gained + np.where(self._affine, b[:, 0] + b[:, 1] * length + b[:, 2] * velocity, 0.0)
+        force = np.where(m.actuator_forcelimited.astype(bool),
+                         np.clip(force, m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1]), force)
+        tau = np.zeros(m.nv)
+        np.add.at(tau, self._actuated_dofs, m.actuator_gear[:, 0] * force)
+        return tau
 
     def close(self) -> None:
         """Disconnect the physics client. Idempotent."""
@@ -234,6 +252,9 @@ class PyBulletTwin:
         self._add_rotors(rotor_specs)
         self._actuated_dofs = np.array([m.jnt_dofadr[m.actuator_trnid[i, 0]] for i in range(m.nu)],
                                        dtype=np.intp)
+        self._actuated_qpos = np.array([m.jnt_qposadr[m.actuator_trnid[i, 0]] for i in range(m.nu)],
+                                       dtype=np.intp)
+        self._affine = m.actuator_biastype == 1  # mujoco.mjtBias.mjBIAS_AFFINE
         self._springs = [(self._by_name[j.name], float(m.jnt_stiffness[j.mj_id]),
                           float(m.qpos_spring[j.qposadr])) for j in self.joints
                          if j.kind != "free" and m.jnt_stiffness[j.mj_id] != 0]
@@ -492,9 +513,10 @@ def _check_supported(m: Any) -> None:
         if m.actuator_trntype[i] != mujoco.mjtTrn.mjTRN_JOINT:
             bad.append(f"actuator {i} (not on a joint)")
         elif (m.actuator_gaintype[i] != mujoco.mjtGain.mjGAIN_FIXED
-              or m.actuator_biastype[i] != mujoco.mjtBias.mjBIAS_NONE
+              or int(m.actuator_biastype[i]) not in (int(mujoco.mjtBias.mjBIAS_NONE),
+                                                     int(mujoco.mjtBias.mjBIAS_AFFINE))
               or m.actuator_dyntype[i] != mujoco.mjtDyn.mjDYN_NONE):
-            bad.append(f"actuator {i} (not a plain motor)")
+            bad.append(f"actuator {i} (not a motor or an affine servo)")
         elif _JOINT_KINDS[int(m.jnt_type[m.actuator_trnid[i, 0]])] == "free":
             bad.append(f"actuator {i} (on a free joint)")
     if m.ntendon:
@@ -519,6 +541,8 @@ def _rewrite(m: Any, xml_path: Path, ratio: float) -> tuple[str, list[tuple[str,
         for visual in [c for c in element if c.tag in ("light", "camera")]:
             element.remove(visual)
     world = root.find("worldbody")
+    compiler = root.find("compiler")
+    degrees = compiler is None or compiler.get("angle", "degree") == "degree"
     elements = list(world.iter("body")) if world is not None else []
     if len(elements) != m.nbody - 1:
         raise TransferError(f"{xml_path}: {len(elements)} <body> elements, but the compiled model has "
@@ -541,8 +565,12 @@ def _rewrite(m: Any, xml_path: Path, ratio: float) -> tuple[str, list[tuple[str,
                 raise TransferError(f"{xml_path}: joint {j} is {e.get('name')!r} in the file but {jname!r} "
                                     f"in the compiled model")
             e.set("name", jname)
+            _inline_joint(m, j, e, degrees)
             if _JOINT_KINDS[int(m.jnt_type[j])] == "slide":
                 e.set("pos", "0 0 0")  # a slide's anchor is physically meaningless; PyBullet misplaces it
+        geoms = range(m.body_geomadr[b], m.body_geomadr[b] + m.body_geomnum[b])
+        for g, e in zip(geoms, [e for e in el if e.tag == "geom"], strict=False):
+            _inline_geom(m, g, e)
     rotors = []
     for j in range(m.njnt):
         kind = _JOINT_KINDS[int(m.jnt_type[j])]
@@ -562,6 +590,40 @@ def _rewrite(m: Any, xml_path: Path, ratio: float) -> tuple[str, list[tuple[str,
         ET.SubElement(rotor, "inertial", pos="0 0 0", mass=repr(inertia), diaginertia=_fmt([inertia] * 3))
         rotors.append((name, inertia))
     return ET.tostring(root, encoding="unicode"), rotors
+
+
+# PyBullet's MJCF reader knows no `<default>` classes: what a joint or geom takes from one is written
+# on the element itself, from the compiled model (MuJoCo geom type ids -> MJCF names).
+_GEOM_TYPES = {0: "plane", 2: "sphere", 3: "capsule", 4: "ellipsoid", 5: "cylinder", 6: "box"}
+
+
+def _inline_joint(m: Any, j: int, e: ET.Element, degrees: bool) -> None:
+    """Type, axis and range of joint j on its element where a default class gave them."""
+    kind = _JOINT_KINDS[int(m.jnt_type[j])]
+    e.attrib.pop("class", None)
+    if e.tag != "joint":
+        return
+    e.set("type", e.get("type", kind))
+    if kind in ("hinge", "slide"):
+        if "axis" not in e.attrib:
+            e.set("axis", _fmt(m.jnt_axis[j]))
+        if "range" not in e.attrib and m.jnt_limited[j]:
+            lo, hi = m.jnt_range[j]
+            scale = 180.0 / math.pi if degrees and kind == "hinge" else 1.0
+            e.set("range", _fmt([lo * scale, hi * scale]))
+            e.set("limited", "true")
+
+
+def _inline_geom(m: Any, g: int, e: ET.Element) -> None:
+    """Type and size of geom g on its element where a default class gave them (no fromto there)."""
+    if "class" not in e.attrib:
+        return
+    e.attrib.pop("class")
+    kind = _GEOM_TYPES.get(int(m.geom_type[g]))
+    if kind is not None and "type" not in e.attrib:
+        e.set("type", kind)
+    if "size" not in e.attrib and "fromto" not in e.attrib:
+        e.set("size", _fmt(m.geom_size[g]))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ actions), Gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3
 Gymnasium's box2d extra), the course's grid worlds as `grid:<name>` and Atari games as `atari:<game>`
 (optional: ale-py) (discrete actions), and the cube tasks `cube:rotate-z` and `cube:reorient` (our
 three-finger hand, sim/cube_task.py; they exist only on the batched engine, so their single env is one
-engine world, sim/engine/world_env.py), and gymnasium-robotics' Shadow Hand block tasks under their own
-ids (sim/shadow_hand.py; optional: the `robotics` extra). The suite
+engine world, sim/engine/world_env.py), gymnasium-robotics' Shadow Hand block tasks under their own
+ids (sim/shadow_hand.py; optional: the `robotics` extra), and `quadruped-walk`, a task declared in a file
+the package ships (sim/assets/quadruped_walk.yaml; any launch file may declare its own,
+`declared:<file>`). The suite
 tasks listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
 Factories import their simulator on call, so importing this module is cheap.
 """
@@ -104,6 +106,7 @@ TASKS: dict[str, Factory] = {
     "HandManipulateBlockRotateZDense-v1": _shadow,
     "HandManipulateBlock-v1": _shadow,
     "HandManipulateBlockDense-v1": _shadow,
+    "quadruped-walk": _declared,  # our quadruped on command, declared in sim/assets/quadruped_walk.yaml
 }
 
 def task_names(all_dm_control: bool = False) -> tuple[str, ...]:
@@ -122,11 +125,13 @@ def engine_task_names() -> tuple[str, ...]:
 
 
 def _engine_tasks() -> dict[str, Any]:
-    """Every engine definition: the Gymnasium v5 ports and the cube tasks (sim/cube_task.py)."""
+    """Every engine definition: the Gymnasium v5 ports, the cube tasks (sim/cube_task.py) and the
+    declared tasks the package ships (sim/declared/source.py's PACKAGED)."""
     from .cube_task import engine_tasks
+    from .declared.source import PACKAGED, packaged
     from .engine.gymnasium_tasks import TASKS as ENGINE_TASKS
 
-    return {**ENGINE_TASKS, **engine_tasks()}
+    return {**ENGINE_TASKS, **engine_tasks(), **{name: packaged(name) for name in PACKAGED}}
 
 
 def reports_successes(task_id: str) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from robot_rl import sim
 from robot_rl.errors import ConfigError
 from robot_rl.evaluation import evaluate
-from robot_rl.sim.cube_goals import SuccessRule, quat_about_z, quat_error, rotation_angle
+from robot_rl.goals import SuccessRule, quat_about_z, quat_error, rotation_angle
 from robot_rl.sim.cube_task import ACTION_RATE, CUBE_POS, CUBE_QUAT, HAND_XML, NJ, cube_task, engine_tasks
 from robot_rl.sim.engine.batched import BatchedEngine
 from robot_rl.spec import ObservationBuilder
@@ -44,7 +44,10 @@ def test_the_tasks_are_registered_and_on_the_engine():
     assert {"cube:rotate-z", "cube:reorient"} <= set(sim.task_names())
     assert {"cube:rotate-z", "cube:reorient"} <= set(sim.registry.engine_task_names())
     spec = sim.get_spec("cube:rotate-z")
-    assert spec.act_dim == 9 and spec.action.kind == "position" and spec.goal_fields == ("cube_goal",)
+    assert spec.act_dim == 9 and spec.action.kind == "position_delta" and spec.goal_fields == ("cube_goal",)
+    span = np.array(spec.action.high) - np.array(spec.action.low)  # the ctrlrange: target bounds
+    np.testing.assert_allclose(spec.action.scale, 0.075 * span)  # a full action: 7.5 % of the range a step
+    assert spec.action.offset == (0.0,) * 9
     assert [t.name for t in spec.observation] == ["joint_pos", "joint_vel", "cube_pos", "cube_to_goal",
                                                   "joint_targets", "last_action"]
     assert spec.control_period == pytest.approx(0.05) and spec.physics_steps == 10

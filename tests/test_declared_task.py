@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -142,3 +143,99 @@ def test_floating_base_terms_on_a_floating_urdf(launch_dir: Path) -> None:
     z = engine.world_state(0)["qpos"][2]  # the free joint comes first: x y z of the root body
     np.testing.assert_allclose(reward, [1.0 - 2.0 * (z - 0.5) ** 2], rtol=1e-12)
     assert z < 0.0 and not terminated[0]  # it falls under gravity (no floor), above -1 m after 0.02 s
+
+
+def test_base_frame_terms_of_the_engine_are_the_ones_built_from_a_world_state(launch_dir: Path) -> None:
+    # A floating arm falls and tumbles under random torques: gravity and velocity in a moving base frame.
+    task = build_task(parse_task(declaration(
+        floating_base=True, observations=["projected_gravity", "base_lin_vel", "base_ang_vel", "joint_pos"],
+        control={"kind": "torque", "torque_limit": 5.0, "period": 0.02}), str(launch_dir)))
+    engine = BatchedEngine(task, 2, seed=3, threads=1)
+    engine.reset(seed=3)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        obs, *_ = engine.step(rng.uniform(-1, 1, size=(2, 2)))
+    assert engine.spec.goal_fields == ()  # the default pose is the joint_pos term's offset, not a goal
+    for i in range(2):
+        state = engine.world_state(i)
+        np.testing.assert_allclose(obs[i], build_observation(engine.spec, state), rtol=1e-12)
+        quat = state["qpos"][3:7]
+        mat = np.zeros(9)
+        mujoco.mju_quat2Mat(mat, quat)
+        rot = mat.reshape(3, 3)
+        np.testing.assert_allclose(obs[i][:3], rot.T @ [0, 0, -1], atol=1e-12)
+        np.testing.assert_allclose(obs[i][3:6], rot.T @ state["qvel"][:3], atol=1e-12)
+    assert np.abs(obs[:, :2]).max() > 1e-3  # it did tilt: the rotation was exercised
+
+
+def commanded(launch_dir: Path, **changes) -> BatchedEngine:
+    task = build_task(parse_task(declaration(**{
+        "floating_base": True, "observations": ["command", "base_lin_vel", {"body_pos": {"body": "lower"}}],
+        "rewards": {"track_lin_vel_xy": 2.0, "track_ang_vel_z": {"weight": 0.5, "sigma": 0.5},
+                    "body_distance": {"weight": -0.1, "body": "lower", "target": [0.0, 0.0, 1.0]}},
+        "terminations": ["timeout", {"base_contact": {"body": "upper", "force": 1.0}}],
+        "commands": {"lin_vel_x": [-1.0, 1.0], "lin_vel_y": [-0.5, 0.5], "resample_seconds": 0.04},
+        **changes}), str(launch_dir)))
+    return BatchedEngine(task, 2, seed=11, threads=1)
+
+
+def test_commands_are_redrawn_from_each_worlds_generator(launch_dir: Path) -> None:
+    from gymnasium.utils import seeding
+
+    engine = commanded(launch_dir)
+    obs, _ = engine.reset(seed=11)
+    ranges = np.array([[-1.0, 1.0], [-0.5, 0.5], [0.0, 0.0]])
+    rngs = [seeding.np_random(11 + i)[0] for i in range(2)]
+    expected = np.array([rng.uniform(ranges[:, 0], ranges[:, 1]) for rng in rngs])
+    np.testing.assert_array_equal(obs[:, :3], expected)
+    obs, *_ = engine.step(np.zeros((2, 2)))
+    np.testing.assert_array_equal(obs[:, :3], expected)  # 1 of the 2 periods of resample_seconds
+    obs, *_ = engine.step(np.zeros((2, 2)))
+    redrawn = np.array([rng.uniform(ranges[:, 0], ranges[:, 1]) for rng in rngs])
+    np.testing.assert_array_equal(obs[:, :3], redrawn)
+    assert not np.array_equal(redrawn, expected)
+    assert engine.spec.goal_fields == ("command",)
+
+
+def test_commanded_reward_and_episode_info_from_the_world_state(launch_dir: Path) -> None:
+    engine = commanded(launch_dir, commands={"lin_vel_x": [0.5, 0.5], "ang_vel_z": [0.2, 0.2]})
+    engine.reset(seed=2)
+    _, reward, terminated, _, _ = engine.step(np.zeros((2, 2)))
+    errors = []
+    for i in range(2):
+        s = engine.world_state(i)
+        quat, lin, ang = s["qpos"][3:7], s["qvel"][:3], s["qvel"][3:6]
+        mat = np.zeros(9)
+        mujoco.mju_quat2Mat(mat, quat)
+        v = mat.reshape(3, 3).T @ lin
+        lower = engine.worlds[i].data.xpos[3]  # bodies: world, base, upper, lower
+        expected = (2.0 * math.exp(-((0.5 - v[0]) ** 2 + v[1] ** 2) / 0.25)
+                    + 0.5 * math.exp(-(0.2 - ang[2]) ** 2 / 0.5)
+                    - 0.1 * np.linalg.norm(lower - [0.0, 0.0, 1.0]))
+        np.testing.assert_allclose(reward[i], expected, rtol=1e-10)
+        errors.append(math.hypot(0.5 - v[0], v[1]))
+    assert not terminated.any()  # falling freely: nothing touches the arm
+    info = engine.task_state.episode_info(0)
+    assert info["fell"] is False
+    np.testing.assert_allclose(info["velocity_tracking_error"], errors[0], rtol=1e-10)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"commands": None}, "task.observations.command: reads the velocity command, but the task has no "
+                         "'commands' section"),
+    ({"observations": [{"body_pos": {"body": "hand"}}]},
+     "task.observations.body_pos.body: the model has no body 'hand'; valid: base, upper, lower"),
+    ({"rewards": {"feet_air_time": {"weight": 1.0, "feet": ["foot"]}}},
+     "task.rewards.feet_air_time.feet: the model has no body 'foot'"),
+    ({"rewards": {"feet_air_time": {"weight": 1.0}}}, "task.rewards.feet_air_time: missing option 'feet' "
+                                                      "(list of body names)"),
+    ({"rewards": {"body_distance": {"weight": -1.0, "body": "lower", "target": [0, 1]}}},
+     "task.rewards.body_distance.target: must be a point [x, y, z] (m)"),
+    ({"commands": {"lin_vel_x": [1.0, -1.0]}}, "task.commands.lin_vel_x: low 1.0 is above high -1.0"),
+    ({"commands": {"yaw": [0, 1]}}, "task.commands: unknown key 'yaw'; valid: lin_vel_x, lin_vel_y, "
+                                    "ang_vel_z, resample_seconds"),
+])
+def test_bad_command_and_body_terms_are_named(launch_dir: Path, changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        commanded(launch_dir, **changes)
+    assert message in str(err.value)

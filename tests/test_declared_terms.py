@@ -85,3 +85,64 @@ def test_terminations_by_hand() -> None:
     # World 0 is tilted 90°, world 1 upright (yaw does not tilt).
     np.testing.assert_array_equal(terms.orientation_beyond(QPOS, LAYOUT, limit=1.5), [True, False])
     np.testing.assert_array_equal(terms.orientation_beyond(QPOS, LAYOUT, limit=1.6), [False, False])
+
+
+# Commands (forward, lateral, yaw rate) of the two worlds.
+COMMAND = np.array([[1.0, 0.5, 0.3], [0.0, -1.0, 0.2]])
+
+
+def test_velocity_tracking_kernels_by_hand() -> None:
+    # World 0: base velocity (1, 0, 0) vs command (1, 0.5): error² 0.25 -> exp(-0.25 / 0.25) = e^-1.
+    # World 1: yawed 90°, world (1, 0, 0) is (0, -1, 0) in the base = its command: exp(0) = 1.
+    np.testing.assert_allclose(terms.track_lin_vel_xy(QPOS, QVEL, LAYOUT, COMMAND, sigma=0.25),
+                               [math.exp(-1.0), 1.0], atol=1e-12)
+    # Yaw rates 0.3 and 0.7 vs commands 0.3 and 0.2: errors² 0 and 0.25.
+    np.testing.assert_allclose(terms.track_ang_vel_z(QVEL, LAYOUT, COMMAND, sigma=0.5),
+                               [1.0, math.exp(-0.5)], atol=1e-12)
+    # World 0's world velocity (1, 0, 0) has no vertical part in the rolled base; roll/pitch rates².
+    np.testing.assert_allclose(terms.lin_vel_z(QPOS, QVEL, LAYOUT), [0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(terms.ang_vel_xy(QVEL, LAYOUT), [0.05, 0.01], atol=1e-12)
+    rolled = QPOS.copy()
+    rolled[0, 3:7] = [math.cos(math.pi / 4), 0.0, math.sin(math.pi / 4), 0.0]  # pitched 90° about y
+    np.testing.assert_allclose(terms.lin_vel_z(rolled, QVEL, LAYOUT)[0], 1.0, atol=1e-12)  # x becomes z
+
+
+def test_contact_and_feet_air_time_over_a_stride_by_hand() -> None:
+    # Two worlds, two feet (bodies 1 and 2 of 3); cfrc_ext rows are (torque, force).
+    cfrc = np.zeros((2, 3, 6))
+    cfrc[0, 1, 5], cfrc[0, 2, 5], cfrc[1, 1, 3] = 5.0, 0.5, 50.0  # lateral force is not a foot contact
+    np.testing.assert_array_equal(terms.contact(cfrc, np.array([1, 2]), force=1.0), [[True, False],
+                                                                                       [False, False]])
+    dt, command = 0.1, np.array([[1.0, 0.0, 0.0], [0.05, 0.0, 0.0]])
+    air, last = np.zeros((2, 1)), np.zeros((2, 1), dtype=bool)
+    pattern = [False, False, False, False, False, False, True, True]  # 0.6 s in the air, then down
+    rewards = []
+    for touching in pattern:
+        r, air, last = terms.feet_air_time(np.array([[touching], [touching]]), last, air, dt, command, 0.5)
+        rewards.append(r)
+    # Air time 0.1 .. 0.6 s; the touchdown step adds dt: (0.7 - 0.5) paid once, in world 0 only (world 1's
+    # command is under 0.1 m/s); the next step touches again with air time 0: nothing.
+    np.testing.assert_allclose([r[0] for r in rewards], [0, 0, 0, 0, 0, 0, 0.2, 0], atol=1e-12)
+    assert all(r[1] == 0 for r in rewards)
+    np.testing.assert_array_equal(air, [[0.0], [0.0]])
+
+
+def test_body_distance_and_base_contact_by_hand() -> None:
+    xpos = np.zeros((2, 3, 3))
+    xpos[0, 2] = [3.0, 4.0, 0.0]
+    xpos[1, 2] = [0.0, 0.0, 1.0]
+    np.testing.assert_allclose(terms.body_distance(xpos, 2, np.array([0.0, 0.0, 1.0])), [math.sqrt(26), 0.0])
+    cfrc = np.zeros((2, 3, 6))
+    cfrc[0, 1, 3:] = [0.0, 0.6, 0.8]  # |f| = 1 N: not above 1 N
+    cfrc[1, 1, 3:] = [3.0, 0.0, 4.0]  # 5 N
+    cfrc[0, 2, 5] = 100.0  # another body
+    np.testing.assert_array_equal(terms.base_contact(cfrc, 1, force=1.0), [False, True])
+
+
+def test_commands_are_drawn_uniformly_from_the_generator() -> None:
+    ranges = np.array([[-1.0, 1.0], [0.0, 0.0], [0.5, 0.5]])
+    draws = np.array([terms.draw_commands(np.random.default_rng(7), ranges) for _ in range(2)])
+    assert np.array_equal(draws[0], draws[1])  # the generator, nothing else
+    many = np.array([terms.draw_commands(np.random.default_rng(s), ranges) for s in range(400)])
+    assert -1.0 <= many[:, 0].min() < -0.9 and 0.9 < many[:, 0].max() <= 1.0
+    assert (many[:, 1] == 0.0).all() and (many[:, 2] == 0.5).all()

@@ -102,7 +102,7 @@ def test_task_check_prints_the_layout_and_names_a_bad_term(launch_file: Path, ca
     assert main(["task", "check", str(launch_file)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("robot-rl: error: task.observations: unknown term 'joint_angle'; valid: joint_pos, "
-                   "joint_vel, last_action, projected_gravity, base_lin_vel, base_ang_vel")
+                   "joint_vel, last_action, projected_gravity, base_lin_vel, base_ang_vel, command, body_pos")
 
 
 @pytest.mark.hil
@@ -128,4 +128,4 @@ def test_a_declared_task_is_emulated_over_serial(launch_file: Path, tmp_path: Pa
         stop_emulator(process)
     assert stats.steps == 30
     assert {k: v.size for k, v in policy.last.items() if k in spec.state_fields} == {
-        "qpos": 2, "qvel": 2, "ctrl": 2, "default_pose": 2}
+        "qpos": 2, "qvel": 2, "ctrl": 2}

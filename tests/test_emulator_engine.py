@@ -25,6 +25,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.hardware import protocol as P
 from robot_rl.hardware.control_loop import ControlLoop
 from robot_rl.hardware.emulator import MujocoPlant
+from robot_rl.hardware.goal_tracker import goal_tracker, host_fields
 from robot_rl.hardware.safety import SafetyConfig, SafetyFilter
 from robot_rl.hardware.serial_robot import SerialRobot
 from robot_rl.policies import load
@@ -38,8 +39,8 @@ PERIODS = 25
 
 
 def _emulated() -> list[str]:
-    """The engine tasks whose observation a device can measure (the cube's keeps a task state)."""
-    return [t for t in engine_task_names() if not t.startswith("cube:")]
+    """Every engine task (the cube's targets, last action and goal come from the host's control loop)."""
+    return list(engine_task_names())
 
 
 @pytest.mark.parametrize("task", _emulated())
@@ -53,7 +54,7 @@ def test_plant_follows_the_engine_world_step_for_step(task):
     spec = engine.spec
     assert plant.spec == spec and plant.dt == spec.physics_dt
     names = [n for n, _ in plant.fields]
-    assert set(spec.state_fields) <= set(names) and {"qpos", "qvel"} <= set(names)
+    assert set(spec.state_fields) - set(host_fields(spec)) <= set(names) and {"qpos", "qvel"} <= set(names)
     assert [j.name for j in plant.joints] == list(spec.joint_names)
     frame_skip = round(spec.control_period / spec.physics_dt)
     rng = np.random.default_rng(0)
@@ -204,6 +205,9 @@ class Still:
         self.last = {k: np.array(v) for k, v in fields.items()}
         return np.zeros(self.spec.act_dim)
 
+    def act_normalized(self, fields):  # a relative action (the cube): zero, the targets held
+        return self.act(fields)
+
 
 @pytest.mark.hil
 @pytest.mark.parametrize("task", _emulated())
@@ -217,16 +221,24 @@ def test_every_engine_task_is_emulated_over_serial(tmp_path, task):
     try:
         policy = Still(spec)
         robot = SerialRobot(spec, str(link), watchdog=0.5)
-        stats = ControlLoop(robot, policy, SafetyFilter(spec)).run(steps=30)
+        stats = ControlLoop(robot, policy, SafetyFilter(spec), goals=goal_tracker(spec)).run(steps=30)
     finally:
         stop_emulator(process)
     assert stats.steps == 30
     assert {k: v.size for k, v in policy.last.items() if k in spec.state_fields} == dict(spec.state_fields)
 
 
-def test_a_task_whose_observation_reads_a_task_state_is_refused_in_one_line():
-    """The cube observes its joint targets and last action, kept by the engine, not measured by a device:
-    emulating it is a clear refusal (its deployment is issue 14's open part), not an AttributeError."""
-    assert "joint_targets" in get_spec("cube:rotate-z").state_fields
-    with pytest.raises(ConfigError, match=r"'cube:rotate-z' cannot be emulated yet: .*joint_targets"):
-        MujocoPlant("cube:rotate-z")
+def test_the_cube_plant_offers_the_measured_state_and_takes_servo_targets():
+    """The cube hand's device: joints and the cube's pose (qpos entries cube:x .. cube:qz, the motion-capture
+    sensor) and velocities; the host's fields (targets, last action, the goal) are not offered; its
+    position servos take POSITION commands only, as the actuators' own targets."""
+    spec = get_spec("cube:rotate-z")
+    assert {"joint_targets", "last_action", "cube_goal"} == set(host_fields(spec))
+    plant = MujocoPlant("cube:rotate-z", seed=2)
+    assert dict(plant.fields) == {"qpos": 16, "qvel": 15}
+    assert spec.state_joints[9:16] == tuple(f"cube:{a}" for a in ("x", "y", "z", "qw", "qx", "qy", "qz"))
+    assert plant.servo.all() and plant.command_kinds == (P.CommandKind.POSITION,)
+    quat = plant.sample(["qpos"])[12:16]
+    assert abs(np.linalg.norm(quat) - 1) < 1e-6  # the cube's orientation, a unit quaternion
+    hopper = MujocoPlant("Hopper-v5")
+    assert not hopper.servo.any() and len(hopper.command_kinds) == 3

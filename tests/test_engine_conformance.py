@@ -24,7 +24,8 @@ ENGINE_TASKS = engine_task_names()
 def test_the_registry_runs_the_gymnasium_v5_tasks_on_the_engine():
     assert set(ENGINE_TASKS) == {"InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Hopper-v5",
                                  "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "Reacher-v5",
-                                 "Swimmer-v5", "Pusher-v5", "cube:rotate-z", "cube:reorient"}
+                                 "Swimmer-v5", "Pusher-v5", "cube:rotate-z", "cube:reorient",
+                                 "quadruped-walk"}
     assert set(ENGINE_TASKS) <= set(sim.task_names())
 
 

@@ -104,7 +104,9 @@ def _assert_parity(path: Path, relative: bool = False) -> None:
 
 @pytest.mark.parametrize("name", zoo_names())
 def test_runtimes_agree_on_every_zoo_bundle(name: str) -> None:
-    _assert_parity(ROOT / "policies" / "zoo" / name)
+    # outputs beyond 1 (the quadruped's means reach ~5) are held relative to their size, as the synthetic
+    # large-output bundles are: float32 round-off grows with the magnitude; within 1 nothing changes
+    _assert_parity(ROOT / "policies" / "zoo" / name, relative=True)
 
 
 @pytest.mark.parametrize("name", list(SYNTHETIC))
@@ -167,9 +169,12 @@ out = {}
 for name in zoo_names():
     policy = load("zoo:" + name)
     zero = np.zeros(policy.obs_dim)
-    state = {field: np.zeros(size) for field, size in policy.spec.state_fields.items()}
-    a, b = policy.act(zero), policy.act(state)
-    assert a.shape == (policy.act_dim,) and np.isfinite(a).all() and np.array_equal(a, b)
+    a = policy.act(zero)
+    assert a.shape == (policy.act_dim,) and np.isfinite(a).all()
+    if not policy.spec.goal_fields and not any(t.offset or t.frame for t in policy.spec.observation):
+        # a zero state observes as zeros only without goals (a zero quaternion is no orientation) or offsets
+        state = {field: np.zeros(size) for field, size in policy.spec.state_fields.items()}
+        assert np.array_equal(a, policy.act(state))
     out[name] = a.tolist()
 try:
     load("zoo:" + zoo_names()[0], runtime="torch")

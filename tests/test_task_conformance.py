@@ -93,7 +93,7 @@ def test_registry_lists_the_briefed_tasks():
         "dmc:walker-walk", "dmc:cartpole-swingup",
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
         "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout",
-        "cube:rotate-z", "cube:reorient", *SHADOW_TASKS}
+        "cube:rotate-z", "cube:reorient", "quadruped-walk", *SHADOW_TASKS}
 
 
 # ---------------------------------------------------------------------------------------- every task
@@ -143,6 +143,8 @@ def test_control_period_is_a_whole_number_of_physics_steps(task, envs):
         if task in SHADOW_TASKS:  # gymnasium-robotics' hand: 20 substeps of 2 ms
             assert (env.simulator.dt, env.simulator.model.opt.timestep) == pytest.approx((0.04, 0.002))
             period, physics_dt = 0.04, 0.002
+        if task == "quadruped-walk":  # 50 Hz over 4 ms physics steps (sim/assets/quadruped_walk.yaml)
+            period, physics_dt = 0.02, 0.004
         period = 4 * physics_dt if task.startswith("atari:") else period  # 4 frames per step
         assert spec.control_period == pytest.approx(period, rel=1e-12)
         assert spec.physics_dt == pytest.approx(physics_dt, rel=1e-12)

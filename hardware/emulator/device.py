@@ -143,6 +143,15 @@ class Device:
         low, high = q <= plant.position_low, q >= plant.position_high
         at_limit = low | high
         ctrl[(low & (ctrl < 0)) | (high & (ctrl > 0))] = 0.0
+        servo = plant.servo
+        if servo.any():  # a position servo's control is its target: hold, limp (its position), or the command
+            if self.estopped or self.safe:
+                target = self.hold if self.safe_mode == P.SafeMode.HOLD else q
+            elif not self.enabled or self.command_kind != P.CommandKind.POSITION:
+                target = q
+            else:
+                target = np.clip(self.command, plant.position_low, plant.position_high)
+            ctrl = np.where(servo, np.clip(target, plant.command_low, plant.command_high), ctrl)
         new = at_limit & ~self._limit_armed
         if new.any() and self.enabled:
             self.counters["limit_hits"] += int(new.sum())

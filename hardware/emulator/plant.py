@@ -11,6 +11,14 @@ rate, not at the task's control period), so the plant steps the world's model an
 `step_controls` (a whole period, plus the task's reward and observation the firmware has no use for:
 three times `mj_step`'s cost per physics step, measured on Hopper, in a real-time loop).
 
+Position servos (MuJoCo `<position>` actuators, e.g. the cube hand's): the servo's own loop is in the
+plant, so a POSITION setpoint is the actuator's control as it is (no PD of the firmware's), and such a
+device takes POSITION commands only. A free joint that no actuator drives (the cube) is not a motor:
+its seven qpos entries (position m, quaternion w x y z, in the palm = world frame) and six qvel entries
+are what an external pose sensor (motion capture, vision) reports, sampled into STATE with the joints'.
+A task whose host supplies part of the state (a relative action's `joint_targets`/`last_action`, the
+goal of a task with host-side goals such as the cube's) does not offer those fields.
+
 The only emulator module that imports MuJoCo (inside `MujocoPlant.__init__`); the protocol side is
 plain Python and numpy.
 """
@@ -23,6 +31,7 @@ import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.hardware import protocol as P
+from robot_rl.hardware.goal_tracker import host_fields
 
 PD_FREQUENCY_HZ = 10.0
 """Natural frequency of the emulator's position/damping loops (critically damped)."""
@@ -53,12 +62,14 @@ class MujocoPlant:
         self.task = task
         self.model, self.data = world.model, world.data
         self.spec = spec = self.engine.spec
-        kept = [f for f in spec.state_fields if f not in spec.goal_fields and not hasattr(world.data, f)]
-        if kept:  # a task state the engine keeps (the cube's joint targets): no sensor of a device has it
+        host = set(host_fields(spec))  # what the host's control loop supplies (the cube's goals ...);
+        # other goals (a legged robot's velocity command) the device offers: the episode's, from its reset
+        kept = [f for f in spec.state_fields if f not in host and f not in spec.goal_fields
+                and not hasattr(world.data, f)]
+        if kept:  # a task state the engine keeps that neither a sensor nor the host supplies
             self.engine.close()
-            raise ConfigError(f"task {task!r} cannot be emulated yet: its observation reads "
-                              f"{', '.join(kept)}, which the engine's task state keeps and a device does not "
-                              f"measure (see issue 14: the cube's deployment)")
+            raise ConfigError(f"task {task!r} cannot be emulated: its observation reads {', '.join(kept)}, "
+                              f"which the engine's task state keeps and a device does not measure")
         self._goals: dict[str, np.ndarray] = {}
         m = self.model
         if physics_dt is not None:
@@ -69,7 +80,7 @@ class MujocoPlant:
         self.dt = float(m.opt.timestep)
         """Physics step, seconds."""
 
-        names = list(spec.state_fields)
+        names = [f for f in spec.state_fields if f not in host]
         for required in ("qpos", "qvel"):
             if required not in names:
                 names.append(required)
@@ -100,6 +111,13 @@ class MujocoPlant:
         w = min(2 * math.pi * PD_FREQUENCY_HZ, 0.5 / self.dt)  # stable at the physics step
         self.kp = inertia * w * w / gear  # control units per rad (or m)
         self.kd = 2 * inertia * w / gear   # control units per rad/s
+        self.servo = ((m.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
+                      & (m.actuator_gainprm[:, 0] > 0)
+                      & (m.actuator_biasprm[:, 1] == -m.actuator_gainprm[:, 0]))
+        """Per joint: a position servo (MuJoCo `<position>`), whose control is its target position."""
+        self.command_kinds = ((P.CommandKind.POSITION,) if self.servo.all() else
+                              (P.CommandKind.TORQUE, P.CommandKind.POSITION, P.CommandKind.VELOCITY))
+        """What the device takes: position servos, position only; torque motors, all three."""
         self._post_constraint = frozenset(POST_CONSTRAINT_FIELDS & set(names))
         self.reset(seed)
 

@@ -111,8 +111,8 @@ class Emulator:
         self.version = protocol_version
         self.seed = seed
         self.log = log or (lambda text: None)
-        self.info = P.Info(0, protocol_version, round(rate_hz), (P.CommandKind.TORQUE, P.CommandKind.POSITION,
-                           P.CommandKind.VELOCITY), device_name or f"robot_rl emulator: {plant.task}",
+        self.info = P.Info(0, protocol_version, round(rate_hz), plant.command_kinds,
+                           device_name or f"robot_rl emulator: {plant.task}",
                            plant.joints, plant.fields)
         self.path: str | None = None
         self._master = self._slave = -1

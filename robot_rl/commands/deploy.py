@@ -17,6 +17,12 @@ over ROS 2 topics (hardware/ros2_robot.py): after --ros-args, `-r` remaps and `-
 policy node's topic, joint and deadline parameters (`ros2_robot.PARAMETER_OPTIONS`; any other is an
 error); the `robot_rl_policy` lifecycle node (`python -m robot_rl.hardware.ros2_policy_node`) runs the
 same tick from ROS callbacks, with all its parameters.
+
+A goal task (the cube: `cube:rotate-z`, `cube:reorient`) gets its goals from the host
+(hardware/goal_tracker.py): drawn from `--seed` with hold-and-advance on the measured cube orientation,
+or fixed with `--goal W,X,Y,Z` / `--goal yaw:DEG`; the report counts the goals reached in a row, and a
+drop ends the run (stop reason "dropped", exit 0: the deployment worked, the policy failed).
+A relative action (position_delta) is integrated by the control loop from the measured joint positions.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ BACKENDS: dict[str, str] = {
     "ros2": "robot_rl.hardware.ros2_robot",
 }
 # How a run may end and still count as a success (exit 0).
-_CLEAN_STOPS = ("steps", "duration", "episode_end", "interrupted")
+_CLEAN_STOPS = ("steps", "duration", "episode_end", "dropped", "interrupted")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--fast", dest="realtime", action="store_false",
                       help="simulated backends: run as fast as possible")
     p.add_argument("--seed", type=seed_arg,
-                   help="simulated backends: seed of the episode's initial state (default 0)")
+                   help="simulated backends: seed of the episode's initial state (default 0); goal tasks "
+                        "(cube), every backend: seed of the goals drawn")
     p.add_argument("--task", help="simulated backends: another task's model (to check a bundle against it)")
     p.add_argument("--max-delta", type=float, default=None, metavar="FRACTION",
                    help="safety filter: largest command change per step, as a fraction of the command "
@@ -63,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recover", action="store_true",
                    help="serial backend: RESET a device that an earlier host left enabled or e-stopped "
                         "(without it, such a device is refused with one line and nothing is sent)")
+    p.add_argument("--goal", metavar="W,X,Y,Z|yaw:DEG",
+                   help="goal tasks (cube): one fixed goal orientation instead of goals drawn from --seed")
     p.add_argument("--runtime", default="numpy", help="policy runtime: numpy (default), onnx or torch")
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
@@ -95,6 +104,7 @@ def robot_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_deploy(args: argparse.Namespace) -> int:
     from robot_rl.errors import ConfigError, RobotRLError
     from robot_rl.hardware.control_loop import ControlLoop
+    from robot_rl.hardware.goal_tracker import goal_tracker, parse_goal
     from robot_rl.hardware.safety import SafetyConfig, SafetyFilter
     from robot_rl.policies import load
 
@@ -108,8 +118,15 @@ def run_deploy(args: argparse.Namespace) -> int:
     policy = load(args.bundle, runtime=args.runtime)
     safety_config = SafetyConfig() if args.max_delta is None else SafetyConfig(max_delta=args.max_delta)
     safety = SafetyFilter(policy.spec, safety_config)
-    robot = module.make_robot(policy.spec, robot_options(args))
-    loop = ControlLoop(robot, policy, safety)
+    goals = goal_tracker(policy.spec, seed=args.seed or 0,
+                         goal=None if args.goal is None else parse_goal(args.goal))
+    options = robot_options(args)
+    if goals is not None and args.backend in ("serial", "ros2"):
+        options.pop("seed", None)  # the goals' seed here: a robot's start is its own
+    robot = module.make_robot(policy.spec, options)
+    if goals is not None and hasattr(robot, "on_goal"):  # ros2: a goal on its goal topic replaces ours
+        robot.on_goal = goals.set_goal
+    loop = ControlLoop(robot, policy, safety, goals=goals)
     error: RobotRLError | None = None
     device: Any = None
     received: list[int] = []

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="runtime for a bundle (default: numpy)")
     p.add_argument("--json", action="store_true",
                    help='print {"mean_return": ..., "std_return": ..., "episodes": N} (and "success_rate", '
-                        '"consecutive_successes" for a task that counts goals, e.g. the cube)')
+                        '"consecutive_successes" for a task that counts goals, e.g. the cube; '
+                        '"velocity_tracking_error" (m/s) and "falls" for a task with velocity commands)')
     p.set_defaults(run=run_eval)
 
 
@@ -69,7 +70,8 @@ def run_eval(args: argparse.Namespace) -> int:
         result = evaluate(task, policy_fn, args.episodes, seed,
                           randomize=config.randomize if args.randomize else None)
     if args.json:
-        keys = ("mean_return", "std_return", "episodes", "success_rate", "consecutive_successes")
+        keys = ("mean_return", "std_return", "episodes", "success_rate", "consecutive_successes",
+                "velocity_tracking_error", "falls")
         print(json.dumps({k: result[k] for k in keys if k in result}))
     else:
         print(f"{task} {label}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} "

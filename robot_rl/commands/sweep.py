@@ -61,7 +61,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if not args.resume or sweep.pending_trials(plan):  # an address that does not answer: before any file
         from robot_rl.distributed.cluster import connect
 
-        connect(args.address, num_cpus=args.num_cpus)
+        ray = connect(args.address, num_cpus=args.num_cpus)
+        if args.address is None:  # a trial needing more CPUs than the instance has: before any file
+            launch = plan.launch_file if args.resume else args.file
+            trials = sweep.pending_trials(plan) if args.resume else plan.trials()
+            sweep.check_local_cpus(ray, 1 + max(sweep.rollout_workers(launch, t) for t in trials))
     if not args.resume:
         sweep.create(plan, args.file)
     errors = sweep.run_sweep(plan, args.address, num_cpus=args.num_cpus)

@@ -1,7 +1,8 @@
 """`robot-rl task check FILE`: load a task declared in a launch file (or a file holding only the `task:`
 mapping) and print its joints, actuators, observation layout and terms, before any training starts.
 
-A wrong joint or term name, a model that does not compile: the one-line error of the declaration.
+A wrong joint or term name, a model that does not compile: the one-line error of the declaration. A
+launch file whose `task:` is a registered id: that task's layout, said to be registered (not declared).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from robot_rl.sim.declared.report import describe
-    from robot_rl.sim.declared.source import declared_id
+    from robot_rl.sim.declared.report import describe_file
 
-    print(describe(declared_id(args.file)))
+    print(describe_file(args.file))
     return 0

@@ -7,6 +7,7 @@ says how to resume (`robot-rl train --resume DIR`), and the exit code is 128 + t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -61,6 +62,10 @@ def _train(args: argparse.Namespace, relay: Any, received: list[int]) -> int:
                           f"{time.strftime('%Y%m%d-%H%M%S')}"
         if has_checkpoints(out):
             raise ConfigError(f"--out {out} already holds a run; use --resume {out} to continue it")
+        if config.task.startswith("declared:"):  # the run keeps its own copy of the task and model
+            from robot_rl.sim.declared.snapshot import snapshot
+
+            config = dataclasses.replace(config, task=snapshot(config.task, out))
         trainer = trainer_class(config.algo)(config, out)
     if trainer.config.randomize.active:  # the ranges in the log (config.yaml holds them too)
         print(trainer.config.randomize.describe(), file=sys.stderr, flush=True)

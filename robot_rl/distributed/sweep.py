@@ -113,7 +113,8 @@ def run_sweep(plan: SweepPlan, address: str | None, num_cpus: int | None = None,
               log: Any = sys.stderr) -> dict[str, str]:
     """Run the plan's pending trials on Ray Tune; returns {trial name: error} of those that failed.
 
-    `num_cpus`: the CPUs of a local Ray instance (None: all); each trial takes one. Connects unless
+    `num_cpus`: the CPUs of a local Ray instance (None: all); each trial takes one, and one more per
+    rollout worker (`rollout_workers`, placed in the trial's placement group). Connects unless
     connected already (the command connects before it writes a new sweep's folder).
     """
     from robot_rl.distributed.cluster import connect
@@ -125,13 +126,17 @@ def run_sweep(plan: SweepPlan, address: str | None, num_cpus: int | None = None,
     if not pending:
         return {}
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    workers = [rollout_workers(plan.launch_file, t) for t in pending]
+    specs = [{"name": t.name, "launch": str(plan.launch_file), "overrides": t.overrides(),
+              "run_dir": str(plan.run_dir(t)), "rollout_workers": n}
+             for t, n in zip(pending, workers, strict=True)]
     ray = connect(address, num_cpus=num_cpus)
+    if address is None:
+        check_local_cpus(ray, 1 + max(workers))
     from ray import tune
 
-    specs = [{"name": t.name, "launch": str(plan.launch_file), "overrides": t.overrides(),
-              "run_dir": str(plan.run_dir(t))} for t in pending]
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, {"cpu": 1}),
+        tune.with_resources(run_trial, trial_resources),
         param_space={"trial": tune.grid_search(specs)},
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.max_concurrent,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
@@ -149,6 +154,29 @@ def run_sweep(plan: SweepPlan, address: str | None, num_cpus: int | None = None,
         if result.error is not None and result.config is not None:
             errors[result.config["trial"]["name"]] = str(result.error).strip().splitlines()[-1]
     return errors
+
+
+def trial_resources(config: dict[str, Any]) -> Any:
+    """A trial's placement group: one CPU for its trainer and one per rollout worker (`rollout_workers`),
+    so that its workers are placed with it (Tune refuses actors that a trial did not reserve)."""
+    from ray import tune
+
+    return tune.PlacementGroupFactory([{"CPU": 1.0}] * (1 + int(config["trial"]["rollout_workers"])))
+
+
+def rollout_workers(launch_file: str | Path, trial: Trial) -> int:
+    """The trial's `rollout_workers` (a grid may vary it): the CPUs its trial takes beyond its trainer's."""
+    from robot_rl.launch import load_train_config
+
+    return load_train_config(launch_file, trial.overrides()).rollout_workers
+
+
+def check_local_cpus(ray: Any, need: int) -> None:
+    """A trial that needs more CPUs than the local Ray instance has would wait forever: one error first."""
+    have = int(ray.cluster_resources().get("CPU", 0))
+    if need > have:
+        raise ConfigError(f"rollout_workers: a trial takes {need} CPUs (its trainer and {need - 1} rollout "
+                          f"workers), but the local Ray instance has {have}; give --num-cpus {need} or more")
 
 
 def _trial_name(trial: Any) -> str:

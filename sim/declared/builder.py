@@ -8,6 +8,7 @@ result is written as MJCF into a cache folder named by its content, which the en
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -19,15 +20,13 @@ import mujoco
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.spec import ObsTerm
+from robot_rl.spec import ActionSpec, ObsTerm
 
 from ..engine.task import EngineTask, StepBatch
 from . import terms
 from .config import BASE_TERMS, DeclaredTask, Term
+from .state import COMMAND_FIELD, DeclaredState, Plan
 
-# Observation terms the spec can carry today (a field slice, or a slice relative to a goal field).
-SPEC_OBSERVATIONS = ("joint_pos", "joint_vel", "last_action", "base_ang_vel")
-DEFAULT_POSE_FIELD = "default_pose"
 _PERIOD_RTOL = 1e-9
 
 
@@ -86,6 +85,12 @@ def _actuate(task: DeclaredTask, spec: mujoco.MjSpec, joints: tuple[str, ...]) -
             limited = joint.limited == mujoco.mjtLimited.mjLIMITED_TRUE or (
                 joint.limited == mujoco.mjtLimited.mjLIMITED_AUTO and joint.range[0] < joint.range[1])
             lo, hi = joint.range if limited else (-math.pi, math.pi)
+            span = _per_joint(c.action_scale, name, "action_scale", joints)
+            if span is not None:  # default ± span, inside the joint's range
+                if span <= 0:
+                    raise ConfigError(f"task.control.action_scale: must be positive, got {span} for {name!r}")
+                home = task.default_pose.get(name, 0.0)
+                lo, hi = max(lo, home - span), min(hi, home + span)
             act.ctrlrange = [lo, hi]
         else:
             act.set_to_motor()
@@ -118,7 +123,9 @@ def compile_model(task: DeclaredTask) -> tuple[str, mujoco.MjModel, tuple[str, .
         xml = spec.to_xml()
     except ValueError as err:
         raise ConfigError(f"task.control: the actuated model does not compile: {err}") from None
-    folder = os.path.join(tempfile.gettempdir(), "robot_rl_declared")
+    # a cache, not a temporary file: kept under the user's cache folder (a launcher's TMPDIR stays clean)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(cache, "robot_rl", "declared")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, hashlib.sha256(xml.encode()).hexdigest()[:16] + ".xml")
     # Always written (a file found under the name is not trusted); atomic, so a concurrent builder of the
@@ -145,50 +152,80 @@ def layout_of(task: DeclaredTask, model: mujoco.MjModel, joints: Sequence[str]) 
                         upper=np.where(limited, ranges[:, 1], np.inf))
 
 
-def _obs_term(term: Term, layout: terms.Layout, nu: int) -> ObsTerm:
+def _obs_term(term: Term, layout: terms.Layout, model: mujoco.MjModel) -> ObsTerm:
+    """The spec term of an observation term: what a robot's builder reads from its measured state."""
     if term.name == "joint_pos":
         return ObsTerm("joint_pos", "qpos", indices=tuple(int(i) for i in layout.qpos_index),
-                       relative="position", goal=DEFAULT_POSE_FIELD)
+                       offset=tuple(float(v) for v in layout.default_pose))
     if term.name == "joint_vel":
         return ObsTerm("joint_vel", "qvel", indices=tuple(int(i) for i in layout.dof_index))
     if term.name == "last_action":
-        return ObsTerm("last_action", "ctrl", indices=tuple(range(nu)))
-    assert layout.base_dof is not None and term.name == "base_ang_vel"
+        return ObsTerm("last_action", "ctrl", indices=tuple(range(model.nu)))
+    if term.name == "command":
+        return ObsTerm("command", COMMAND_FIELD)
+    if term.name == "body_pos":
+        body = _body(model, term.options["body"], "observations.body_pos.body")
+        return ObsTerm("body_pos", "xpos", indices=(3 * body, 3 * body + 1, 3 * body + 2))
+    assert layout.base_qpos is not None and layout.base_dof is not None  # build_task checks
+    quat = tuple(range(layout.base_qpos + 3, layout.base_qpos + 7))
+    if term.name == "projected_gravity":
+        return ObsTerm("projected_gravity", "qpos", indices=quat, transform="gravity")
+    if term.name == "base_lin_vel":
+        return ObsTerm("base_lin_vel", "qvel", indices=tuple(range(layout.base_dof, layout.base_dof + 3)),
+                       frame="qpos", frame_indices=quat)
+    assert term.name == "base_ang_vel"
     return ObsTerm("base_ang_vel", "qvel", indices=tuple(range(layout.base_dof + 3, layout.base_dof + 6)))
 
 
-def _outcome(task: DeclaredTask, layout: terms.Layout) -> Any:
-    rewards = [(t.name, t.weight, t.options) for t in task.rewards]
-    ends = [(t.name, t.options) for t in task.terminations if t.name != "timeout"]
+def _body(model: mujoco.MjModel, name: str, key: str) -> int:
+    body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
+    if body < 0:
+        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in range(1, model.nbody)]
+        raise ConfigError(f"task.{key}: the model has no body {name!r}; valid: {', '.join(names)}")
+    return body
 
-    def outcome(batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:
-        qpos, n = batch.now["qpos"], len(batch.ctrl)
-        total = np.zeros(n)
-        for name, weight, opts in rewards:
-            if name == "alive":
-                value = terms.alive(n)
-            elif name == "joint_pos_deviation":
-                value = terms.joint_pos_deviation(qpos, layout)
-            elif name == "action_rate":
-                value = terms.action_rate(batch.ctrl, batch.before["ctrl"])
-            elif name == "torque":
-                value = terms.torque(batch.now["qfrc_actuator"], layout)
-            elif name == "joint_limit":
-                value = terms.joint_limit(qpos, layout)
-            elif name == "orientation":
-                value = terms.orientation(qpos, layout)
-            else:
-                value = terms.base_height(qpos, layout, opts["target"])
-            total += weight * value
-        done = np.zeros(n, dtype=bool)
-        for name, opts in ends:
-            if name == "base_height_below":
-                done |= terms.base_height_below(qpos, layout, opts["height"])
-            else:
-                done |= terms.orientation_beyond(qpos, layout, opts["limit"])
-        return total, done
 
-    return outcome
+def _resolved(t: Term, group: str, model: mujoco.MjModel, layout: terms.Layout) -> dict[str, Any]:
+    """A term's options with body names replaced by body ids (the floating base's body by default)."""
+    opts = dict(t.options)
+    if "body" in opts:
+        if opts["body"] is None:  # base_contact's default: the body the free joint moves
+            assert layout.base_dof is not None  # BASE terms on a fixed base are refused before
+            free = int(np.flatnonzero(model.jnt_dofadr == layout.base_dof)[0])
+            opts["body"] = int(model.jnt_bodyid[free])
+        else:
+            opts["body"] = _body(model, opts["body"], f"{group}.{t.name}.body")
+    if "feet" in opts:
+        feet = [_body(model, f, f"{group}.{t.name}.feet") for f in opts["feet"]]
+        opts["feet"] = np.array(feet, dtype=np.intp)
+    return opts
+
+
+def _plan(task: DeclaredTask, model: mujoco.MjModel, layout: terms.Layout) -> Plan:
+    rewards = tuple((t.name, t.weight, _resolved(t, "rewards", model, layout)) for t in task.rewards)
+    ends = tuple((t.name, _resolved(t, "terminations", model, layout)) for t in task.terminations
+                 if t.name != "timeout")
+    ctrl = model.actuator_ctrlrange
+    feet = [opts["feet"] for name, _, opts in rewards if name == "feet_air_time"]
+    c = task.commands
+    return Plan(layout=layout, rewards=rewards, terminations=ends,
+                action=ActionSpec.from_bounds(task.control.kind, ctrl[:, 0], ctrl[:, 1]),
+                dt=task.control.period,
+                command_ranges=None if c is None else np.array(c.ranges(), dtype=np.float64),
+                resample_steps=0 if c is None else max(1, round(c.resample_seconds / task.control.period)),
+                feet=feet[0] if feet else np.zeros(0, dtype=np.intp), reward_floor=task.reward_floor)
+
+
+def _fields(task: DeclaredTask) -> tuple[str, ...]:
+    """mjData fields the outcome reads: the joints and base always, contact forces and body positions
+    where a term reads them."""
+    names = {t.name for t in (*task.rewards, *task.terminations)}
+    fields = ["qpos", "qvel", "ctrl", "qfrc_actuator"]
+    if names & {"feet_air_time", "base_contact"}:
+        fields.append("cfrc_ext")
+    if "body_distance" in names:
+        fields.append("xpos")
+    return tuple(fields)
 
 
 def build_task(task: DeclaredTask, name: str = "declared") -> EngineTask:
@@ -199,18 +236,14 @@ def build_task(task: DeclaredTask, name: str = "declared") -> EngineTask:
         if t.name in BASE_TERMS and layout.base_qpos is None:
             raise ConfigError(f"task: term {t.name!r} reads the floating base, but {task.model!r} has none; "
                               f"set floating_base: true or drop the term")
-    for t in task.observations:
-        if t.name not in SPEC_OBSERVATIONS:
-            raise ConfigError(f"task.observations: {t.name!r} is in the term library but the task "
-                              f"spec cannot carry it to a robot yet (a base-frame rotation); usable now: "
-                              f"{', '.join(SPEC_OBSERVATIONS)}")
     steps = task.control.period / model.opt.timestep
     if abs(steps - round(steps)) > _PERIOD_RTOL * steps or round(steps) < 1:
         raise ConfigError(f"task.control.period: {task.control.period} s is not a whole multiple of the "
                           f"model's timestep {model.opt.timestep} s")
     frame_skip = round(steps)
     max_steps = max(1, round(task.episode_seconds / task.control.period))
-    observations = tuple(_obs_term(t, layout, model.nu) for t in task.observations)
+    observations = tuple(_obs_term(t, layout, model) for t in task.observations)
+    plan = _plan(task, model, layout)
     default_qpos = layout.default_pose.copy()
     qpos_index = layout.qpos_index
 
@@ -219,7 +252,18 @@ def build_task(task: DeclaredTask, name: str = "declared") -> EngineTask:
         qpos[qpos_index] = default_qpos
         return qpos, qvel.copy()
 
+    goals = {} if task.commands is None else {COMMAND_FIELD: lambda m, d: np.zeros(3)}  # drawn per world
     return EngineTask(name=name, mjcf=path, frame_skip=frame_skip, observation=lambda m: observations,
-                      outcome=_outcome(task, layout), reset=reset, max_episode_steps=max_steps,
-                      outcome_fields=("qpos", "qvel", "ctrl", "qfrc_actuator"), action_kind=task.control.kind,
-                      goals={DEFAULT_POSE_FIELD: lambda m, d: default_qpos.copy()})
+                      outcome=_no_outcome, reset=reset, max_episode_steps=max_steps,
+                      outcome_fields=_fields(task), action_kind=task.control.kind, goals=goals,
+                      state=functools.partial(_state, plan=plan))
+
+
+def _state(num_worlds: int, model: Any, plan: Plan) -> DeclaredState:
+    """The engine's per-world task state of a declared task (a module-level factory)."""
+    return DeclaredState(num_worlds, plan)
+
+
+def _no_outcome(batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Never called: a declared task's outcome is its state's (DeclaredState.outcome)."""
+    raise AssertionError("a declared task's outcome is DeclaredState.outcome")

@@ -1,6 +1,7 @@
 """Declared task ids: `declared:<absolute path of a YAML file>` whose `task:` key (a launch file) or whole
-mapping declares the task. The id is what a run's config.yaml, the registry and subprocesses pass around,
-so every process rebuilds the same task from the same file.
+mapping declares the task; and the packaged ones (`PACKAGED`), registered by name. The id is what a run's
+config.yaml, the registry and subprocesses pass around, so every process rebuilds the same task from the
+same file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from .builder import build_task
 from .config import DeclaredTask, parse_task
 
 PREFIX = "declared:"
+PACKAGED = {"quadruped-walk": "quadruped_walk.yaml"}
+"""Declared tasks shipped with the package (their files in sim/assets/), registered under these ids: a
+bundle trained on one names a task that every install resolves (a `declared:` id is a path)."""
 
 
 def is_declared(task_id: str) -> bool:
@@ -43,3 +47,14 @@ def read(task_id: str) -> DeclaredTask:
 def load(task_id: str) -> EngineTask:
     """The engine task of a declared id (built once per process; the file is read when first asked)."""
     return build_task(read(task_id), name=task_id)
+
+
+def packaged_file(name: str) -> str:
+    """The file declaring the packaged task `name` (sim/assets/)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", PACKAGED[name])
+
+
+@functools.cache
+def packaged(name: str) -> EngineTask:
+    """The engine task of the packaged declared task `name`, under that id (built once per process)."""
+    return build_task(read(declared_id(packaged_file(name))), name=name)

@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from robot_rl.spec import gravity_in_frame, rotate_into_frame
+
 Array = np.ndarray
 
 
@@ -40,11 +42,9 @@ class Layout:
 
 
 def rotate_inverse(quat: Array, v: Array) -> Array:
-    """`v` `(N, 3)` (world frame) expressed in the frame of `quat` `(N, 4)`: R(quat)^T v, per world."""
-    w, u = quat[:, :1], quat[:, 1:]
-    # Rotation by the conjugate (w, -u) of a unit quaternion: v - 2w (u x v) + 2 u x (u x v).
-    uv = np.cross(u, v)
-    return v - 2.0 * w * uv + 2.0 * np.cross(u, uv)
+    """`v` `(N, 3)` (world frame) expressed in the frame of `quat` `(N, 4)`: R(quat)^T v, per world (the
+    spec's rotation, so a robot's observation rotates exactly as the engine's)."""
+    return rotate_into_frame(quat, v)
 
 
 def _base_quat(qpos: Array, layout: Layout) -> Array:
@@ -68,8 +68,7 @@ def joint_vel(qvel: Array, layout: Layout) -> Array:
 
 def projected_gravity(qpos: Array, layout: Layout) -> Array:
     """The unit gravity direction (0, 0, -1) in the base frame `(N, 3)`: (0, 0, -1) when upright."""
-    down = np.broadcast_to(np.array([0.0, 0.0, -1.0]), (len(qpos), 3))
-    return rotate_inverse(_base_quat(qpos, layout), down)
+    return gravity_in_frame(_base_quat(qpos, layout))
 
 
 def base_lin_vel(qpos: Array, qvel: Array, layout: Layout) -> Array:
@@ -144,3 +143,66 @@ def orientation_beyond(qpos: Array, layout: Layout, limit: float) -> Array:
     """True where the base is tilted more than `limit` radians from upright."""
     g = projected_gravity(qpos, layout)
     return np.arccos(np.clip(-g[:, 2], -1.0, 1.0)) > limit
+
+
+# --------------------------------------------------------------------------------------------------
+# Velocity commands and the legged terms (legged_gym's reward set, its kernels and thresholds)
+
+
+def draw_commands(rng: np.random.Generator, ranges: Array) -> Array:
+    """One command (forward m/s, lateral m/s, yaw rate rad/s) `(3,)`, uniform in `ranges` `(3, 2)`."""
+    return rng.uniform(ranges[:, 0], ranges[:, 1])
+
+
+def track_lin_vel_xy(qpos: Array, qvel: Array, layout: Layout, command: Array, sigma: float) -> Array:
+    """exp(-|command_xy - v_xy|² / sigma), v in the base frame (m/s): 1 when tracking exactly."""
+    error = np.sum(np.square(command[:, :2] - base_lin_vel(qpos, qvel, layout)[:, :2]), axis=1)
+    return np.exp(-error / sigma)
+
+
+def track_ang_vel_z(qvel: Array, layout: Layout, command: Array, sigma: float) -> Array:
+    """exp(-(command_yaw - ω_z)² / sigma), ω in the base frame (rad/s)."""
+    return np.exp(-np.square(command[:, 2] - base_ang_vel(qvel, layout)[:, 2]) / sigma)
+
+
+def lin_vel_z(qpos: Array, qvel: Array, layout: Layout) -> Array:
+    """Squared vertical velocity of the base in its frame (m²/s²): bouncing; weight it negative."""
+    return np.square(base_lin_vel(qpos, qvel, layout)[:, 2])
+
+
+def ang_vel_xy(qvel: Array, layout: Layout) -> Array:
+    """Squared roll and pitch rates of the base (rad²/s²): rocking; weight it negative."""
+    return np.sum(np.square(base_ang_vel(qvel, layout)[:, :2]), axis=1)
+
+
+def contact(cfrc_ext: Array, bodies: Array, force: float) -> Array:
+    """`(N, B)` True where the upward contact force on each body exceeds `force` (N); `cfrc_ext`
+    `(N, nbody, 6)` is MuJoCo's external wrench per body (torque, then force, world frame)."""
+    return cfrc_ext[:, bodies, 5] > force
+
+
+def feet_air_time(touching: Array, last_touching: Array, air_time: Array, dt: float, command: Array,
+                  threshold: float) -> tuple[Array, Array, Array]:
+    """Reward for steps longer than `threshold` seconds, paid at touchdown (legged_gym's feet_air_time),
+    zero while the commanded planar speed is under 0.1 m/s.
+
+    `touching`, `last_touching` `(N, F)` bool (this and the previous control period), `air_time` `(N, F)`
+    seconds each foot has been off the ground. Returns (reward `(N,)`, new air time, new last touching).
+    A contact in either of the last two periods counts (MuJoCo's contacts flicker on a touchdown).
+    """
+    touched = touching | last_touching
+    first = (air_time > 0.0) & touched
+    air = air_time + dt
+    reward = np.sum((air - threshold) * first, axis=1)
+    reward *= np.linalg.norm(command[:, :2], axis=1) > 0.1
+    return reward, np.where(touched, 0.0, air), touching.copy()
+
+
+def body_distance(xpos: Array, body: int, target: Array) -> Array:
+    """Distance of a body's origin from `target` (m, world frame); weight it negative."""
+    return np.linalg.norm(xpos[:, body] - target, axis=1)
+
+
+def base_contact(cfrc_ext: Array, body: int, force: float) -> Array:
+    """True where the contact force on `body` exceeds `force` (N): the trunk touched the ground."""
+    return np.linalg.norm(cfrc_ext[:, body, 3:], axis=1) > force

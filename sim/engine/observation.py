@@ -1,8 +1,9 @@
 """The spec's observation terms over all worlds at once: `(N, size)` state arrays -> `(N, obs_dim)`.
 
-The same term semantics as `robot_rl.spec.ObservationBuilder` (select, goal-relative, transform, clip,
-scale, history newest first), written over a leading world axis; the conformance tests hold the two
-equal world by world. History frames are kept per world; `reset(mask)` refills the masked worlds.
+The same term semantics as `robot_rl.spec.ObservationBuilder` (select, goal-relative, offset, frame,
+transform, clip, scale, history newest first; `express_in_frame` is the one definition of the middle),
+written over a leading world axis; the conformance tests hold the two equal world by world. History
+frames are kept per world; `reset(mask)` refills the masked worlds.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from robot_rl.spec import TaskSpec, relative_to_goal
+from robot_rl.spec import TaskSpec, express_in_frame, relative_to_goal
 
 
 class BatchObservationBuilder:
@@ -30,8 +31,14 @@ class BatchObservationBuilder:
             if t.relative != "none":
                 assert t.goal is not None  # ObsTerm checks: a relative term names its goal field
                 goal = (t.relative, t.goal, None if t.goal_indices is None else _selector(t.goal_indices))
-            func = {"none": None, "sin": np.sin, "cos": np.cos}[t.transform]
-            self._terms.append((t.source, select, goal, func, t.clip, t.scale, start, width, t.history))
+            func = {"none": None, "sin": np.sin, "cos": np.cos, "gravity": None}[t.transform]
+            express = None  # (offset, frame field, its quaternion's selection, gravity)
+            if t.offset is not None or t.frame is not None or t.transform == "gravity":
+                express = (None if t.offset is None else np.array(t.offset), t.frame,
+                           None if t.frame_indices is None else np.array(t.frame_indices, dtype=np.intp),
+                           t.transform == "gravity")
+            self._terms.append((t.source, select, goal, express, func, t.clip, t.scale, start, width,
+                                t.history))
             start += width * t.history
 
     def reset(self, mask: np.ndarray) -> None:
@@ -47,12 +54,16 @@ class BatchObservationBuilder:
         else:
             buf, primed = self._buffer, self._primed
         fresh = ~primed
-        for source, select, goal, func, clip, scale, start, width, history in self._terms:
+        for source, select, goal, express, func, clip, scale, start, width, history in self._terms:
             values = state[source] if select is None else state[source][:, select]
             if goal is not None:
                 kind, gname, gsel = goal
                 target = state[gname] if gsel is None else state[gname][:, gsel]
                 values = relative_to_goal(kind, values, target)
+            if express is not None:
+                offset, fname, fsel, gravity = express
+                values = express_in_frame(values, offset, None if fname is None else state[fname][:, fsel],
+                                          gravity)
             frame = func(values) if func is not None else np.array(values, dtype=np.float64)
             if clip is not None:
                 np.maximum(frame, clip[0], out=frame)

@@ -121,8 +121,11 @@ class EngineTask:
     state: TaskStateFactory | None = None
     """Per-world task state (see `TaskState`); None: the outcome and the spec's action mapping suffice."""
     action_kind: str = "torque"
-    """What the controls mean, the spec's action kind over the actuators' ctrlrange: "torque" (motors) or
-    "position" (targets of position servos)."""
+    """What the controls mean, the spec's action kind over the actuators' ctrlrange: "torque" (motors),
+    "position" (targets of position servos) or "position_delta" (changes of those targets, integrated by
+    the task state's `robot_rl.spec.TargetIntegrator`)."""
+    action_rate: float = 1.0
+    """position_delta only: the fraction of a joint's ctrlrange a full action moves its target per step."""
     privileged: Callable[[Any], Sequence[ObsTerm]] | None = None
     """Terms the critic may see and a robot cannot measure (asymmetric actor-critic), for the loaded
     model: over the observation's fields and MODEL_FIELDS (each world's drawn physical parameters). The
@@ -195,6 +198,8 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
             raise ConfigError(f"{task.name}: observation term {term.name!r} reads {term.source!r}, which is "
                               f"neither an mjData field the engine reads ({', '.join(FIELD_SIZES)}) nor "
                               f"a goal of the task ({', '.join(task.goals) or 'none'})")
+        if term.frame is not None and term.frame in FIELD_SIZES:  # the quaternion a term is rotated by
+            sizes[term.frame] = FIELD_SIZES[term.frame](model)
         if term.goal is not None and term.goal not in task.goals:
             drawn = ", ".join(task.goals) or "none"
             raise ConfigError(f"{task.name}: observation term {term.name!r} is relative to goal "
@@ -206,7 +211,10 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
     names, limits, low, high = joint_actions(task.name, model)
     try:
         return TaskSpec(name=task.name, joint_names=names, observation=terms,
-                        action=ActionSpec.from_bounds(task.action_kind, low, high), joint_limits=limits,
+                        action=(ActionSpec.position_delta(low, high, task.action_rate)
+                                if task.action_kind == "position_delta"
+                                else ActionSpec.from_bounds(task.action_kind, low, high)),
+                        joint_limits=limits,
                         control_period=float(model.opt.timestep) * task.frame_skip,
                         physics_dt=float(model.opt.timestep), state_fields=sizes,
                         state_joints=spec_state_joints(model, sizes), goal_fields=tuple(task.goals))

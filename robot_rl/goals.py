@@ -1,4 +1,5 @@
-"""The cube tasks' goals, success rule and reward, written over N worlds at once (numpy only).
+"""The goals, success rule and drops of goal-reaching tasks (numpy only): in the core, so that the engine's
+cube tasks and a robot's goal tracker (hardware/goal_tracker.py) share one implementation.
 
 Quaternions are MuJoCo's: (w, x, y, z), unit norm, arrays of shape (N, 4).
 

@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from robot_rl.sim.cube_goals import (
+from robot_rl.goals import (
     HoldAndAdvance,
     SuccessRule,
     dropped,
