@@ -37,21 +37,29 @@ class ContactForces:
         self._batch = batch
         self._models = models
         self._ncon = batch.bind("ncon")
-        self._ne = batch.bind("ne")
-        self._xfrc = batch.bind("xfrc_applied")  # a live view of the state rows
+        self._ne = batch.bind("ne") if batch.model.neq else None  # equality rows: only with equalities
+        xfrc = batch.bind("xfrc_applied")  # a live view of the state rows
+        self._xfrc = xfrc.reshape(batch.nsim, -1)
+        assert np.shares_memory(self._xfrc, xfrc), "xfrc_applied rows must stay a live view"
         self._scratch = mujoco.MjData(batch.model)
+        self._scratch_cfrc = self._scratch.cfrc_ext  # a view of the scratch data's array
 
     def active(self) -> np.ndarray:
         """`(N,)` True for the worlds whose `cfrc_ext` may be non-zero after the last call."""
-        return (self._ncon > 0) | (self._ne > 0) | self._xfrc.any(axis=(1, 2))
+        active = self._ncon > 0
+        if self._ne is not None:
+            active |= self._ne > 0
+        active |= self._xfrc.any(axis=1)
+        return active
 
     def update(self, out: np.ndarray) -> None:
         """Write every world's `cfrc_ext` into `out` `(N, nbody, 6)`: zero where nothing acts, else
         MuJoCo's `mj_rnePostConstraint` on a copy of the world's data."""
         active = self.active()
-        out[~active] = 0.0
-        scratch, batch, models = self._scratch, self._batch, self._models
+        out.fill(0.0)
+        scratch, cfrc, models = self._scratch, self._scratch_cfrc, self._models
+        get_data, rne_post = self._batch.get_data, mujoco.mj_rnePostConstraint
         for i in np.flatnonzero(active).tolist():
-            batch.get_data(i, scratch)
-            mujoco.mj_rnePostConstraint(models[i], scratch)
-            out[i] = scratch.cfrc_ext
+            get_data(i, scratch)
+            rne_post(models[i], scratch)
+            out[i] = cfrc
