@@ -33,6 +33,7 @@ ONNX = ["onnx>=1.15", "onnxruntime>=1.17"]
 BENCH = ["stable-baselines3>=2.3", "sb3-contrib>=2.3"]
 TEST = ["pytest>=7", "ruff>=0.5", "mypy>=1.10"]  # ruff and mypy (.ci/typecheck) run in CI
 ATARI = ["ale-py>=0.9"]  # its wheel ships the ROMs: nothing downloads at run time
+ROBOTICS = ["gymnasium-robotics==1.4.2"]  # the Shadow Hand block tasks (robot_rl.sim.shadow_hand)
 DISTRIBUTED = ["ray[tune]>=2.60,<3"]  # robot-rl sweep (robot_rl.distributed); +~500 MB, ~60 s to install
 
 setup(
@@ -54,7 +55,8 @@ setup(
         "test": TEST,
         "atari": ATARI,
         "distributed": DISTRIBUTED,
-        "all": TRAIN + ROS2 + ONNX + BENCH + TEST + ATARI + DISTRIBUTED,
+        "robotics": ROBOTICS,
+        "all": TRAIN + ROS2 + ONNX + BENCH + TEST + ATARI + DISTRIBUTED + ROBOTICS,
     },
     entry_points={"console_scripts": ["robot-rl=robot_rl.cli:main"]},
 )

@@ -67,21 +67,24 @@ class NumpyActing:
         self.squash = bool(weights.squash)
         self._log_norm = float(self.log_std.sum()) + _HALF_LOG_2PI * self.log_std.size
 
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(actions `(N, act_dim)`, log_probs `(N,)`, values `(N,)`), all float32."""
+    def act(self, obs: np.ndarray, critic_obs: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(actions `(N, act_dim)`, log_probs `(N,)`, values `(N,)`), all float32; the values of
+        `critic_obs` where the critic sees more than the observation (asymmetric actor-critic)."""
+        value_in = obs if critic_obs is None else critic_obs
         mean = self.actor(obs)
         noise = self.rng.standard_normal(mean.shape, dtype=np.float32)
         pre_tanh = mean + self.std * noise
         if not self.squash:
             log_probs = -0.5 * np.square(noise).sum(-1) - self._log_norm
-            return pre_tanh, log_probs.astype(np.float32), self.value(obs)
+            return pre_tanh, log_probs.astype(np.float32), self.value(value_in)
         actions = np.tanh(pre_tanh)
         bound = 1.0 - ATANH_EPS
         u = np.arctanh(np.clip(actions, -bound, bound))  # as SquashedDiagGaussian.log_prob recovers it
         z = (u - mean) / self.std
         log_det = 2.0 * (_LOG_2 - u - np.logaddexp(0.0, -2.0 * u))
         log_probs = -0.5 * np.square(z).sum(-1) - self._log_norm - log_det.sum(-1)
-        return actions, log_probs.astype(np.float32), self.value(obs)
+        return actions, log_probs.astype(np.float32), self.value(value_in)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """V(obs) `(N,)`; zeros without a critic."""

@@ -65,12 +65,19 @@ class PolicyConfig:
     ortho_init: bool = True
     """Orthogonal weights (gain √2 hidden, 0.01 on the action mean, 1 on the value), zero biases;
     false keeps torch's default initialisation, as the RL Zoo's tuned MuJoCo PPO settings do."""
+    critic_privileged: tuple[str, ...] = ()
+    """Asymmetric actor-critic: the task's privileged terms (simulator state a robot cannot measure, e.g.
+    the cube's velocity and drawn mass) the critic sees besides the observation, normalised, in this
+    order (PPO and TRPO on `vectorization: batched`); the actor, and so a bundle, never sees them.
+    Empty: the critic sees the policy's observation."""
 
     def __post_init__(self) -> None:
         for key, widths in (("policy.hidden", self.hidden), ("policy.critic_hidden", self.critic_hidden)):
             check(all(0 < h <= MAX_WIDTH for h in widths), key,
                   f"layer widths must be in [1, {MAX_WIDTH}], got {list(widths)}")
             check(len(widths) <= MAX_LAYERS, key, f"at most {MAX_LAYERS} hidden layers, got {len(widths)}")
+        check(all(isinstance(n, str) and n for n in self.critic_privileged), "policy.critic_privileged",
+              f"must be a list of term names, got {list(self.critic_privileged)}")
         check(-20.0 <= self.log_std_init <= 2.0, "policy.log_std_init",
               f"must be a number in [-20, 2] (a standard deviation of e^-20 to e^2), got {self.log_std_init}")
 
@@ -212,7 +219,8 @@ def _check_adr(config: TrainConfig) -> None:
 
 
 def _check_rollout_workers(config: TrainConfig) -> None:
-    """rollout_workers: >= 0, at most one per environment, on-policy only, no ADR; ray_address with it."""
+    """rollout_workers: >= 0, at most one per environment, on-policy only, no ADR, no privileged critic;
+    ray_address with it."""
     n = config.rollout_workers
     check(n >= 0, "rollout_workers", f"must be >= 0 (0 collects in the training process, N >= 1 on N Ray "
           f"actors), got {n}")
@@ -239,6 +247,9 @@ def _check_rollout_workers(config: TrainConfig) -> None:
     check(not config.adr.enabled, "rollout_workers",
           "ADR grows its ranges from the training envs' episodes in this process; use rollout_workers: 0 "
           "with adr.enabled")
+    check(not config.policy.critic_privileged, "policy.critic_privileged",
+          f"the privileged critic terms are collected in the training process only; remove "
+          f"policy.critic_privileged or use rollout_workers: 0 (it is {n})")
 
 
 def algorithm_config_class(algo: str) -> type[Any]:

@@ -110,7 +110,7 @@ class RolloutBuffer:
     """
 
     def __init__(self, num_steps: int, num_envs: int, obs_dim: int, act_dim: int,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", privileged_dim: int = 0) -> None:
         if torch.device(device).type != "cpu":
             raise ValueError(f"RolloutBuffer lives on the CPU (rollouts are collected in numpy): {device}")
         self.num_steps = int(num_steps)
@@ -127,10 +127,15 @@ class RolloutBuffer:
         self.bootstrap_values = torch.zeros(shape, dtype=f32, device=device)
         self.advantages = torch.zeros(shape, dtype=f32, device=device)
         self.returns = torch.zeros(shape, dtype=f32, device=device)
+        self.privileged = (torch.zeros((*shape, privileged_dim), dtype=f32, device=device)
+                           if privileged_dim else None)
+        """`(T, N, privileged_dim)` the critic's privileged terms (asymmetric actor-critic), or None."""
         self.step = 0
         # numpy views sharing the tensors' memory: `add` runs once per vector step, and a numpy
         # assignment costs a fraction of torch's per-call dispatch (CPU only)
         self._views = {name: getattr(self, name).numpy() for name in _STORED}
+        if self.privileged is not None:
+            self._views["privileged"] = self.privileged.numpy()
 
     @property
     def full(self) -> bool:
@@ -143,11 +148,13 @@ class RolloutBuffer:
 
     def add(self, obs: Tensor | np.ndarray, actions: Tensor | np.ndarray, log_probs: Tensor | np.ndarray,
             rewards: Tensor | np.ndarray, values: Tensor | np.ndarray, terminated: Tensor | np.ndarray,
-            truncated: Tensor | np.ndarray, bootstrap_values: Tensor | np.ndarray | None = None) -> None:
+            truncated: Tensor | np.ndarray, bootstrap_values: Tensor | np.ndarray | None = None,
+            privileged: Tensor | np.ndarray | None = None) -> None:
         """Store one vector step: obs `(N, obs_dim)` seen, actions `(N, act_dim)` taken, and `(N,)` rest.
 
         `bootstrap_values[i]` is V(real final observation) where env i was truncated (ignored elsewhere);
-        None means no env was truncated.
+        None means no env was truncated. `privileged` `(N, privileged_dim)`: the critic's privileged
+        terms of `obs` (required when the buffer has them).
         """
         if self.step >= self.num_steps:
             raise IndexError(f"rollout buffer is full ({self.num_steps} steps); call reset() first")
@@ -161,7 +168,18 @@ class RolloutBuffer:
         views["terminated"][t] = _numpy(terminated)
         views["truncated"][t] = _numpy(truncated)
         views["bootstrap_values"][t] = 0.0 if bootstrap_values is None else _numpy(bootstrap_values)
+        if self.privileged is not None:
+            if privileged is None:
+                raise ValueError("this buffer stores the critic's privileged terms: pass privileged=")
+            views["privileged"][t] = _numpy(privileged)
         self.step += 1
+
+    def critic_obs(self) -> Tensor | None:
+        """`(T, N, obs_dim + privileged_dim)` the critic's input where it sees privileged terms (the
+        observation, then them); None where it sees the observation alone."""
+        if self.privileged is None:
+            return None
+        return torch.cat((self.obs, self.privileged), dim=-1)
 
     def compute_returns(self, last_values: Tensor | np.ndarray, gamma: float, lam: float) -> None:
         """Fill `advantages` and `returns` by GAE; `last_values` `(N,)` = V(obs after the last step)."""

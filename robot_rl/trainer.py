@@ -11,6 +11,12 @@ The run directory holds everything a user needs to watch, resume and export a ru
 A killed run resumes from its newest readable checkpoint with the same step count, optimiser and
 normaliser state. A non-finite loss or parameter stops training with an error that names the step;
 the last good checkpoint is never overwritten by a diverged state.
+
+Asymmetric actor-critic (`policy.critic_privileged`): the critic's input is the normalised observation
+followed by the task's privileged terms (the engine's `info["privileged"]`, normalised by their own
+running statistics, saved in checkpoints); the actor's is the observation alone, so evaluation, export
+and a bundle are unchanged. At a truncation the bootstrap value reads the ended episode's real final
+privileged terms (`info["final_privileged"]`), as it reads its final observation.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from robot_rl.checkpoint import (
     atomic_write_text,
     from_checkpoint_state,
     load_run_checkpoint,
+    to_checkpoint_state,
 )
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.launch import TrainConfig, agent_class, config_to_yaml_dict, read_run_config, trainer_class
@@ -60,20 +67,24 @@ class Trainer(TrainerBase):
             raise ConfigError(f"algo: {config.algo!r} trains Gaussian policies for continuous actions, but "
                               f"task {config.task!r} has {self.spec.action.num_actions} discrete actions; "
                               f"use algo: dqn")
-        transition = 4 * (self.spec.obs_dim + self.spec.act_dim + 8)  # float32 obs, action and 8 scalars
+        critic_dim = critic_obs_dim(config, self.spec.obs_dim)
+        self.privileged_dim = 0 if critic_dim is None else critic_dim - self.spec.obs_dim
+        """Width of the critic's privileged terms (0: a symmetric actor-critic)."""
+        # float32 obs, privileged terms, action and 8 scalars
+        transition = 4 * (self.spec.obs_dim + self.privileged_dim + self.spec.act_dim + 8)
         check_memory(config.algorithm.num_steps * config.num_envs * transition, f"{config.algo}.num_steps",
                      "rollout buffer (num_steps × num_envs transitions)")
         self.envs: Any = make(config.task, num_envs=config.num_envs, seed=config.seed,
                               vectorization=config.vectorization, randomize=config.randomize,
-                              threads=config.env_threads) if config.rollout_workers == 0 else None
+                              threads=config.env_threads, privileged=tuple(config.policy.critic_privileged)) \
+            if config.rollout_workers == 0 else None
         """The training envs; None with rollout_workers (the Ray actors hold them)."""
         make_run_dir(self.run_dir)
         self.obs_dim, self.act_dim = self.spec.obs_dim, self.spec.act_dim
         algo_cfg = config.algorithm
         steps_per_update = algo_cfg.num_steps * config.num_envs
         self.total_updates = math.ceil(config.total_steps / steps_per_update)
-        self.agent: OnPolicyAgent = agent_class(config.algo)(
-            self.obs_dim, self.act_dim, config.policy, algo_cfg, self.total_updates)
+        self.agent: OnPolicyAgent = make_agent(config, self.obs_dim, self.act_dim, self.total_updates)
         self.agent.seed(config.seed)
         norm = config.normalize
         self.obs_normalizer = ObservationNormalizer((self.obs_dim,), clip=norm.clip_observations) \
@@ -81,7 +92,15 @@ class Trainer(TrainerBase):
         gamma = float(getattr(algo_cfg, "gamma", 0.99))
         self.reward_scaler = RewardScaler(config.num_envs, gamma=gamma, clip=norm.clip_rewards) \
             if norm.rewards else None
-        self.buffer = RolloutBuffer(algo_cfg.num_steps, config.num_envs, self.obs_dim, self.act_dim)
+        self.privileged_normalizer = None
+        """Running statistics of the privileged terms (asymmetric, with normalize.observations)."""
+        if self.privileged_dim and norm.observations:
+            self.privileged_normalizer = ObservationNormalizer((self.privileged_dim,),
+                                                               clip=norm.clip_observations)
+        self._privileged_raw: np.ndarray | None = None
+        """The current step's privileged terms `(num_envs, privileged_dim)`, raw (asymmetric only)."""
+        self.buffer = RolloutBuffer(algo_cfg.num_steps, config.num_envs, self.obs_dim, self.act_dim,
+                                    privileged_dim=self.privileged_dim)
         self.acting = NumpyActing(self.agent, seed=config.seed)
         self.step = 0
         self.episodes = 0
@@ -99,8 +118,10 @@ class Trainer(TrainerBase):
         workers = self._start_rollout_workers()  # None: collect in this process
         resolved = yaml.safe_dump(config_to_yaml_dict(cfg), sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", resolved)
-        obs_raw: Any = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)[0] if workers is None \
-            else None
+        obs_raw: Any = None
+        if workers is None:
+            obs_raw, reset_info = self.envs.reset(seed=cfg.seed + 7919 * self.agent.updates_done)
+            self._privileged_raw = reset_info.get("privileged")
         running_return = np.zeros(cfg.num_envs)
         running_length = np.zeros(cfg.num_envs, dtype=np.int64)
         log = RunLog(self.run_dir, cfg.log, cfg.total_steps, f"{cfg.task} {cfg.algo}", self.step)
@@ -113,7 +134,9 @@ class Trainer(TrainerBase):
                     obs_raw, running_return, running_length = self._collect(obs_raw, running_return,
                                                                             running_length)
                     buffer = self.buffer
-                    last_values = torch.as_tensor(self.acting.value(self._normalize(obs_raw, update=False)))
+                    privileged = self._normalize_privileged(self._privileged_raw, update=False)
+                    last_in = self._value_input(self._normalize(obs_raw, update=False), privileged)
+                    last_values = torch.as_tensor(self.acting.value(last_in))
                 else:  # the same collection on the Ray actors, gathered into a buffer here
                     buffer, last_values = workers.collect(self)
                 metrics = self.agent.update(buffer, last_values)
@@ -160,7 +183,8 @@ class Trainer(TrainerBase):
         buf.reset()
         for _ in range(buf.num_steps):
             obs = self._normalize(obs_raw, update=True)
-            actions, log_probs, values = acting.act(obs)
+            privileged = self._normalize_privileged(self._privileged_raw, update=True)  # None: symmetric
+            actions, log_probs, values = acting.act(obs, self._value_input(obs, privileged))
             # the env maps the normalised action onto robot units (and clips) through the task spec
             next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
             done = terminated | truncated
@@ -170,14 +194,19 @@ class Trainer(TrainerBase):
                 idx = np.flatnonzero(truncated_only)
                 bootstrap = np.zeros(self.config.num_envs, dtype=np.float32)
                 final = np.stack([info["final_obs"][i] for i in idx])
-                bootstrap[idx] = acting.value(self._normalize(final, update=False))
+                final_privileged = None if privileged is None else self._normalize_privileged(
+                    np.stack([info["final_privileged"][i] for i in idx]), update=False)
+                bootstrap[idx] = acting.value(self._value_input(self._normalize(final, update=False),
+                                                                final_privileged))
             scaled = self.reward_scaler.step(rewards, done) if self.reward_scaler else rewards
-            buf.add(obs, actions, log_probs, scaled, values, terminated, truncated_only, bootstrap)
+            buf.add(obs, actions, log_probs, scaled, values, terminated, truncated_only, bootstrap,
+                    privileged=privileged)
             if self.adr is not None:  # before the running returns of ended episodes are cleared
                 adr_feedback(self.adr, self.config.adr, info, running_return + rewards)
             self._count_episodes(rewards, done, running_return, running_length)
             self._count_successes(info)
             obs_raw = next_obs
+            self._privileged_raw = info.get("privileged")
         self.step += buf.num_steps * self.config.num_envs
         return obs_raw, running_return, running_length
 
@@ -196,6 +225,24 @@ class Trainer(TrainerBase):
             self.obs_normalizer.update(obs_raw)
         return self.obs_normalizer.normalize(obs_raw).astype(np.float32)
 
+    def _normalize_privileged(self, raw: np.ndarray | None, update: bool) -> np.ndarray | None:
+        """The critic's privileged terms, normalised as the observation is, float32; None if symmetric."""
+        if not self.privileged_dim:
+            return None
+        if raw is None:
+            raise RobotRLError(f"{self.config.task}: the environment did not hand out the critic's "
+                               f"privileged terms (info['privileged'])")
+        if self.privileged_normalizer is None:
+            return np.asarray(raw, dtype=np.float32)
+        if update:
+            self.privileged_normalizer.update(raw)
+        return self.privileged_normalizer.normalize(raw).astype(np.float32)
+
+    @staticmethod
+    def _value_input(obs: np.ndarray, privileged: np.ndarray | None) -> np.ndarray:
+        """The critic's input: the normalised observation, then the privileged terms where there are."""
+        return obs if privileged is None else np.concatenate((obs, privileged), axis=1)
+
     # ------------------------------------------------------------------ evaluation, logging, saving
     def policy_fn(self):
         """The deterministic policy on raw observations, as a deployment runs it."""
@@ -207,7 +254,7 @@ class Trainer(TrainerBase):
         from robot_rl.sim import get_spec
 
         spec = get_spec(config.task)
-        agent = agent_class(config.algo)(spec.obs_dim, spec.act_dim, config.policy, config.algorithm, 1)
+        agent = make_agent(config, spec.obs_dim, spec.act_dim, 1)
         agent.load_state_dict(state["agent"])
         normalizer = None
         if state.get("obs_normalizer") is not None:
@@ -245,14 +292,47 @@ class Trainer(TrainerBase):
 
     def state(self) -> dict[str, Any]:
         state = super().state()
+        if self.privileged_normalizer is not None:
+            state["privileged_normalizer"] = to_checkpoint_state(self.privileged_normalizer.state_dict())
         if self.adr is not None:  # a resumed run goes on from the same ranges
             state["adr"] = self.adr.state_dict()
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
+        if self.privileged_normalizer is not None:
+            self.privileged_normalizer.load_state_dict(from_checkpoint_state(state["privileged_normalizer"]))
         if self.adr is not None and state.get("adr") is not None:
             self.adr.load_state_dict(state["adr"])
+
+
+def critic_obs_dim(config: TrainConfig, obs_dim: int) -> int | None:
+    """The critic's input width under `policy.critic_privileged` (observation + privileged terms), or
+    None for a symmetric actor-critic; a ConfigError for an algorithm, vectorization or term that
+    cannot take it (naming the valid choices)."""
+    names = tuple(config.policy.critic_privileged)
+    if not names:
+        return None
+    if config.algo not in ASYMMETRIC_ALGOS:
+        raise ConfigError(f"policy.critic_privileged: algo {config.algo!r} has no critic that could see "
+                          f"them; use one of: {', '.join(ASYMMETRIC_ALGOS)}")
+    if config.vectorization != "batched":
+        raise ConfigError(f"policy.critic_privileged: privileged critic terms come from the MuJoCo engine's "
+                          f"worlds; use vectorization: batched (not {config.vectorization!r})")
+    from robot_rl.sim.registry import privileged_dim
+
+    return obs_dim + privileged_dim(config.task, names)
+
+
+ASYMMETRIC_ALGOS = ("ppo", "trpo")
+"""The algorithms whose critic may see privileged terms (a learned value function trained on rollouts)."""
+
+
+def make_agent(config: TrainConfig, obs_dim: int, act_dim: int, total_updates: int) -> OnPolicyAgent:
+    """The run's agent; its critic reads the observation and the privileged terms where the config asks."""
+    critic_dim = critic_obs_dim(config, obs_dim)
+    extra = {} if critic_dim is None else {"critic_obs_dim": critic_dim}  # REINFORCE/VPG take none
+    return agent_class(config.algo)(obs_dim, act_dim, config.policy, config.algorithm, total_updates, **extra)
 
 
 def load_run_policy(run_dir: str | Path, checkpoint: str = "latest"

@@ -114,6 +114,26 @@ def _observation(model: Any) -> list[ObsTerm]:
             ObsTerm("last_action", "last_action")]
 
 
+def _privileged(model: Any) -> list[ObsTerm]:
+    """What the critic may see beyond the policy (asymmetric actor-critic; a robot measures none of it):
+    the cube's velocity (m/s, rad/s), the fingertips' positions (m, palm frame), and the physical
+    parameters the randomizer draws: the cube's mass (kg) and friction, the finger joints' damping and
+    the servos' kp."""
+    cube_body, cube_geom = int(model.body("cube").id), int(model.geom("cube").id)
+    tips = tuple(3 * s + k for s in TIP_SITES for k in range(3))
+    nv_hand = tuple(range(NJ))
+    return [ObsTerm("cube_vel", "qvel", indices=tuple(range(NJ, NJ + 6)), clip=(-20.0, 20.0), scale=0.1),
+            ObsTerm("fingertips", "site_xpos", indices=tips, scale=10.0),
+            ObsTerm("cube_mass", "body_mass", indices=(cube_body,), scale=10.0),
+            ObsTerm("cube_friction", "geom_friction", indices=(cube_geom,)),
+            ObsTerm("joint_damping", "dof_damping", indices=nv_hand),
+            ObsTerm("servo_kp", "actuator_gain", indices=tuple(range(model.nu)))]
+
+
+PRIVILEGED = ("cube_vel", "fingertips", "cube_mass", "cube_friction", "joint_damping", "servo_kp")
+"""The cube tasks' privileged term names (`_privileged`), for a launch file's `policy.critic_privileged`."""
+
+
 def _reset(rng: np.random.Generator, qpos0: np.ndarray, qvel0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The home grasp, fingers within ±0.03 rad of it, the cube turned by a yaw uniform on [-pi, pi)."""
     home, _ = _home()
@@ -228,7 +248,7 @@ def cube_task(mode: str, max_episode_steps: int = 200, tolerance: float = 0.4, h
     return EngineTask(name=name, mjcf=mjcf, frame_skip=10, observation=_observation, outcome=_no_outcome,
                       reset=_reset, max_episode_steps=max_episode_steps, outcome_fields=("site_xpos",),
                       goals={"cube_goal": _goal_placeholder}, state=state, action_kind="position_delta",
-                      action_rate=ACTION_RATE)
+                      action_rate=ACTION_RATE, privileged=_privileged)
 
 
 def _no_outcome(batch: StepBatch) -> tuple[np.ndarray, np.ndarray]:

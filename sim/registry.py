@@ -5,8 +5,10 @@ actions), Gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3
 Gymnasium's box2d extra), the course's grid worlds as `grid:<name>` and Atari games as `atari:<game>`
 (optional: ale-py) (discrete actions), and the cube tasks `cube:rotate-z` and `cube:reorient` (our
 three-finger hand, sim/cube_task.py; they exist only on the batched engine, so their single env is one
-engine world, sim/engine/world_env.py), and `quadruped-walk`, a task declared in a file the package
-ships (sim/assets/quadruped_walk.yaml; any launch file may declare its own, `declared:<file>`). The suite
+engine world, sim/engine/world_env.py), gymnasium-robotics' Shadow Hand block tasks under their own
+ids (sim/shadow_hand.py; optional: the `robotics` extra), and `quadruped-walk`, a task declared in a file
+the package ships (sim/assets/quadruped_walk.yaml; any launch file may declare its own,
+`declared:<file>`). The suite
 tasks listed in `TASKS` are the supported ones; any other suite task resolves through `suite.load` too.
 Factories import their simulator on call, so importing this module is cheap.
 """
@@ -60,6 +62,12 @@ def _declared(task_id: str, seed: int | None = None, render_mode: str | None = N
     return EngineWorldEnv(task_id, seed=seed, render_mode=render_mode)
 
 
+def _shadow(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
+    from .shadow_hand import ShadowBlockEnv
+
+    return ShadowBlockEnv(task_id, seed=seed, render_mode=render_mode)
+
+
 def _atari(task_id: str, seed: int | None = None, render_mode: str | None = None) -> Any:
     from .atari import AtariEnv
 
@@ -94,6 +102,10 @@ TASKS: dict[str, Factory] = {
     "atari:breakout": _atari,
     "cube:rotate-z": _cube,
     "cube:reorient": _cube,
+    "HandManipulateBlockRotateZ-v1": _shadow,
+    "HandManipulateBlockRotateZDense-v1": _shadow,
+    "HandManipulateBlock-v1": _shadow,
+    "HandManipulateBlockDense-v1": _shadow,
     "quadruped-walk": _declared,  # our quadruped on command, declared in sim/assets/quadruped_walk.yaml
 }
 
@@ -201,6 +213,20 @@ def get_spec(task_id: str) -> TaskSpec:
         return env.task_spec
     finally:
         env.close()
+
+
+@functools.cache
+def privileged_dim(task_id: str, names: tuple[str, ...]) -> int:
+    """Width of the privileged (critic-only) terms `names` of an engine task (`EngineTask.privileged`);
+    a ConfigError naming the valid terms, or the engine's tasks, if there are none such."""
+    from .engine.task import build_spec, load_model, privileged_spec
+
+    if not is_engine_task(task_id):
+        raise ConfigError(f"policy.critic_privileged: task {task_id!r} declares no privileged terms; "
+                          f"the MuJoCo engine's tasks may ({', '.join(engine_task_names())})")
+    task = engine_task(task_id)
+    model = load_model(task)
+    return privileged_spec(task, model, build_spec(task, model), names).obs_dim
 
 
 DISCRETE_FAMILIES: tuple[Factory, ...] = (_classic_control, _grid, _atari)

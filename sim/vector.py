@@ -38,14 +38,15 @@ VECTORIZATION = ("sync", "async", "batched")
 
 def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization: str = "sync",
          max_episode_steps: int | None = None, randomize: Any = None,
-         threads: int | None = None) -> gymnasium.vector.VectorEnv:
+         threads: int | None = None, privileged: tuple[str, ...] = ()) -> gymnasium.vector.VectorEnv:
     """`num_envs` copies of `task_id` (sub-env i seeded with seed+i), SAME_STEP autoreset.
 
     `vectorization`: "sync" steps the copies in this process, "async" in one subprocess each,
     "batched" as worlds of the MuJoCo engine (sim/engine) on `threads` threads (default: the cores;
     only the tasks of `registry.engine_task_names()`). The returned env carries the task's spec as
     `env.task_spec`. `randomize`: domain randomization (`sim.randomization.RandomizationConfig`),
-    checked before any subprocess or thread starts.
+    checked before any subprocess or thread starts. `privileged`: the task's privileged (critic-only)
+    terms to hand out as `info["privileged"]` (batched only; see `BatchedEngine`).
     """
     resolve(task_id)  # an unknown id fails here, before any subprocess starts
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -54,7 +55,10 @@ def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization
         raise ConfigError(f"vectorization: {vectorization!r} is not valid; choose one of: "
                           f"{', '.join(VECTORIZATION)}")
     if vectorization == "batched":
-        return _batched(task_id, num_envs, seed, max_episode_steps, randomize, threads)
+        return _batched(task_id, num_envs, seed, max_episode_steps, randomize, threads, tuple(privileged))
+    if privileged:
+        raise ConfigError(f"policy.critic_privileged: privileged critic terms come from the MuJoCo engine's "
+                          f"worlds; use vectorization: batched (not {vectorization!r})")
     if threads is not None:
         raise ConfigError(f"threads: only the batched vectorization steps on threads; {vectorization!r} "
                           f"runs one env per {'process' if vectorization == 'async' else 'call'}")
@@ -72,12 +76,13 @@ def make(task_id: str, num_envs: int = 1, seed: int | None = None, vectorization
 
 
 def _batched(task_id: str, num_envs: int, seed: int | None, max_episode_steps: int | None, randomize: Any,
-             threads: int | None) -> gymnasium.vector.VectorEnv:
+             threads: int | None, privileged: tuple[str, ...] = ()) -> gymnasium.vector.VectorEnv:
     from .engine.batched import BatchedEngine
     from .engine.vector_env import BatchedVectorEnv
 
     engine = BatchedEngine(engine_task(task_id), num_envs, seed=seed, threads=threads,
-                           max_episode_steps=max_episode_steps, randomize=randomize)
+                           max_episode_steps=max_episode_steps, randomize=randomize,
+                           privileged=privileged)
     env = BatchedVectorEnv(engine)
     if seed is not None:
         env.action_space.seed(seed)

@@ -67,6 +67,18 @@ def test_bad_rollout_settings_are_one_error_naming_the_key(changes, message) -> 
     assert message in str(err.value), str(err.value)
 
 
+def test_a_privileged_critic_with_rollout_workers_is_one_error_naming_both_keys() -> None:
+    # the Ray workers collect observations only: the asymmetric critic's privileged terms stay local
+    data = {**BASE, "task": "cube:rotate-z", "rollout_workers": 2,
+            "policy": {"critic_privileged": ["cube_vel", "cube_mass"]}}
+    with pytest.raises(ConfigError) as err:
+        parse_train_config(data)
+    message = str(err.value)
+    assert message.startswith("policy.critic_privileged:"), message
+    assert "rollout_workers" in message, message
+    parse_train_config({**data, "rollout_workers": 0})  # the same critic collecting locally is valid
+
+
 def test_the_cli_refuses_negative_workers_before_training(tmp_path: Path) -> None:
     launch = str(ROOT / "launch" / "invertedpendulum_ppo.yaml")
     command = [sys.executable, "-m", "robot_rl.cli", "train", launch, "--out", str(tmp_path / "run"),

@@ -26,17 +26,23 @@ from robot_rl.sim.atari import ale_available
 from robot_rl.sim.classic_control import TASKS as CLASSIC_TASKS
 from robot_rl.sim.classic_control import box2d_available
 from robot_rl.sim.locomotion import OBSERVATIONS as LOCOMOTION_TASKS
+from robot_rl.sim.shadow_hand import TASK_IDS as SHADOW_TASKS
+from robot_rl.sim.shadow_hand import robotics_available
 from robot_rl.spec import TaskSpec, action_to_robot, build_observation
 
 get_spec, make, make_env = sim.get_spec, sim.make, sim.make_env
 _NEEDS_BOX2D = pytest.mark.skipif(not box2d_available(), reason='needs Box2D: pip install "gymnasium[box2d]"')
 _NEEDS_ALE = pytest.mark.skipif(not ale_available(), reason="needs ale-py: pip install ale-py")
+_NEEDS_ROBOTICS = pytest.mark.skipif(not robotics_available(),
+                                     reason="needs gymnasium-robotics: pip install 'robot-rl[robotics]'")
 
 
 def _optional(task: str):
-    """LunarLander and the Atari games run only where their optional package is installed."""
+    """LunarLander, the Atari games and the Shadow Hand run only where their optional package is installed."""
     if task == "LunarLander-v3":
         return pytest.param(task, marks=_NEEDS_BOX2D)
+    if task in SHADOW_TASKS:
+        return pytest.param(task, marks=_NEEDS_ROBOTICS)
     if task.startswith("atari:"):
         return pytest.param(task, marks=_NEEDS_ALE)
     return task
@@ -87,7 +93,7 @@ def test_registry_lists_the_briefed_tasks():
         "dmc:walker-walk", "dmc:cartpole-swingup",
         "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "grid:book", "grid:bridge",
         "grid:cliff", "grid:cliff2", "grid:discount", "grid:maze", "atari:pong", "atari:breakout",
-        "cube:rotate-z", "cube:reorient", "quadruped-walk"}
+        "cube:rotate-z", "cube:reorient", "quadruped-walk", *SHADOW_TASKS}
 
 
 # ---------------------------------------------------------------------------------------- every task
@@ -134,6 +140,9 @@ def test_control_period_is_a_whole_number_of_physics_steps(task, envs):
         physics_dt = 1 / 60 if task.startswith("atari:") else period  # the console's 60 Hz frames
         if task.startswith("cube:"):  # the hand's servos at 20 Hz over 5 ms physics steps
             period, physics_dt = 0.05, 0.005
+        if task in SHADOW_TASKS:  # gymnasium-robotics' hand: 20 substeps of 2 ms
+            assert (env.simulator.dt, env.simulator.model.opt.timestep) == pytest.approx((0.04, 0.002))
+            period, physics_dt = 0.04, 0.002
         if task == "quadruped-walk":  # 50 Hz over 4 ms physics steps (sim/assets/quadruped_walk.yaml)
             period, physics_dt = 0.02, 0.004
         period = 4 * physics_dt if task.startswith("atari:") else period  # 4 frames per step

@@ -24,13 +24,16 @@ class OnPolicyAgent:
     uses_critic: bool = True
 
     def __init__(self, obs_dim: int, act_dim: int, policy: PolicyConfig, config: Any,
-                 total_updates: int) -> None:
+                 total_updates: int, critic_obs_dim: int | None = None) -> None:
+        """`critic_obs_dim`: the critic's input width when it sees more than the observation (asymmetric
+        actor-critic: the observation, then the privileged terms); default `obs_dim`."""
         self.config = config
         self.total_updates = max(1, total_updates)
         self.actor = GaussianActor(obs_dim, act_dim, hidden=policy.hidden, activation=policy.activation,
                                    log_std_init=policy.log_std_init, squash=policy.squash,
                                    ortho_init=policy.ortho_init)
-        self.critic = (Critic(obs_dim, hidden=policy.critic_hidden, activation=policy.activation,
+        critic_in = obs_dim if critic_obs_dim is None else critic_obs_dim
+        self.critic = (Critic(critic_in, hidden=policy.critic_hidden, activation=policy.activation,
                               ortho_init=policy.ortho_init)
                        if self.uses_critic else None)
         self.updates_done = 0

@@ -65,12 +65,14 @@ class PPOMinibatch(NamedTuple):
     returns: Tensor
     old_mean: Tensor | None = None
     old_log_std: Tensor | None = None
+    critic_obs: Tensor | None = None
+    """The critic's input where it differs from `obs` (asymmetric actor-critic)."""
 
 
 class PPO(OnPolicyAgent):
     def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: PPOConfig,
-                 total_updates: int) -> None:
-        super().__init__(obs_dim, act_dim, policy, config, total_updates)
+                 total_updates: int, critic_obs_dim: int | None = None) -> None:
+        super().__init__(obs_dim, act_dim, policy, config, total_updates, critic_obs_dim)
         # all parameters as views of one flat tensor, and fused Adam over it: one kernel per step
         assert self.critic is not None  # PPO uses a critic (uses_critic)
         self.value_net: nn.Module = self.critic
@@ -111,9 +113,15 @@ class PPO(OnPolicyAgent):
 
         batch = obs.shape[0]
         n_minibatches = max(1, batch // cfg.minibatch_size)
+        names = list(PPOMinibatch._fields[:6])
         columns = [obs, actions, old_log_probs, old_values, advantages, returns]
         if cfg.objective == "kl_penalty":
+            names += ["old_mean", "old_log_std"]
             columns += [old_mean, old_log_std]
+        critic_obs = buffer.critic_obs()
+        if critic_obs is not None:
+            names.append("critic_obs")
+            columns.append(critic_obs.flatten(0, 1))
         per_step: list[Tensor] = []  # STATS each
         stopped_early = False
         for _ in range(cfg.epochs):
@@ -122,7 +130,7 @@ class PPO(OnPolicyAgent):
             shuffled = [c[order] for c in columns]
             bounds = [len(part) for part in torch.tensor_split(order, n_minibatches)]
             for parts in zip(*(c.split(bounds) for c in shuffled), strict=True):
-                mb = PPOMinibatch(*parts)
+                mb = PPOMinibatch(**dict(zip(names, parts, strict=True)))
                 adv = mb.advantages
                 dist = self.actor(mb.obs)
                 log_ratio = dist.log_prob(mb.actions) - mb.old_log_probs
@@ -134,7 +142,8 @@ class PPO(OnPolicyAgent):
                 else:
                     old = type(dist)(mb.old_mean, mb.old_log_std)
                     pg_loss = -(ratio * adv).mean() + self.kl_beta * old.kl(dist).mean()
-                v_loss = value_loss(self.value_net(mb.obs), mb.old_values, mb.returns,
+                v_in = mb.obs if mb.critic_obs is None else mb.critic_obs
+                v_loss = value_loss(self.value_net(v_in), mb.old_values, mb.returns,
                                     cfg.clip_range if cfg.clip_value_loss else None)
                 entropy = dist.entropy().mean()
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy

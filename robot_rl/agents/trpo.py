@@ -100,8 +100,8 @@ def trpo_step(actor: nn.Module, obs: Tensor, actions: Tensor, advantages: Tensor
 
 class TRPO(OnPolicyAgent):
     def __init__(self, obs_dim: int, act_dim: int, policy: Any, config: TRPOConfig,
-                 total_updates: int) -> None:
-        super().__init__(obs_dim, act_dim, policy, config, total_updates)
+                 total_updates: int, critic_obs_dim: int | None = None) -> None:
+        super().__init__(obs_dim, act_dim, policy, config, total_updates, critic_obs_dim)
         assert self.critic is not None  # TRPO fits a value baseline (uses_critic)
         self.value_net: nn.Module = self.critic
         self.critic_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=config.critic_learning_rate,
@@ -121,8 +121,10 @@ class TRPO(OnPolicyAgent):
             advantages = standardize(advantages)
         stats = trpo_step(self.actor, obs, actions, advantages, cfg.max_kl, cfg.cg_max_steps,
                           cfg.cg_damping, cfg.line_search_shrinking_factor, cfg.line_search_max_iter)
-        stats.update(fit_baseline(self.value_net, self.critic_optimizer, obs, returns, cfg.n_critic_updates,
-                                  cfg.critic_minibatch_size, self.generator))
+        critic_obs = buffer.critic_obs()
+        critic_in = obs if critic_obs is None else critic_obs.flatten(0, 1)
+        stats.update(fit_baseline(self.value_net, self.critic_optimizer, critic_in, returns,
+                                  cfg.n_critic_updates, cfg.critic_minibatch_size, self.generator))
         stats["explained_variance"] = explained_variance(buffer.values.flatten(), returns)
         self.updates_done += 1
         return stats

@@ -123,6 +123,11 @@ class RolloutWorker:
     _normalize: Any = Trainer._normalize
     _count_episodes: Any = TrainerBase._count_episodes
     _count_successes: Any = Trainer._count_successes
+    _normalize_privileged: Any = Trainer._normalize_privileged
+    _value_input: Any = staticmethod(Trainer._value_input)
+    privileged_dim = 0
+    """A symmetric critic: launch validation refuses policy.critic_privileged with rollout_workers."""
+    _privileged_raw = None
 
     def __init__(self, setup: WorkerSetup) -> None:
         from robot_rl.sim import get_spec, make

@@ -47,7 +47,16 @@ from robot_rl.spec import TaskSpec, action_to_robot
 from ..randomization.push import PushSchedule
 from .batch_stepper import BatchStepper, batch_available
 from .observation import BatchObservationBuilder
-from .task import FIELD_SIZES, POST_CONSTRAINT_FIELDS, EngineTask, StepBatch, build_spec, load_model
+from .task import (
+    FIELD_SIZES,
+    MODEL_FIELDS,
+    POST_CONSTRAINT_FIELDS,
+    EngineTask,
+    StepBatch,
+    build_spec,
+    load_model,
+    privileged_spec,
+)
 
 StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 """obs `(N, obs_dim)`, reward `(N,)`, terminated `(N,)`, truncated `(N,)`, info."""
@@ -140,13 +149,17 @@ class BatchedEngine:
     robot's plant, hardware/): an ended world keeps its final state until the next `reset`.
     `physics(world, ctrl, nstep)`: replaces MuJoCo's stepping of a world for one control period (a
     twin simulator that writes its state back into `world.data`, then `mj_forward`); reset, outcome
-    and observation stay the engine's.
+    and observation stay the engine's. `privileged`: names of the task's privileged terms
+    (`EngineTask.privileged`) built every step into `info["privileged"]` `(N, privileged_dim)` (after
+    an autoreset, the new episodes' rows; the ended ones' in `info["final_privileged"]`, an object array
+    under the mask `_final_privileged`, as `final_obs`): the critic's extra input, never the policy's.
     """
 
     def __init__(self, task: EngineTask, num_envs: int, seed: int | None = None, threads: int | None = None,
                  max_episode_steps: int | None = None, randomize: Any = None,
                  randomizer_cls: Callable[..., Any] | None = None, autoreset: bool = True,
-                 physics: Callable[[World, np.ndarray, int], None] | None = None) -> None:
+                 physics: Callable[[World, np.ndarray, int], None] | None = None,
+                 privileged: tuple[str, ...] = ()) -> None:
         self.num_envs = n = _check_count(num_envs, "num_envs")
         threads = default_threads() if threads is None else _check_count(threads, "threads")
         self.threads = min(threads, n)
@@ -159,6 +172,9 @@ class BatchedEngine:
         self.spec: TaskSpec = build_spec(task, self.nominal)
         self.physics_dt = self.spec.physics_dt
         self.randomizer = self._randomizer(randomize, randomizer_cls)
+        self.privileged_spec = (privileged_spec(task, self.nominal, self.spec, privileged)
+                                if privileged else None)
+        """The privileged terms' spec (its observation: those terms), or None."""
         # Everything above can fail on bad input; nothing has been started yet.
 
         self._held = np.zeros((n, self.nominal.nu))
@@ -169,6 +185,8 @@ class BatchedEngine:
         goals = set(self.spec.goal_fields)
         fields = [f for f in self.spec.state_fields if f not in goals and f in FIELD_SIZES]
         fields += [f for f in task.outcome_fields if f not in fields]
+        extra = {} if self.privileged_spec is None else self.privileged_spec.state_fields
+        fields += [f for f in extra if f in FIELD_SIZES and f not in fields]
         self._fields = tuple(fields)
         probe = self.worlds[0].raw_data
         self._now = {f: np.zeros((n, *getattr(probe, f).shape)) for f in self._fields}
@@ -181,6 +199,10 @@ class BatchedEngine:
         self._copies = [[(self._now[f][i], getattr(w.raw_data, f)) for f in self._fields]
                         + [(self._warnings[i], w.raw_data.warning.number)] for i, w in enumerate(self.worlds)]
         self._builder = BatchObservationBuilder(self.spec, n)
+        self._model_fields = {f: np.zeros((n, size)) for f, size in extra.items() if f in MODEL_FIELDS}
+        """Model field -> `(N, size)`: each world's physical parameters a privileged term reads."""
+        self._privileged = None if self.privileged_spec is None else \
+            BatchObservationBuilder(self.privileged_spec, n)
         self._state = None if task.state is None else task.state(n, self.nominal)
         """The task's per-world state (EngineTask.state), or None."""
         self._steps = np.zeros(n, dtype=np.int64)
@@ -249,6 +271,8 @@ class BatchedEngine:
         if self._state is not None:
             self._state.reset_world(i, m, d, w.rng, self._goals)
         self._body_mass[i] = m.body_mass
+        for f, rows in self._model_fields.items():
+            rows[i] = MODEL_FIELDS[f](m)
         self._steps[i] = 0
         self._delays[i] = w.delay_steps
         if self._stepper is not None:  # the batch steps on from this state (and this world's model)
@@ -278,6 +302,17 @@ class BatchedEngine:
     def _observe(self) -> np.ndarray:
         return self._builder.build(self._fields_now())
 
+    @property
+    def privileged_dim(self) -> int:
+        """Width of `info["privileged"]` (0 without privileged terms)."""
+        return 0 if self.privileged_spec is None else self.privileged_spec.obs_dim
+
+    def _observe_privileged(self, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """The privileged terms `(N, privileged_dim)` (or of `rows`), without observation noise."""
+        if self._privileged is None:
+            return None
+        return self._privileged.build({**self._fields_now(), **self._model_fields}, rows=rows)
+
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset every world (world i seeded seed+i; without a seed, the engine's seed on the first reset
         only). Returns obs `(N, obs_dim)` and info."""
@@ -293,7 +328,11 @@ class BatchedEngine:
         if self.randomizer is not None:
             obs = self.randomizer.perturb_observations(obs, self._step_rng)
         self._reset_needed = False
-        return obs, self._reset_info()
+        info = self._reset_info()
+        if self._privileged is not None:
+            self._privileged.reset(np.ones(self.num_envs, dtype=bool))
+            info["privileged"] = self._observe_privileged()
+        return obs, info
 
     def _reset_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -402,6 +441,7 @@ class BatchedEngine:
         reward = np.asarray(reward, dtype=np.float64).copy()
         terminated = np.asarray(terminated, dtype=bool).copy()
         obs = self._observe()
+        privileged = self._observe_privileged()
         warned = (counters[:, FAILURE_WARNINGS] > warnings_before).any(axis=1)
         failed = warned | ~np.isfinite(obs).all(axis=1)
         info: dict[str, Any] = {}
@@ -414,16 +454,20 @@ class BatchedEngine:
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps
         done = terminated | truncated
+        if privileged is not None:
+            privileged = np.nan_to_num(privileged, nan=0.0, posinf=0.0, neginf=0.0)
         if done.any() and self.autoreset:
-            info = self._autoreset(obs, done, failed, info)
+            info = self._autoreset(obs, done, failed, info, privileged)
         elif failed.any():
             info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
         if pushed is not None:
             info.update(push=pushed[0], _push=pushed[1])
+        if privileged is not None:
+            info["privileged"] = privileged
         return obs, reward, terminated, truncated, info
 
     def _autoreset(self, obs: np.ndarray, done: np.ndarray, failed: np.ndarray,
-                   info: dict[str, Any]) -> dict[str, Any]:
+                   info: dict[str, Any], privileged: np.ndarray | None = None) -> dict[str, Any]:
         """SAME_STEP autoreset of the ended worlds: their rows of `obs` become the new episodes' first
         observations; the real final ones go to info["final_obs"]."""
         idx = np.flatnonzero(done)
@@ -451,6 +495,13 @@ class BatchedEngine:
         obs[idx] = fresh
         info.update(final_obs=final_obs, _final_obs=done.copy(), final_info=final_info,
                     _final_info=done.copy())
+        if privileged is not None and self._privileged is not None:  # the same for the critic's terms
+            final_privileged = np.full(self.num_envs, None, dtype=object)
+            for i in idx:
+                final_privileged[i] = privileged[i].copy()
+            self._privileged.reset(done)
+            privileged[idx] = self._observe_privileged(rows=idx)
+            info.update(final_privileged=final_privileged, _final_privileged=done.copy())
         return info
 
     # ------------------------------------------------------------------ the end

@@ -34,6 +34,14 @@ FIELD_SIZES: dict[str, Callable[[Any], int]] = {
     "site_xpos": lambda m: m.nsite * 3,
     "ctrl": lambda m: m.nu,
 }
+# MjModel arrays a privileged (critic-only) term may read: each world's own physical parameters, so the
+# randomized ones too (read at every episode start, after the randomizer's draw).
+MODEL_FIELDS: dict[str, Callable[[Any], np.ndarray]] = {
+    "body_mass": lambda m: m.body_mass,  # kg per body
+    "geom_friction": lambda m: m.geom_friction[:, 0],  # sliding friction per geom
+    "dof_damping": lambda m: m.dof_damping,  # N·m·s/rad (or N·s/m) per dof
+    "actuator_gain": lambda m: m.actuator_gainprm[:, 0],  # a position servo's kp per actuator
+}
 # Fields that exist only after mj_rnePostConstraint (Gymnasium calls it after every step).
 POST_CONSTRAINT_FIELDS = frozenset({"cfrc_ext"})
 
@@ -118,6 +126,11 @@ class EngineTask:
     the task state's `robot_rl.spec.TargetIntegrator`)."""
     action_rate: float = 1.0
     """position_delta only: the fraction of a joint's ctrlrange a full action moves its target per step."""
+    privileged: Callable[[Any], Sequence[ObsTerm]] | None = None
+    """Terms the critic may see and a robot cannot measure (asymmetric actor-critic), for the loaded
+    model: over the observation's fields and MODEL_FIELDS (each world's drawn physical parameters). The
+    engine builds the ones a run asks for (`BatchedEngine(privileged=...)`) into `info["privileged"]`;
+    the policy's observation never holds them."""
 
     def __post_init__(self) -> None:
         if isinstance(self.frame_skip, bool) or not isinstance(self.frame_skip, int) or self.frame_skip < 1:
@@ -207,3 +220,32 @@ def build_spec(task: EngineTask, model: mujoco.MjModel) -> TaskSpec:
                         state_joints=spec_state_joints(model, sizes), goal_fields=tuple(task.goals))
     except SpecError as err:  # an index past the model's field, a goal term without its goal ...
         raise ConfigError(f"{task.name}: its spec does not fit its model: {err}") from None
+
+
+def privileged_spec(task: EngineTask, model: mujoco.MjModel, spec: TaskSpec,
+                    names: Sequence[str]) -> TaskSpec:
+    """`spec` with the privileged terms `names` (in that order) as its observation, and the model fields
+    they read among its state fields: what the engine's privileged builder runs on. The terms are the
+    task's own (`EngineTask.privileged`) and, on every task, each of MODEL_FIELDS whole (e.g.
+    `body_mass`: every body's drawn mass). An unknown name is a ConfigError naming the valid ones."""
+    declared = {name: ObsTerm(name, name) for name in MODEL_FIELDS}
+    declared.update({t.name: t for t in (task.privileged(model) if task.privileged is not None else ())})
+    if not names:
+        raise ConfigError(f"{task.name}: no privileged terms asked for")
+    for name in names:
+        if name not in declared:
+            raise ConfigError(f"policy.critic_privileged: {name!r} is not a privileged term of task "
+                              f"{task.name!r}; valid: {', '.join(declared)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"policy.critic_privileged: a term is listed twice: {list(names)}")
+    terms = tuple(declared[n] for n in names)
+    sizes = dict(spec.state_fields)
+    for term in terms:
+        if term.source in MODEL_FIELDS:
+            sizes[term.source] = int(np.asarray(MODEL_FIELDS[term.source](model)).size)
+        elif term.source in FIELD_SIZES:
+            sizes.setdefault(term.source, FIELD_SIZES[term.source](model))
+    try:
+        return dataclasses.replace(spec, observation=terms, state_fields=sizes)
+    except SpecError as err:
+        raise ConfigError(f"{task.name}: its privileged terms do not fit its model: {err}") from None

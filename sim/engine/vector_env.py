@@ -29,6 +29,8 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.autoreset_mode = AutoresetMode.SAME_STEP
+        self.privileged_dim = engine.privileged_dim
+        """Width of `info["privileged"]`, the critic-only terms (0: none asked for)."""
 
     @property
     def worlds(self) -> list[World]:
