@@ -83,8 +83,9 @@ class Push:
         adr = int(nominal.jnt_dofadr[free[0]])
         self.config = config
         self.dofs = adr + np.array([0, 1, 5])
-        """The entries of qvel a push adds to: the free joint's x and y velocity (world frame) and its
-        angular velocity about the body's z axis, as AXES orders them."""
+        """The entries of qvel a push adds to: the model's first free joint's (a legged robot's base; in
+        a model whose first free joint is an object, that object) x and y velocity (world frame) and
+        its angular velocity about the body's z axis, as AXES orders them."""
         self.low = np.array([getattr(config, a)[0] for a in AXES])
         self.high = np.array([getattr(config, a)[1] for a in AXES])
 
