@@ -238,3 +238,25 @@ def test_task_check_shows_the_push_and_names_a_task_that_cannot_take_it(tmp_path
     hopper.write_text("task: quadruped-walk\nalgo: ppo\nrandomize:\n  push: {x: [-1, 1], every: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'randomize.push.every'.*valid keys: interval, x, y"):
         describe_file(str(hopper))
+
+
+def test_an_adr_run_pushes_as_configured() -> None:
+    """ADR drives the range terms; the push is not one of its parameters and acts as configured."""
+    from robot_rl.sim.adr import ADR, ADRConfig
+    from robot_rl.sim.adr_randomizer import ADRRandomizer, adr_parameters
+
+    config = RandomizationConfig(body_mass_scale=(0.8, 1.2), push=PUSH)
+    adr_config = ADRConfig(enabled=True)
+    params = adr_parameters(config, adr_config)
+    assert [p.name for p in params] == ["body_mass_scale"]
+    engine = _engine(None)
+    try:
+        engine.randomizer = ADRRandomizer(ADR(params, adr_config), config, engine.nominal, engine.physics_dt,
+                                          engine.task.frame_skip, TASK)
+        engine.reset()
+        pushed = np.zeros(3, dtype=int)
+        for a in _actions(30, 3):
+            pushed += engine.step(a)[4].get("_push", np.zeros(3, dtype=bool))
+        assert (pushed >= 1).all()  # each world's first push comes by its 10th period
+    finally:
+        engine.close()
