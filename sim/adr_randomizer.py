@@ -56,6 +56,7 @@ class ADRRandomizer:
         self.adr = adr
         self.base = Randomizer(randomize, nominal, physics_dt, physics_steps, task_id)
         self.nominal = self.base.nominal
+        self.pushes = self.base.pushes  # not an ADR parameter: the configured pushes
 
     @property
     def active(self) -> bool:

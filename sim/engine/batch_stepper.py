@@ -54,6 +54,7 @@ class BatchStepper:
         self._batch.set_models(self._models)
         self.bound = {f: self._batch.bind(f) for f in fields}
         self._ctrl = self._batch.bind("ctrl")
+        self._qvel = self._batch.bind("qvel")
         self._held = held
         self._stale = np.zeros(n, dtype=bool)
         """Worlds the batch stepped since their `MjData` last pulled its state."""
@@ -91,6 +92,15 @@ class BatchStepper:
                 mujoco.mj_rnePostConstraint(self._models[i], data)
             self._stale[i] = False
 
+    def add_qvel(self, i: int, data: mujoco.MjData, dofs: np.ndarray, dv: np.ndarray) -> None:
+        """Add `dv` to world i's velocity entries `dofs` (a push between two steps) where its state is now:
+        its `data` if handed out (pushed back before the step), else the batch's row."""
+        if i in self._touched:
+            data.qvel[dofs] += dv
+        else:
+            self._qvel[i, dofs] += dv
+            self._stale[i] = True  # `data` no longer holds the state: a reader pulls it
+
     def handed_out(self, i: int) -> None:
         """World i's `MjData` was given to a caller, who may write into it."""
         self._touched.add(i)
@@ -101,7 +111,7 @@ class BatchStepper:
 
     def close(self) -> None:
         """Let MuJoCo's batch (and its threads) go."""
-        del self._batch, self.bound, self._ctrl
+        del self._batch, self.bound, self._ctrl, self._qvel
 
     def step(self, ctrl: np.ndarray, delays: np.ndarray, nstep: int,
              worlds: Sequence[Any]) -> None:
