@@ -80,7 +80,8 @@ torque or velocity control, the last measured joint positions for position contr
 Two ways to run: embedded in a node (`node=`, as `robot_rl_policy` does: callbacks run in the node's
 executor, `read_state` returns the latest state, `on_state` is called on each accepted state), or
 standalone (its own context, node and executor thread, for `ControlLoop.run`: `read_state` waits up
-to half a control period for a state newer than the last it returned, like the serial backend).
+to half a control period for a state newer than the last it returned and at most half a period old,
+so that the loop's command answers the driver's newest state within the driver's cycle; `_current`).
 Imports numpy at module level; rclpy and the message packages on use.
 """
 
@@ -563,7 +564,7 @@ class Ros2Robot(Robot):
 
     def _read_state(self) -> RobotState:
         if self.standalone:
-            self._wait_for(self._newer, 0.5 * self.period)
+            self._wait_for(self._current, 0.5 * self.period)
         with self._cond:
             return self._returned_state()
 
@@ -617,6 +618,15 @@ class Ros2Robot(Robot):
 
     def _newer(self) -> bool:
         return self._latest is not None and self._latest.sequence > self._returned
+
+    def _current(self) -> bool:
+        """A newer state that arrived within the last half period. One older than that means this loop,
+        on its own clock, ticks late in the driver's cycle: a command computed now would reach the
+        driver after its next update and act one whole period late, every period (the zoo quadruped
+        falls under that latency). So the standalone read waits for the driver's next state instead,
+        and the loop locks onto the driver's phase."""
+        arrival = self._arrival
+        return self._newer() and arrival is not None and self.clock() - arrival <= 0.5 * self.period
 
     def _fresh_state(self) -> RobotState:
         state = self._latest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from robot_rl.hardware.processes import stop_process
 from robot_rl.hardware.ros2_robot import Ros2Robot
 from robot_rl.policies import zoo_names
 
@@ -102,13 +104,7 @@ class Teleop:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, 10, first=signal.SIGTERM)  # SIGTERM, 10 s, then SIGKILL
 
 
 def _walk(tmp_path: Path, *deploy_args: str, vx: float | None) -> tuple[dict, dict, Teleop | None]:
