@@ -16,6 +16,9 @@ hand (sim/assets/cube_hand.xml), palm up, a 6 cm cube resting on the palm betwee
   what a servo reports.
 - Goals, success and drops: `robot_rl.goals` (±90° about z per goal for rotate-z, uniform on SO(3) for
   reorient; within 0.4 rad for 5 steps = 0.25 s, then a new goal at once; a drop terminates).
+  Reorient's goal curriculum (`adr.goal_angle`, sim/adr_randomizer.py): ADR hands each episode a
+  `goal_angle` (`CubeState.set_episode_parameters`) and its goals are drawn uniformly on SO(3) within
+  that angle of the cube's orientation, beyond the tolerance; without it, the task's own goals.
 - Reward per step (`CubeReward`): progress toward the goal (rad of error removed), a small alignment
   term, a success bonus per goal reached, a drop penalty, an action-rate penalty, and the prototype's
   shaping: fingertips kept at the cube (metres beyond touching) and, for rotate-z, the cube kept upright.
@@ -227,13 +230,14 @@ class CubeState:
         for i in np.flatnonzero(reached):  # hold-and-advance: the next goal from this world's generator
             rng = self._rngs[i]
             assert rng is not None
-            goal[i] = self._next_goal(i, goal[i:i + 1], qpos[i:i + 1, CUBE_QUAT], rng)
+            goal[i] = self._next_goal(int(i), goal[i:i + 1], qpos[i:i + 1, CUBE_QUAT], rng)
             angle[i] = rotation_angle(quat_error(qpos[i:i + 1, CUBE_QUAT], goal[i:i + 1]))[0]
         self.angle[...] = angle
         self.reached[...] = reached
         return reward, fell
 
-    def _next_goal(self, i: int, previous: np.ndarray, cube: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _next_goal(self, i: int, previous: np.ndarray, cube: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
         """World i's next goal (4,): the task's own (`next_goals` after `previous`), or under the goal
         curriculum uniform within `goal_angle[i]` rad of the cube's orientation `cube` (1, 4), beyond the
         tolerance (a goal already reached is no goal)."""
