@@ -95,7 +95,7 @@ class ADRConfig:
             numbers = isinstance(pair, (tuple, list)) and len(pair) == 2 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
             check(numbers and 0.0 < pair[0] <= pair[1] <= math.pi, "adr.goal_angle",
-                  f"must be [start, max] radians with 0 < start <= max <= pi, got {pair!r}")
+                  f"must be [start, max] radians with 0 < start <= max <= pi ({math.pi!r}), got {pair!r}")
         for name, step in self.steps.items():
             check(isinstance(step, (int, float)) and math.isfinite(step) and step > 0, f"adr.steps.{name}",
                   f"must be a finite number > 0, got {step!r}")
