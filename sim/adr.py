@@ -181,8 +181,8 @@ class ADR:
             high = self._high[name]
             new = min(p.maximum, high + step) if outward else max(p.nominal, high - step)
             moved, self._high[name] = new != high, new
-        # a bound that moves changes the distribution the other bound's buffer was measured under
-        self._buffers[(name, "high" if side == "low" else "low")].clear()
+        if moved:  # a bound that moves changes the distribution the other bound's buffer was measured under
+            self._buffers[(name, "high" if side == "low" else "low")].clear()
         self.updates += int(moved)
         return moved
 
