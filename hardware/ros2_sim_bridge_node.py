@@ -87,6 +87,7 @@ class SimBridge(Node):
         robot.activate()  # resets with seed + episode index
         self.episode += 1
         self.steps, self.ret, self.late, self.refused = 0, 0.0, 0, 0
+        self.late_run = self.longest_late_run = 0
         self.x_start = self._root_x()
         self._publish_state()
 
@@ -99,7 +100,8 @@ class SimBridge(Node):
                   "seed": self.robot.seed + self.episode, "steps": self.steps, "return": self.ret,
                   "terminated": bool(self.robot.episode_over and self.steps < self._limit()),
                   "x_start": self.x_start, "x_end": self._root_x(),
-                  "commands_refused": self.refused, "periods_without_fresh_command": self.late}
+                  "commands_refused": self.refused, "periods_without_fresh_command": self.late,
+                  "longest_run_without_fresh_command": self.longest_late_run}
         print(json.dumps(report), flush=True)
         self.get_logger().info(f"episode {self.episode}: return {self.ret:.3f} in {self.steps} steps")
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name="robot_rl_sim_bridge: episode",
@@ -137,6 +139,10 @@ class SimBridge(Node):
             command = self._command
         if not self._fresh:
             self.late += 1
+            self.late_run += 1
+            self.longest_late_run = max(self.longest_late_run, self.late_run)
+        else:
+            self.late_run = 0
         self._fresh = False
         self.robot.write_command(command)
         self.steps += 1

@@ -353,6 +353,16 @@ def episode_report(p: subprocess.Popen, timeout: float) -> dict:
     return lines[-1]
 
 
+def machine_stalled(report: dict) -> bool:
+    """Whether an episode over the bridge lost real time: more than 5 % of its control periods (at least
+    3) passed without a fresh command. Quiet or loaded (3 busy processes on 2 cores) this machine misses
+    0-10 of 1000; a CI run once missed 27 and the Hopper fell within its first ~60 periods. Such an episode
+    measures the host's scheduler, not the node, so a test repeats it; a node too slow to keep up misses
+    every time and still fails."""
+    late = report["periods_without_fresh_command"]
+    return late >= 3 and late > 0.05 * max(report["steps"], 1)
+
+
 def reference_return(bundle: str, steps: int, seed: int = 0) -> tuple[float, float]:
     """(return, root x advance) of the same episode on the MuJoCo backend, as fast as possible."""
     policy = load(bundle)
@@ -439,12 +449,22 @@ def test_hopper_over_ros2_moves_forward_like_on_the_mujoco_backend(ros, procs):
     steps = 1000
     reference, advance = reference_return(HOPPER, steps)
     assert advance > 0.3
-    policy_node(procs, "hop", HOPPER)
-    report = episode_report(bridge(procs, "hop", HOPPER, episodes=1, max_steps=steps, seed=0), timeout=40)
-    print(f"hopper: return {report['return']:.1f} over ROS 2 vs {reference:.1f} on the MuJoCo backend, "
-          f"x advanced {report['x_end'] - report['x_start']:.3f} m vs {advance:.3f} m; "
-          f"{report['periods_without_fresh_command']} periods without a fresh command")
-    assert report["x_end"] - report["x_start"] > 0.5 * advance, (report, advance)
+    void = []
+    for attempt in range(3):
+        ns = f"hop{attempt}"
+        policy_node(procs, ns, HOPPER)
+        report = episode_report(bridge(procs, ns, HOPPER, episodes=1, max_steps=steps, seed=0), timeout=40)
+        print(f"hopper: return {report['return']:.1f} over ROS 2 vs {reference:.1f} on the MuJoCo backend, "
+              f"x advanced {report['x_end'] - report['x_start']:.3f} m vs {advance:.3f} m; "
+              f"{report['periods_without_fresh_command']} periods without a fresh command (longest run "
+              f"{report['longest_run_without_fresh_command']})")
+        if not machine_stalled(report):
+            break
+        void.append(report)  # the machine, not the node, missed real time: the episode says nothing
+    else:
+        raise AssertionError(f"no attempt kept real time (more than 5 % of periods without a fresh "
+                             f"command each time): {void}")
+    assert report["x_end"] - report["x_start"] > 0.5 * advance, (report, advance, void)
     assert report["return"] >= 0.9 * reference, (report, reference)
 
 
