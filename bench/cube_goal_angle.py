@@ -3,7 +3,8 @@
 Evaluates one checkpoint of a run (`--checkpoint`, default latest) on cube:reorient with every goal of
 the episode drawn within `angle` rad of the cube's orientation (uniform on SO(3) within it, beyond the
 0.4 rad tolerance: `adr.goal_angle`'s goals, the range pinned at that angle), for each of `--angles`,
-and, as the peer, on the task's own goals (uniform on SO(3): what `robot-rl eval` measures). The same
+and on the task's own goals (uniform on SO(3): what `robot-rl eval` measures); the peer at every angle
+is the zero action (the hand holds its start targets: what jostling and drift alone reach). The same
 episodes' seeds everywhere (the run's eval seed). Prints one JSON line.
 
     python bench/cube_goal_angle.py /work/runs/reorient_cur --angles 0.6,1.0,1.5,2.0,3.14159 --episodes 20
@@ -18,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,19 +66,24 @@ def main() -> None:
         parser.error(f"{args.run} trained {config.task}, not cube:reorient")
     load = os.getloadavg()[0]
     start = time.perf_counter()
+    def zero(obs: np.ndarray) -> np.ndarray:
+        return np.zeros(9)
+
+    def measure(fn: Any, angle: float | None) -> dict[str, float]:
+        hooks = [] if angle is None else [PinnedGoalAngle(angle)]
+        result = evaluate(config.task, fn, args.episodes, config.eval.seed, hooks=hooks, simulator="engine")
+        return {"success_rate": result["success_rate"],
+                "consecutive_successes": result["consecutive_successes"],
+                "mean_return": round(result["mean_return"], 2)}
+
     rows = []
     for angle in [float(a) for a in args.angles.split(",")]:
-        result = evaluate(config.task, policy, args.episodes, config.eval.seed,
-                          hooks=[PinnedGoalAngle(angle)], simulator="engine")
-        rows.append({"goal_angle": round(angle, 4), "success_rate": result["success_rate"],
-                     "consecutive_successes": result["consecutive_successes"],
-                     "mean_return": round(result["mean_return"], 2)})
-    own = evaluate(config.task, policy, args.episodes, config.eval.seed, simulator="engine")
+        rows.append({"goal_angle": round(angle, 4), "policy": measure(policy, angle),
+                     "zero_action": measure(zero, angle)})
+    own = {"policy": measure(policy, None), "zero_action": measure(zero, None)}
     print(json.dumps({"bench": "cube_goal_angle", "run": str(args.run), "checkpoint": args.checkpoint,
                       "step": state.get("step"), "episodes": args.episodes, "by_goal_angle": rows,
-                      "task_own_goals": {"success_rate": own["success_rate"],
-                                         "consecutive_successes": own["consecutive_successes"],
-                                         "mean_return": round(own["mean_return"], 2)},
+                      "task_own_goals": own,
                       "seconds": round(time.perf_counter() - start, 1),
                       "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}))
 
