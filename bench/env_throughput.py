@@ -3,6 +3,7 @@ the physics limit. Prints one JSON line.
 
     python bench/env_throughput.py                      # Hopper-v5 Ant-v5 Humanoid-v5, 3 s per config
     python bench/env_throughput.py --tasks Hopper-v5 --seconds 5
+    python bench/env_throughput.py --island-discovery   # the engine keeps MuJoCo's island discovery (A/B)
 
 Per task, each config steps random actions in [-1, 1] (pre-drawn, so drawing costs nothing), episodes
 reset as they end; the configs are measured in turn, `--rounds` times (`--seconds` each in all), and
@@ -13,6 +14,9 @@ each figure is the median of its rounds, so a change in the machine's load hits 
 - `mj_step_1_thread`: one thread's raw `mj_step` rate (one world in a C loop: `mujoco.rollout`, 200
   random controls a call, from Gymnasium's reset state); `limit` = that / frame skip x cores: env
   steps/s if stepping cost nothing but physics.
+- `batched_..._physics_share`: the share of the top batched config's measured time spent inside
+  MuJoCo's batch call (the physics); the rest is the engine's own work (actions, `cfrc_ext`,
+  observations, rewards, resets). Where a ratio to `limit` is short, this says on which side the gap is.
 The load average (`os.getloadavg`) is recorded before and after: the machine may be shared.
 """
 
@@ -39,6 +43,9 @@ class Config:
                  close: Callable[[], None]) -> None:
         self.step, self.actions, self.per_call, self.close = step, actions, per_call, close
         self.calls = 0
+        self.inside: Callable[[], float] | None = None
+        """Seconds spent so far inside the physics call (set for a batched config), or None."""
+        self.physics_seconds = self.measured_seconds = 0.0
         for _ in range(WARMUP_STEPS):
             self._one()
 
@@ -48,11 +55,15 @@ class Config:
 
     def measure(self, seconds: float) -> float:
         """Env steps/s over `seconds`."""
+        inside_before = self.inside() if self.inside else 0.0
         calls, start = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:
             for _ in range(5):
                 self._one()
             calls += 5
+        if self.inside:
+            self.physics_seconds += self.inside() - inside_before
+            self.measured_seconds += elapsed
         return calls * self.per_call / elapsed
 
 
@@ -77,7 +88,24 @@ def vector(task: str, n: int, vectorization: str, threads: int | None = None) ->
     env = sim.make(task, n, seed=0, vectorization=vectorization, threads=threads)
     env.reset()
     actions = np.random.default_rng(0).uniform(-1, 1, (64, n, env.task_spec.act_dim)).astype(np.float32)
-    return Config(env.step, actions, n, env.close)
+    config = Config(env.step, actions, n, env.close)
+    stepper = getattr(getattr(env, "engine", None), "_stepper", None)  # the engine's MuJoCo batch
+    if stepper is not None:
+        config.inside = _timed(stepper)
+    return config
+
+
+def _timed(stepper: Any) -> Callable[[], float]:
+    """Wrap the engine's batch stepping in a timer; returns a reader of its total seconds."""
+    step, total = stepper.step, [0.0]
+
+    def timed_step(*args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        step(*args, **kwargs)
+        total[0] += time.perf_counter() - start
+
+    stepper.step = timed_step
+    return lambda: total[0]
 
 
 def physics(task: str) -> tuple[Config, int]:
@@ -116,7 +144,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="configs measured in turn, this many times (median)")
     p.add_argument("--worlds", type=int, nargs="+", default=[8, 32, 64])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--island-discovery", action="store_true",
+                   help="the engine keeps constraint-island discovery (A/B of sim/engine/islands.py)")
     args = p.parse_args()
+    if args.island_discovery:
+        from robot_rl.sim.engine import batched
+
+        batched.skip_island_discovery = lambda model: False
     cores = len(os.sched_getaffinity(0))
     load_before = os.getloadavg()
     results: dict[str, Any] = {}
@@ -143,9 +177,13 @@ def main() -> None:
             row[f"{top}_over_sync_x8"] = round(best / row["sync_x8"], 2)
             row[f"{top}_over_limit"] = round(best / row["limit"], 2)
             row[f"{top}_over_gymnasium"] = round(best / row["gymnasium_single"], 2)
+            timed = configs[top]
+            if timed.measured_seconds:
+                row[f"{top}_physics_share"] = round(timed.physics_seconds / timed.measured_seconds, 3)
         results[task] = row
     print(json.dumps({"benchmark": "env_throughput", "cpu": cpu_model(), "cores": cores,
                       "seconds_per_config": args.seconds, "rounds": args.rounds,
+                      "engine_island_discovery": args.island_discovery,
                       "loadavg_before": [round(x, 2) for x in load_before],
                       "loadavg_after": [round(x, 2) for x in os.getloadavg()], "env_steps_per_s": results}))
 

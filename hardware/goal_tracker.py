@@ -19,6 +19,7 @@ Imports numpy, the spec and the cube's numpy goal rules only (no MuJoCo).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,6 +69,8 @@ class GoalTracker:
         self.goals_drawn = 0
         self._sequence: int | None = None
         self._armed = True  # a fixed goal: False while it is held after a success
+        self._handover = threading.Lock()
+        self._pending: np.ndarray | None = None  # a goal from set_goal, for the next update
 
     @property
     def successes(self) -> int:
@@ -87,6 +90,7 @@ class GoalTracker:
 
     def update(self, fields: Mapping[str, Any], sequence: int) -> dict[str, np.ndarray]:
         """Hold-and-advance on a new measurement; the goal field to observe (a fresh copy)."""
+        self._take_pending_goal()
         if self._sequence is None or sequence != self._sequence:
             self._sequence = sequence
             quat = self._measured(fields)
@@ -104,10 +108,18 @@ class GoalTracker:
         return {self.field: self.goal.copy()}
 
     def set_goal(self, goal: Sequence[float]) -> None:
-        """A new fixed goal (w x y z), e.g. from a robot's goal topic: its hold starts afresh. The same
-        goal again (a topic repeating it) changes nothing: it must not restart a hold under way."""
+        """A new fixed goal (w x y z), e.g. from a robot's goal topic, taken at the next `update`: a topic
+        callback runs on the executor's thread while the control loop updates on its own, so it only
+        hands the goal over (under a lock) and the loop never sees a goal half set. Its hold starts
+        afresh; the same goal again (a topic repeating it) changes nothing: it must not restart a hold."""
         q = _unit_quaternion(goal)
-        if self.fixed is not None and abs(float(q @ self.fixed)) > 1 - 1e-9:  # q and -q: one rotation
+        with self._handover:
+            self._pending = q
+
+    def _take_pending_goal(self) -> None:
+        with self._handover:
+            q, self._pending = self._pending, None
+        if q is None or (self.fixed is not None and abs(float(q @ self.fixed)) > 1 - 1e-9):  # q, -q: one
             return
         self.fixed = self.goal = q
         self._hold.held[:] = 0

@@ -54,6 +54,7 @@ PARAMETERS: dict[str, Any] = {
     "goal_seed": 0,
     "cmd_vel_topic": "cmd_vel",
     "velocity_command": [],
+    "command_timeout": 0.0,
 }
 _DOUBLE_ARRAYS = ("command_low", "command_high", "goal", "velocity_command")
 PARAMETER_HELP = {
@@ -93,6 +94,8 @@ PARAMETER_HELP = {
                      "bundle that observes one (quadruped-walk); empty: velocity_command only",
     "velocity_command": "the velocity command [vx, vy, wz] (m/s, m/s, rad/s) until one comes on "
                         "cmd_vel_topic (empty: 0 0 0, stand)",
+    "command_timeout": "seconds without a Twist on cmd_vel_topic after which the velocity command falls "
+                       "back to 0 0 0, stand, until the next one (0: off, the last Twist holds)",
 }
 
 
@@ -152,7 +155,7 @@ def build_loop(p: dict[str, Any], node: Any, on_state: Any) -> tuple[ControlLoop
                       period=period, stale_timeout=stale if p["safety_limits"] else math.inf,
                       on_state=on_state, pose_topic=p["pose_topic"], pose_joint=p["pose_joint"],
                       goal_topic=p["goal_topic"], cmd_vel_topic=p["cmd_vel_topic"],
-                      velocity_command=list(p["velocity_command"]))
+                      velocity_command=list(p["velocity_command"]), command_timeout=p["command_timeout"])
     goals = goal_tracker(spec, seed=p["goal_seed"], goal=list(p["goal"]) or None)
     if goals is not None:  # a goal on the topic replaces the current one
         robot.on_goal = goals.set_goal
@@ -198,6 +201,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "command_deadline": seconds_range("none", "2 control periods"),
     "diagnostics_period": seconds_range(None),
     "activate_timeout": seconds_range("wait forever"),
+    "command_timeout": seconds_range("off: the last Twist holds"),
     "goal_seed": (lambda v: v >= 0, "0 or a positive whole number"),
 }
 

@@ -39,8 +39,11 @@ activation until the first one, as the engine's reset leaves the actuators (unpo
 MuJoCo backend's and the emulator's `ctrl` read. `command` is the newest `geometry_msgs/Twist` on
 `cmd_vel_topic` (default `cmd_vel`, the ROS convention: linear.x, linear.y, angular.z; a teleop or
 navigation stack publishes it), `velocity_command` ([vx, vy, wz], default 0 0 0: stand) until one
-arrives; a Twist with NaN/Inf is refused and counted. Both are added to each state as it is read, so an
-observation reads the command last sent and the velocity last asked for.
+arrives; a Twist with NaN/Inf is refused and counted. With `command_timeout` > 0 (seconds), once a Twist
+has come and none follows for that long, the command falls back to 0 0 0 (stand: a teleop that died or a
+lost link does not leave the robot walking) until the next one (`cmd_vel_timeouts` counts the falls).
+Both are added to each state as it is read, so an observation reads the command last sent and the
+velocity last asked for.
 
 **Reading.** The state subscription is raw: `JointStateReader` (joint_state_cdr.py) reads names,
 positions, velocities and the stamp straight from the CDR bytes, with no message object built; a
@@ -77,7 +80,8 @@ torque or velocity control, the last measured joint positions for position contr
 Two ways to run: embedded in a node (`node=`, as `robot_rl_policy` does: callbacks run in the node's
 executor, `read_state` returns the latest state, `on_state` is called on each accepted state), or
 standalone (its own context, node and executor thread, for `ControlLoop.run`: `read_state` waits up
-to half a control period for a state newer than the last it returned, like the serial backend).
+to half a control period for a state newer than the last it returned and at most half a period old,
+so that the loop's command answers the driver's newest state within the driver's cycle; `_current`).
 Imports numpy at module level; rclpy and the message packages on use.
 """
 
@@ -104,7 +108,7 @@ REJECT_REASONS = ("length", "non_finite", "names")
 OPTIONS = ("port", "realtime", "seed", "task", "ros_args", "joints", "joint_map", "state_joints",
            "state_topic", "imu_topic", "command_topic", "state_deadline", "command_deadline",
            "stale_timeout", "connect_timeout", "pose_topic", "pose_joint", "goal_topic", "cmd_vel_topic",
-           "velocity_command")
+           "velocity_command", "command_timeout")
 #: The entries of a free joint's pose, in qpos order (`robot_rl.sim.joint_naming`).
 POSE_PARTS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 #: Suffix of the unused velocity entry of a free or ball joint's quaternion.
@@ -133,6 +137,19 @@ def parse_velocity_command(values: Sequence[float] | None, spec: TaskSpec) -> np
     if out.shape != (3,) or not np.isfinite(out).all():
         raise ConfigError(f"velocity_command: [vx, vy, wz] (3 finite numbers: m/s, m/s, rad/s), got {given}")
     return out
+
+
+def parse_command_timeout(value: float, spec: TaskSpec) -> float:
+    """`command_timeout` (seconds; 0: off) for a spec that observes a velocity command; a ConfigError
+    naming it for a negative or non-finite value, or a positive one where there is no command to time out."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"command_timeout: {value!r} is out of range; valid: 0 (off: the last Twist holds) "
+                          f"or a positive number of seconds")
+    if value > 0 and not velocity_command_field(spec):
+        raise ConfigError(f"command_timeout: {spec.name} observes no velocity command (only a task with a "
+                          f"`command` observation term, e.g. quadruped-walk, takes one)")
+    return float(value)
 
 
 def parse_joint_map(items: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
@@ -353,7 +370,7 @@ class Ros2Robot(Robot):
                  stale_timeout: float | None = None,
                  on_state: Callable[[RobotState], None] | None = None, pose_topic: str = "cube_pose",
                  pose_joint: str = "cube", goal_topic: str = "cube_goal", cmd_vel_topic: str = "cmd_vel",
-                 velocity_command: Sequence[float] | None = None) -> None:
+                 velocity_command: Sequence[float] | None = None, command_timeout: float = 0.0) -> None:
         super().__init__()
         if spec.action.command_kind not in ("torque", "position", "velocity"):
             raise ConfigError(f"ros2 backend: a {spec.action.kind!r} action is not a joint command")
@@ -387,6 +404,12 @@ class Ros2Robot(Robot):
         self.cmd_vel_topic = cmd_vel_topic if self.velocity_command is not None else ""
         self.cmd_vel_received = 0
         self.cmd_vel_refused = 0
+        self.command_timeout = parse_command_timeout(command_timeout, spec)
+        """Seconds without a Twist after which the velocity command is 0 0 0 (0: the last one holds)."""
+        self.cmd_vel_timeouts = 0
+        """Times the velocity command fell back to 0 0 0 (stand) because the Twists stopped."""
+        self._cmd_vel_arrival: float | None = None  # when the newest Twist arrived, on clock()
+        self._timed_out = False
         n = spec.state_fields.get(LAST_COMMAND)
         self._to_policy: np.ndarray | None = None  # command (robot order) -> ctrl (policy order)
         if n == len(spec.joint_names) and set(self.joint_names) == set(spec.joint_names):
@@ -541,7 +564,7 @@ class Ros2Robot(Robot):
 
     def _read_state(self) -> RobotState:
         if self.standalone:
-            self._wait_for(self._newer, 0.5 * self.period)
+            self._wait_for(self._current, 0.5 * self.period)
         with self._cond:
             return self._returned_state()
 
@@ -572,8 +595,21 @@ class Ros2Robot(Robot):
         if self._to_policy is not None:
             extra[LAST_COMMAND] = self._last_command.copy()
         if self.velocity_command is not None:
-            extra[VELOCITY_COMMAND] = self.velocity_command.copy()
+            extra[VELOCITY_COMMAND] = self.velocity_now()
         return dataclasses.replace(state, fields={**state.fields, **extra}) if extra else state
+
+    def velocity_now(self) -> np.ndarray:
+        """The velocity command an observation reads now (vx, vy, wz): the newest Twist's, or 0 0 0
+        (stand) once `command_timeout` seconds passed without one; before any, the parameter's."""
+        command, arrival = self.velocity_command, self._cmd_vel_arrival
+        assert command is not None  # only for a spec that observes one
+        if self.command_timeout > 0 and arrival is not None and self.clock() - arrival > self.command_timeout:
+            if not self._timed_out:
+                self._timed_out = True
+                self.cmd_vel_timeouts += 1
+            return np.zeros(3)
+        self._timed_out = False
+        return command.copy()
 
     def stale_detail(self) -> str | None:
         """Why the newest state may not be acted on now: older than `stale_timeout` from its arrival
@@ -582,6 +618,15 @@ class Ros2Robot(Robot):
 
     def _newer(self) -> bool:
         return self._latest is not None and self._latest.sequence > self._returned
+
+    def _current(self) -> bool:
+        """A newer state that arrived within the last half period. One older than that means this loop,
+        on its own clock, ticks late in the driver's cycle: a command computed now would reach the
+        driver after its next update and act one whole period late, every period (the zoo quadruped
+        falls under that latency). So the standalone read waits for the driver's next state instead,
+        and the loop locks onto the driver's phase."""
+        arrival = self._arrival
+        return self._newer() and arrival is not None and self.clock() - arrival <= 0.5 * self.period
 
     def _fresh_state(self) -> RobotState:
         state = self._latest
@@ -740,6 +785,7 @@ class Ros2Robot(Robot):
             self.get_logger_error(f"refused a velocity command {command.tolist()} on {self.cmd_vel_topic}: "
                                   f"NaN/Inf")
             return
+        self._cmd_vel_arrival = self.clock()
         self.velocity_command = command  # one reference swap: a reader sees the old or the new one
         self.cmd_vel_received += 1
 
@@ -812,7 +858,8 @@ class Ros2Robot(Robot):
                 **({"poses_received": self.poses_received} if self.pose_topic else {}),
                 **({"goals_received": self.goals_received} if self.goal_topic else {}),
                 **({"cmd_vel_received": self.cmd_vel_received, "cmd_vel_refused": self.cmd_vel_refused,
-                    "velocity_command": self.velocity_command.tolist()}
+                    "velocity_command": self.velocity_command.tolist(),
+                    "cmd_vel_timeouts": self.cmd_vel_timeouts}
                    if self.velocity_command is not None else {}),
                 "stale_timeout": self.stale_timeout, "watchdog_safe": self.watchdog_safe,
                 "stale_replaced": self.stale_replaced, "qos_problems": list(self.qos_problems)}
@@ -832,7 +879,7 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
     Options: `ros_args` (a list, e.g. ["-r", "joint_states:=/robot/joint_states"]; default: the
     process's command line), `joints`, `joint_map`, `state_joints`, `state_topic`, `imu_topic`,
     `command_topic`, `state_deadline`, `command_deadline`, `stale_timeout`, `connect_timeout`,
-    `cmd_vel_topic`, `velocity_command`; `port`,
+    `cmd_vel_topic`, `velocity_command`, `command_timeout`; `port`,
     `seed` and `task` must be None (they belong to other backends) and `realtime` may not be False (a robot's
     time is the wall's)."""
     options = dict(options or {})
@@ -853,7 +900,7 @@ def make_robot(spec: TaskSpec, options: dict[str, Any] | None = None) -> Ros2Rob
 #: --ros-args -p NAME:=VALUE` sets these (the node's others are about its own timers and lifecycle).
 PARAMETER_OPTIONS = ("joints", "joint_map", "state_joints", "state_topic", "imu_topic", "command_topic",
                      "state_deadline", "command_deadline", "stale_timeout", "pose_topic", "pose_joint",
-                     "goal_topic", "cmd_vel_topic", "velocity_command")
+                     "goal_topic", "cmd_vel_topic", "velocity_command", "command_timeout")
 
 
 def ros_parameters(ros_args: Sequence[str] | None) -> dict[str, Any]:

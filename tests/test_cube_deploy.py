@@ -135,7 +135,9 @@ def test_a_fixed_goal_parameter_stays_the_goal_and_bad_goals_are_one_error():
         tracker.set_goal(tuple(-quat_about_z(np.array([np.pi / 2]))[0]))
         tracker.update(_fields(np.pi / 2), seq)
     assert tracker.successes == 3
-    tracker.set_goal((1.0, 0.0, 0.0, 0.0))  # another goal: taken
+    tracker.set_goal((1.0, 0.0, 0.0, 0.0))  # another goal: taken at the next measurement
+    np.testing.assert_allclose(tracker.goal, quat_about_z(np.array([np.pi / 2]))[0])
+    assert tracker.update(_fields(0.0), 28)["cube_goal"].tolist() == [1.0, 0.0, 0.0, 0.0]
     np.testing.assert_allclose(tracker.goal, [1.0, 0.0, 0.0, 0.0])
     for bad in ("1,2,3", "0,0,0,0", "yaw:x", "nan,0,0,1"):
         with pytest.raises(ConfigError, match="goal"):

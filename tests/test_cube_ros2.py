@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from robot_rl.hardware.processes import stop_process
 from robot_rl.policies import zoo_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,13 +49,7 @@ def _bridge(tmp_path: Path, seed: int) -> subprocess.Popen:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, 10, first=signal.SIGTERM)  # SIGTERM, 10 s, then SIGKILL
 
 
 def _deploy(*args: str) -> dict:

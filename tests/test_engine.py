@@ -176,6 +176,7 @@ class StandInRandomizer:
         self.resets: list[dict] = []
         self.action_calls: list[np.ndarray] = []
         self.obs_calls = 0
+        self.pushes = None  # the contract's push term: none here
 
     def reset_world(self, model, data, rng):
         scale = float(rng.uniform(0.5, 1.5))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from robot_rl.hardware.processes import stop_process
+from robot_rl.hardware.ros2_robot import Ros2Robot
 from robot_rl.policies import zoo_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,13 +104,7 @@ class Teleop:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, 10, first=signal.SIGTERM)  # SIGTERM, 10 s, then SIGKILL
 
 
 def _walk(tmp_path: Path, *deploy_args: str, vx: float | None) -> tuple[dict, dict, Teleop | None]:
@@ -232,3 +229,103 @@ def test_the_backend_supplies_the_last_command_as_ctrl_and_the_twist_as_the_comm
     finally:
         node.destroy_node()
         context.try_shutdown()
+
+
+class ClockedRos2Robot(Ros2Robot):
+    """A Ros2Robot on a clock the test sets (`now`, seconds); its Twists still come through real rclpy."""
+
+    now = 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+
+def _spin_until(executor, stop: threading.Event) -> None:
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.01)
+
+
+@needs_ros
+def test_the_velocity_command_falls_back_to_stand_when_the_twists_stop():
+    """`command_timeout`: Twists published on a real topic drive the command; once none came for the
+    timeout (on the robot's clock) it is 0 0 0 until the next one; before any Twist the parameter holds."""
+    import numpy as np
+    import rclpy
+    from geometry_msgs.msg import Twist
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    from sensor_msgs.msg import JointState
+
+    spec = _spec()
+    topic = f"/test_quadruped_timeout_{os.getpid()}/cmd_vel"
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN, signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("robot_rl_test_cmd_vel_timeout", context=context)
+    teleop = rclpy.create_node("robot_rl_test_cmd_vel_teleop", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin_until, args=(executor, stop), daemon=True)
+    try:
+        robot = ClockedRos2Robot(spec, node=node, cmd_vel_topic=topic, velocity_command=[0.3, 0.0, 0.1],
+                                 command_timeout=0.5)
+        robot.configure()
+        spinner.start()
+        names = list(spec.state_joints)
+        msg = JointState(name=names, position=[0.0, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0, *spec.action.offset],
+                         velocity=[0.0] * len(names))
+        robot._on_joint_state(msg)
+        robot.activate()
+        robot.now += 10.0  # long past the timeout, but no Twist ever came: the parameter holds
+        assert robot.velocity_now().tolist() == [0.3, 0.0, 0.1]
+
+        publisher = teleop.create_publisher(Twist, topic, 10)
+        twist = Twist()
+        twist.linear.x, twist.linear.y, twist.angular.z = 0.8, -0.1, 0.4
+        deadline = time.monotonic() + 10  # DDS discovery, under load
+        while robot.cmd_vel_received < 3 and time.monotonic() < deadline:
+            publisher.publish(twist)
+            time.sleep(0.02)
+        stop.set()
+        spinner.join(2)
+        assert robot.cmd_vel_received >= 3, "no Twist reached the robot's subscription"
+        assert robot.velocity_now().tolist() == [0.8, -0.1, 0.4]
+        robot.now += 0.49  # within the timeout of the last Twist
+        assert robot.velocity_now().tolist() == [0.8, -0.1, 0.4] and robot.cmd_vel_timeouts == 0
+        robot.now += 0.02  # past it: stand
+        robot._on_joint_state(msg)
+        assert robot.read_state().fields["command"].tolist() == [0.0, 0.0, 0.0]
+        assert robot.velocity_now().tolist() == [0.0, 0.0, 0.0] and robot.cmd_vel_timeouts == 1
+        robot._on_cmd_vel(twist)  # the next Twist (as the executor delivers it): walking again
+        assert robot.velocity_now().tolist() == [0.8, -0.1, 0.4]
+        robot.now += 0.6
+        assert np.array_equal(robot.velocity_now(), np.zeros(3))
+        status = robot.status()
+        assert status["cmd_vel_timeouts"] == 2 and status["velocity_command"] == [0.8, -0.1, 0.4]
+        robot.deactivate()
+        robot.close()
+    finally:
+        stop.set()
+        executor.shutdown()
+        teleop.destroy_node()
+        node.destroy_node()
+        context.try_shutdown()
+
+
+def test_command_timeout_is_a_parameter_checked_like_the_others():
+    from robot_rl.errors import ConfigError
+    from robot_rl.hardware.ros2_node_params import PARAMETERS, coerce_parameters
+    from robot_rl.hardware.ros2_robot import parse_command_timeout, ros_parameters
+
+    assert PARAMETERS["command_timeout"] == 0.0  # off by default: the last Twist holds
+    assert ros_parameters(["-p", "command_timeout:=0.5"]) == {"command_timeout": 0.5}
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=r"parameter command_timeout: .* out of range; valid: 0 \(off"):
+            coerce_parameters({**PARAMETERS, "command_timeout": bad})
+    with pytest.raises(ConfigError, match=r"parameter command_timeout: 'soon' is not a number"):
+        coerce_parameters({**PARAMETERS, "command_timeout": "soon"})
+    with pytest.raises(ConfigError, match=r"command_timeout: -0.5 is out of range"):
+        parse_command_timeout(-0.5, _spec())
+    with pytest.raises(ConfigError, match="command_timeout: Hopper-v5 observes no velocity command"):
+        parse_command_timeout(0.5, _spec("zoo:Hopper-v5_ppo"))
+    assert parse_command_timeout(0, _spec("zoo:Hopper-v5_ppo")) == 0.0

@@ -663,6 +663,62 @@ def test_standalone_ros2_robot_reads_joint_state_and_imu_and_publishes_commands(
 
 @needs_rclpy
 @pytest.mark.ros2
+def test_standalone_read_skips_a_state_from_late_in_the_drivers_cycle_for_the_next(ros, monkeypatch):
+    """A loop on its own clock that ticks late in the driver's cycle would answer each state one period
+    late (the zoo quadruped falls under that): the read waits for the driver's next state instead, and
+    returns a state from early in the cycle at once."""
+    from sensor_msgs.msg import JointState
+
+    from robot_rl.hardware.ros2_robot import state_qos
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    pub = ros.node.create_publisher(JointState, "/phase/joint_states", state_qos(None))
+
+    def send(x: float) -> None:
+        pub.publish(JointState(name=["slider", "hinge"], position=[x, 0.0], velocity=[0.0, 0.0]))
+
+    spec = load(PENDULUM).spec
+    robot = make_robot(spec, {"ros_args": ["-r", "__ns:=/phase"], "state_joints": ["slider", "hinge"]})
+    period = robot.period
+    stop = threading.Event()
+
+    def feed() -> None:  # a steady stream until activation
+        while not stop.is_set():
+            send(0.0)
+            stop.wait(0.01)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        robot.configure()
+        robot.activate()
+        stop.set()
+        feeder.join()
+        time.sleep(0.1)
+        send(1.0)
+        time.sleep(0.7 * period)  # the state is 0.7 periods old: late in the driver's cycle
+        timer = threading.Timer(0.15 * period, send, (2.0,))  # the driver's next one, 0.15 period on
+        timer.start()
+        t0 = time.monotonic()
+        state = robot.read_state()
+        waited = time.monotonic() - t0
+        timer.join()
+        assert state.fields["qpos"][0] == 2.0, (state.fields["qpos"], waited / period)
+        send(3.0)
+        time.sleep(0.1 * period)  # early in the cycle: answered at once
+        timer = threading.Timer(0.3 * period, send, (4.0,))
+        timer.start()
+        state = robot.read_state()
+        timer.join()
+        assert state.fields["qpos"][0] == 3.0, state.fields["qpos"]
+    finally:
+        stop.set()
+        robot.close()
+
+
+@needs_rclpy
+@pytest.mark.ros2
 def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
     from sensor_msgs.msg import JointState
 

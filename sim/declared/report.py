@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import mujoco
 
@@ -22,8 +23,27 @@ def describe_file(path: str) -> str:
     data = strict_yaml.read(path)
     task = data.get("task") if isinstance(data, dict) else None
     if isinstance(task, str):  # a registered id (`task: cube:rotate-z`), not a declaration
-        return describe_registered(task)
-    return describe(declared_id(path))
+        return "\n".join([describe_registered(task), *_randomization(data, task)])
+    return "\n".join([describe(declared_id(path)), *_randomization(data, declared_id(path))])
+
+
+def _randomization(data: dict[str, Any], task_id: str) -> list[str]:
+    """The launch file's `randomize:` section, checked against the task (a term it cannot take, a bad
+    range: that term's one-line error)."""
+    if data.get("randomize") is None:
+        return []
+    from robot_rl.config import from_dict
+
+    from ..randomization import RandomizationConfig, check_randomization
+
+    config = from_dict(RandomizationConfig, data["randomize"], "randomize")
+    check_randomization(task_id, config)
+    lines = [f"  {config.describe()} (training; evaluation runs the nominal model unless eval.randomize)"]
+    if config.push.active:
+        lines.append(f"    push: from each episode's start, every [{config.push.interval[0]:g}, "
+                     f"{config.push.interval[1]:g}] s (drawn per world), a velocity added to the free "
+                     f"base's (x, y m/s world frame; yaw rad/s body frame)")
+    return lines
 
 
 def describe_registered(task_id: str) -> str:

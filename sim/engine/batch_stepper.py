@@ -40,10 +40,12 @@ class BatchStepper:
 
     `fields`: the mjData fields the task reads after a step, bound once as live `(N, ...)` arrays.
     `held`: the engine's `(N, nu)` controls applied during each world's actuation delay.
+    `post_constraint`: a pulled world's data also gets `mj_rnePostConstraint` (its `cfrc_ext`, as
+    Gymnasium's data has it after a step).
     """
 
     def __init__(self, nominal: mujoco.MjModel, models: Sequence[mujoco.MjModel], threads: int,
-                 fields: Sequence[str], held: np.ndarray) -> None:
+                 fields: Sequence[str], held: np.ndarray, post_constraint: bool = False) -> None:
         from mujoco.batch import Batch
 
         n = len(models)
@@ -52,12 +54,24 @@ class BatchStepper:
         self._batch.set_models(self._models)
         self.bound = {f: self._batch.bind(f) for f in fields}
         self._ctrl = self._batch.bind("ctrl")
+        self._qvel = self._batch.bind("qvel")
         self._held = held
         self._stale = np.zeros(n, dtype=bool)
         """Worlds the batch stepped since their `MjData` last pulled its state."""
         self._touched: set[int] = set()
         """Worlds whose `MjData` was handed out since the last step: pushed back before the next."""
         self._models_changed = False
+        self._post_constraint = post_constraint
+
+    @property
+    def batch(self) -> Any:
+        """MuJoCo's batch itself (its worlds' data after the last step: `get_data`)."""
+        return self._batch
+
+    @property
+    def models(self) -> list[mujoco.MjModel]:
+        """Each world's model, as the batch steps it."""
+        return self._models
 
     @property
     def warnings(self) -> np.ndarray:
@@ -74,7 +88,18 @@ class BatchStepper:
         """Bring world i's state and derived fields from the batch into `data` (if it stepped since)."""
         if self._stale[i]:
             self._batch.get_data(i, data)
+            if self._post_constraint:
+                mujoco.mj_rnePostConstraint(self._models[i], data)
             self._stale[i] = False
+
+    def add_qvel(self, i: int, data: mujoco.MjData, dofs: np.ndarray, dv: np.ndarray) -> None:
+        """Add `dv` to world i's velocity entries `dofs` (a push between two steps) where its state is now:
+        its `data` if handed out (pushed back before the step), else the batch's row."""
+        if i in self._touched:
+            data.qvel[dofs] += dv
+        else:
+            self._qvel[i, dofs] += dv
+            self._stale[i] = True  # `data` no longer holds the state: a reader pulls it
 
     def handed_out(self, i: int) -> None:
         """World i's `MjData` was given to a caller, who may write into it."""
@@ -86,7 +111,7 @@ class BatchStepper:
 
     def close(self) -> None:
         """Let MuJoCo's batch (and its threads) go."""
-        del self._batch, self.bound, self._ctrl
+        del self._batch, self.bound, self._ctrl, self._qvel
 
     def step(self, ctrl: np.ndarray, delays: np.ndarray, nstep: int,
              worlds: Sequence[Any]) -> None:

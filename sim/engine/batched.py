@@ -20,6 +20,11 @@ Physics failures: a step after which MuJoCo raised a bad-qpos/qvel/qacc/ctrl war
 state itself), or whose observation is not finite, ends that world's episode (terminated, reward 0,
 non-finite observation entries zeroed, `info["final_info"]["physics_failure"][i]` True, as a sync
 sub-env's info reaches the vector env); the other worlds go on.
+
+Pushes (`randomize.push`, sim/randomization/push.py): before a control period's physics, each world
+whose push is due gets the drawn velocity added to its base's, in its state (the batch's qvel row, or
+its MjData on the per-world path: a `physics` twin must take its state from there to feel it); the
+step's `info["push"]` `(N, 3)` (mask `_push`) holds what was added, `final_info["pushes"]` the count.
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ from gymnasium.utils import seeding
 from robot_rl.errors import ConfigError
 from robot_rl.spec import TaskSpec, action_to_robot
 
+from ..randomization.push import PushSchedule
 from .batch_stepper import BatchStepper, batch_available
+from .contact_forces import ContactForces
+from .islands import skip_island_discovery
 from .observation import BatchObservationBuilder
 from .task import (
     FIELD_SIZES,
@@ -163,6 +171,7 @@ class BatchedEngine:
             raise ConfigError(f"seed: must be an integer, got {seed!r}")
         self.task = task
         self.nominal = load_model(task)
+        skip_island_discovery(self.nominal)  # the same numbers, less work: sim/engine/islands.py
         self.spec: TaskSpec = build_spec(task, self.nominal)
         self.physics_dt = self.spec.physics_dt
         self.randomizer = self._randomizer(randomize, randomizer_cls)
@@ -208,15 +217,19 @@ class BatchedEngine:
         self._reset_needed = True
         self.autoreset = bool(autoreset)
         self._physics = physics
+        self._push_schedule = PushSchedule(n, self.spec.control_period)
+        """When each world is next pushed (used only while the randomizer has a push term)."""
         # MuJoCo's own batch steps the worlds of a training engine (no Python per world); one robot's plant
         # (autoreset off) and a twin's physics keep stepping each world's MjData directly.
         self._stepper: BatchStepper | None = None
         if physics is None and self.autoreset and batch_available():
             bound = [f for f in self._fields if f not in POST_CONSTRAINT_FIELDS]
             self._stepper = BatchStepper(self.nominal, [w.model for w in self.worlds], self.threads, bound,
-                                         self._held)
+                                         self._held, self._post_constraint)
             for i, w in enumerate(self.worlds):
                 w._stepper, w._index = self._stepper, i
+        self._contact_forces = ContactForces(self._stepper.batch, self._stepper.models) \
+            if self._stepper is not None and self._post_constraint else None
         self._pool = ThreadPoolExecutor(self.threads, "engine") \
             if self.threads > 1 and self._stepper is None else None
 
@@ -252,6 +265,8 @@ class BatchedEngine:
         if self.randomizer is not None:
             w.randomization = self.randomizer.reset_world(m, d, w.rng)
             w.delay_steps = min(int(w.randomization.get("actuation_delay_steps", 0)), self.task.frame_skip)
+            if self.randomizer.pushes is not None:
+                self._push_schedule.start_episode(i, self.randomizer.pushes, seed)
         w.held_ctrl[:] = 0.0  # actuators start unpowered
         mujoco.mj_forward(m, d)
         for dst, src in self._copies[i]:
@@ -348,15 +363,10 @@ class BatchedEngine:
     def _run_batch(self, stepper: BatchStepper) -> None:
         """Every world's control period in MuJoCo's batch, then the observed fields into the rows."""
         stepper.step(self._ctrl, self._delays, self.task.frame_skip, self.worlds)
-        if self._post_constraint:  # cfrc_ext: computed per world after the step, as Gymnasium does
-            for i, w in enumerate(self.worlds):
-                stepper.pull(i, w.raw_data)
-                mujoco.mj_rnePostConstraint(w.model, w.raw_data)
-                for dst, src in self._copies[i]:
-                    dst[...] = src
-        else:
-            for f, rows in stepper.bound.items():
-                self._now[f][...] = rows
+        for f, rows in stepper.bound.items():
+            self._now[f][...] = rows
+        if self._contact_forces is not None:  # cfrc_ext: mj_rnePostConstraint after the step, as Gymnasium
+            self._contact_forces.update(self._now["cfrc_ext"])
 
     def _run(self) -> None:
         if self._pool is None:
@@ -391,7 +401,30 @@ class BatchedEngine:
             raise ValueError(f"{what} have shape {a.shape}; expected ({self.num_envs}, {self.spec.act_dim})")
         return a
 
+    def _push_worlds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Add its push to the base velocity of each world due one before this control period (in its
+        state: the batch's row or its MjData); the pushes `(N, 3)` (x, y, yaw) and which worlds were
+        pushed `(N,)`, or None if none was due."""
+        push = None if self.randomizer is None else self.randomizer.pushes
+        if push is None:
+            return None
+        due = self._push_schedule.due(self._steps)
+        if due.size == 0:
+            return None
+        kicks = np.zeros((self.num_envs, 3))
+        for i in due.tolist():
+            kicks[i] = self._push_schedule.fire(i, push)
+            data = self.worlds[i].raw_data
+            if self._stepper is not None:
+                self._stepper.add_qvel(i, data, push.dofs, kicks[i])
+            else:
+                data.qvel[push.dofs] += kicks[i]
+        pushed = np.zeros(self.num_envs, dtype=bool)
+        pushed[due] = True
+        return kicks, pushed
+
     def _step(self) -> StepResult:
+        pushed = self._push_worlds()
         before = {f: a.copy() for f, a in self._now.items()}
         counters = self._warnings if self._stepper is None else self._stepper.warnings
         warnings_before = counters[:, FAILURE_WARNINGS]  # a copy (fancy indexing)
@@ -427,6 +460,8 @@ class BatchedEngine:
             info = self._autoreset(obs, done, failed, info, privileged)
         elif failed.any():
             info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
+        if pushed is not None:
+            info.update(push=pushed[0], _push=pushed[1])
         if privileged is not None:
             info["privileged"] = privileged
         return obs, reward, terminated, truncated, info
@@ -444,6 +479,8 @@ class BatchedEngine:
             ended: dict[str, Any] = {"physics_failure": True} if failed[i] else {}
             if self.randomizer is not None:
                 ended["randomization"] = self.worlds[i].randomization
+                if self.randomizer.pushes is not None:
+                    ended["pushes"] = int(self._push_schedule.count[i])
             if self._state is not None:  # e.g. the successes of a hold-and-advance task
                 ended.update(self._state.episode_info(int(i)))
             final_info = batch.add(final_info, ended, int(i))

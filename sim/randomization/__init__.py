@@ -9,6 +9,9 @@ from the model.
   joint_damping_scale, actuator_gain_scale, gravity_tilt, actuation_delay, initial_state_noise
   (per episode) and observation_noise, action_noise (per step). They are written over MuJoCo's model
   arrays, so every MuJoCo task takes every term with no code of its own.
+- `push` (push.py) acts mid-episode: every [low, high] s a velocity added to a free base. The Randomizer
+  holds it (`pushes`); the batched engine applies it between control periods, from a push generator per
+  world (so it changes no other draw). Engine worlds only (a Gymnasium or dm_control env refuses it).
 - `Randomizer(config, nominal, physics_dt, physics_steps)` applies them to one world: `reset_world`
   after the task's reset (draws from the world's own seeded generator, writes the model from the
   nominal values, never compounding, and returns the draws: `info["randomization"]`),

@@ -19,6 +19,13 @@ def apply_randomization(env: Any, config: RandomizationConfig | None, task_id: s
     if not isinstance(base, _mujoco_env_classes()):
         raise ConfigError(f"randomize.{config.active_names()[0]}: task {task_id!r} does not support it: "
                           f"not a MuJoCo task (the Gymnasium MuJoCo tasks and dm_control's take every term)")
+    from robot_rl.sim.engine.world_env import EngineWorldEnv
+
+    if config.push.active and not isinstance(base, EngineWorldEnv):
+        raise ConfigError(f"randomize.push: task {task_id!r} does not support it: pushes act "
+                          f"mid-episode in the MuJoCo engine's worlds (an engine task with a free joint, "
+                          f"e.g. quadruped-walk or a declared floating-base task), not in a Gymnasium or "
+                          f"dm_control env")
     task: Any = base  # a MuJoCo task env (checked above): task_spec, model, use_randomizer
     spec = task.task_spec
     task.use_randomizer(Randomizer(config, task.model, spec.physics_dt, spec.physics_steps, task_id))

@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 from robot_rl.config import check, check_choice
 
+from .push import PushConfig
+
 _NOMINAL = (1.0, 1.0)
+_NO_PUSH = PushConfig()
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class RandomizationConfig:
     initial_state_noise: float = 0.0
     """Half-width of a uniform perturbation of the reset state, on top of the task's own: every dof's
     position (quaternions integrated, so they stay unit) and velocity."""
+    push: PushConfig = _NO_PUSH
+    """Random pushes of a floating base mid-episode: `{interval: [low, high] s, x, y: [low, high] m/s,
+    yaw: [low, high] rad/s}`, a velocity added to the base every interval (engine worlds only)."""
     scale_per: Literal["element", "world"] = "element"
     """How the four scales are drawn: one factor per body, geom, dof or actuator ("element": shapes
     vary, totals average out), or one factor per world shared by all its elements ("world": the whole
@@ -69,10 +75,12 @@ class RandomizationConfig:
 
     def active_names(self) -> list[str]:
         """The names of the terms that perturb something, in the order they are drawn."""
-        return [f.name for f in fields(self) if f.name != "scale_per" and getattr(self, f.name) != f.default]
+        return [f.name for f in fields(self) if f.name != "scale_per" and
+                (self.push.active if f.name == "push" else getattr(self, f.name) != f.default)]
 
     def terms(self) -> list[Any]:
-        """The active terms, episode-level ones in their fixed drawing order, then the step noises."""
+        """The active terms, episode-level ones in their fixed drawing order, then the step noises (the
+        push, which acts mid-episode, is the Randomizer's `pushes`)."""
         from .terms import TERMS
 
         active = set(self.active_names())
@@ -82,7 +90,8 @@ class RandomizationConfig:
 
     def describe(self) -> str:
         """One line for a run's log: each active term and its range."""
-        parts = [f"{name} {_show(getattr(self, name))}" for name in self.active_names()]
+        parts = [self.push.describe() if name == "push" else f"{name} {_show(getattr(self, name))}"
+                 for name in self.active_names()]
         if self.scale_per == "world" and any(name.endswith("_scale") for name in self.active_names()):
             parts.append("scales per world")
         return "randomize: " + (", ".join(parts) if parts else "off")

@@ -12,6 +12,7 @@ import numpy as np
 from robot_rl.errors import ConfigError
 
 from .config import RandomizationConfig
+from .push import Push
 from .terms import Rng
 
 
@@ -34,13 +35,21 @@ class Randomizer:
                 term.check(self.nominal, physics_steps if physics_steps is not None else 1 << 30)
             except ValueError as err:
                 raise ConfigError(f"randomize.{term.name}: task {task_id!r} cannot take it: {err}") from None
+        self.pushes: Push | None = None
+        """The push term (`randomize.push`), or None: the engine applies it between control periods."""
+        if config.push.active:
+            try:
+                self.pushes = Push(config.push, self.nominal)
+            except ValueError as err:
+                raise ConfigError(f"randomize.push: task {task_id!r} cannot take it: {err}") from None
         self.episode_terms = [t for t in terms if t.episode]
         self._obs = next((t for t in terms if t.name == "observation_noise"), None)
         self._act = next((t for t in terms if t.name == "action_noise"), None)
 
     @property
     def active(self) -> bool:
-        return bool(self.episode_terms) or self._obs is not None or self._act is not None
+        return bool(self.episode_terms) or self._obs is not None or self._act is not None \
+            or self.pushes is not None
 
     def reset_world(self, model: Any, data: Any, rng: np.random.Generator,
                     terms: Sequence[Any] | None = None) -> dict[str, Any]:
