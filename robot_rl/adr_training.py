@@ -30,7 +30,7 @@ def attach_adr(envs: Any, config: Any) -> ADR | None:
     adr = ADR(adr_parameters(config.randomize, config.adr), config.adr)
     engine = envs.engine  # BatchedVectorEnv's engine (launch validation guarantees vectorization: batched)
     engine.randomizer = ADRRandomizer(adr, config.randomize, engine.nominal, engine.physics_dt,
-                                      engine.task.frame_skip, config.task)
+                                      engine.task.frame_skip, config.task, task_state=engine.task_state)
     return adr
 
 

@@ -70,6 +70,35 @@ def next_goals(mode: str, previous: np.ndarray, rng: np.random.Generator) -> np.
     raise ValueError(f"goal mode {mode!r} is not valid; choose one of: {', '.join(GOAL_MODES)}")
 
 
+def goals_within(current: np.ndarray, min_angle: float, max_angle: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Goals (N, 4) at most `max_angle` (N,) radians from the orientations `current` (N, 4) and at least
+    `min_angle`: uniform on SO(3) restricted to that shell around each orientation (the goal curriculum
+    of `cube:reorient`, whose `adr.goal_angle` widens `max_angle` toward π).
+
+    A uniform rotation's angle θ has density (1 − cos θ)/π on [0, π] and a uniform axis, so θ is drawn by
+    inverting the cumulative θ − sin θ on [min_angle, max_angle] (bisection) and the axis uniformly; the
+    goal is that rotation applied to `current`. With max_angle = π and min_angle = 0 this is exactly
+    `uniform_quaternions` (left-multiplying by any orientation keeps the uniform distribution)."""
+    current = np.asarray(current, dtype=np.float64)
+    hi = np.clip(np.asarray(max_angle, dtype=np.float64), 0.0, np.pi) * np.ones(len(current))
+    lo = np.minimum(float(min_angle), hi)
+    cdf_lo, cdf_hi = lo - np.sin(lo), hi - np.sin(hi)
+    target = cdf_lo + (cdf_hi - cdf_lo) * rng.random(len(current))
+    a, b = lo.copy(), hi.copy()
+    for _ in range(60):  # θ − sin θ increases on [0, π]: 60 halvings reach float precision
+        mid = 0.5 * (a + b)
+        below = mid - np.sin(mid) < target
+        a, b = np.where(below, mid, a), np.where(below, b, mid)
+    theta = 0.5 * (a + b)
+    axis = rng.normal(size=(len(current), 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    turn = np.concatenate([np.cos(theta / 2)[:, None], np.sin(theta / 2)[:, None] * axis], axis=1)
+    goal = quat_multiply(turn, current)
+    goal /= np.linalg.norm(goal, axis=-1, keepdims=True)
+    return np.where(goal[:, :1] < 0.0, -goal, goal)
+
+
 @dataclass(frozen=True)
 class SuccessRule:
     """When a goal counts as reached, and when the cube counts as dropped."""

@@ -202,14 +202,16 @@ class TrainConfig:
 def _check_adr(config: TrainConfig) -> None:
     """adr.enabled needs the batched engine and at least one range term to drive; steps name them."""
     from robot_rl.sim.adr import ADR
-    from robot_rl.sim.adr_randomizer import RANGE_TERMS, adr_parameters
+    from robot_rl.sim.adr_randomizer import GOAL_ANGLE_TASKS, RANGE_TERMS, adr_parameters
 
     check(config.vectorization == "batched", "adr.enabled",
           f"ADR drives the batched engine's per-world randomizer; set vectorization: batched "
           f"(it is {config.vectorization!r})")
+    check(config.adr.goal_angle is None or config.task in GOAL_ANGLE_TASKS, "adr.goal_angle",
+          f"task {config.task!r} has no goal curriculum; it is for: {', '.join(GOAL_ANGLE_TASKS)}")
     params = adr_parameters(config.randomize, config.adr)
-    check(bool(params), "adr.enabled", f"ADR needs a randomize: range term whose bounds it grows toward; "
-          f"give one of: {', '.join(RANGE_TERMS)}")
+    check(bool(params), "adr.enabled", f"ADR needs a randomize: range term whose bounds it grows toward "
+          f"(give one of: {', '.join(RANGE_TERMS)}) or adr.goal_angle (a goal curriculum)")
     ADR(params, config.adr)  # adr.steps naming a parameter that is not randomized: named here
     from robot_rl.sim.registry import reports_successes
 

@@ -70,6 +70,11 @@ class ADRConfig:
     return_scale: float | None = None
     """Performance of a boundary episode: None for its success (the task counts goals reached, as the
     cube tasks do: 1 if it reached one, else 0); a number for its return divided by it, clipped to [0, 1]."""
+    goal_angle: tuple[float, float] | None = None
+    """`[start, max]` radians: a goal curriculum (cube:reorient). ADR also drives `goal_angle`, the most
+    an episode's goals may lie from the cube's orientation when drawn: its range starts at [start,
+    start], its upper bound widens by `steps.goal_angle` (default 0.1 rad) up to max (at most π, where
+    the goals are the task's own, uniform on SO(3)); its lower bound stays at start. None: off."""
 
     def __post_init__(self) -> None:
         for key, value in (("low", self.low), ("high", self.high)):
@@ -85,6 +90,12 @@ class ADRConfig:
                                             and math.isfinite(self.return_scale) and self.return_scale > 0),
               "adr.return_scale",
               f"must be a finite number > 0 (or null for success), got {self.return_scale!r}")
+        if self.goal_angle is not None:
+            pair = self.goal_angle
+            numbers = isinstance(pair, (tuple, list)) and len(pair) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+            check(numbers and 0.0 < pair[0] <= pair[1] <= math.pi, "adr.goal_angle",
+                  f"must be [start, max] radians with 0 < start <= max <= pi ({math.pi!r}), got {pair!r}")
         for name, step in self.steps.items():
             check(isinstance(step, (int, float)) and math.isfinite(step) and step > 0, f"adr.steps.{name}",
                   f"must be a finite number > 0, got {step!r}")
@@ -170,8 +181,8 @@ class ADR:
             high = self._high[name]
             new = min(p.maximum, high + step) if outward else max(p.nominal, high - step)
             moved, self._high[name] = new != high, new
-        # a bound that moves changes the distribution the other bound's buffer was measured under
-        self._buffers[(name, "high" if side == "low" else "low")].clear()
+        if moved:  # a bound that moves changes the distribution the other bound's buffer was measured under
+            self._buffers[(name, "high" if side == "low" else "low")].clear()
         self.updates += int(moved)
         return moved
 

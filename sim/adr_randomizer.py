@@ -12,6 +12,11 @@ element of it (all bodies' masses at the low factor, say); the others draw each 
 the current range. The boundary is reported as `"<name>:<low|high>"` (or "") in the world's
 `randomization` info, which reaches `final_info` when the episode ends, where the trainer feeds the
 episode's performance back (`ADR.record`).
+
+`adr.goal_angle` adds one parameter of the task itself, not of the model: cube:reorient's goal
+curriculum. Each episode draws its `goal_angle` like any other parameter (a boundary world pins it at a
+bound) and hands it to the task state (`set_episode_parameters`) before the engine resets that world's
+state, which then draws the episode's goals within that angle of the cube's orientation.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+
+from robot_rl.errors import ConfigError
 
 from .adr import ADR, ADRConfig, ADRParameter
 from .randomization import RandomizationConfig, Randomizer
@@ -35,9 +42,20 @@ RANGE_TERMS: dict[str, tuple[float, float, float]] = {
 }
 
 
+GOAL_ANGLE_STEP = 0.1
+"""Default widening step of `adr.goal_angle`, radians."""
+GOAL_ANGLE_TASKS = ("cube:reorient",)
+"""The tasks whose state takes ADR's `goal_angle` (sim/cube_task.py `CubeState.set_episode_parameters`)."""
+
+
 def adr_parameters(randomize: RandomizationConfig, config: ADRConfig) -> list[ADRParameter]:
-    """One ADR parameter per active range term of `randomize`, its bounds the hard limits."""
+    """One ADR parameter per active range term of `randomize`, its bounds the hard limits; and the goal
+    curriculum's `goal_angle` with `adr.goal_angle` (lower bound pinned at its start)."""
     params = []
+    if config.goal_angle is not None:
+        start, top = (float(v) for v in config.goal_angle)
+        params.append(ADRParameter("goal_angle", nominal=start, minimum=start, maximum=top,
+                                   step=float(config.steps.get("goal_angle", GOAL_ANGLE_STEP))))
     for name in randomize.active_names():
         if name not in RANGE_TERMS:
             continue
@@ -52,11 +70,19 @@ class ADRRandomizer:
     """The engine's Randomizer (same methods) with ADR-driven ranges for the ADR parameters."""
 
     def __init__(self, adr: ADR, randomize: RandomizationConfig, nominal: Any, physics_dt: float,
-                 physics_steps: int | None = None, task_id: str = "the task") -> None:
+                 physics_steps: int | None = None, task_id: str = "the task", task_state: Any = None) -> None:
         self.adr = adr
         self.base = Randomizer(randomize, nominal, physics_dt, physics_steps, task_id)
         self.nominal = self.base.nominal
         self.pushes = self.base.pushes  # not an ADR parameter: the configured pushes
+        self.task_terms = [n for n in adr.parameters if n == "goal_angle"]
+        """ADR parameters of the task itself, handed to `task_state.set_episode_parameters` each reset."""
+        if self.task_terms and task_id not in GOAL_ANGLE_TASKS:
+            raise ConfigError(f"adr.goal_angle: task {task_id!r} has no goal curriculum; it is for: "
+                              f"{', '.join(GOAL_ANGLE_TASKS)}")
+        if self.task_terms and task_state is None:
+            raise ConfigError("adr.goal_angle: the engine has no task state to hand the goal angle to")
+        self.task_state = task_state
 
     @property
     def active(self) -> bool:
@@ -74,6 +100,10 @@ class ADRRandomizer:
                 term = dataclasses.replace(term, bounds=(low, high))  # keeps per_world
             terms.append(term)
         drawn = self.base.reset_world(model, data, rng, terms)
+        if self.task_terms:  # the engine resets the task state's world next, with these values
+            own = {name: draw.values[name] for name in self.task_terms}
+            self.task_state.set_episode_parameters(own)
+            drawn.update(own)
         drawn["adr_boundary"] = "" if draw.boundary is None else f"{draw.boundary[0]}:{draw.boundary[1]}"
         return drawn
 

@@ -16,6 +16,9 @@ hand (sim/assets/cube_hand.xml), palm up, a 6 cm cube resting on the palm betwee
   what a servo reports.
 - Goals, success and drops: `robot_rl.goals` (±90° about z per goal for rotate-z, uniform on SO(3) for
   reorient; within 0.4 rad for 5 steps = 0.25 s, then a new goal at once; a drop terminates).
+  Reorient's goal curriculum (`adr.goal_angle`, sim/adr_randomizer.py): ADR hands each episode a
+  `goal_angle` (`CubeState.set_episode_parameters`) and its goals are drawn uniformly on SO(3) within
+  that angle of the cube's orientation, beyond the tolerance; without it, the task's own goals.
 - Reward per step (`CubeReward`): progress toward the goal (rad of error removed), a small alignment
   term, a success bonus per goal reached, a drop penalty, an action-rate penalty, and the prototype's
   shaping: fingertips kept at the cube (metres beyond touching) and, for rotate-z, the cube kept upright.
@@ -39,6 +42,7 @@ from robot_rl.goals import (
     HoldAndAdvance,
     SuccessRule,
     dropped,
+    goals_within,
     next_goals,
     quat_error,
     rotation_angle,
@@ -165,13 +169,27 @@ class CubeState:
         """Worlds that reached a goal on the last step."""
         self._rngs: list[np.random.Generator | None] = [None] * num_worlds
         self.fields: Mapping[str, np.ndarray] = self.integrator.fields()
+        self.goal_angle = np.full(num_worlds, np.nan)
+        """Each world's goal curriculum for this episode (`adr.goal_angle`, reorient only): its goals lie
+        at most this many radians from the cube's orientation when drawn; NaN: the task's own goals."""
+        self._next_goal_angle = np.nan
+
+    def set_episode_parameters(self, values: Mapping[str, float]) -> None:
+        """ADR's draw of the task's own parameters (`goal_angle`) for the world reset next: the engine
+        resets a world right after its randomizer draws (sim/engine/batched.py `_reset_world`)."""
+        unknown = sorted(set(values) - {"goal_angle"})
+        if unknown or self.mode != "reorient":
+            raise ConfigError(f"adr.{(unknown or ['goal_angle'])[0]}: cube:{self.mode} takes no such "
+                              f"episode parameter; goal_angle is cube:reorient's goal curriculum")
+        self._next_goal_angle = float(values.get("goal_angle", np.nan))
 
     def reset_world(self, i: int, model: Any, data: Any, rng: np.random.Generator,
                     goals: Mapping[str, np.ndarray]) -> None:
         self._rngs[i] = rng
         self.integrator.reset(i, data.qpos[:NJ])
+        self.goal_angle[i], self._next_goal_angle = self._next_goal_angle, np.nan
         cube = np.asarray(data.qpos[CUBE_QUAT])[None]
-        goals["cube_goal"][i] = next_goals(self.mode, cube, rng)[0]
+        goals["cube_goal"][i] = self._next_goal(i, cube, cube, rng)
         if model.nmocap:  # the translucent goal cube beside the hand (visual only)
             data.mocap_quat[0] = goals["cube_goal"][i]
         self.angle[i] = rotation_angle(quat_error(cube, goals["cube_goal"][i:i + 1]))[0]
@@ -212,11 +230,20 @@ class CubeState:
         for i in np.flatnonzero(reached):  # hold-and-advance: the next goal from this world's generator
             rng = self._rngs[i]
             assert rng is not None
-            goal[i] = next_goals(self.mode, goal[i:i + 1], rng)[0]
+            goal[i] = self._next_goal(int(i), goal[i:i + 1], qpos[i:i + 1, CUBE_QUAT], rng)
             angle[i] = rotation_angle(quat_error(qpos[i:i + 1, CUBE_QUAT], goal[i:i + 1]))[0]
         self.angle[...] = angle
         self.reached[...] = reached
         return reward, fell
+
+    def _next_goal(self, i: int, previous: np.ndarray, cube: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+        """World i's next goal (4,): the task's own (`next_goals` after `previous`), or under the goal
+        curriculum uniform within `goal_angle[i]` rad of the cube's orientation `cube` (1, 4), beyond the
+        tolerance (a goal already reached is no goal)."""
+        if np.isnan(self.goal_angle[i]):
+            return next_goals(self.mode, previous, rng)[0]
+        return goals_within(cube, self.rule.tolerance, self.goal_angle[i:i + 1], rng)[0]
 
     def episode_info(self, i: int) -> dict[str, Any]:
         count = int(self.hold.successes[i])

@@ -64,6 +64,18 @@ def test_middle_performance_keeps_the_range_and_each_bound_is_judged_on_its_own(
     assert low == 1.0 and high == pytest.approx(1.3)
 
 
+def test_a_bound_stuck_at_its_limit_does_not_wipe_the_other_bounds_buffer() -> None:
+    # goal_angle-like: the lower bound is pinned (minimum = nominal), only the upper one can move
+    pinned = ADRParameter("goal_angle", nominal=0.6, step=0.1, minimum=0.6, maximum=3.0)
+    adr = ADR([pinned], ADRConfig(enabled=True, window=3, high=0.6))
+    for _ in range(2):
+        adr.record(("goal_angle", "high"), 1.0)
+    for _ in range(3):  # a full window of successes at the pinned low bound: it cannot move
+        assert not adr.record(("goal_angle", "low"), 1.0)
+    assert adr.record(("goal_angle", "high"), 1.0)  # the third high success still completes its window
+    assert adr.ranges()["goal_angle"] == (0.6, pytest.approx(0.7)) and adr.updates == 1
+
+
 def test_a_threshold_decides_only_after_a_full_window() -> None:
     adr = ADR([MASS], ADRConfig(enabled=True, window=3))
     assert not adr.record(("body_mass_scale", "high"), 1.0)
