@@ -4,14 +4,13 @@ bundle see the observation alone."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from progress_log import progress
 
 from robot_rl import sim
 from robot_rl.agents.configs import PPOConfig, TRPOConfig
@@ -218,9 +217,7 @@ def test_a_short_asymmetric_ppo_run_on_cube_rotate_z_improves_its_training_retur
     config = load_train_config(ASYM, [*QUIET, "eval.episodes=2", "log.checkpoint_every_steps=0",
                                       "total_steps=40960"])
     result = trainer_class(config.algo)(config, tmp_path / "run").train()
-    with open(tmp_path / "run" / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    returns = [float(r["episode_return"]) for r in rows if not math.isnan(float(r["episode_return"]))]
+    _, returns = progress(tmp_path / "run")
     first, last = returns[0], returns[-1]  # the first generation of episodes (untrained) and the last
     assert last >= first + 10.0, (first, last)
     assert 0.0 <= result["success_rate"] <= 1.0

@@ -3,9 +3,9 @@ three generations of the 32 worlds' 200-step episodes, ~25 s on a loaded 2-core 
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
+
+from progress_log import progress
 
 from robot_rl.launch import load_train_config, trainer_class
 
@@ -17,9 +17,7 @@ QUIET = ["log.progress_bar=false", "log.tensorboard=false", "log.plot=false", "e
 def test_a_short_ppo_run_on_cube_rotate_z_improves_its_training_return(tmp_path: Path) -> None:
     config = load_train_config(ROOT / "launch" / "cube_rotate_z_ppo.yaml", [*QUIET, "total_steps=24576"])
     result = trainer_class(config.algo)(config, tmp_path / "run").train()
-    with open(tmp_path / "run" / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    returns = [float(r["episode_return"]) for r in rows if not math.isnan(float(r["episode_return"]))]
+    rows, returns = progress(tmp_path / "run")
     first, last = returns[0], returns[-1]  # the first generation of episodes (untrained) and the third
     assert last >= first + 10.0, (first, last)
     assert 0.0 <= result["success_rate"] <= 1.0 and "consecutive_successes" in result
