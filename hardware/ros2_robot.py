@@ -81,7 +81,8 @@ Two ways to run: embedded in a node (`node=`, as `robot_rl_policy` does: callbac
 executor, `read_state` returns the latest state, `on_state` is called on each accepted state), or
 standalone (its own context, node and executor thread, for `ControlLoop.run`: `read_state` waits up
 to half a control period for a state newer than the last it returned and at most half a period old,
-so that the loop's command answers the driver's newest state within the driver's cycle; `_current`).
+so that the loop's command answers the driver's newest state within the driver's cycle; an older newer
+state is waited on only until the driver's next is due: `_current`, `_read_wait`).
 Imports numpy at module level; rclpy and the message packages on use.
 """
 
@@ -564,7 +565,7 @@ class Ros2Robot(Robot):
 
     def _read_state(self) -> RobotState:
         if self.standalone:
-            self._wait_for(self._current, 0.5 * self.period)
+            self._wait_for(self._current, self._read_wait())
         with self._cond:
             return self._returned_state()
 
@@ -618,6 +619,16 @@ class Ros2Robot(Robot):
 
     def _newer(self) -> bool:
         return self._latest is not None and self._latest.sequence > self._returned
+
+    def _read_wait(self) -> float:
+        """How long a standalone read waits: half a period for a newer state, but for a newer one that is
+        already old only until the driver's next is due (1.1 periods after it arrived), so that the last
+        state of a driver that stopped is answered no later than its cycle allows, well inside the stale
+        timeout."""
+        arrival = self._arrival
+        if not self._newer() or arrival is None:
+            return 0.5 * self.period
+        return max(0.0, min(0.5 * self.period, arrival + 1.1 * self.period - self.clock()))
 
     def _current(self) -> bool:
         """A newer state that arrived within the last half period. One older than that means this loop,
