@@ -88,7 +88,7 @@ def parse_push_interval(text: str) -> tuple[float, float]:
         low, high = (float(v) for v in text.split(":"))
         PushConfig(interval=(low, high))
     except (ValueError, ConfigError):
-        raise ConfigError(f"--push-interval {text!r}: expected LOW:HIGH seconds with 0 < LOW <= HIGH "
+        raise ConfigError(f"--push-interval {text!r}: expected LOW:HIGH seconds, 0 < LOW <= HIGH "
                           f"(e.g. {DEFAULT_PUSH_INTERVAL[0]:g}:{DEFAULT_PUSH_INTERVAL[1]:g})") from None
     return low, high
 
