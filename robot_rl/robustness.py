@@ -143,6 +143,17 @@ class RobustnessResult:
     episodes: int
     push_interval: tuple[float, float] | None = None
     """Seconds between pushes when an axis is a push term, else None."""
+    pushes: np.ndarray | None = None
+    """With a push axis: the pushes each point's episodes got in all (the shape of `mean`), else None."""
+
+    def unpushed(self) -> int:
+        """How many points with a kick got no push at all (episodes shorter than the push interval)."""
+        if self.pushes is None:
+            return 0
+        kicked = [any(axis.values[i] != 0.0 for axis, i in zip(self.axes, index, strict=True)
+                      if axis.term in PUSH_TERMS)
+                  for index in itertools.product(*(range(len(axis.values)) for axis in self.axes))]
+        return int(np.sum(np.array(kicked) & (self.pushes.ravel() == 0)))
 
 
 def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes: Sequence[GridAxis],
@@ -173,12 +184,32 @@ def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes:
         raise ConfigError(f"--grid: {math.prod(shape)} points; at most {MAX_POINTS}")
     _check_task(task, axes, simulator, interval)
     mean, std = np.full(shape, np.nan), np.full(shape, np.nan)
+    counts = np.zeros(shape, dtype=np.int64)
     for index in itertools.product(*(range(n) for n in shape)):
         point = grid_config({a.term: a.values[i] for a, i in zip(axes, index, strict=True)}, interval)
+        counter = PushCounter()
         result = evaluate(task, policy, episodes, seed, max_steps=max_steps, randomize=point,
-                          simulator=simulator)
+                          simulator=simulator, hooks=[counter])
         mean[index], std[index] = _metric(result, metric, task)
-    return RobustnessResult(tuple(axes), metric, mean, std, episodes, interval if pushes else None)
+        counts[index] = counter.pushes
+    return RobustnessResult(tuple(axes), metric, mean, std, episodes, interval if pushes else None,
+                            counts if pushes else None)
+
+
+class PushCounter:
+    """An evaluation hook (`evaluation.EvalHook`) counting the pushes: the steps whose info holds one."""
+
+    def __init__(self) -> None:
+        self.pushes = 0
+
+    def attach(self, env: Any) -> None:
+        """Nothing to attach: the engine reports each push in the step's info."""
+
+    def frame(self, episode: int, step: int, episode_return: float, info: dict[str, Any]) -> None:
+        self.pushes += int("push" in info)
+
+    def close(self, ok: bool) -> None:
+        """Nothing to close."""
 
 
 def _metric(result: dict[str, Any], metric: str, task: str) -> tuple[float, float]:

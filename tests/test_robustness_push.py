@@ -157,6 +157,8 @@ def test_a_2x2_push_map_from_the_cli_writes_csv_png_and_json(
     printed = json.loads(capsys.readouterr().out)
     assert printed["axes"] == {"push_x": [0.0, 1.5], "push_y": [-1.5, 0.0]}
     assert printed["push_interval"] == [0.5, 1.0]
+    pushes = np.array(printed["pushes"])  # the pushes each point's 2 episodes got: none at (0, 0)
+    assert pushes[0, 1] == 0 and (np.delete(pushes.ravel(), 1) >= 2).all()
     plain = evaluate(TASK, policy, 2, printed["seed"], max_steps=150)
     mean = np.array(printed["mean"])
     assert mean[0, 1] == pytest.approx(plain["mean_return"], abs=1e-6)  # (0, 0): no push
@@ -175,4 +177,18 @@ def test_a_2x2_push_map_from_the_cli_writes_csv_png_and_json(
                  "--out", str(line)]) == 0
     text = capsys.readouterr().out
     assert "push_yaw" in text and "fall_rate" in text and line.is_file()
+
+
+def test_a_map_whose_episodes_end_before_the_first_push_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """50 steps (1 s) and the default 2-4 s interval: no point is pushed, the map is the nominal one."""
+    assert main(["robustness", "zoo:quadruped-walk_ppo", "--grid", "push_x=0,1,-1", "--episodes", "1",
+                 "--max-steps", "50", "--out", str(tmp_path / "none.png"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    assert printed["pushes"] == [0, 0, 0] and len(set(printed["mean"])) == 1
+    assert "warning: 2 point(s) with a kick got no push" in err and "2-4 s in (--push-interval)" in err
+    assert main(["robustness", "zoo:quadruped-walk_ppo", "--grid", "push_x=0,1", "--episodes", "1",
+                 "--max-steps", "50", "--push-interval", "0.3:0.3", "--out", str(tmp_path / "p.png")]) == 0
+    assert "warning" not in capsys.readouterr().err
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from robot_rl.commands import seed_arg
 
@@ -72,11 +73,17 @@ def run_robustness(args: argparse.Namespace) -> int:
                              simulator, interval)
     table = write_table(result, out.with_suffix(".csv"))
     draw(result, out, f"{source.task}: {source.label}")
+    if result.unpushed() and result.push_interval is not None:
+        low, high = result.push_interval
+        print(f"robot-rl robustness: warning: {result.unpushed()} point(s) with a kick got no push: their "
+              f"episodes ended (--max-steps, a fall) before the first, {low:g}-{high:g} s in "
+              f"(--push-interval)", file=sys.stderr)
     if args.json:
         print(json.dumps({"task": source.task, "simulator": simulator, "metric": args.metric,
                           "episodes": args.episodes, "seed": seed,
                           "axes": {a.term: list(a.values) for a in axes}, "mean": result.mean.tolist(),
                           "std": result.std.tolist(), "push_interval": result.push_interval,
+                          "pushes": None if result.pushes is None else result.pushes.tolist(),
                           "png": str(out), "csv": str(table)}))
     else:
         print(format_table(result))
