@@ -12,11 +12,16 @@ each figure is the median of its rounds, so a change in the machine's load hits 
 - `sync_x8`, `async_x8`: `robot_rl.sim.make(task, 8, vectorization=...)`.
 - `batched_xN_tT`: the engine, N worlds on T threads.
 - `mj_step_1_thread`: one thread's raw `mj_step` rate (one world in a C loop: `mujoco.rollout`, 200
-  random controls a call, from Gymnasium's reset state); `limit` = that / frame skip x cores: env
-  steps/s if stepping cost nothing but physics.
+  random controls a call) from 16 states a Gymnasium env passes through under random actions, resetting
+  as its episodes end (the states the configs step); `limit` = that / frame skip x cores: env steps/s if
+  stepping cost nothing but physics. `mj_step_1_thread_from_reset` and `limit_from_reset` time the
+  same from Gymnasium's reset state only (the first version of this bench): a step's cost depends on
+  the state (its contacts), and a body falling from its reset pose is not the mix the configs step.
 - `batched_..._physics_share`: the share of the top batched config's measured time spent inside
   MuJoCo's batch call (the physics); the rest is the engine's own work (actions, `cfrc_ext`,
   observations, rewards, resets). Where a ratio to `limit` is short, this says on which side the gap is.
+  `..._physics_only_over_sync_x8` is that config's rate if its step cost only the batch's physics,
+  over `sync_x8`: the ceiling any engine on MuJoCo's batch reaches on these states and threads.
 The load average (`os.getloadavg`) is recorded before and after: the machine may be shared.
 """
 
@@ -108,33 +113,55 @@ def _timed(stepper: Any) -> Callable[[], float]:
     return lambda: total[0]
 
 
-def physics(task: str) -> tuple[Config, int]:
-    """One world's raw mj_step in a C loop (`mujoco.rollout`, 200 steps a call, random controls, from
-    Gymnasium's reset state); its rate is physics steps/s. Returns it and the task's frame skip."""
+def start_states(task: str, visited: bool, count: int = 16, every: int = 25) -> tuple[Any, np.ndarray, int]:
+    """Full-physics states to time raw `mj_step` from: Gymnasium's reset state (`visited=False`), or
+    `count` states a Gymnasium env passes through under the configs' own random actions, resetting as
+    its episodes end (one every `every` control steps: the mix of fresh and long-running episodes the
+    configs step). Returns the model, the states `(count, size)` and the task's frame skip."""
     import gymnasium
+    import mujoco
+
+    env = gymnasium.make(task, disable_env_checker=True)
+    env.reset(seed=0)
+    raw = env.unwrapped
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    states = np.empty((count if visited else 1, mujoco.mj_stateSize(raw.model, spec)))
+    if not visited:
+        mujoco.mj_getState(raw.model, raw.data, states[0], spec)
+    else:
+        rng = np.random.default_rng(0)
+        high = env.action_space.high
+        for k in range(count * every):
+            if k % every == 0:
+                mujoco.mj_getState(raw.model, raw.data, states[k // every], spec)
+            _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, high.shape) * high)
+            if terminated or truncated:
+                env.reset()
+    model, skip = raw.model, raw.frame_skip
+    env.close()
+    return model, states, skip
+
+
+def physics(task: str, visited: bool = True) -> tuple[Config, int]:
+    """One world's raw mj_step in a C loop (`mujoco.rollout`, 200 steps a call, random controls) from
+    `start_states(task, visited)` in turn; its rate is physics steps/s. Returns it and the frame skip."""
     import mujoco
     from mujoco import rollout
 
-    env = gymnasium.make(task, disable_env_checker=True).unwrapped
-    env.reset(seed=0)
-    model, skip = env.model, env.frame_skip
-    state_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    state = np.empty((1, mujoco.mj_stateSize(model, state_spec)))
-    mujoco.mj_getState(model, env.data, state[0], state_spec)
+    model, states, skip = start_states(task, visited)
     nstep = 200
     low, high = model.actuator_ctrlrange.T
     controls = np.random.default_rng(0).uniform(low, high, (16, 1, nstep, model.nu))
     runner, data = rollout.Rollout(nthread=0), mujoco.MjData(model)
-    out = np.empty((1, nstep, state.shape[1]))
+    out = np.empty((1, nstep, states.shape[1]))
+    calls = [0]
 
     def step(control: np.ndarray) -> None:
+        state = states[calls[0] % len(states)][None]
+        calls[0] += 1
         runner.rollout(model, data, state, control, state=out)
 
-    def close() -> None:
-        runner.close()
-        env.close()
-
-    return Config(step, controls, nstep, close), skip
+    return Config(step, controls, nstep, runner.close), skip
 
 
 def main() -> None:
@@ -161,6 +188,7 @@ def main() -> None:
             for t in args.threads:
                 configs[f"batched_x{n}_t{t}"] = vector(task, n, "batched", threads=t)
         configs["mj_step_1_thread"], skip = physics(task)
+        configs["mj_step_1_thread_from_reset"], _ = physics(task, visited=False)
         rates: dict[str, list[float]] = {name: [] for name in configs}
         try:
             for _ in range(args.rounds):  # in turn, so a change of the machine's load hits every config
@@ -170,16 +198,21 @@ def main() -> None:
             for config in configs.values():
                 config.close()
         row: dict[str, Any] = {name: round(statistics.median(r)) for name, r in rates.items()}
-        row.update(frame_skip=skip, limit=round(row["mj_step_1_thread"] / skip * cores))
+        row.update(frame_skip=skip, limit=round(row["mj_step_1_thread"] / skip * cores),
+                   limit_from_reset=round(row["mj_step_1_thread_from_reset"] / skip * cores))
         best = row.get(f"batched_x{max(args.worlds)}_t{max(args.threads)}")
         if best:
             top = f"batched_x{max(args.worlds)}_t{max(args.threads)}"
             row[f"{top}_over_sync_x8"] = round(best / row["sync_x8"], 2)
             row[f"{top}_over_limit"] = round(best / row["limit"], 2)
+            row[f"{top}_over_limit_from_reset"] = round(best / row["limit_from_reset"], 2)
             row[f"{top}_over_gymnasium"] = round(best / row["gymnasium_single"], 2)
             timed = configs[top]
             if timed.measured_seconds:
-                row[f"{top}_physics_share"] = round(timed.physics_seconds / timed.measured_seconds, 3)
+                share = timed.physics_seconds / timed.measured_seconds
+                row[f"{top}_physics_share"] = round(share, 3)
+                # the config's rate with its stepping cost only the batch's physics: no engine can beat it
+                row[f"{top}_physics_only_over_sync_x8"] = round(best / share / row["sync_x8"], 2)
         results[task] = row
     print(json.dumps({"benchmark": "env_throughput", "cpu": cpu_model(), "cores": cores,
                       "seconds_per_config": args.seconds, "rounds": args.rounds,
