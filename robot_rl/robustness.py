@@ -216,11 +216,13 @@ def _metric(result: dict[str, Any], metric: str, task: str) -> tuple[float, floa
     """(mean, std) of `metric` in an `evaluate` result; a ConfigError if the task does not report it."""
     if metric == "return":
         return result["mean_return"], result["std_return"]
-    key, reports = ("success_rate", "success") if metric == "success_rate" else ("falls", "falls")
-    if key not in result:
-        raise ConfigError(f"--metric {metric}: task {task!r} reports no {reports}; use --metric return")
     if metric == "success_rate":
+        if "success_rate" not in result:
+            raise ConfigError(f"--metric success_rate: task {task!r} reports no success; use --metric return")
         return result["success_rate"], 0.0
+    if "falls" not in result:
+        raise ConfigError(f"--metric fall_rate: task {task!r} reports no falls (no `fell` in its info); "
+                          "use --metric return")
     return result["falls"] / result["episodes"], 0.0
 
 
@@ -280,6 +282,8 @@ def format_table(result: RobustnessResult) -> str:
         lines = [f"{first.term:>{width}}  {'mean ' + result.metric:>16}  {'std':>10}"]
         points = zip(first.values, result.mean, result.std, strict=True)
         lines += [f"{v:>{width}.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in points]
+        if result.push_interval is not None:
+            lines.append(f"over {result.episodes} episodes{_pushes(result)}")
         return "\n".join(lines)
     second = result.axes[1]
     corner = f"{first.term} \\ {second.term}"

@@ -177,6 +177,7 @@ def test_a_2x2_push_map_from_the_cli_writes_csv_png_and_json(
                  "--out", str(line)]) == 0
     text = capsys.readouterr().out
     assert "push_yaw" in text and "fall_rate" in text and line.is_file()
+    assert "over 1 episodes, a push every 0.4-0.6 s" in text
 
 
 def test_a_map_whose_episodes_end_before_the_first_push_says_so(
