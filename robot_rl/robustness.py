@@ -3,6 +3,12 @@ terms of domain randomization (`sim.randomization.TERMS`), each point a determin
 same seeds with the term's range pinned to one value, [v, v] (so the `Randomizer` of training applies
 it, from the nominal model, at every episode start). Written as a table (CSV) and a picture: a heat-map
 for two terms, a line with ±1 standard deviation for one.
+
+Pushes (`randomize.push`, sim/randomization/push.py) are three more axes, `push_x`, `push_y` (m/s) and
+`push_yaw` (rad/s): a value v pins that component of every push to [v, v], the components not on the grid
+stay 0, so a point is one signed, deterministic kick, repeated every `push_interval` seconds (the times
+drawn from each episode's seed: the same at every point). `push_x x push_y` maps kick direction and size.
+A push needs a floating base and the engine's worlds: a task without them fails before any point runs.
 """
 
 from __future__ import annotations
@@ -20,21 +26,30 @@ import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.sim.randomization import TERMS, RandomizationConfig
+from robot_rl.sim.randomization.push import PushConfig
 
-METRICS = ("return", "success_rate")
+METRICS = ("return", "success_rate", "fall_rate")
+"""What a grid point reports: the mean return, the share of episodes that succeed (a task reporting
+success), or the share that end in a fall (a task reporting `fell`: the quadruped)."""
 MAX_POINTS = 400
 ALIASES = {"mass": "body_mass_scale", "friction": "geom_friction_scale", "damping": "joint_damping_scale",
            "gain": "actuator_gain_scale"}
 """Short names a --grid may use for the four scales."""
+PUSH_TERMS = {"push_x": "x", "push_y": "y", "push_yaw": "yaw"}
+"""The push axes, each the `PushConfig` component it pins (x, y in m/s, world frame; yaw in rad/s)."""
+DEFAULT_PUSH_INTERVAL = (2.0, 4.0)
+"""Seconds between two pushes of a push map (and to the first): bench/quadruped_pushes.py's push_1.0,
+2 to 5 pushes in the quadruped's 10-s episode, the first by 4 s."""
 _UNITS = {"actuation_delay": "s", "gravity_tilt": "rad, about a random horizontal axis",
           "observation_noise": "std, obs units", "action_noise": "std, action in [-1, 1]",
-          "initial_state_noise": "half-width"}
+          "initial_state_noise": "half-width", "push_x": "m/s added to the base, world x",
+          "push_y": "m/s added to the base, world y", "push_yaw": "rad/s added to the base's yaw rate"}
 
 
 def valid_terms() -> str:
     """The terms a --grid takes, for an error message."""
     aliases = ", ".join(f"{short}={term}" for short, term in ALIASES.items())
-    return f"{', '.join(TERMS)} (aliases {aliases})"
+    return f"{', '.join([*TERMS, *PUSH_TERMS])} (aliases {aliases})"
 
 
 def _default(term: str) -> Any:
@@ -42,19 +57,40 @@ def _default(term: str) -> Any:
 
 
 def nominal_value(term: str) -> float:
-    """The value at which `term` perturbs nothing: 1 for a scale, 0 for the others."""
+    """The value at which `term` perturbs nothing: 1 for a scale, 0 for the others (a push included)."""
+    if term in PUSH_TERMS:
+        return 0.0
     default = _default(term)
     return float(default[0] if isinstance(default, tuple) else default)
 
 
 def pinned(term: str, value: float) -> Any:
     """The config field of `term` held at `value`: the range [value, value], or the noise's value."""
-    return (float(value), float(value)) if isinstance(_default(term), tuple) else float(value)
+    if term in PUSH_TERMS or isinstance(_default(term), tuple):
+        return float(value), float(value)
+    return float(value)
 
 
-def grid_config(values: dict[str, float]) -> RandomizationConfig:
-    """A RandomizationConfig with each term (canonical name -> value) pinned; the others off."""
-    return RandomizationConfig(**{term: pinned(term, v) for term, v in values.items()})
+def grid_config(values: dict[str, float], push_interval: tuple[float, float] = DEFAULT_PUSH_INTERVAL
+                ) -> RandomizationConfig:
+    """A RandomizationConfig with each term (canonical name -> value) pinned; the others off. The push
+    axes among them make one `push` every `push_interval` seconds (its other components 0)."""
+    kicks = {PUSH_TERMS[term]: pinned(term, v) for term, v in values.items() if term in PUSH_TERMS}
+    fields = {term: pinned(term, v) for term, v in values.items() if term not in PUSH_TERMS}
+    if kicks:
+        fields["push"] = PushConfig(interval=(float(push_interval[0]), float(push_interval[1])), **kicks)
+    return RandomizationConfig(**fields)
+
+
+def parse_push_interval(text: str) -> tuple[float, float]:
+    """`2:4` -> (2.0, 4.0) seconds between pushes; a ConfigError unless 0 < LOW <= HIGH, finite."""
+    try:
+        low, high = (float(v) for v in text.split(":"))
+        PushConfig(interval=(low, high))
+    except (ValueError, ConfigError):
+        raise ConfigError(f"--push-interval {text!r}: expected LOW:HIGH seconds, 0 < LOW <= HIGH "
+                          f"(e.g. {DEFAULT_PUSH_INTERVAL[0]:g}:{DEFAULT_PUSH_INTERVAL[1]:g})") from None
+    return low, high
 
 
 def axis_label(term: str) -> str:
@@ -74,7 +110,7 @@ def parse_grid(text: str) -> GridAxis:
     them. A value the term cannot hold (a negative scale, a tilt past pi/2) is the term's own ConfigError."""
     term, sep, spec = text.partition("=")
     term = ALIASES.get(term.strip(), term.strip())
-    if not sep or term not in TERMS:
+    if not sep or (term not in TERMS and term not in PUSH_TERMS):
         raise ConfigError(f"--grid {text!r}: expected TERM=LOW:HIGH:N or TERM=V1,V2,...; "
                           f"valid terms: {valid_terms()}")
     try:
@@ -105,13 +141,28 @@ class RobustnessResult:
     """`(len(axes[0].values),)` or `(len(axes[0].values), len(axes[1].values))`."""
     std: np.ndarray
     episodes: int
+    push_interval: tuple[float, float] | None = None
+    """Seconds between pushes when an axis is a push term, else None."""
+    pushes: np.ndarray | None = None
+    """With a push axis: the pushes each point's episodes got in all (the shape of `mean`), else None."""
+
+    def unpushed(self) -> int:
+        """How many points with a kick got no push at all (episodes shorter than the push interval)."""
+        if self.pushes is None:
+            return 0
+        kicked = [any(axis.values[i] != 0.0 for axis, i in zip(self.axes, index, strict=True)
+                      if axis.term in PUSH_TERMS)
+                  for index in itertools.product(*(range(len(axis.values)) for axis in self.axes))]
+        return int(np.sum(np.array(kicked) & (self.pushes.ravel() == 0)))
 
 
 def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes: Sequence[GridAxis],
                     episodes: int, seed: int, metric: str = "return", max_steps: int | None = None,
-                    simulator: str = "gymnasium") -> RobustnessResult:
+                    simulator: str = "gymnasium", push_interval: tuple[float, float] | None = None
+                    ) -> RobustnessResult:
     """Evaluate `policy` at every grid point (the same seeds seed..seed+episodes-1 at each), on
-    `simulator` (`evaluation.evaluate`'s: "gymnasium" or "engine")."""
+    `simulator` (`evaluation.evaluate`'s: "gymnasium" or "engine"). `push_interval`: seconds between
+    pushes for push axes (default DEFAULT_PUSH_INTERVAL); a ConfigError without a push axis."""
     from robot_rl.evaluation import evaluate
 
     if metric not in METRICS:
@@ -123,26 +174,60 @@ def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes:
         raise ConfigError(f"--grid: the term {axes[0].term!r} is given twice")
     if episodes < 1:
         raise ConfigError("--episodes must be >= 1")
+    pushes = any(a.term in PUSH_TERMS for a in axes)
+    if push_interval is not None and not pushes:
+        raise ConfigError(f"--push-interval: no push on the grid; give a push axis "
+                          f"({', '.join(PUSH_TERMS)}), e.g. --grid push_x=-1:1:5")
+    interval = push_interval or DEFAULT_PUSH_INTERVAL
     shape = tuple(len(a.values) for a in axes)
     if math.prod(shape) > MAX_POINTS:
         raise ConfigError(f"--grid: {math.prod(shape)} points; at most {MAX_POINTS}")
-    _check_task(task, axes, simulator)
+    _check_task(task, axes, simulator, interval)
     mean, std = np.full(shape, np.nan), np.full(shape, np.nan)
+    counts = np.zeros(shape, dtype=np.int64)
     for index in itertools.product(*(range(n) for n in shape)):
-        point = grid_config({a.term: a.values[i] for a, i in zip(axes, index, strict=True)})
+        point = grid_config({a.term: a.values[i] for a, i in zip(axes, index, strict=True)}, interval)
+        counter = PushCounter()
         result = evaluate(task, policy, episodes, seed, max_steps=max_steps, randomize=point,
-                          simulator=simulator)
-        if metric == "success_rate":
-            if "success_rate" not in result:
-                raise ConfigError(f"--metric success_rate: task {task!r} reports no success; "
-                                  "use --metric return")
-            mean[index], std[index] = result["success_rate"], 0.0
-        else:
-            mean[index], std[index] = result["mean_return"], result["std_return"]
-    return RobustnessResult(tuple(axes), metric, mean, std, episodes)
+                          simulator=simulator, hooks=[counter])
+        mean[index], std[index] = _metric(result, metric, task)
+        counts[index] = counter.pushes
+    return RobustnessResult(tuple(axes), metric, mean, std, episodes, interval if pushes else None,
+                            counts if pushes else None)
 
 
-def _check_task(task: str, axes: Sequence[GridAxis], simulator: str) -> None:
+class PushCounter:
+    """An evaluation hook (`evaluation.EvalHook`) counting the pushes: the steps whose info holds one."""
+
+    def __init__(self) -> None:
+        self.pushes = 0
+
+    def attach(self, env: Any) -> None:
+        """Nothing to attach: the engine reports each push in the step's info."""
+
+    def frame(self, episode: int, step: int, episode_return: float, info: dict[str, Any]) -> None:
+        self.pushes += int("push" in info)
+
+    def close(self, ok: bool) -> None:
+        """Nothing to close."""
+
+
+def _metric(result: dict[str, Any], metric: str, task: str) -> tuple[float, float]:
+    """(mean, std) of `metric` in an `evaluate` result; a ConfigError if the task does not report it."""
+    if metric == "return":
+        return result["mean_return"], result["std_return"]
+    if metric == "success_rate":
+        if "success_rate" not in result:
+            raise ConfigError(f"--metric success_rate: task {task!r} reports no success; use --metric return")
+        return result["success_rate"], 0.0
+    if "falls" not in result:
+        raise ConfigError(f"--metric fall_rate: task {task!r} reports no falls (no `fell` in its info); "
+                          "use --metric return")
+    return result["falls"] / result["episodes"], 0.0
+
+
+def _check_task(task: str, axes: Sequence[GridAxis], simulator: str,
+                push_interval: tuple[float, float]) -> None:
     """Whether `task` takes every axis's term (at the value farthest from nominal) on `simulator`: a
     ConfigError naming the term now, before any point is evaluated."""
     from robot_rl.evaluation import make_eval_env
@@ -150,7 +235,30 @@ def _check_task(task: str, axes: Sequence[GridAxis], simulator: str) -> None:
     for axis in axes:
         nominal = nominal_value(axis.term)
         farthest = max(axis.values, key=lambda v: abs(v - nominal))
-        make_eval_env(task, simulator, randomize=grid_config({axis.term: farthest})).close()
+        if axis.term in PUSH_TERMS and farthest == 0.0:  # no kick on the axis: probe with one all the same
+            farthest = 1.0
+        point = grid_config({axis.term: farthest}, push_interval)
+        try:
+            make_eval_env(task, simulator, randomize=point).close()
+        except ConfigError as err:
+            if axis.term not in PUSH_TERMS:
+                raise
+            raise ConfigError(f"--grid {axis.term}: {_push_refusal(task, simulator, point, err)}") from None
+
+
+def _push_refusal(task: str, simulator: str, point: RandomizationConfig, err: ConfigError) -> str:
+    """Why `task` takes no push: on the Gymnasium path, for a task the engine also runs, its engine
+    worlds' reason (no free joint: the real one), or the hint that they take it; else `err`'s."""
+    from robot_rl.evaluation import make_eval_env
+    from robot_rl.sim.registry import is_engine_task
+
+    if simulator != "gymnasium" or not is_engine_task(task):
+        return str(err)
+    try:
+        make_eval_env(task, "engine", randomize=point).close()
+    except ConfigError as engine_err:
+        return str(engine_err)
+    return f"{err}; the task's engine worlds take pushes: --simulator engine"
 
 
 def write_table(result: RobustnessResult, path: Path) -> Path:
@@ -174,13 +282,24 @@ def format_table(result: RobustnessResult) -> str:
         lines = [f"{first.term:>{width}}  {'mean ' + result.metric:>16}  {'std':>10}"]
         points = zip(first.values, result.mean, result.std, strict=True)
         lines += [f"{v:>{width}.3g}  {m:>16.2f}  {s:>10.2f}" for v, m, s in points]
+        if result.push_interval is not None:
+            lines.append(f"over {result.episodes} episodes{_pushes(result)}")
         return "\n".join(lines)
     second = result.axes[1]
     corner = f"{first.term} \\ {second.term}"
     head = f"{corner:>18}" + "".join(f"{v:>10.3g}" for v in second.values)
-    rows = [f"{v:>18.3g}" + "".join(f"{x:>10.1f}" for x in result.mean[i])
+    cell = ".1f" if result.metric == "return" else ".2f"
+    rows = [f"{v:>18.3g}" + "".join(f"{x:>10{cell}}" for x in result.mean[i])
             for i, v in enumerate(first.values)]
-    return "\n".join([f"mean {result.metric} over {result.episodes} episodes", head, *rows])
+    return "\n".join([f"mean {result.metric} over {result.episodes} episodes{_pushes(result)}", head, *rows])
+
+
+def _pushes(result: RobustnessResult) -> str:
+    """`, a push every 2-4 s` for a grid with push axes, else empty."""
+    if result.push_interval is None:
+        return ""
+    low, high = result.push_interval
+    return f", a push every {low:g}-{high:g} s"
 
 
 def draw(result: RobustnessResult, out: Path, title: str) -> Path:
@@ -217,7 +336,7 @@ def draw(result: RobustnessResult, out: Path, title: str) -> Path:
             ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=8,
                     color="black" if bright else "white")
         fig.colorbar(image, ax=ax, label=label)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title + _pushes(result), fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -124,7 +124,7 @@ def test_every_term_is_a_grid_axis_and_the_short_names_still_work() -> None:
 
 
 def test_bad_grids_are_one_error_naming_the_term_and_the_choices() -> None:
-    every = ", ".join(TERMS)
+    every = ", ".join([*TERMS, "push_x", "push_y", "push_yaw"])
     with pytest.raises(ConfigError, match=f"valid terms: {every} \\(aliases mass=body_mass_scale, "):
         parse_grid("inertia=0.5:1.5:3")
     with pytest.raises(ConfigError, match="LOW:HIGH:N"):
