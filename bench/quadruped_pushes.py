@@ -29,22 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK = "quadruped-walk"
 
 
-class PushCounter:
-    """An evaluation hook counting the steps whose info holds a push."""
-
-    def __init__(self) -> None:
-        self.pushes = 0
-
-    def attach(self, env: Any) -> None:
-        """Nothing to attach."""
-
-    def frame(self, episode: int, step: int, total: float, info: dict[str, Any]) -> None:
-        self.pushes += int("push" in info)
-
-    def close(self, ok: bool) -> None:
-        """Nothing to close."""
-
-
 def conditions() -> dict[str, Any]:
     from robot_rl.sim.randomization import RandomizationConfig
     from robot_rl.sim.randomization.push import PushConfig
@@ -80,6 +64,7 @@ def main() -> None:
     from quadruped_tracking import forward_only
 
     from robot_rl.evaluation import evaluate
+    from robot_rl.robustness import PushCounter
 
     load_before = os.getloadavg()[0]
     results = []
