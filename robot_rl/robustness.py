@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,19 @@ class RobustnessResult:
 
 def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes: Sequence[GridAxis],
                     episodes: int, seed: int, metric: str = "return", max_steps: int | None = None,
-                    simulator: str = "gymnasium", push_interval: tuple[float, float] | None = None
-                    ) -> RobustnessResult:
+                    simulator: str = "gymnasium", push_interval: tuple[float, float] | None = None,
+                    done: Mapping[tuple[int, ...], tuple[float, float, int]] | None = None,
+                    progress: Callable[[RobustnessResult, frozenset[tuple[int, ...]]], None] | None = None,
+                    stop: Callable[[], bool] | None = None) -> RobustnessResult:
     """Evaluate `policy` at every grid point (the same seeds seed..seed+episodes-1 at each), on
     `simulator` (`evaluation.evaluate`'s: "gymnasium" or "engine"). `push_interval`: seconds between
-    pushes for push axes (default DEFAULT_PUSH_INTERVAL); a ConfigError without a push axis."""
+    pushes for push axes (default DEFAULT_PUSH_INTERVAL); a ConfigError without a push axis.
+
+    For a map that can be stopped and resumed: `done` holds points already evaluated, index ->
+    (mean, std, pushes), which are not evaluated again; `progress(partial, finished)` is called once the
+    grid is checked and after each point (the result so far: NaN at the points not in `finished`);
+    `stop()` is asked between points and at every step: once true, the point in progress is dropped and
+    GridStopped is raised."""
     from robot_rl.evaluation import evaluate
 
     if metric not in METRICS:
@@ -185,28 +194,62 @@ def robustness_grid(task: str, policy: Callable[[np.ndarray], np.ndarray], axes:
     _check_task(task, axes, simulator, interval)
     mean, std = np.full(shape, np.nan), np.full(shape, np.nan)
     counts = np.zeros(shape, dtype=np.int64)
+    finished: set[tuple[int, ...]] = set()
+    for index, (m, s, n) in (done or {}).items():
+        mean[index], std[index], counts[index] = m, s, n
+        finished.add(index)
+
+    def snapshot() -> RobustnessResult:
+        return RobustnessResult(tuple(axes), metric, mean.copy(), std.copy(), episodes,
+                                interval if pushes else None, counts.copy() if pushes else None)
+
+    if progress is not None:
+        progress(snapshot(), frozenset(finished))
+    hook_stop = stop or (lambda: False)
     for index in itertools.product(*(range(n) for n in shape)):
+        if index in finished:
+            continue
+        if hook_stop():
+            raise GridStopped(len(finished))
         point = grid_config({a.term: a.values[i] for a, i in zip(axes, index, strict=True)}, interval)
-        counter = PushCounter()
-        result = evaluate(task, policy, episodes, seed, max_steps=max_steps, randomize=point,
-                          simulator=simulator, hooks=[counter])
+        counter = PushCounter(hook_stop)
+        try:
+            result = evaluate(task, policy, episodes, seed, max_steps=max_steps, randomize=point,
+                              simulator=simulator, hooks=[counter])
+        except GridStopped:
+            raise GridStopped(len(finished)) from None
         mean[index], std[index] = _metric(result, metric, task)
         counts[index] = counter.pushes
-    return RobustnessResult(tuple(axes), metric, mean, std, episodes, interval if pushes else None,
-                            counts if pushes else None)
+        finished.add(index)
+        if progress is not None:
+            progress(snapshot(), frozenset(finished))
+    return snapshot()
+
+
+class GridStopped(Exception):
+    """A stop was requested mid-map; `kept` points were finished (the point in progress was dropped)."""
+
+    def __init__(self, kept: int) -> None:
+        super().__init__(f"stopped with {kept} point(s) finished")
+        self.kept = kept
 
 
 class PushCounter:
-    """An evaluation hook (`evaluation.EvalHook`) counting the pushes: the steps whose info holds one."""
+    """An evaluation hook (`evaluation.EvalHook`) counting the pushes: the steps whose info holds one.
+    With `stop`: raises GridStopped at the first step after it turns true (a stopped map ends now, not
+    after the point's remaining episodes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: Callable[[], bool] | None = None) -> None:
         self.pushes = 0
+        self.stop = stop
 
     def attach(self, env: Any) -> None:
         """Nothing to attach: the engine reports each push in the step's info."""
 
     def frame(self, episode: int, step: int, episode_return: float, info: dict[str, Any]) -> None:
         self.pushes += int("push" in info)
+        if self.stop is not None and self.stop():
+            raise GridStopped(-1)  # robustness_grid raises it again with the count
 
     def close(self, ok: bool) -> None:
         """Nothing to close."""
@@ -261,16 +304,24 @@ def _push_refusal(task: str, simulator: str, point: RandomizationConfig, err: Co
     return f"{err}; the task's engine worlds take pushes: --simulator engine"
 
 
-def write_table(result: RobustnessResult, path: Path) -> Path:
-    """One row per grid point: the terms' values, mean and std of the metric, episodes."""
-    with open(path, "w", newline="") as f:
+def write_table(result: RobustnessResult, path: Path, only: Collection[tuple[int, ...]] | None = None
+                ) -> Path:
+    """One row per grid point: the terms' values, mean and std of the metric, episodes. `only`: the rows
+    of these points (a partial map's finished ones), in grid order. Written atomically."""
+    from robot_rl.checkpoint import atomic_write_text
+
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*(a.term for a in result.axes), f"mean_{result.metric}", f"std_{result.metric}",
                          "episodes"])
         for index in itertools.product(*(range(len(a.values)) for a in result.axes)):
+            if only is not None and index not in only:
+                continue
             values = [f"{a.values[i]:.6g}" for a, i in zip(result.axes, index, strict=True)]
             writer.writerow([*values, f"{result.mean[index]:.6g}", f"{result.std[index]:.6g}",
                              result.episodes])
+        text = f.getvalue()
+    atomic_write_text(path, text)
     return path
 
 

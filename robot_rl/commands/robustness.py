@@ -1,8 +1,10 @@
 """`robot-rl robustness RUN_DIR|BUNDLE --grid mass=0.5:1.5:5 [--grid friction=0.5:1.5:5] [--episodes N]
-[--metric return|success_rate|fall_rate] [--push-interval LOW:HIGH] [--out robustness.png]`: the policy's
-return over a grid of domain-randomization terms (or pushes: push_x, push_y, push_yaw), each held at one
-value (robot_rl.robustness), printed as a table, written as a CSV and a heat-map (or a line plot for one
-term) PNG.
+[--metric return|success_rate|fall_rate] [--push-interval LOW:HIGH] [--out robustness.png] [--resume]`:
+the policy's return over a grid of domain-randomization terms (or pushes: push_x, push_y, push_yaw), each
+held at one value (robot_rl.robustness), printed as a table, written as a CSV and a heat-map (or a line
+plot for one term) PNG. The CSV and the map's record (robot_rl.robustness_record) are rewritten after
+every point: SIGINT/SIGTERM stops at the next step (stop_signals), keeps the finished points and exits
+128 + the signal; `--resume` evaluates only the missing points.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from robot_rl.commands import seed_arg
 
@@ -41,16 +44,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="latest", help="for a run directory: latest, best or a file")
     p.add_argument("--out", default="robustness.png", help="the PNG; the CSV table goes beside it")
     p.add_argument("--json", action="store_true", help="print the grid as JSON instead of a table")
+    p.add_argument("--resume", action="store_true",
+                   help="finish a stopped map: evaluate only the points missing from its record "
+                        "(<out>.robustness.json, rewritten after every point with the CSV); the command "
+                        "must be the same map (policy, grid, episodes, seed, metric, ...). SIGINT or SIGTERM "
+                        "mid-map keeps the finished points and prints the command to resume. Without "
+                        "--resume, a finished map at --out is overwritten, a partial one is refused")
     p.set_defaults(run=run_robustness)
 
 
 def run_robustness(args: argparse.Namespace) -> int:
+    from robot_rl.stop_signals import stop_on_signals
+
+    stopper, received = _Stopper(), list[int]()
+    with stop_on_signals(stopper, received):
+        return _robustness(args, stopper, received)
+
+
+class _Stopper:
+    """The `stop_on_signals` target: a flag the grid asks between points and at every step."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        self.reason = reason
+
+    def __call__(self) -> bool:
+        return self.reason is not None
+
+
+def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]) -> int:
+    import signal
     from pathlib import Path
 
     from robot_rl.errors import ConfigError
     from robot_rl.evaluation import resolve_simulator
-    from robot_rl.policy_source import load_policy_source
+    from robot_rl.policy_source import is_bundle, load_policy_source
     from robot_rl.robustness import (
+        GridStopped,
         draw,
         format_table,
         parse_grid,
@@ -58,6 +90,7 @@ def run_robustness(args: argparse.Namespace) -> int:
         robustness_grid,
         write_table,
     )
+    from robot_rl.robustness_record import MapRecord, axes_spec, check_same, record_path
 
     axes = [parse_grid(g) for g in args.grid]
     interval = None if args.push_interval is None else parse_push_interval(args.push_interval)
@@ -66,12 +99,41 @@ def run_robustness(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out: {args.out!r} must be a .png in an existing folder")
     if args.max_steps is not None and args.max_steps < 1:
         raise ConfigError("--max-steps must be >= 1")
+    record_file, table = record_path(out), out.with_suffix(".csv")
+    recorded = _recorded(record_file, args.resume, args.out)
     source = load_policy_source(args.path, args.checkpoint)
     seed = source.seed if args.seed is None else args.seed
     simulator = resolve_simulator(source.task, args.simulator or source.simulator)
-    result = robustness_grid(source.task, source.act, axes, args.episodes, seed, args.metric, args.max_steps,
-                             simulator, interval)
-    table = write_table(result, out.with_suffix(".csv"))
+    zoo = is_bundle(args.path) and args.path.startswith("zoo:")
+    policy = args.path if zoo else str(Path(args.path).resolve())
+    spec = {"policy": policy, "checkpoint": args.checkpoint, "task": source.task, "simulator": simulator,
+            "axes": axes_spec(axes), "episodes": args.episodes, "seed": seed, "metric": args.metric,
+            "max_steps": args.max_steps, "push_interval": None if interval is None else list(interval)}
+    if recorded is not None:
+        check_same(recorded.spec, spec, record_file)
+    kept = [0, 0]  # finished points, all points: for the stop message
+
+    def save(partial: Any, finished: frozenset[tuple[int, ...]]) -> None:
+        """The record first, then the CSV: a kill between the two loses no point (resume reads the record)."""
+        pushes = partial.pushes
+        MapRecord(spec, {i: (float(partial.mean[i]), float(partial.std[i]),
+                             0 if pushes is None else int(pushes[i])) for i in finished}).save(record_file)
+        write_table(partial, table, finished)
+        kept[:] = [len(finished), partial.mean.size]
+
+    try:
+        result = robustness_grid(source.task, source.act, axes, args.episodes, seed, args.metric,
+                                 args.max_steps, simulator, interval,
+                                 done=None if recorded is None else recorded.points, progress=save,
+                                 stop=stopper)
+    except GridStopped:
+        signum = received[0] if received else signal.SIGTERM
+        resume = _resume_command(args, seed, simulator)
+        print(f"robot-rl robustness: stopped by {signal.Signals(signum).name}: kept {kept[0]} of {kept[1]} "
+              f"points in {table} (record {record_file}); resume with: {resume}",
+              file=sys.stderr, flush=True)
+        return 128 + signum
+    table = write_table(result, table)
     draw(result, out, f"{source.task}: {source.label}")
     if result.unpushed() and result.push_interval is not None:
         low, high = result.push_interval
@@ -89,3 +151,42 @@ def run_robustness(args: argparse.Namespace) -> int:
         print(format_table(result))
         print(f"wrote {out} and {table}")
     return 0
+
+
+def _recorded(record_file: Any, resume: bool, out: str) -> Any:
+    """The record to resume (None for a fresh map); a ConfigError for --resume with no record, or for a
+    partial map at --out without --resume (its finished points would be lost)."""
+    from robot_rl.errors import ConfigError
+    from robot_rl.robustness_record import read_record
+
+    if not record_file.exists():
+        if resume:
+            raise ConfigError(f"--resume: nothing to resume at --out {out}: no record {record_file} (a map "
+                              f"writes it from its first point on); run the command without --resume")
+        return None
+    recorded = read_record(record_file)
+    if resume:
+        return recorded
+    if 0 < len(recorded.points) < recorded.total:
+        raise ConfigError(f"--out {out} holds a stopped map ({len(recorded.points)} of {recorded.total} "
+                          f"points, {record_file}): add --resume to finish it, or give another --out")
+    return None
+
+
+def _resume_command(args: argparse.Namespace, seed: int, simulator: str) -> str:
+    """The command that finishes this map: its own options, the defaults spelled out, plus --resume."""
+    import shlex
+
+    words = ["robot-rl", "robustness", args.path]
+    for grid in args.grid:
+        words += ["--grid", grid]
+    words += ["--episodes", str(args.episodes), "--seed", str(seed), "--metric", args.metric,
+              "--simulator", simulator]
+    if args.max_steps is not None:
+        words += ["--max-steps", str(args.max_steps)]
+    if args.push_interval is not None:
+        words += ["--push-interval", args.push_interval]
+    if args.checkpoint != "latest":
+        words += ["--checkpoint", args.checkpoint]
+    words += ["--out", args.out, *(["--json"] if args.json else []), "--resume"]
+    return shlex.join(words)
