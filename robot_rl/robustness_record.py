@@ -7,19 +7,22 @@ uninterrupted one bit for bit (the CSV's 6 digits could not give that: the recor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from robot_rl.checkpoint import atomic_write_text
 from robot_rl.errors import ConfigError
 
 FORMAT = "robot_rl.robustness_map/1"
-SPEC_KEYS = ("policy", "checkpoint", "task", "simulator", "axes", "episodes", "seed", "metric", "max_steps",
-             "push_interval")
+SPEC_KEYS = ("policy", "checkpoint", "policy_actions", "task", "simulator", "axes", "episodes", "seed",
+             "metric", "max_steps", "push_interval")
 """What a map is, in the order a mismatched --resume is checked (the first differing key is named)."""
 
 Index = tuple[int, ...]
@@ -52,8 +55,13 @@ class MapRecord:
 def check_same(recorded: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
     """A ConfigError naming the first key of SPEC_KEYS whose value differs, with both values."""
     for key in SPEC_KEYS:
-        if recorded.get(key) != wanted.get(key):
-            raise ConfigError(f"--resume: the map in {where} has {key} {recorded.get(key)!r}, this command "
+        if recorded.get(key) == wanted.get(key):
+            continue
+        if key == "policy_actions":
+            raise ConfigError(f"--resume: the policy {wanted.get('policy')} acts otherwise than the one "
+                              f"the map in {where} was made with (policy_actions {recorded.get(key)!r}, now "
+                              f"{wanted.get(key)!r}: a newer checkpoint?); give another --out for a new map")
+        raise ConfigError(f"--resume: the map in {where} has {key} {recorded.get(key)!r}, this command "
                               f"{wanted.get(key)!r}; rerun the recorded map's command with --resume, or "
                               f"give another --out")
 
@@ -96,6 +104,21 @@ def read_record(path: Path) -> MapRecord:
             raise bad(f"point {n}: index {list(index)} is given twice")
         points[index] = (float(item["mean"]), float(item["std"]), int(item["pushes"]))
     return MapRecord(spec, points)
+
+
+def policy_actions(act: Callable[[np.ndarray], np.ndarray], task: str, simulator: str) -> str:
+    """A fingerprint of what the policy does: its action at the first observation of seed 0 (rounded to 5
+    decimals, so another BLAS's last bit does not count). The same path can hold another policy by a
+    resume (a run that trained on, a re-exported bundle): its points would not belong to this map."""
+    from robot_rl.evaluation import make_eval_env
+
+    env = make_eval_env(task, simulator, seed=0)
+    try:
+        obs, _ = env.reset(seed=0)
+    finally:
+        env.close()
+    action = np.round(np.asarray(act(obs), dtype=np.float64), 5) + 0.0  # + 0.0: -0.0 is 0.0
+    return hashlib.sha256(action.tobytes()).hexdigest()[:16]
 
 
 def _number(value: Any) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +92,31 @@ def test_a_signal_mid_map_keeps_the_finished_points_and_the_printed_resume_finis
     assert len(read_record(record).points) == 20
 
 
+def test_a_killed_map_resumes_too(tmp_path: Path, uninterrupted: tuple[Path, dict],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGKILL (a crash, the OOM killer): no handler runs, yet the record and CSV are whole files (each
+    written to a temporary name, then renamed) and --resume finishes the same map."""
+    out = tmp_path / "map.png"
+    record = record_path(out)
+    proc = subprocess.Popen([*CLI, "robustness", *SLOW, "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None and not (record.is_file() and len(read_record(record).points) >= 2):
+            time.sleep(0.01)
+        assert proc.poll() is None, "the map finished before the kill: the grid is too small"
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    kept = len(read_record(record).points)
+    assert 2 <= kept < 20 and len(rows(out.with_suffix(".csv"))) in (kept - 1, kept)
+    code, printed, err = run([*SLOW, "--out", str(out), "--json", "--resume"], capsys)
+    assert code == 0, err
+    whole_png, whole = uninterrupted
+    assert json.loads(printed)["mean"] == whole["mean"]
+    assert out.with_suffix(".csv").read_bytes() == whole_png.with_suffix(".csv").read_bytes()
+
+
 def test_resume_evaluates_only_the_missing_points(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "map.png"
     assert run([*SMALL, "--out", str(out)], capsys)[0] == 0
@@ -154,6 +180,21 @@ def test_a_resume_of_another_grid_or_policy_names_it(tmp_path: Path,
     other = ["zoo:Hopper-v5_ppo", *SMALL[1:]]
     code, _, err = run([*other, "--out", str(out), "--resume"], capsys)
     assert code == 2 and "has policy 'zoo:InvertedPendulum-v5_ppo', this command 'zoo:Hopper-v5_ppo'" in err
+
+
+def test_a_resume_with_a_policy_that_changed_at_the_same_path_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ROOT / "policies" / "zoo" / "InvertedPendulum-v5_ppo", bundle)
+    out = tmp_path / "map.png"
+    args = [str(bundle), *SMALL[1:], "--out", str(out)]
+    assert run(args, capsys)[0] == 0
+    assert run([*args, "--resume"], capsys)[0] == 0  # the same policy: resumes (nothing left to do)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["normalizer"]["mean"][2] += 0.5  # re-exported with another normalizer: other actions
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run([*args, "--resume"], capsys)
+    assert code == 2 and "acts otherwise than the one the map" in err and "policy_actions" in err
 
 
 def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path: Path,

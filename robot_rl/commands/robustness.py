@@ -90,7 +90,7 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
         robustness_grid,
         write_table,
     )
-    from robot_rl.robustness_record import MapRecord, axes_spec, check_same, record_path
+    from robot_rl.robustness_record import MapRecord, axes_spec, check_same, policy_actions, record_path
 
     axes = [parse_grid(g) for g in args.grid]
     interval = None if args.push_interval is None else parse_push_interval(args.push_interval)
@@ -106,7 +106,9 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
     simulator = resolve_simulator(source.task, args.simulator or source.simulator)
     zoo = is_bundle(args.path) and args.path.startswith("zoo:")
     policy = args.path if zoo else str(Path(args.path).resolve())
-    spec = {"policy": policy, "checkpoint": args.checkpoint, "task": source.task, "simulator": simulator,
+    spec = {"policy": policy, "checkpoint": args.checkpoint,
+            "policy_actions": policy_actions(source.act, source.task, simulator), "task": source.task,
+            "simulator": simulator,
             "axes": axes_spec(axes), "episodes": args.episodes, "seed": seed, "metric": args.metric,
             "max_steps": args.max_steps, "push_interval": None if interval is None else list(interval)}
     if recorded is not None:
