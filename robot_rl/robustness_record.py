@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,8 +26,15 @@ SPEC_KEYS = ("policy", "checkpoint", "policy_actions", "task", "simulator", "axe
 """What a map is, in the order a mismatched --resume is checked (the first differing key is named)."""
 
 Index = tuple[int, ...]
-Point = tuple[float, float, int]
-"""(mean, std, pushes) of one grid point (pushes 0 without a push axis)."""
+
+
+class Point(NamedTuple):
+    """One finished grid point."""
+
+    mean: float
+    std: float
+    pushes: int
+    """The pushes its episodes got in all (0 without a push axis)."""
 
 
 def record_path(out: Path) -> Path:
@@ -102,7 +109,7 @@ def read_record(path: Path) -> MapRecord:
                       f"pushes}}")
         if index in points:
             raise bad(f"point {n}: index {list(index)} is given twice")
-        points[index] = (float(item["mean"]), float(item["std"]), int(item["pushes"]))
+        points[index] = Point(float(item["mean"]), float(item["std"]), int(item["pushes"]))
     return MapRecord(spec, points)
 
 

@@ -90,7 +90,14 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
         robustness_grid,
         write_table,
     )
-    from robot_rl.robustness_record import MapRecord, axes_spec, check_same, policy_actions, record_path
+    from robot_rl.robustness_record import (
+        MapRecord,
+        Point,
+        axes_spec,
+        check_same,
+        policy_actions,
+        record_path,
+    )
 
     axes = [parse_grid(g) for g in args.grid]
     interval = None if args.push_interval is None else parse_push_interval(args.push_interval)
@@ -118,8 +125,9 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
     def save(partial: Any, finished: frozenset[tuple[int, ...]]) -> None:
         """The record first, then the CSV: a kill between the two loses no point (resume reads the record)."""
         pushes = partial.pushes
-        MapRecord(spec, {i: (float(partial.mean[i]), float(partial.std[i]),
-                             0 if pushes is None else int(pushes[i])) for i in finished}).save(record_file)
+        points = {i: Point(float(partial.mean[i]), float(partial.std[i]),
+                           0 if pushes is None else int(pushes[i])) for i in finished}
+        MapRecord(spec, points).save(record_file)
         write_table(partial, table, finished)
         kept[:] = [len(finished), partial.mean.size]
 
