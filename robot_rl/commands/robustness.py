@@ -179,7 +179,8 @@ def _recorded(record_file: Any, resume: bool, out: str) -> Any:
         return recorded
     if 0 < len(recorded.points) < recorded.total:
         raise ConfigError(f"--out {out} holds a stopped map ({len(recorded.points)} of {recorded.total} "
-                          f"points, {record_file}): add --resume to finish it, or give another --out")
+                          f"points, {record_file}): add --resume to finish it, or give another --out (or "
+                          f"delete the record to start over)")
     return None
 
 
