@@ -237,3 +237,25 @@ def test_a_record_with_a_bad_point_names_the_point(point: object, why: str, tmp_
     record_path(out).write_text(json.dumps(data))
     code, _, err = run([*SMALL, "--out", str(out), "--resume"], capsys)
     assert code == 2 and "point 1 must be" in err and why in err
+
+
+def test_a_stop_mid_point_drops_that_point_and_evaluates_nothing_more() -> None:
+    """The library contract under the signals: `stop` is asked at every step; once true, the point in
+    progress is not finished (no progress call for it) and GridStopped says how many were."""
+    from robot_rl.policy_source import load_policy_source
+    from robot_rl.robustness import GridStopped, parse_grid, robustness_grid
+
+    source = load_policy_source(POLICY)
+    asked, seen = [0], []
+
+    def stop() -> bool:  # true at the 5th time asked once the first point is done (mid second point)
+        if len(seen) == 2:
+            asked[0] += 1
+        return asked[0] >= 5
+
+    with pytest.raises(GridStopped) as stopped:
+        robustness_grid(source.task, source.act, [parse_grid("mass=0.5,1,1.5")], 1, 0, max_steps=10,
+                        progress=lambda partial, finished: seen.append(sorted(finished)), stop=stop)
+    assert stopped.value.kept == 1
+    assert seen == [[], [(0,)]]
+    assert asked[0] == 5  # not asked again after it turned true: nothing ran on
