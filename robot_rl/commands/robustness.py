@@ -12,9 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from robot_rl.commands import seed_arg
+
+if TYPE_CHECKING:
+    from robot_rl.robustness import RobustnessResult
+    from robot_rl.robustness_record import MapRecord
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,11 +81,10 @@ class _Stopper:
 
 def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]) -> int:
     import signal
-    from pathlib import Path
 
     from robot_rl.errors import ConfigError
     from robot_rl.evaluation import resolve_simulator
-    from robot_rl.policy_source import is_bundle, load_policy_source
+    from robot_rl.policy_source import load_policy_source
     from robot_rl.robustness import (
         GridStopped,
         draw,
@@ -111,8 +115,7 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
     source = load_policy_source(args.path, args.checkpoint)
     seed = source.seed if args.seed is None else args.seed
     simulator = resolve_simulator(source.task, args.simulator or source.simulator)
-    zoo = is_bundle(args.path) and args.path.startswith("zoo:")
-    policy = args.path if zoo else str(Path(args.path).resolve())
+    policy = args.path if args.path.startswith("zoo:") else str(Path(args.path).resolve())
     spec = {"policy": policy, "checkpoint": args.checkpoint,
             "policy_actions": policy_actions(source.act, source.task, simulator), "task": source.task,
             "simulator": simulator,
@@ -122,7 +125,7 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
         check_same(recorded.spec, spec, record_file)
     kept = [0, 0]  # finished points, all points: for the stop message
 
-    def save(partial: Any, finished: frozenset[tuple[int, ...]]) -> None:
+    def save(partial: RobustnessResult, finished: frozenset[tuple[int, ...]]) -> None:
         """The record first, then the CSV: a kill between the two loses no point (resume reads the record)."""
         pushes = partial.pushes
         points = {i: Point(float(partial.mean[i]), float(partial.std[i]),
@@ -163,7 +166,7 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
     return 0
 
 
-def _recorded(record_file: Any, resume: bool, out: str) -> Any:
+def _recorded(record_file: Path, resume: bool, out: str) -> MapRecord | None:
     """The record to resume (None for a fresh map); a ConfigError for --resume with no record, or for a
     partial map at --out without --resume (its finished points would be lost)."""
     from robot_rl.errors import ConfigError
