@@ -8,6 +8,7 @@ and limit helpers are tested without ROS first.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import pytest
 from robot_rl.errors import ConfigError
 from robot_rl.hardware.control_loop import ControlLoop
 from robot_rl.hardware.mujoco_robot import MujocoRobot
+from robot_rl.hardware.processes import stop_process
 from robot_rl.hardware.ros2_node_params import tightened_spec
 from robot_rl.hardware.ros2_node_timing import StateSchedule
 from robot_rl.hardware.ros2_robot import JointStateDecoder, make_robot, parse_joint_map, stamp_seconds
@@ -363,6 +365,27 @@ def machine_stalled(report: dict) -> bool:
     return late >= 3 and late > 0.05 * max(report["steps"], 1)
 
 
+def log_stamps(log: Path, text: str) -> list[float]:
+    """The stamps (seconds, the system clock) of a ROS 2 process's log lines that contain `text`
+    (`[WARN] [1796367662.275455918] [ns.node]: ...`)."""
+    stamps = []
+    for line in log.read_text().splitlines():
+        match = re.match(r"\[[A-Z]+\] \[(\d+\.\d+)\]", line)
+        if match and text in line:
+            stamps.append(float(match.group(1)))
+    return stamps
+
+
+def stream_gaps(states: list, lock: threading.Lock, limit: float, since: float, until: float) -> list[float]:
+    """The gaps longer than `limit` seconds between consecutive arrivals of a recorded stream at this
+    test's own subscriber, among those between the monotonic times `since` and `until`: a state the
+    publisher (the bridge) sent late, or the host delivered late, to every subscriber alike; not a delay
+    of the deploy under test alone, which this subscriber does not see."""
+    with lock:
+        arrivals = [t for t, _ in states if since <= t <= until]
+    return [round(b - a, 4) for a, b in itertools.pairwise(arrivals) if b - a > limit]
+
+
 def reference_return(bundle: str, steps: int, seed: int = 0) -> tuple[float, float]:
     """(return, root x advance) of the same episode on the MuJoCo backend, as fast as possible."""
     policy = load(bundle)
@@ -404,13 +427,34 @@ def test_pendulum_over_ros2_keeps_the_pole_up_then_goes_safe_when_the_bridge_sto
     steps, period = 100, 0.04
     reference, _ = reference_return(PENDULUM, steps)
     assert reference == steps  # the pole stays up on the MuJoCo backend
-    states = ros.record(JointState, "/pend/joint_states")
-    commands = ros.record(Float64MultiArray, "/pend/commands")
-    diags = ros.record(DiagnosticArray, "/pend/diagnostics")
-    node = policy_node(procs, "pend", PENDULUM, diagnostics_period=0.5, state_deadline=2 * period)
-    sim = bridge(procs, "pend", PENDULUM, episodes=1, max_steps=steps, seed=0)
-    report = episode_report(sim, timeout=steps * period + 30)
-    assert report["steps"] == steps and not report["terminated"]
+    void = []
+    for attempt in range(3):
+        ns = f"pend{attempt}"
+        states = ros.record(JointState, f"/{ns}/joint_states")
+        commands = ros.record(Float64MultiArray, f"/{ns}/commands")
+        diags = ros.record(DiagnosticArray, f"/{ns}/diagnostics")
+        node = policy_node(procs, ns, PENDULUM, diagnostics_period=0.5, state_deadline=2 * period)
+        sim = bridge(procs, ns, PENDULUM, episodes=1, max_steps=steps, seed=0)
+        report = episode_report(sim, timeout=steps * period + 30)
+        # The node's round trip missed real time in this episode: a state reached the node more than its
+        # stale timeout (1.5 periods) after the one before, which it rightly answered with the safe
+        # command (zero force; its "stale state" warning mid-episode), or commands missed the bridge for
+        # two periods or more in a row. Either can drop the pole. Here (quiet, 2 cores) ~1 episode in 15
+        # has one, always ~3 s after the processes start (ROS 2 discovery's traffic, it seems), never
+        # elsewhere. Such an episode does not measure the node, so it runs again; a node that misses
+        # every time still fails. The warning's time is read from the logs, on the senders' clocks (this
+        # test's subscriber may match the node's diagnostics only seconds after it starts).
+        end = log_stamps(sim.log, "episode 0: return")[-1]
+        first = end - (report["steps"] - 1.5) * period  # the first step (no physics runs before it)
+        stale_mid = [t for t in log_stamps(node.log, "stale state:") if first < t < end]
+        if not (machine_stalled(report) or report["longest_run_without_fresh_command"] >= 2 or stale_mid):
+            break
+        void.append({**report, "stale_warnings_mid_episode": len(stale_mid)})
+        stop_process(node, 5.0)
+    else:
+        raise AssertionError(f"no attempt kept real time (a stale state mid-episode, or commands missing "
+                             f"at the bridge, each time): {void}")
+    assert report["steps"] == steps and not report["terminated"], (report, void)
     assert report["return"] >= 0.9 * reference
     assert report["commands_refused"] == 0
 
@@ -429,7 +473,7 @@ def test_pendulum_over_ros2_keeps_the_pole_up_then_goes_safe_when_the_bridge_sto
     safe = [t for t, data in after if data == [0.0]]
     assert safe, f"no safe command after the bridge stopped: {after[:5]}"
     print(f"safe command received {1e3 * (safe[0] - last_state):.1f} ms after the last state; stale report "
-          f"stamped {1e3 * reaction:.1f} ms after it")
+          f"stamped {1e3 * reaction:.1f} ms after it; attempts voided: {void}")
     assert reaction <= 2 * period, f"the safe command went out {1e3 * reaction:.1f} ms after the last state"
     assert safe[0] <= stale[0][0]  # the safe command was sent before the report
     assert all(data == [0.0] for t, data in after if t >= safe[0])  # and it holds
@@ -728,14 +772,25 @@ def test_deploy_cli_runs_the_ros2_backend_against_the_bridge(ros, procs):
     while len(states) < 25 and time.monotonic() < deadline:
         time.sleep(0.05)  # a second of its stream first: a starting bridge has gaps longer than the stale
         # timeout (1.5 periods from a state's arrival), which the deploy rightly answers with the safe action
-    out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
-                          "--duration", "1.0", "--json"], env=ENV, cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    assert report["backend"] == "ros2" and report["stop_reason"] == "duration"
-    assert 20 <= report["steps"] <= 26
-    assert report["safety"]["interventions"].get("stale", 0) == 0, json.dumps(report)
+    void = []
+    for _ in range(3):
+        start = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", PENDULUM, "--backend", "ros2",
+                              "--duration", "1.0", "--json"], env=ENV, cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["backend"] == "ros2" and report["stop_reason"] == "duration"
+        assert 20 <= report["steps"] <= 26
+        stale = report["safety"]["interventions"].get("stale", 0)
+        gaps = stream_gaps(states, ros.lock, report["device"]["stale_timeout"], start, time.monotonic())
+        if stale == 0 or not gaps:
+            break
+        # the bridge's states came late to this test's subscriber too (the host stalled the bridge or
+        # their delivery): the deploy rightly answered them with the safe action, and the run says
+        # nothing about the deploy; once more
+        void.append({"stale": stale, "bridge_gaps_s": gaps})
+    assert stale == 0, (json.dumps(report), void)
 
 
 @needs_rclpy
