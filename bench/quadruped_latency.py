@@ -19,53 +19,19 @@ base frame), averaged over episodes; a fall: an episode ended by a termination. 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import tempfile
-from pathlib import Path
-from typing import Any
+from quadruped_conditions import arguments, run
 
-ROOT = Path(__file__).resolve().parents[1]
-TASK = "quadruped-walk"
 DELAYS = (0.0, 0.01, 0.02)
 """Seconds the previous command stays applied at the start of each control period."""
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("policies", nargs="+", help="run directories (latest checkpoint) or bundles (zoo:NAME)")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=1_000_000)
-    args = p.parse_args()
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "bench"))
-    from quadruped_pushes import load_policy
-    from quadruped_tracking import forward_only
-
-    from robot_rl.evaluation import evaluate
+    args = arguments(__doc__)
     from robot_rl.sim.randomization import RandomizationConfig
 
-    load_before = os.getloadavg()[0]
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        commands = {"forward": forward_only(TASK, tmp), "task": TASK}
-        for source in args.policies:
-            label, policy = load_policy(source)
-            row: dict[str, Any] = {"policy": label}
-            for delay in DELAYS:
-                randomize = RandomizationConfig(actuation_delay=(delay, delay)) if delay else None
-                for which, task in commands.items():
-                    r = evaluate(task, policy, args.episodes, args.seed, randomize=randomize)
-                    key = f"delay_{delay * 1000:g}ms/{which}"
-                    row[key] = {"tracking_error": round(r["velocity_tracking_error"], 4), "falls": r["falls"],
-                                "mean_return": round(r["mean_return"], 1)}
-                    print(json.dumps({"policy": label, key: row[key]}), file=sys.stderr, flush=True)
-            results.append(row)
-    print(json.dumps({"bench": "quadruped_latency", "episodes": args.episodes, "seed": args.seed,
-                      "delays_s": list(DELAYS), "results": results, "load_before": round(load_before, 2),
-                      "load_after": round(os.getloadavg()[0], 2)}))
+    named = {f"delay_{delay * 1000:g}ms": RandomizationConfig(actuation_delay=(delay, delay)) if delay
+             else None for delay in DELAYS}
+    run("quadruped_latency", named, args, delays_s=list(DELAYS))
 
 
 if __name__ == "__main__":

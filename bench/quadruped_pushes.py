@@ -17,16 +17,9 @@ episode ended by a termination. `pushes`: how many pushes the episodes got in al
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-TASK = "quadruped-walk"
+from quadruped_conditions import arguments, run
 
 
 def conditions() -> dict[str, Any]:
@@ -39,54 +32,11 @@ def conditions() -> dict[str, Any]:
             "push_1.0": RandomizationConfig(push=one)}
 
 
-def load_policy(source: str) -> tuple[str, Any]:
-    """(label, deterministic policy on raw observations) of a run directory (its latest checkpoint) or a
-    bundle (a folder or zoo:<name>)."""
-    if Path(source).is_dir() and (Path(source) / "config.yaml").is_file():
-        from robot_rl.trainer import load_run_policy
-
-        _, policy, state = load_run_policy(source, "latest")
-        return f"{source} @ {state.get('step', '?')} steps", policy
-    from robot_rl.policies import load
-
-    bundle = load(source)
-    return source, bundle.act_normalized
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("policies", nargs="+", help="run directories (latest checkpoint) or bundles (zoo:NAME)")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=1_000_000)
-    args = p.parse_args()
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "bench"))
-    from quadruped_tracking import forward_only
-
-    from robot_rl.evaluation import evaluate
-    from robot_rl.robustness import PushCounter
-
-    load_before = os.getloadavg()[0]
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        commands = {"forward": forward_only(TASK, tmp), "task": TASK}
-        for source in args.policies:
-            label, policy = load_policy(source)
-            row: dict[str, Any] = {"policy": label}
-            for name, randomize in conditions().items():
-                for which, task in commands.items():
-                    counter = PushCounter()
-                    r = evaluate(task, policy, args.episodes, args.seed, randomize=randomize, hooks=[counter])
-                    row[f"{name}/{which}"] = {"tracking_error": round(r["velocity_tracking_error"], 4),
-                                              "falls": r["falls"], "mean_return": round(r["mean_return"], 1),
-                                              "pushes": counter.pushes}
-                    print(json.dumps({"policy": label, name: {which: row[f"{name}/{which}"]}}),
-                          file=sys.stderr, flush=True)
-            results.append(row)
-    print(json.dumps({"bench": "quadruped_pushes", "episodes": args.episodes, "seed": args.seed,
-                      "conditions": {k: v.describe() if v else "none" for k, v in conditions().items()},
-                      "results": results, "load_before": round(load_before, 2),
-                      "load_after": round(os.getloadavg()[0], 2)}))
+    args = arguments(__doc__)
+    named = conditions()
+    run("quadruped_pushes", named, args, count_pushes=True,
+        conditions={k: v.describe() if v else "none" for k, v in named.items()})
 
 
 if __name__ == "__main__":
