@@ -20,6 +20,7 @@ from robot_rl.commands import seed_arg
 if TYPE_CHECKING:
     from robot_rl.robustness import RobustnessResult
     from robot_rl.robustness_record import MapRecord
+    from robot_rl.stop_signals import StopRelay
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,27 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_robustness(args: argparse.Namespace) -> int:
-    from robot_rl.stop_signals import stop_on_signals
+    from robot_rl.stop_signals import StopRelay, stop_on_signals
 
-    stopper, received = _Stopper(), list[int]()
+    stopper, received = StopRelay(), list[int]()  # its `reason`: the flag the grid asks
     with stop_on_signals(stopper, received):
         return _robustness(args, stopper, received)
 
 
-class _Stopper:
-    """The `stop_on_signals` target: a flag the grid asks between points and at every step."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    def request_stop(self, reason: str = "stopped") -> None:
-        self.reason = reason
-
-    def __call__(self) -> bool:
-        return self.reason is not None
-
-
-def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]) -> int:
+def _robustness(args: argparse.Namespace, stopper: StopRelay, received: list[int]) -> int:
     import signal
 
     from robot_rl.errors import ConfigError
@@ -138,7 +126,7 @@ def _robustness(args: argparse.Namespace, stopper: _Stopper, received: list[int]
         result = robustness_grid(source.task, source.act, axes, args.episodes, seed, args.metric,
                                  args.max_steps, simulator, interval,
                                  done=None if recorded is None else recorded.points, progress=save,
-                                 stop=stopper)
+                                 stop=lambda: stopper.reason is not None)
     except GridStopped:
         signum = received[0] if received else signal.SIGTERM
         resume = _resume_command(args, seed, simulator)
