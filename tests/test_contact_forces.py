@@ -1,9 +1,11 @@
-"""`ContactForces` against MuJoCo's own `mj_rnePostConstraint` after `mj_step`, as Gymnasium calls it.
+"""`NativeBatch.post_constraint` against MuJoCo's own `mj_rnePostConstraint` after `mj_step`, as
+Gymnasium calls it.
 
-Each world of a persistent batch is stepped beside its own MjData (the batch is bit-identical to such a
-loop); after every control period the reference MjData gets `mj_rnePostConstraint`, and the batch's
-`cfrc_ext` must equal it bit for bit, in contact-rich states (worlds dropped onto the floor, pushed by
-`xfrc_applied`, held by a weld) and in worlds where nothing acts (exactly zero there).
+Each world of the batch is stepped beside its own MjData (the batch is bit-identical to such a loop);
+after every control period the reference MjData gets `mj_rnePostConstraint`, and the batch's bound
+`cfrc_ext` (computed on the batch's threads through `mjb_apply`) must equal it bit for bit, in
+contact-rich states (worlds dropped onto the floor, pushed by `xfrc_applied`, held by a weld) and in
+worlds where nothing acts (exactly zero there), with the trajectories themselves unchanged by the call.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import copy
 import mujoco
 import numpy as np
 import pytest
-from mujoco.batch import Batch
+from mujoco.batch import SimulationError
 
-from robot_rl.sim.engine.contact_forces import ContactForces
+from robot_rl.sim.engine.native_batch import NativeBatch
 from robot_rl.sim.engine.task import load_model
 from robot_rl.sim.registry import engine_task
 
@@ -51,11 +53,11 @@ WELDED = """
 
 
 def _worlds(model: mujoco.MjModel, n: int, rng: np.random.Generator, drop: float
-            ) -> tuple[Batch, list[mujoco.MjModel], list[mujoco.MjData]]:
-    """A persistent batch of n worlds and a reference MjData each, from the same random states: qpos0
+            ) -> tuple[NativeBatch, list[mujoco.MjModel], list[mujoco.MjData]]:
+    """A batch of n worlds and a reference MjData each, from the same random states: qpos0
     perturbed, the floating base lowered by up to `drop` metres (into contact) and spun."""
     models = [copy.copy(model) for _ in range(n)]
-    batch = Batch(model, n, nthread=2, persistent=True)
+    batch = NativeBatch(model, n, 2)
     batch.set_models(models)
     refs = []
     for i in range(n):
@@ -76,11 +78,10 @@ def _run(model: mujoco.MjModel, frame_skip: int, n: int, periods: int, seed: int
     `xfrc_applied` on body 1 in every other world); compare every period. Returns what was seen."""
     rng = np.random.default_rng(seed)
     batch, models, refs = _worlds(model, n, rng, drop)
-    forces = ContactForces(batch, models)
     ctrl, xfrc = batch.bind("ctrl"), batch.bind("xfrc_applied")
+    qpos, cfrc = batch.bind("qpos"), batch.bind("cfrc_ext")
     low, high = model.actuator_ctrlrange.T
-    out = np.full((n, model.nbody, 6), np.nan)
-    seen = {"active": 0, "idle": 0, "contact_nonzero": 0}
+    seen = {"idle_zero": 0, "contact_nonzero": 0}
     for t in range(periods):
         u = rng.uniform(low, high, (n, model.nu))
         ctrl[...] = u
@@ -91,19 +92,16 @@ def _run(model: mujoco.MjModel, frame_skip: int, n: int, periods: int, seed: int
             d.ctrl[:] = u[i]
             d.xfrc_applied[:] = xfrc[i]
         batch.step(nstep=frame_skip)
+        batch.post_constraint()
         for i, d in enumerate(refs):
             mujoco.mj_step(models[i], d, frame_skip)
             mujoco.mj_rnePostConstraint(models[i], d)
-        forces.update(out)
-        active = forces.active()
         for i, d in enumerate(refs):
-            np.testing.assert_array_equal(batch.bind("qpos")[i], d.qpos, err_msg=f"period {t}, world {i}")
-            np.testing.assert_array_equal(out[i], d.cfrc_ext, err_msg=f"period {t}, world {i}")
-            if not active[i]:  # the shortcut's claim: nothing acts, so mj_rnePostConstraint gives zero
-                assert not d.cfrc_ext.any()
+            np.testing.assert_array_equal(qpos[i], d.qpos, err_msg=f"period {t}, world {i}")
+            np.testing.assert_array_equal(cfrc[i], d.cfrc_ext, err_msg=f"period {t}, world {i}")
             seen["contact_nonzero"] += int(d.ncon > 0 and d.cfrc_ext.any())
-        seen["active"] += int(active.sum())
-        seen["idle"] += int((~active).sum())
+            seen["idle_zero"] += int(d.ncon == 0 and not d.xfrc_applied.any() and not cfrc[i].any())
+    batch.close()
     return seen
 
 
@@ -113,36 +111,50 @@ def test_cfrc_ext_equals_mj_rne_post_constraint_on_the_v5_models(task, drop):
     seen = _run(load_model(definition), definition.frame_skip, n=12, periods=150, seed=7, drop=drop)
     assert seen["contact_nonzero"] > 100  # contact-rich: the comparison saw real contact forces
     if task == "Ant-v5":
-        assert seen["idle"] > 0  # and worlds in the air, where the shortcut gives zero
+        assert seen["idle_zero"] > 0  # and worlds in the air, where it is exactly zero
 
 
 def test_applied_forces_and_a_weld_reach_cfrc_ext_without_contacts():
     model = mujoco.MjModel.from_xml_string(WELDED)
     seen = _run(model, 4, n=6, periods=120, seed=3, drop=0.0, push=5.0)
-    assert seen["idle"] == 0  # the weld's rows (ne > 0) make every world active
+    assert seen["idle_zero"] == 0  # the weld holds every world: never a zero cfrc_ext
     assert seen["contact_nonzero"] > 0
 
 
-def test_xfrc_applied_alone_makes_a_world_active():
+def test_xfrc_applied_alone_reaches_cfrc_ext():
     model = mujoco.MjModel.from_xml_string(WELDED.replace("<weld body1=\"held\"/>", ""))
-    batch = Batch(model, 2, nthread=1, persistent=True)
-    batch.set_models([copy.copy(model) for _ in range(2)])
+    batch = NativeBatch(model, 2, 1)
     batch.bind("qpos")[:, 2] = 2.0  # both free bodies high in the air: no contact
     batch.bind("qpos")[:, 10] = 2.0  # (the loose sphere)
     batch.bind("xfrc_applied")[1, 1, 2] = 3.0  # an upward push on world 1's base
     batch.step(nstep=1)
-    forces = ContactForces(batch, [model, model])
-    out = np.full((2, model.nbody, 6), np.nan)
-    forces.update(out)
-    assert forces.active().tolist() == [False, True]
+    batch.post_constraint()
+    out = batch.bind("cfrc_ext")
     assert not out[0].any()
     assert out[1, 1, 5] == 3.0  # the push's z force, in the body's torque:force row
+    batch.close()
 
 
-def test_a_batch_that_does_not_keep_each_world_is_refused():
-    model = mujoco.MjModel.from_xml_string(WELDED)
-    with pytest.raises(ValueError, match="persistent"):
-        ContactForces(Batch(model, 2, nthread=1), [model, model])
+def test_a_simulation_that_raises_names_itself_and_the_others_run_on():
+    """A world whose contacts overflow its arena raises MuJoCo's error as SimulationError naming it;
+    the other world stepped."""
+    model = mujoco.MjModel.from_xml_string(WELDED.replace("<mujoco>", "<mujoco><size memory=\"6K\"/>"))
+    batch = NativeBatch(model, 2, 1)
+    batch.bind("qpos")[1, 2] = -0.5  # world 1's base half a metre into the floor: contacts to spare
+    t0 = batch.bind("time").copy()
+    with pytest.raises(SimulationError) as raised:
+        for _ in range(20):
+            batch.step(nstep=1)
+    assert raised.value.ids.tolist() == [1]
+    assert batch.bind("time")[0] > t0[0]
+    batch.close()
+
+
+def test_unknown_fields_are_refused_by_name():
+    batch = NativeBatch(mujoco.MjModel.from_xml_string(WELDED), 2, 1)
+    with pytest.raises(ValueError, match="qpos_typo"):
+        batch.bind("qpos_typo")
+    batch.close()
 
 
 def test_the_engine_rows_and_each_world_data_hold_gymnasium_cfrc_ext():

@@ -1,11 +1,13 @@
-"""`BatchStepper`: every world's control period in one call of MuJoCo's own batch (`mujoco.batch.Batch`).
+"""`BatchStepper`: every world's control period in one call of MuJoCo's own batch (`mjbatch.h`).
 
 Why: the engine's first stepping path calls `mj_step` once per world from a pool of Python threads.
 Each call releases and retakes the GIL, and on a virtual machine handing the GIL from one core to the
 other costs about as much as a short `mj_step` itself: measured here on Hopper (4 substeps a call),
 two threads stepped 1.26x one thread's rate where a call of 400 substeps reached 1.87x. MuJoCo 3.17's
 `Batch` steps every simulation in C on its own threads (the caller's included) with no Python per world,
-bit-identical to a loop over one MjData per simulation, so the engine uses it wherever it can.
+bit-identical to a loop over one MjData per simulation, so the engine uses it wherever it can; through
+`native_batch.NativeBatch`, whose `mjb_apply` also runs Gymnasium's `mj_rnePostConstraint` on the
+batch's threads where a task observes `cfrc_ext`.
 
 Contract with the engine: each world's `MjData` (the declared interface, `world.data`) stays the truth
 at resets: the engine resets a world in its own data, then `push`es the state into the batch. During
@@ -27,29 +29,30 @@ INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 
 
 def batch_available() -> bool:
-    """MuJoCo's batch API exists (mujoco >= 3.17)."""
+    """MuJoCo's batch C API (mujoco >= 3.17) loads here."""
     try:
-        from mujoco import batch  # noqa: F401
-    except ImportError:
+        from .native_batch import load_library
+        load_library()
+    except (ImportError, OSError, AttributeError):
         return False
     return True
 
 
 class BatchStepper:
-    """The worlds' physics in one `mujoco.batch.Batch` (persistent: one MjData per world inside it).
+    """The worlds' physics in one MuJoCo batch (persistent: one MjData per world inside it).
 
     `fields`: the mjData fields the task reads after a step, bound once as live `(N, ...)` arrays.
     `held`: the engine's `(N, nu)` controls applied during each world's actuation delay.
-    `post_constraint`: a pulled world's data also gets `mj_rnePostConstraint` (its `cfrc_ext`, as
-    Gymnasium's data has it after a step).
+    `post_constraint`: every world gets `mj_rnePostConstraint` after each step (its `cfrc_ext`, bound
+    like any field, as Gymnasium's data has it after a step).
     """
 
     def __init__(self, nominal: mujoco.MjModel, models: Sequence[mujoco.MjModel], threads: int,
                  fields: Sequence[str], held: np.ndarray, post_constraint: bool = False) -> None:
-        from mujoco.batch import Batch
+        from .native_batch import NativeBatch
 
         n = len(models)
-        self._batch = Batch(nominal, n, nthread=threads, persistent=True)
+        self._batch = NativeBatch(nominal, n, threads)
         self._models = list(models)
         self._batch.set_models(self._models)
         self.bound = {f: self._batch.bind(f) for f in fields}
@@ -87,9 +90,7 @@ class BatchStepper:
     def pull(self, i: int, data: mujoco.MjData) -> None:
         """Bring world i's state and derived fields from the batch into `data` (if it stepped since)."""
         if self._stale[i]:
-            self._batch.get_data(i, data)
-            if self._post_constraint:
-                mujoco.mj_rnePostConstraint(self._models[i], data)
+            self._batch.get_data(i, data)  # with the step's `cfrc_ext` where post_constraint
             self._stale[i] = False
 
     def add_qvel(self, i: int, data: mujoco.MjData, dofs: np.ndarray, dv: np.ndarray) -> None:
@@ -111,7 +112,8 @@ class BatchStepper:
 
     def close(self) -> None:
         """Let MuJoCo's batch (and its threads) go."""
-        del self._batch, self.bound, self._ctrl, self._qvel
+        del self.bound, self._ctrl, self._qvel
+        self._batch.close()
 
     def step(self, ctrl: np.ndarray, delays: np.ndarray, nstep: int,
              worlds: Sequence[Any]) -> None:
@@ -138,4 +140,6 @@ class BatchStepper:
             for d in np.unique(delays):
                 if nstep > d:
                     batch.step(np.flatnonzero(delays == d), nstep=nstep - int(d))
+        if self._post_constraint:
+            batch.post_constraint()
         self._stale[...] = True

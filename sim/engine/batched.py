@@ -46,7 +46,6 @@ from robot_rl.spec import TaskSpec, action_to_robot
 
 from ..randomization.push import PushSchedule
 from .batch_stepper import BatchStepper, batch_available
-from .contact_forces import ContactForces
 from .islands import skip_island_discovery
 from .observation import BatchObservationBuilder
 from .task import (
@@ -223,13 +222,10 @@ class BatchedEngine:
         # (autoreset off) and a twin's physics keep stepping each world's MjData directly.
         self._stepper: BatchStepper | None = None
         if physics is None and self.autoreset and batch_available():
-            bound = [f for f in self._fields if f not in POST_CONSTRAINT_FIELDS]
-            self._stepper = BatchStepper(self.nominal, [w.model for w in self.worlds], self.threads, bound,
-                                         self._held, self._post_constraint)
+            self._stepper = BatchStepper(self.nominal, [w.model for w in self.worlds], self.threads,
+                                         self._fields, self._held, self._post_constraint)
             for i, w in enumerate(self.worlds):
                 w._stepper, w._index = self._stepper, i
-        self._contact_forces = ContactForces(self._stepper.batch, self._stepper.models) \
-            if self._stepper is not None and self._post_constraint else None
         self._pool = ThreadPoolExecutor(self.threads, "engine") \
             if self.threads > 1 and self._stepper is None else None
 
@@ -365,8 +361,6 @@ class BatchedEngine:
         stepper.step(self._ctrl, self._delays, self.task.frame_skip, self.worlds)
         for f, rows in stepper.bound.items():
             self._now[f][...] = rows
-        if self._contact_forces is not None:  # cfrc_ext: mj_rnePostConstraint after the step, as Gymnasium
-            self._contact_forces.update(self._now["cfrc_ext"])
 
     def _run(self) -> None:
         if self._pool is None:
