@@ -18,8 +18,10 @@ each figure is the median of its rounds, so a change in the machine's load hits 
   same from Gymnasium's reset state only (the first version of this bench): a step's cost depends on
   the state (its contacts), and a body falling from its reset pose is not the mix the configs step.
 - `batched_..._physics_share`: the share of the top batched config's measured time spent inside
-  MuJoCo's batch call (the physics); the rest is the engine's own work (actions, `cfrc_ext`,
-  observations, rewards, resets). Where a ratio to `limit` is short, this says on which side the gap is.
+  MuJoCo's batch calls (the physics, and on Ant and Humanoid the `mj_rnePostConstraint` that fills
+  `cfrc_ext` on the batch's threads, as Gymnasium's step also runs it); the rest is the engine's own
+  work (actions, observations, rewards, resets). Where a ratio to `limit` is short, this says on
+  which side the gap is.
   `..._physics_only_over_sync_x8` is that config's rate if its step cost only the batch's physics,
   over `sync_x8`: the ceiling any engine on MuJoCo's batch reaches on these states and threads.
 The load average (`os.getloadavg`) is recorded before and after: the machine may be shared.
