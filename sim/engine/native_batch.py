@@ -133,7 +133,7 @@ class NativeBatch:
                 raise ValueError(f"MuJoCo's batch cannot copy out mjData field {name!r}")
             dtype = np.float64 if template.dtype.kind == "f" else np.dtype(f"int{8 * elem.value}")
             raw = (ctypes.c_char * (self.nsim * size.value * elem.value)).from_address(address)
-            out = np.frombuffer(raw, dtype=dtype).reshape(self.nsim, *template.shape)
+            out = np.frombuffer(memoryview(raw), dtype=dtype).reshape(self.nsim, *template.shape)
             out.flags.writeable = False
         self._bound[name] = out
         return out
