@@ -32,7 +32,8 @@ Until the first command arrives the robot holds (`hold_until_command`): the stat
 period but the physics does not advance, so an episode starts when its controller does. When an
 episode ends (termination, the task's time limit, or `max_steps`) its report (episode, seed, steps,
 return, whether it terminated, root x at start and end, commands refused, control periods without
-a fresh command and the longest run of them) is printed as one JSON line, logged and published; then
+a fresh command and the longest run of them, the first step that got the safe command because the
+last one had timed out, or null) is printed as one JSON line, logged and published; then
 the next episode starts (seed + 1), or after `episodes` episodes the node exits (exit code 0).
 
 This module (parameters, plant, entry point) imports without rclpy; the node class is

@@ -88,6 +88,7 @@ class SimBridge(Node):
         self.episode += 1
         self.steps, self.ret, self.late, self.refused = 0, 0.0, 0, 0
         self.late_run = self.longest_late_run = 0
+        self.first_held: int | None = None  # the first step the command had timed out (the safe hold)
         self.x_start = self._root_x()
         self._publish_state()
 
@@ -101,7 +102,8 @@ class SimBridge(Node):
                   "terminated": bool(self.robot.episode_over and self.steps < self._limit()),
                   "x_start": self.x_start, "x_end": self._root_x(),
                   "commands_refused": self.refused, "periods_without_fresh_command": self.late,
-                  "longest_run_without_fresh_command": self.longest_late_run}
+                  "longest_run_without_fresh_command": self.longest_late_run,
+                  "first_step_held": self.first_held}
         print(json.dumps(report), flush=True)
         self.get_logger().info(f"episode {self.episode}: return {self.ret:.3f} in {self.steps} steps")
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name="robot_rl_sim_bridge: episode",
@@ -135,6 +137,8 @@ class SimBridge(Node):
         now = time.monotonic()
         if self._command is None or now - self._command_time > self.command_timeout:
             command = self._safe()
+            if self.first_held is None:
+                self.first_held = self.steps + 1
         else:
             command = self._command
         if not self._fresh:

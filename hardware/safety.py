@@ -104,6 +104,8 @@ class SafetyFilter:
         self._bound_high = np.minimum(high, self._joint_high)
         self._lock = threading.Lock()
         self.counts = dict.fromkeys(REASONS, 0)
+        self.first_at: dict[str, int] = {}
+        """Reason -> the step (1-based, of `steps`) at which it first fired: when the filter first acted."""
         self.steps = 0
         self.last_reason: str | None = None
         self.last_detail: str | None = None
@@ -178,10 +180,13 @@ class SafetyFilter:
             return self._refuse(reason, detail, state)
 
     def report(self) -> dict[str, Any]:
-        """Interventions so far: counts by reason (only those that fired), total, the last reason."""
+        """Interventions so far: counts by reason (only those that fired), the step each first fired at
+        (`first_at`: a stall at start-up and one late in a run read alike in the counts), total, the last
+        reason."""
         with self._lock:
             fired = {k: v for k, v in self.counts.items() if v}
             return {"enabled": self.config.enabled, "steps": self.steps, "interventions": fired,
+                    "first_at": dict(self.first_at),
                     "total": sum(fired.values()), "last_reason": self.last_reason,
                     "last_detail": self.last_detail, "estopped": self.estop_reason is not None}
 
@@ -204,11 +209,13 @@ class SafetyFilter:
             fired.append(("rate_limit", self._joints(stepped != limited)))
         for reason, detail in fired:
             self.counts[reason] += 1
+            self.first_at.setdefault(reason, self.steps)
             self.last_reason, self.last_detail = reason, detail
         return stepped
 
     def _refuse(self, reason: str, detail: str, state: RobotState) -> np.ndarray:
         self.counts[reason] += 1
+        self.first_at.setdefault(reason, self.steps)
         self.last_reason, self.last_detail = reason, detail
         self._last = self._safe(state)
         return self._last.copy()

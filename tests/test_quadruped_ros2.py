@@ -110,6 +110,7 @@ def _stop(process: subprocess.Popen) -> None:
 def _walk(tmp_path: Path, *deploy_args: str, vx: float | None) -> tuple[dict, dict, Teleop | None]:
     """One bridge episode of STEPS under `robot-rl deploy --backend ros2` (a Twist of forward speed `vx`
     on cmd_vel, None: none): (the bridge's episode report, the deploy report, the teleop)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "bridge.log"
     with log.open("w") as out:
         bridge = subprocess.Popen(
@@ -132,22 +133,46 @@ def _walk(tmp_path: Path, *deploy_args: str, vx: float | None) -> tuple[dict, di
     return episodes[0], json.loads(done.stdout), teleop
 
 
+def _held_in_episode(episode: dict, report: dict) -> bool:
+    """Whether the robot was held (the safe command: the measured pose) during the bridge's episode:
+    the deploy's safety answered a stale state within its first STEPS ticks (after them the bridge has
+    stopped and every tick is stale by design), or the bridge's command had timed out. On a loaded host
+    either side may stall past its timeout, at start-up most often, as DDS matches the new endpoints."""
+    deploy = report["safety"].get("first_at", {}).get("stale", STEPS) < STEPS - 10
+    return deploy or episode.get("first_step_held") is not None
+
+
 @needs_ros
 def test_the_zoo_quadruped_over_ros2_walks_forward_on_cmd_vel_without_falling(tmp_path):
-    episode, report, teleop = _walk(tmp_path, "--ros-args", "-p", f"cmd_vel_topic:={CMD_VEL}", vx=0.6)
-    device = report["device"]
-    assert device["cmd_vel_received"] >= 20 and device["velocity_command"] == [0.6, 0.0, 0.0]
-    assert report["stop_reason"] == "duration" and report["steps"] >= STEPS
-    assert episode["steps"] == STEPS and not episode["terminated"], episode  # it did not fall
-    # Until DDS matched the deploy's cmd_vel subscription the command is 0 0 0 (stand): measure from
-    # 0.5 s after the match to the episode's last state, at least 2 s of it; 0.6 m/s asked, >= 0.3 kept
-    assert teleop is not None and teleop.matched is not None
-    after = [(t, x) for t, x in teleop.trace if t >= teleop.matched + 0.5]
-    assert len(after) >= 100, (len(after), teleop.trace[-1:])
-    (t0, x0), (t1, x1) = after[0], after[-1]
-    assert t1 - t0 >= 2.0, (t0, t1)
-    assert x1 == pytest.approx(episode["x_end"], abs=0.05)  # the trace saw the episode's end
-    assert (x1 - x0) / (t1 - t0) > 0.3, (x0, x1, t1 - t0)
+    """Walks at >= 0.3 m/s when told 0.6 over cmd_vel. An episode in which the robot was held (a stale
+    state at the deploy, a timed-out command at the bridge) runs again (up to 3 times): the zoo policy, after one such hold in its first periods,
+    stands still for good (its `ctrl` observation, the held pose, is one it never saw in training; in
+    simulation one held period at the start freezes 32 of 32 worlds, where the policy trained under
+    actuation latency walks on: BENCHMARKS.md), which is the policy's limit, not the node's; a deploy
+    that fails to walk without a hold fails at once."""
+    void = []
+    for attempt in range(3):
+        episode, report, teleop = _walk(tmp_path / str(attempt), "--ros-args", "-p",
+                                        f"cmd_vel_topic:={CMD_VEL}", vx=0.6)
+        device = report["device"]
+        assert device["cmd_vel_received"] >= 20 and device["velocity_command"] == [0.6, 0.0, 0.0]
+        assert report["stop_reason"] == "duration" and report["steps"] >= STEPS
+        # Until DDS matched the deploy's cmd_vel subscription the command is 0 0 0 (stand): measure from
+        # 0.5 s after the match to the episode's last state, at least 2 s of it; 0.6 m/s asked, >= 0.3 kept
+        assert teleop is not None and teleop.matched is not None
+        after = [(t, x) for t, x in teleop.trace if t >= teleop.matched + 0.5]
+        assert len(after) >= 100, (len(after), teleop.trace[-1:])
+        (t0, x0), (t1, x1) = after[0], after[-1]
+        assert t1 - t0 >= 2.0, (t0, t1)
+        assert x1 == pytest.approx(episode["x_end"], abs=0.05)  # the trace saw the episode's end
+        speed = (x1 - x0) / (t1 - t0)
+        fell = episode["steps"] != STEPS or episode["terminated"]
+        if (speed > 0.3 and not fell) or not _held_in_episode(episode, report):
+            break
+        void.append({"speed": round(speed, 3), "fell": fell, "safety": report["safety"],
+                     "bridge_first_step_held": episode.get("first_step_held")})
+    assert not fell, (episode, void)
+    assert speed > 0.3, (x0, x1, t1 - t0, report["safety"], episode, void)
 
 
 @needs_ros

@@ -96,6 +96,18 @@ def test_clip_to_the_action_limits():
     assert report["last_reason"] == "clip" and report["last_detail"] == "a, b"
 
 
+def test_the_report_says_at_which_step_each_reason_first_fired():
+    f, tick = fresh_filter()
+    for command in ([0.5, 0.5], [0.5, 0.5], [3.0, 0.5], [0.5, 0.5], [3.0, 0.5]):
+        s, now = tick()
+        f.filter(command, s, now)
+    s, now = tick()
+    f.filter([float("nan"), 0.0], s, now)
+    report = f.report()
+    assert report["interventions"] == {"clip": 2, "non_finite": 1}
+    assert report["first_at"] == {"clip": 3, "non_finite": 6}
+
+
 def test_position_commands_are_clipped_to_the_joint_limits_too():
     # action range [-2, 2] x [-1, 1] is wider than joint a's range [-0.5, 0.5]
     f = SafetyFilter(make_spec("position"), SafetyConfig(max_delta=math.inf))
