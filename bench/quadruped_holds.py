@@ -1,0 +1,80 @@
+"""Does a quadruped policy walk on after the deploy holds the robot? Prints one JSON line.
+
+    python bench/quadruped_holds.py zoo:quadruped-walk_ppo /work/runs/quad_delay --worlds 32
+
+Why: on a robot the safety layer answers a stale state (and a driver a timed-out command) with the safe
+command, the measured pose, for a period or more; a loaded host's first periods over ROS 2 often bring
+one (tests/test_quadruped_ros2.py). Each policy walks `--worlds` worlds of quadruped-walk from the same
+seeds, told 0.6 m/s forward for `--steps` control periods, with every world held (the zero action: the
+nominal pose, the safe command of a robot standing there) for `hold` periods from step `at`, per case.
+Per case: falls, worlds that made less than 0.3 m ("frozen"), and the median forward distance of those
+that did not fall. The no-hold case is the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ((0, 0), (1, 0), (3, 0), (1, 100), (3, 100), (10, 100))  # (periods held, from step)
+
+
+def walk(policy, worlds: int, steps: int, hold: int, at: int, seed: int) -> dict:
+    from robot_rl import sim
+
+    env = sim.make("quadruped-walk", worlds, seed=seed, vectorization="batched")
+    try:
+        env.reset(seed=seed)
+        engine = env.engine
+        engine.task_state.since_draw[:] = -(10 ** 9)  # never redraw: 0.6 m/s forward throughout
+        engine._goals["command"][:] = [0.6, 0.0, 0.0]
+        obs = engine._observe()
+        x0 = np.array([engine.world_state(i)["qpos"][0] for i in range(worlds)])
+        fell = np.zeros(worlds, dtype=bool)
+        for t in range(steps):
+            action = np.stack([policy(o) for o in obs]).astype(np.float32)
+            if at <= t < at + hold:
+                action[...] = 0.0
+            obs, _, terminated, _, _ = env.step(action)
+            fell |= terminated
+        dx = np.array([engine.world_state(i)["qpos"][0] for i in range(worlds)]) - x0
+    finally:
+        env.close()
+    standing = dx[~fell]
+    return {"hold": hold, "at": at, "fell": int(fell.sum()), "frozen": int((standing < 0.3).sum()),
+            "median_dx": None if standing.size == 0 else round(float(np.median(standing)), 2)}
+
+
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("policies", nargs="+", help="run directories (latest checkpoint) or bundles (zoo:NAME)")
+    p.add_argument("--worlds", type=int, default=32)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=100)
+    args = p.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from quadruped_conditions import load_policy
+
+    load_before = os.getloadavg()[0]
+    rows = []
+    for source in args.policies:
+        label, policy = load_policy(source)
+        cases = [walk(policy, args.worlds, args.steps, hold, at, args.seed) for hold, at in CASES]
+        for case in cases:
+            print(label, case, file=sys.stderr, flush=True)
+        rows.append({"policy": label, "cases": cases})
+    print(json.dumps({"benchmark": "quadruped_holds", "worlds": args.worlds, "steps": args.steps,
+                      "seed": args.seed, "command": [0.6, 0.0, 0.0], "loadavg": [load_before,
+                                                                              os.getloadavg()[0]],
+                      "policies": rows}))
+
+
+if __name__ == "__main__":
+    main()
