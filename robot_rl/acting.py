@@ -38,7 +38,7 @@ def policy_weights(agent: Any) -> PolicyWeights:
     actor = agent.actor
     critic = agent.critic.export_layers() if agent.critic is not None else None
     return PolicyWeights(actor.export_layers(), critic,
-                         actor.log_std.detach().numpy().astype(np.float32).copy(), bool(actor.squash))
+                         actor.noise_log_std().detach().numpy().astype(np.float32).copy(), bool(actor.squash))
 
 
 class NumpyActing:

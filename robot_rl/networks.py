@@ -128,19 +128,26 @@ class GaussianActor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64),
                  activation: str = "tanh", log_std_init: float = 0.0, squash: bool = False,
-                 ortho_init: bool = True) -> None:
+                 ortho_init: bool = True, log_std_min: float | None = None) -> None:
         super().__init__()
         self.activation = activation
         self.squash = squash
+        self.log_std_min = log_std_min
+        """A floor on the log-std (None: none); below it the parameter gets no gradient."""
         self.mean_net = mlp(obs_dim, hidden, act_dim, activation, output_gain=0.01, orthogonal=ortho_init)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def forward(self, obs: Tensor) -> DiagGaussian | SquashedDiagGaussian:
         """The action distribution for observations `(batch, obs_dim)`."""
         mean = self.mean_net(obs)
+        log_std = self.noise_log_std()
         if self.squash:
-            return SquashedDiagGaussian(mean, self.log_std)
-        return DiagGaussian(mean, self.log_std)
+            return SquashedDiagGaussian(mean, log_std)
+        return DiagGaussian(mean, log_std)
+
+    def noise_log_std(self) -> Tensor:
+        """The log-std actions are drawn with: the parameter, floored at `log_std_min` where set."""
+        return self.log_std if self.log_std_min is None else self.log_std.clamp(min=self.log_std_min)
 
     @torch.no_grad()
     def act(self, obs: Tensor | np.ndarray, deterministic: bool = False) -> Tensor:

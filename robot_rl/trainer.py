@@ -273,10 +273,10 @@ class Trainer(TrainerBase):
         spec = get_spec(config.task)
         p = config.policy
         actor = GaussianActor(spec.obs_dim, spec.act_dim, hidden=p.hidden, activation=p.activation,
-                              log_std_init=p.log_std_init, squash=p.squash)
+                              log_std_init=p.log_std_init, squash=p.squash, log_std_min=p.log_std_min)
         actor.load_state_dict(state["agent"]["actor"])
         head = {"squash": "tanh" if actor.squash else "none",
-                "log_std": actor.log_std.detach().double().numpy().tolist()}
+                "log_std": actor.noise_log_std().detach().double().numpy().tolist()}
         return "gaussian", actor.export_layers(), head
 
     def _progress_row(self, metrics: dict[str, float], start: float, start_step: int) -> dict[str, Any]:

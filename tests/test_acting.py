@@ -44,6 +44,25 @@ def test_samples_have_the_policy_mean_and_std() -> None:
     np.testing.assert_allclose(actions.std(0), [0.5, 0.5], atol=0.02)
 
 
+def test_a_log_std_floor_bounds_the_noise_sampled_scored_and_exported_and_stops_its_gradient() -> None:
+    """`policy.log_std_min`: below the floor the parameter acts as the floor everywhere a policy's noise
+    is used (the torch distribution PPO scores, the numpy sampler of the rollouts, the exported head),
+    and the loss no longer pulls it down; above the floor it is the parameter."""
+    from robot_rl.acting import policy_weights
+
+    agent = PPO(2, 2, PolicyConfig(log_std_init=-1.0, log_std_min=-1.5), PPOConfig(), 1)
+    with torch.no_grad():
+        agent.actor.log_std.copy_(torch.tensor([-3.0, -1.2]))  # one below the floor, one above
+    dist = agent.actor(torch.zeros(1, 2))
+    np.testing.assert_allclose(dist.log_std.detach().numpy().ravel(), [-1.5, -1.2])
+    np.testing.assert_allclose(policy_weights(agent).log_std, [-1.5, -1.2], rtol=1e-6)
+    actions, _, _ = NumpyActing(agent, seed=3).act(np.zeros((20000, 2), dtype=np.float32))
+    np.testing.assert_allclose(actions.std(0), np.exp([-1.5, -1.2]), rtol=0.03)
+    (-dist.entropy().sum()).backward()  # a loss that would shrink the noise
+    assert agent.actor.log_std.grad is not None
+    assert agent.actor.log_std.grad[0] == 0.0 and agent.actor.log_std.grad[1] != 0.0
+
+
 def test_refresh_follows_the_torch_weights() -> None:
     agent = PPO(3, 1, PolicyConfig(), PPOConfig(), 1)
     acting = NumpyActing(agent, seed=0)

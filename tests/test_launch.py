@@ -70,6 +70,9 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     ("task: Hopper-v5\nalgo: ppo\nseed: -1\n", r"seed: must be >= 0"),
     ("task: Hopper-v5\nalgo: ppo\npolicy: {log_std_init: .nan}\n", r"log_std_init: expected a finite"),
     ("task: Hopper-v5\nalgo: ppo\npolicy: {log_std_init: 5}\n", r"policy\.log_std_init: must be a number in"),
+    ("task: Hopper-v5\nalgo: ppo\npolicy: {log_std_init: -1, log_std_min: 0}\n",
+     r"policy\.log_std_min: must be a number in \[-20, policy.log_std_init = -1"),
+    ("task: Hopper-v5\nalgo: ppo\npolicy: {log_std_min: low}\n", r"policy\.log_std_min"),
     ("task: CartPole-v1\nalgo: dqn\ndqn: {learning_rate: .inf}\n", r"dqn\.learning_rate: expected a finite"),
     ("task: Hopper-v5\nalgo: dqn\neval: {seed: -5}\n", r"eval\.seed: must be >= 0"),
 ])

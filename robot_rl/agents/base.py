@@ -31,7 +31,7 @@ class OnPolicyAgent:
         self.total_updates = max(1, total_updates)
         self.actor = GaussianActor(obs_dim, act_dim, hidden=policy.hidden, activation=policy.activation,
                                    log_std_init=policy.log_std_init, squash=policy.squash,
-                                   ortho_init=policy.ortho_init)
+                                   ortho_init=policy.ortho_init, log_std_min=policy.log_std_min)
         critic_in = obs_dim if critic_obs_dim is None else critic_obs_dim
         self.critic = (Critic(critic_in, hidden=policy.critic_hidden, activation=policy.activation,
                               ortho_init=policy.ortho_init)
