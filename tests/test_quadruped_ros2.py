@@ -148,8 +148,8 @@ def test_the_zoo_quadruped_over_ros2_walks_forward_on_cmd_vel_without_falling(tm
     state at the deploy, a timed-out command at the bridge) runs again (up to 3 times): the zoo policy,
     after one such hold in its first periods, stands still for good (its `ctrl` observation, the held
     pose, is one it never saw in training; in simulation one held period at the start freezes 32 of 32
-    worlds, where the policy trained under actuation latency walks on: BENCHMARKS.md), which is the
-    policy's limit, not the node's; a deploy that fails to walk without a hold fails at once."""
+    worlds: BENCHMARKS.md, bench/quadruped_holds.py), which is the policy's limit, not the node's; a
+    deploy that fails to walk without a hold fails at once."""
     void = []
     for attempt in range(3):
         episode, report, teleop = _walk(tmp_path / str(attempt), "--ros-args", "-p",
