@@ -75,6 +75,7 @@ class ADRRandomizer:
         self.base = Randomizer(randomize, nominal, physics_dt, physics_steps, task_id)
         self.nominal = self.base.nominal
         self.pushes = self.base.pushes  # not an ADR parameter: the configured pushes
+        self.holds = self.base.holds  # nor the holds
         self.task_terms = [n for n in adr.parameters if n == "goal_angle"]
         """ADR parameters of the task itself, handed to `task_state.set_episode_parameters` each reset."""
         if self.task_terms and task_id not in GOAL_ANGLE_TASKS:

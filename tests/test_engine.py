@@ -177,6 +177,7 @@ class StandInRandomizer:
         self.action_calls: list[np.ndarray] = []
         self.obs_calls = 0
         self.pushes = None  # the contract's push term: none here
+        self.holds = None  # and its hold term
 
     def reset_world(self, model, data, rng):
         scale = float(rng.uniform(0.5, 1.5))

@@ -44,6 +44,7 @@ from gymnasium.utils import seeding
 from robot_rl.errors import ConfigError
 from robot_rl.spec import TaskSpec, action_to_robot
 
+from ..randomization.hold import HoldSchedule
 from ..randomization.push import PushSchedule
 from .batch_stepper import BatchStepper, batch_available
 from .islands import skip_island_discovery
@@ -217,6 +218,8 @@ class BatchedEngine:
         self.autoreset = bool(autoreset)
         self._physics = physics
         self._push_schedule = PushSchedule(n, self.spec.control_period)
+        self._hold_schedule = HoldSchedule(n, self.spec.control_period)
+        """When each world is next held (used only while the randomizer has a hold term)."""
         """When each world is next pushed (used only while the randomizer has a push term)."""
         # MuJoCo's own batch steps the worlds of a training engine (no Python per world); one robot's plant
         # (autoreset off) and a twin's physics keep stepping each world's MjData directly.
@@ -263,6 +266,8 @@ class BatchedEngine:
             w.delay_steps = min(int(w.randomization.get("actuation_delay_steps", 0)), self.task.frame_skip)
             if self.randomizer.pushes is not None:
                 self._push_schedule.start_episode(i, self.randomizer.pushes, seed)
+            if self.randomizer.holds is not None:
+                self._hold_schedule.start_episode(i, self.randomizer.holds, seed)
         w.held_ctrl[:] = 0.0  # actuators start unpowered
         mujoco.mj_forward(m, d)
         for dst, src in self._copies[i]:
@@ -417,8 +422,23 @@ class BatchedEngine:
         pushed[due] = True
         return kicks, pushed
 
+    def _hold_worlds(self) -> np.ndarray | None:
+        """Replace the controls of each world held during this control period by its safe ones (position
+        servos at their joints' measured positions, other actuators zero); the held worlds `(N,)`, or
+        None without a hold term."""
+        hold = None if self.randomizer is None else self.randomizer.holds
+        if hold is None:
+            return None
+        held = self._hold_schedule.held(self._steps, hold)
+        rows = self._now.get("qpos")
+        for i in np.flatnonzero(held).tolist():
+            qpos = rows[i] if rows is not None else self.worlds[i].data.qpos
+            self._ctrl[i] = hold.safe(qpos)
+        return held
+
     def _step(self) -> StepResult:
         pushed = self._push_worlds()
+        held = self._hold_worlds()
         before = {f: a.copy() for f, a in self._now.items()}
         counters = self._warnings if self._stepper is None else self._stepper.warnings
         warnings_before = counters[:, FAILURE_WARNINGS]  # a copy (fancy indexing)
@@ -456,6 +476,8 @@ class BatchedEngine:
             info.update(physics_failure=failed.copy(), _physics_failure=failed.copy())
         if pushed is not None:
             info.update(push=pushed[0], _push=pushed[1])
+        if held is not None:
+            info.update(held=held, _held=np.ones(self.num_envs, dtype=bool))
         if privileged is not None:
             info["privileged"] = privileged
         return obs, reward, terminated, truncated, info
@@ -475,6 +497,8 @@ class BatchedEngine:
                 ended["randomization"] = self.worlds[i].randomization
                 if self.randomizer.pushes is not None:
                     ended["pushes"] = int(self._push_schedule.count[i])
+                if self.randomizer.holds is not None:
+                    ended["held_periods"] = int(self._hold_schedule.count[i])
             if self._state is not None:  # e.g. the successes of a hold-and-advance task
                 ended.update(self._state.episode_info(int(i)))
             final_info = batch.add(final_info, ended, int(i))

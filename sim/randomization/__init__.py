@@ -12,6 +12,10 @@ from the model.
 - `push` (push.py) acts mid-episode: every [low, high] s a velocity added to a free base. The Randomizer
   holds it (`pushes`); the batched engine applies it between control periods, from a push generator per
   world (so it changes no other draw). Engine worlds only (a Gymnasium or dm_control env refuses it).
+- `hold` (hold.py) acts mid-episode too: for [low, high] control periods every [low, high] s, a world's
+  controls are the deploy's safe command (position servos at the measured joint positions, others zero)
+  whatever the policy asks. The Randomizer holds it (`holds`); the engine applies it to the period's
+  controls, from a hold generator per world. Engine worlds only.
 - `Randomizer(config, nominal, physics_dt, physics_steps)` applies them to one world: `reset_world`
   after the task's reset (draws from the world's own seeded generator, writes the model from the
   nominal values, never compounding, and returns the draws: `info["randomization"]`),

@@ -26,6 +26,10 @@ def apply_randomization(env: Any, config: RandomizationConfig | None, task_id: s
                           f"mid-episode in the MuJoCo engine's worlds (an engine task with a free joint, "
                           f"e.g. quadruped-walk or a declared floating-base task), not in a Gymnasium or "
                           f"dm_control env")
+    if config.hold.active and not isinstance(base, EngineWorldEnv):
+        raise ConfigError(f"randomize.hold: task {task_id!r} does not support it: holds act mid-episode "
+                          f"in the MuJoCo engine's worlds (vectorization: batched, or an engine task), not "
+                          f"in a Gymnasium or dm_control env")
     task: Any = base  # a MuJoCo task env (checked above): task_spec, model, use_randomizer
     spec = task.task_spec
     task.use_randomizer(Randomizer(config, task.model, spec.physics_dt, spec.physics_steps, task_id))

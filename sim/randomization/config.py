@@ -8,10 +8,12 @@ from typing import Any, Literal
 
 from robot_rl.config import check, check_choice
 
+from .hold import HoldConfig
 from .push import PushConfig
 
 _NOMINAL = (1.0, 1.0)
 _NO_PUSH = PushConfig()
+_NO_HOLD = HoldConfig()
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class RandomizationConfig:
     push: PushConfig = _NO_PUSH
     """Random pushes of a floating base mid-episode: `{interval: [low, high] s, x, y: [low, high] m/s,
     yaw: [low, high] rad/s}`, a velocity added to the base every interval (engine worlds only)."""
+    hold: HoldConfig = _NO_HOLD
+    """Held periods mid-episode, the deploy's safe command in training: `{interval: [low, high] s,
+    periods: [low, high]}`, each world's controls replaced by the safe ones (a position servo holds its
+    joint's measured position, any other actuator zero) for `periods` control periods, every `interval`
+    (engine worlds only)."""
     scale_per: Literal["element", "world"] = "element"
     """How the four scales are drawn: one factor per body, geom, dof or actuator ("element": shapes
     vary, totals average out), or one factor per world shared by all its elements ("world": the whole
@@ -76,11 +83,12 @@ class RandomizationConfig:
     def active_names(self) -> list[str]:
         """The names of the terms that perturb something, in the order they are drawn."""
         return [f.name for f in fields(self) if f.name != "scale_per" and
-                (self.push.active if f.name == "push" else getattr(self, f.name) != f.default)]
+                (getattr(self, f.name).active if f.name in ("push", "hold")
+                 else getattr(self, f.name) != f.default)]
 
     def terms(self) -> list[Any]:
         """The active terms, episode-level ones in their fixed drawing order, then the step noises (the
-        push, which acts mid-episode, is the Randomizer's `pushes`)."""
+        push and the hold, which act mid-episode, are the Randomizer's `pushes` and `holds`)."""
         from .terms import TERMS
 
         active = set(self.active_names())
@@ -90,8 +98,8 @@ class RandomizationConfig:
 
     def describe(self) -> str:
         """One line for a run's log: each active term and its range."""
-        parts = [self.push.describe() if name == "push" else f"{name} {_show(getattr(self, name))}"
-                 for name in self.active_names()]
+        parts = [getattr(self, name).describe() if name in ("push", "hold")
+                 else f"{name} {_show(getattr(self, name))}" for name in self.active_names()]
         if self.scale_per == "world" and any(name.endswith("_scale") for name in self.active_names()):
             parts.append("scales per world")
         return "randomize: " + (", ".join(parts) if parts else "off")

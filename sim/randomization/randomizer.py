@@ -12,6 +12,7 @@ import numpy as np
 from robot_rl.errors import ConfigError
 
 from .config import RandomizationConfig
+from .hold import Hold
 from .push import Push
 from .terms import Rng
 
@@ -42,6 +43,13 @@ class Randomizer:
                 self.pushes = Push(config.push, self.nominal)
             except ValueError as err:
                 raise ConfigError(f"randomize.push: task {task_id!r} cannot take it: {err}") from None
+        self.holds: Hold | None = None
+        """The hold term (`randomize.hold`), or None: the engine applies it to a control period."""
+        if config.hold.active:
+            try:
+                self.holds = Hold(config.hold, self.nominal)
+            except ValueError as err:
+                raise ConfigError(f"randomize.hold: task {task_id!r} cannot take it: {err}") from None
         self.episode_terms = [t for t in terms if t.episode]
         self._obs = next((t for t in terms if t.name == "observation_noise"), None)
         self._act = next((t for t in terms if t.name == "action_noise"), None)
@@ -49,7 +57,7 @@ class Randomizer:
     @property
     def active(self) -> bool:
         return bool(self.episode_terms) or self._obs is not None or self._act is not None \
-            or self.pushes is not None
+            or self.pushes is not None or self.holds is not None
 
     def reset_world(self, model: Any, data: Any, rng: np.random.Generator,
                     terms: Sequence[Any] | None = None) -> dict[str, Any]:
