@@ -5,8 +5,9 @@
 Why: on a robot the safety layer answers a stale state (and a driver a timed-out command) with the safe
 command, the measured pose, for a period or more; a loaded host's first periods over ROS 2 often bring
 one (tests/test_quadruped_ros2.py). Each policy walks `--worlds` worlds of quadruped-walk from the same
-seeds, told 0.6 m/s forward for `--steps` control periods, with every world held (the zero action: the
-nominal pose, the safe command of a robot standing there) for `hold` periods from step `at`, per case.
+seeds, told 0.6 m/s forward for `--steps` control periods, with every world held for `hold` periods
+from step `at`, per case: its servos sent their joints' measured positions (the deploy's safe command,
+`randomize.hold`'s `Hold.safe`), as the action that maps onto them.
 Per case: falls, worlds that made less than 0.3 m ("frozen"), and the median forward distance of those
 that did not fall. The no-hold case is the reference.
 """
@@ -26,6 +27,7 @@ CASES = ((0, 0), (1, 0), (3, 0), (1, 100), (3, 100), (10, 100))  # (periods held
 
 def walk(policy, worlds: int, steps: int, hold: int, at: int, seed: int) -> dict:
     from robot_rl import sim
+    from robot_rl.sim.randomization.hold import Hold, HoldConfig
 
     env = sim.make("quadruped-walk", worlds, seed=seed, vectorization="batched")
     try:
@@ -34,12 +36,15 @@ def walk(policy, worlds: int, steps: int, hold: int, at: int, seed: int) -> dict
         engine.task_state.since_draw[:] = -(10 ** 9)  # never redraw: 0.6 m/s forward throughout
         engine._goals["command"][:] = [0.6, 0.0, 0.0]
         obs = engine._observe()
+        safe = Hold(HoldConfig(periods=(1, 1)), engine.nominal).safe
+        offset, scale = np.asarray(env.task_spec.action.offset), np.asarray(env.task_spec.action.scale)
         x0 = np.array([engine.world_state(i)["qpos"][0] for i in range(worlds)])
         fell = np.zeros(worlds, dtype=bool)
         for t in range(steps):
             action = np.stack([policy(o) for o in obs]).astype(np.float32)
-            if at <= t < at + hold:
-                action[...] = 0.0
+            if at <= t < at + hold:  # the action whose targets are the measured joint positions
+                qpos = [engine.world_state(i)["qpos"] for i in range(worlds)]
+                action[...] = np.clip((np.stack([safe(q) for q in qpos]) - offset) / scale, -1.0, 1.0)
             obs, _, terminated, _, _ = env.step(action)
             fell |= terminated
         dx = np.array([engine.world_state(i)["qpos"][0] for i in range(worlds)]) - x0
