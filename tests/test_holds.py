@@ -132,10 +132,35 @@ def test_a_torque_actuated_task_is_held_at_zero():
         env.close()
 
 
+def test_the_first_hold_of_each_episode_comes_from_its_own_range():
+    """`first`: every world is held in its episode's first periods (where a deploy is held, the robot
+    at rest), then every `interval`; without it the first hold is drawn from `interval` too."""
+    steps = 40
+    first = _engine(RandomizationConfig(hold=HoldConfig(interval=(0.3, 0.5), periods=(1, 1),
+                                                        first=(0.0, 0.04))), n=8)
+    plain = _engine(RandomizationConfig(hold=HoldConfig(interval=(0.3, 0.5), periods=(1, 1))), n=8)
+    try:
+        zeros = np.zeros((steps, 8, first.task_spec.act_dim), dtype=np.float32)
+        held_first = np.array(_run(first, steps, zeros)[2])  # (steps, worlds)
+        held_plain = np.array(_run(plain, steps, zeros)[2])
+        starts = held_first.argmax(axis=0)
+        assert held_first[:3].any(axis=0).all()  # every world held in its periods 0-2 (0.04 s / 0.02 s)
+        assert not held_plain[:15].any()  # 0.3 s = 15 periods before the first hold
+        # then every 15-25 periods: the next hold of every world is drawn from `interval`
+        for i in range(8):
+            after = np.flatnonzero(held_first[starts[i] + 1:, i])
+            assert after.size and 15 <= after[0] <= 25  # periods after the first hold ended
+    finally:
+        first.close()
+        plain.close()
+
+
 @pytest.mark.parametrize(("text", "pattern"), [
     ("hold: {periods: [2, 1]}", r"randomize\.hold\.periods: must be \[low, high\] whole control periods"),
     ("hold: {periods: [1, 2], interval: [-1, 2]}",
      r"randomize\.hold\.interval: must be \[low, high\] seconds"),
+    ("hold: {periods: [1, 2], first: [0.2, 0.1]}",
+     r"randomize\.hold\.first: must be \[low, high\] seconds"),
     ("hold: {periods: [1, 2], every: 3}", r"every"),
 ])
 def test_bad_hold_settings_are_named(tmp_path, text, pattern):
@@ -156,3 +181,5 @@ def test_off_by_default_and_described_when_on():
     on = RandomizationConfig(hold=HoldConfig(interval=(0.0, 5.0), periods=(1, 3)))
     assert on.active_names() == ["hold"]
     assert on.describe() == "randomize: hold [1, 3] periods every [0, 5] s"
+    first = RandomizationConfig(hold=HoldConfig(interval=(1.0, 5.0), periods=(1, 3), first=(0.0, 0.1)))
+    assert first.describe() == "randomize: hold [1, 3] periods every [1, 5] s, the first after [0, 0.1] s"

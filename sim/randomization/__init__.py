@@ -14,6 +14,7 @@ from the model.
   world (so it changes no other draw). Engine worlds only (a Gymnasium or dm_control env refuses it).
 - `hold` (hold.py) acts mid-episode too: for [low, high] control periods every [low, high] s, a world's
   controls are the deploy's safe command (position servos at the measured joint positions, others zero)
+  (the first hold of an episode optionally from its own range, `first`: where a deploy is held)
   whatever the policy asks. The Randomizer holds it (`holds`); the engine applies it to the period's
   controls, from a hold generator per world. Engine worlds only.
 - `Randomizer(config, nominal, physics_dt, physics_steps)` applies them to one world: `reset_world`

@@ -48,9 +48,9 @@ class RandomizationConfig:
     yaw: [low, high] rad/s}`, a velocity added to the base every interval (engine worlds only)."""
     hold: HoldConfig = _NO_HOLD
     """Held periods mid-episode, the deploy's safe command in training: `{interval: [low, high] s,
-    periods: [low, high]}`, each world's controls replaced by the safe ones (a position servo holds its
-    joint's measured position, any other actuator zero) for `periods` control periods, every `interval`
-    (engine worlds only)."""
+    periods: [low, high], first: [low, high] s}`, each world's controls replaced by the safe ones (a
+    position servo holds its joint's measured position, any other actuator zero) for `periods` control
+    periods, every `interval` (the first from `first` if given; engine worlds only)."""
     scale_per: Literal["element", "world"] = "element"
     """How the four scales are drawn: one factor per body, geom, dof or actuator ("element": shapes
     vary, totals average out), or one factor per world shared by all its elements ("world": the whole

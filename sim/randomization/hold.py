@@ -39,11 +39,20 @@ class HoldConfig:
     a deploy over ROS 2 is most often held)."""
     periods: tuple[int, int] = (0, 0)
     """[low, high] control periods a hold lasts, drawn per hold (whole numbers, 0 <= low <= high)."""
+    first: tuple[float, float] | None = None
+    """[low, high] seconds from the episode's start to a world's first hold, when it differs from
+    `interval` (None: `interval`). A deploy is most often held in its first periods, while DDS matches
+    the new endpoints, with the robot still at rest: `first: [0, 0.1]` puts a hold there every
+    episode, where a draw over a 5 s interval lands once in hundreds."""
 
     def __post_init__(self) -> None:
-        low, high = self.interval
-        check(math.isfinite(low) and math.isfinite(high) and 0 <= low <= high, "randomize.hold.interval",
-              f"must be [low, high] seconds with 0 <= low <= high, got {list(self.interval)}")
+        for key in ("interval", "first"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            low, high = value
+            check(math.isfinite(low) and math.isfinite(high) and 0 <= low <= high, f"randomize.hold.{key}",
+                  f"must be [low, high] seconds with 0 <= low <= high, got {list(value)}")
         low, high = self.periods
         check(all(isinstance(v, int) and not isinstance(v, bool) for v in self.periods) and 0 <= low <= high,
               "randomize.hold.periods",
@@ -55,8 +64,9 @@ class HoldConfig:
         return self.periods[1] > 0
 
     def describe(self) -> str:
+        first = "" if self.first is None else f", the first after [{self.first[0]:g}, {self.first[1]:g}] s"
         return (f"hold [{self.periods[0]}, {self.periods[1]}] periods every "
-                f"[{self.interval[0]:g}, {self.interval[1]:g}] s")
+                f"[{self.interval[0]:g}, {self.interval[1]:g}] s{first}")
 
 
 class Hold:
@@ -93,9 +103,11 @@ class Hold:
     def _steps(self, seconds: float, control_period: float) -> int:
         return round(seconds / control_period)
 
-    def gap(self, rng: np.random.Generator, control_period: float) -> int:
-        """Control periods until a world's next hold starts, uniform over the interval's whole periods."""
-        low, high = (self._steps(s, control_period) for s in self.config.interval)
+    def gap(self, rng: np.random.Generator, control_period: float, first: bool = False) -> int:
+        """Control periods until a world's next hold starts (its `first` of the episode: from the
+        start), uniform over the interval's whole periods."""
+        seconds = self.config.first if first and self.config.first is not None else self.config.interval
+        low, high = (self._steps(s, control_period) for s in seconds)
         return int(rng.integers(low, high + 1))
 
     def length(self, rng: np.random.Generator) -> int:
@@ -122,7 +134,7 @@ class HoldSchedule:
         if seed is not None or self.rngs[i] is None:
             self.rngs[i] = np.random.default_rng(None if seed is None else [int(seed), HOLD_SEED_TAG])
         self.count[i] = 0
-        self._draw(i, hold, 0)
+        self._draw(i, hold, 0, first=True)
 
     def held(self, steps: np.ndarray, hold: Hold) -> np.ndarray:
         """`(N,)` True for the worlds held during their control period `steps` `(N,)`; a world whose
@@ -134,9 +146,9 @@ class HoldSchedule:
         self.count += held
         return held
 
-    def _draw(self, i: int, hold: Hold, after: int) -> None:
+    def _draw(self, i: int, hold: Hold, after: int, first: bool = False) -> None:
         rng = self.rngs[i]
         if rng is None:
             raise RuntimeError(f"world {i} was held before its episode started")
-        self.start[i] = after + hold.gap(rng, self.control_period)
+        self.start[i] = after + hold.gap(rng, self.control_period, first)
         self.end[i] = self.start[i] + hold.length(rng)
