@@ -23,6 +23,13 @@ policy's normalised action moves them, the safety filter checks the absolute tar
 sent becomes the targets; the loop supplies `joint_targets` and `last_action` to the observation. A
 held tick (stale state, a policy error) is a zero change. A goal task's goal field comes from the
 host-side `GoalTracker` (hold-and-advance on the measured state; a drop ends the run, "dropped").
+
+The policy's episode begins with its first command. Ticks held before it (a stale state while the
+stream starts, a policy refusal) keep the robot where it stands, as before activation; the policy's
+first observation of the actuators' controls (`LAST_COMMAND`, a declared task's last-action term) then
+reads as after the engine's reset, zeros, not the held pose: no training episode starts that way, and
+the zoo quadruped stood still for good after one such tick (BENCHMARKS.md, "After a hold"). Holds after
+the first command are observed as sent (`randomize.hold` trains for them).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import RobotRLError
-from robot_rl.hardware.robot import HardwareError, Lifecycle, Robot, RobotState
+from robot_rl.hardware.robot import LAST_COMMAND, HardwareError, Lifecycle, Robot, RobotState
 from robot_rl.hardware.safety import SafetyConfig, SafetyFilter
 from robot_rl.spec import RELATIVE_ACTION_FIELDS, TargetIntegrator
 
@@ -177,6 +184,8 @@ class ControlLoop:
                                 f"policy commands {list(self.spec.joint_names)}")
         self.integrator = TargetIntegrator(self.spec.action) if self.spec.action.is_relative else None
         self.goals = goals
+        self._commanded = False
+        """Whether the policy has commanded since the robot's activation."""
         self.period = float(period if period is not None else self.spec.control_period)
         if not (math.isfinite(self.period) and self.period > 0):
             raise HardwareError(f"control period must be a positive number of seconds, got {self.period}")
@@ -313,6 +322,7 @@ class ControlLoop:
         if self._stop_request is not None:  # stopped while configuring: never enable the motors
             return None, None
         state = _reorder(robot.activate(), to_policy)
+        self._commanded = False  # the policy's episode begins with its first command
         self.safety.reset(state)
         if self.integrator is not None:  # targets start at the measured positions, as in training
             self.integrator.reset(0, state.joint_positions)
@@ -429,10 +439,16 @@ class ControlLoop:
         return fields
 
     def _act(self, fields: Mapping[str, np.ndarray]) -> Any:
-        """The policy's command in robot units: for a relative action, the integrated targets."""
+        """The policy's command in robot units: for a relative action, the integrated targets. Before
+        the policy's first command the last command reads as at reset (zeros; see the module docstring)."""
+        if not self._commanded and LAST_COMMAND in fields:
+            fields = {**fields, LAST_COMMAND: np.zeros_like(fields[LAST_COMMAND])}
         if self.integrator is None:
-            return self.policy.act(fields)
-        return self.integrator.step(np.asarray(self.policy.act_normalized(fields))[None])[0]
+            command = self.policy.act(fields)
+        else:
+            command = self.integrator.step(np.asarray(self.policy.act_normalized(fields))[None])[0]
+        self._commanded = True
+        return command
 
     def _refuse(self, reason: str, detail: str, state: RobotState) -> np.ndarray:
         """The safe action (a relative action: a zero change, the targets held)."""

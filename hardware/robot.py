@@ -33,6 +33,11 @@ def all_finite(x: np.ndarray) -> bool:
     return math.isfinite(x.dot(x)) or bool(np.isfinite(x).all())
 
 
+LAST_COMMAND = "ctrl"
+"""The state field of the actuators' controls, i.e. the last command (a declared task's `last_action`
+term reads it): zeros after the engine's reset, and from a backend's activation until its first command."""
+
+
 class HardwareError(RobotRLError):
     """A robot refused a call, lost its link, or faulted; the message says which and why."""
 

@@ -32,18 +32,19 @@ JointState. `goal_topic` (geometry_msgs/QuaternionStamped, default `cube_goal`, 
 sets a goal task's goal orientation (`on_goal`, called with w x y z; the control loop's `GoalTracker`).
 
 **What the host supplies** (a declared legged task, `zoo:quadruped-walk_ppo`): its observation reads
-`ctrl` (the `last_action` term: the actuators' controls, i.e. the last command, robot units) and
-`command` (the velocity command: forward m/s, lateral m/s, yaw rate rad/s), which no driver measures.
-`ctrl` is the last command this backend published (policy order; the safe command too), zeros from
-activation until the first one, as the engine's reset leaves the actuators (unpowered, ctrl 0) and the
-MuJoCo backend's and the emulator's `ctrl` read. `command` is the newest `geometry_msgs/Twist` on
+`ctrl` (the `last_action` term: the actuators' controls, i.e. the last command, robot units) and `command`
+(the velocity command: forward m/s, lateral m/s, yaw rate rad/s), which no driver measures. `ctrl` is the
+last command this backend published (policy order; the safe command too), zeros from activation until the
+first one, as the engine's reset leaves the actuators (unpowered, ctrl 0) and the MuJoCo backend's and the
+emulator's `ctrl` read (the control loop shows the policy's first observation zeros even after held ticks:
+its episode begins with its first command). `command` is the newest `geometry_msgs/Twist` on
 `cmd_vel_topic` (default `cmd_vel`, the ROS convention: linear.x, linear.y, angular.z; a teleop or
-navigation stack publishes it), `velocity_command` ([vx, vy, wz], default 0 0 0: stand) until one
-arrives; a Twist with NaN/Inf is refused and counted. With `command_timeout` > 0 (seconds), once a Twist
-has come and none follows for that long, the command falls back to 0 0 0 (stand: a teleop that died or a
-lost link does not leave the robot walking) until the next one (`cmd_vel_timeouts` counts the falls).
-Both are added to each state as it is read, so an observation reads the command last sent and the
-velocity last asked for.
+navigation stack publishes it), `velocity_command` ([vx, vy, wz], default 0 0 0: stand) until one arrives;
+a Twist with NaN/Inf is refused and counted. With `command_timeout` > 0 (seconds), once a Twist has come
+and none follows for that long, the command falls back to 0 0 0 (stand: a teleop that died or a lost link
+does not leave the robot walking) until the next one (`cmd_vel_timeouts` counts the falls). Both are added
+to each state as it is read, so an observation reads the command last sent and the velocity last asked
+for.
 
 **Reading.** The state subscription is raw: `JointStateReader` (joint_state_cdr.py) reads names,
 positions, velocities and the stamp straight from the CDR bytes, with no message object built; a
@@ -101,7 +102,7 @@ import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.hardware.joint_state_cdr import JointStateReader
-from robot_rl.hardware.robot import HardwareError, Robot, RobotState, all_finite
+from robot_rl.hardware.robot import LAST_COMMAND, HardwareError, Robot, RobotState, all_finite
 from robot_rl.hardware.ros2_node_timing import stale_detail, watchdog_period
 from robot_rl.spec import TaskSpec
 
@@ -114,8 +115,6 @@ OPTIONS = ("port", "realtime", "seed", "task", "ros_args", "joints", "joint_map"
 POSE_PARTS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 #: Suffix of the unused velocity entry of a free or ball joint's quaternion.
 QW = ":qw"
-#: The state field of the last command (a declared task's `last_action` term reads the actuators' ctrl).
-LAST_COMMAND = "ctrl"
 #: A declared task's velocity-command goal field (`robot_rl.sim.declared.state.COMMAND_FIELD`): vx, vy, wz.
 VELOCITY_COMMAND = "command"
 

@@ -285,3 +285,50 @@ def test_start_and_tick_drive_the_loop_from_an_outside_timer():
     assert len(robot.sent) == 3
     np.testing.assert_array_equal(robot.sent[-1], [3.0, 1.0, 2.0])  # the robot's joint order
     assert loop.stats().steps == 3 and loop.stats().latency.p50 >= 0
+
+
+class Recorder(Policy):
+    """A Policy that keeps the fields of each call."""
+
+    def __init__(self, spec: TaskSpec, action) -> None:
+        super().__init__(spec, action)
+        self.seen: list[dict] = []
+
+    def act(self, fields):
+        self.seen.append({k: np.array(v, copy=True) for k, v in fields.items()})
+        return super().act(fields)
+
+
+def test_the_policys_first_observation_of_the_last_command_is_the_resets_after_a_held_start():
+    """A tick held before the policy's first command (a stale state as a deploy starts) sends the safe
+    command, which the robot then reports as its `ctrl`; the policy's first observation reads `ctrl` as
+    the engine's reset leaves it, zeros, and every later one as the robot reports it (holds included)."""
+    spec = TaskSpec(name="arm", joint_names=("a", "b", "c"), observation=(ObsTerm("q", "joint_positions"),),
+                    action=ActionSpec.from_bounds("position", [-10.0] * 3, [10.0] * 3),
+                    joint_limits=((-math.inf, math.inf),) * 3, control_period=PERIOD, physics_dt=PERIOD,
+                    state_fields={"joint_positions": 3, "ctrl": 3})
+
+    class EchoArm(Arm):  # reports its last command as `ctrl`, as the ROS 2 backend does
+        def _read_state(self) -> RobotState:
+            self.fields = {"ctrl": self.sent[-1].copy() if self.sent else np.zeros(3)}
+            return super()._read_state()
+
+    robot = EchoArm()
+    policy = Recorder(spec, [1.0, 2.0, 3.0])
+    loop = ControlLoop(robot, policy, open_filter(spec))  # safe command: the measured positions 0 1 2
+    loop.start()
+    loop.hold("stale", "the first state came late")
+    assert len(policy.seen) == 0
+    loop.tick()
+    loop.tick()
+    loop.hold("stale", "late again")
+    loop.tick()
+    np.testing.assert_array_equal(policy.seen[0]["ctrl"], [0.0, 0.0, 0.0])  # as at reset
+    np.testing.assert_array_equal(policy.seen[1]["ctrl"], [1.0, 2.0, 3.0])  # its own first command
+    np.testing.assert_array_equal(policy.seen[2]["ctrl"], [0.0, 1.0, 2.0])  # the held command, as sent
+    # a new activation is a new episode: its first observation reads zeros again
+    loop.stop()
+    robot.sent.append(np.array([4.0, 4.0, 4.0]))
+    loop.start()
+    loop.tick()
+    np.testing.assert_array_equal(policy.seen[3]["ctrl"], [0.0, 0.0, 0.0])

@@ -128,3 +128,34 @@ def test_the_zoo_bundle_walks_on_command_without_falling() -> None:
     result = evaluate("quadruped-walk", policy.act_normalized, 10, recorded["seed"])
     assert result["velocity_tracking_error"] <= 0.2  # m/s; 0.085 when recorded
     assert result["falls"] == 0
+
+
+def test_the_zoo_bundle_walks_after_a_held_first_tick_of_a_deploy() -> None:
+    """A deploy whose first tick is held (a stale state as the stream starts: the safe command, the
+    servos at their measured positions) then walks on. Its policy, trained without holds, stood still
+    for good when its first observation held that command as the last one (x -0.06 m in 6 s, in every
+    world; BENCHMARKS.md "After a hold"); the control loop's first observation now reads it as at reset."""
+    from robot_rl.hardware.control_loop import ControlLoop
+    from robot_rl.hardware.mujoco_robot import MujocoRobot
+    from robot_rl.policies import load
+
+    policy = load("zoo:quadruped-walk_ppo")
+    robot = MujocoRobot("quadruped-walk", seed=100, realtime=False)
+    loop = ControlLoop(robot, policy)
+    try:
+        loop.start()
+        engine = robot._engine  # 0.6 m/s forward throughout, as the ROS 2 walk test asks over cmd_vel
+        engine.task_state.since_draw[:] = -(10 ** 9)
+        engine._goals["command"][:] = [0.6, 0.0, 0.0]
+        x0 = engine.world_state(0)["qpos"][0]
+        loop.hold("stale", "the first state came late")
+        held = engine.world_state(0)["ctrl"]
+        np.testing.assert_allclose(held, engine.world_state(0)["qpos"][7:], atol=0.05)  # the servos held
+        for _ in range(300):
+            loop.tick()
+            assert not robot.episode_over  # no fall
+        assert engine.world_state(0)["qpos"][0] - x0 > 2.0  # m in 6 s; 3.3 without the hold
+        assert loop.stats().safety["interventions"].get("stale") == 1
+    finally:
+        loop.stop()
+        robot.close()
