@@ -10,6 +10,10 @@ from step `at`, per case: its servos sent their joints' measured positions (the 
 `randomize.hold`'s `Hold.safe`), as the action that maps onto them.
 Per case: falls, worlds that made less than 0.3 m ("frozen"), and the median forward distance of those
 that did not fall. The no-hold case is the reference.
+
+A bundle (not a run directory) is also deployed as on a robot: `robot-rl deploy`'s control loop on the
+MuJoCo backend, 0.6 m/s forward, its first 0, 1 or 3 ticks held by the safety layer (a stale state as
+the stream starts) before the policy's first command; `deploy` rows: the distance walked in 300 ticks.
 """
 
 from __future__ import annotations
@@ -55,6 +59,35 @@ def walk(policy, worlds: int, steps: int, hold: int, at: int, seed: int) -> dict
             "median_dx": None if standing.size == 0 else round(float(np.median(standing)), 2)}
 
 
+def deploy_walk(source: str, steps: int, held: int, seed: int) -> dict:
+    """`source` deployed by the control loop on the MuJoCo backend, its first `held` ticks held."""
+    from robot_rl.hardware.control_loop import ControlLoop
+    from robot_rl.hardware.mujoco_robot import MujocoRobot
+    from robot_rl.policies import load
+
+    robot = MujocoRobot("quadruped-walk", seed=seed, realtime=False)
+    loop = ControlLoop(robot, load(source))
+    try:
+        loop.start()
+        engine = robot._engine
+        engine.task_state.since_draw[:] = -(10 ** 9)
+        engine._goals["command"][:] = [0.6, 0.0, 0.0]
+        x0 = engine.world_state(0)["qpos"][0]
+        for _ in range(held):
+            loop.hold("stale", "bench: the first states came late")
+        fell = False
+        for _ in range(steps):
+            loop.tick()
+            if robot.episode_over:
+                fell = True
+                break
+        dx = float(engine.world_state(0)["qpos"][0] - x0)
+    finally:
+        loop.stop()
+        robot.close()
+    return {"held_before_first_command": held, "fell": fell, "dx": None if fell else round(dx, 2)}
+
+
 def main() -> None:
     import argparse
 
@@ -74,7 +107,11 @@ def main() -> None:
         cases = [walk(policy, args.worlds, args.steps, hold, at, args.seed) for hold, at in CASES]
         for case in cases:
             print(label, case, file=sys.stderr, flush=True)
-        rows.append({"policy": label, "cases": cases})
+        row = {"policy": label, "cases": cases}
+        if not (Path(source) / "config.yaml").is_file():  # a bundle: deployed as on a robot too
+            row["deploy"] = [deploy_walk(source, args.steps, held, args.seed) for held in (0, 1, 3)]
+            print(label, row["deploy"], file=sys.stderr, flush=True)
+        rows.append(row)
     print(json.dumps({"benchmark": "quadruped_holds", "worlds": args.worlds, "steps": args.steps,
                       "seed": args.seed, "command": [0.6, 0.0, 0.0], "loadavg": [load_before,
                                                                               os.getloadavg()[0]],
