@@ -5,7 +5,10 @@
 Why: on a robot the safety layer answers a stale state (and a driver a timed-out command) with the safe
 command, the measured pose, for a period or more; a loaded host's first periods over ROS 2 often bring
 one (tests/test_quadruped_ros2.py). Each policy walks `--worlds` worlds of quadruped-walk from the same
-seeds, told 0.6 m/s forward for `--steps` control periods, with every world held for `hold` periods
+seeds, each world a different robot (the quadruped launch files' ranges: friction x0.5-1.25, mass and
+motor strength x0.9-1.1, per world) from a perturbed start (`initial_state_noise` 0.02: the task's own
+reset has no noise, so without these every world would walk the same steps), told 0.6 m/s forward for
+`--steps` control periods, with every world held for `hold` periods
 from step `at`, per case: its servos sent their joints' measured positions (the deploy's safe command,
 `randomize.hold`'s `Hold.safe`), as the action that maps onto them.
 Per case: falls, worlds that made less than 0.3 m ("frozen"), and the median forward distance of those
@@ -13,7 +16,8 @@ that did not fall. The no-hold case is the reference.
 
 A bundle (not a run directory) is also deployed as on a robot: `robot-rl deploy`'s control loop on the
 MuJoCo backend, 0.6 m/s forward, its first 0, 1 or 3 ticks held by the safety layer (a stale state as
-the stream starts) before the policy's first command; `deploy` rows: the distance walked in 300 ticks.
+the stream starts) before the policy's first command; `deploy` rows: the distance walked in `--steps`
+ticks, one episode each (the backend's nominal robot).
 """
 
 from __future__ import annotations
@@ -29,11 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = ((0, 0), (1, 0), (3, 0), (1, 100), (3, 100), (10, 100))  # (periods held, from step)
 
 
+def _robots():
+    from robot_rl.sim.randomization import RandomizationConfig
+
+    return RandomizationConfig(geom_friction_scale=(0.5, 1.25), body_mass_scale=(0.9, 1.1),
+                               actuator_gain_scale=(0.9, 1.1), initial_state_noise=0.02, scale_per="world")
+
+
 def walk(policy, worlds: int, steps: int, hold: int, at: int, seed: int) -> dict:
     from robot_rl import sim
     from robot_rl.sim.randomization.hold import Hold, HoldConfig
 
-    env = sim.make("quadruped-walk", worlds, seed=seed, vectorization="batched")
+    env = sim.make("quadruped-walk", worlds, seed=seed, vectorization="batched", randomize=_robots())
     try:
         env.reset(seed=seed)
         engine = env.engine
@@ -56,7 +67,9 @@ def walk(policy, worlds: int, steps: int, hold: int, at: int, seed: int) -> dict
         env.close()
     standing = dx[~fell]
     return {"hold": hold, "at": at, "fell": int(fell.sum()), "frozen": int((standing < 0.3).sum()),
-            "median_dx": None if standing.size == 0 else round(float(np.median(standing)), 2)}
+            "median_dx": None if standing.size == 0 else round(float(np.median(standing)), 2),
+            "range_dx": None if standing.size == 0 else [round(float(standing.min()), 2),
+                                                         round(float(standing.max()), 2)]}
 
 
 def deploy_walk(source: str, steps: int, held: int, seed: int) -> dict:

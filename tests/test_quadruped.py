@@ -133,8 +133,8 @@ def test_the_zoo_bundle_walks_on_command_without_falling() -> None:
 def test_the_zoo_bundle_walks_after_a_held_first_tick_of_a_deploy() -> None:
     """A deploy whose first tick is held (a stale state as the stream starts: the safe command, the
     servos at their measured positions) then walks on. Its policy, trained without holds, stood still
-    for good when its first observation held that command as the last one (x -0.06 m in 6 s, in every
-    world; BENCHMARKS.md "After a hold"); the control loop's first observation now reads it as at reset."""
+    for good when its first observation held that command as the last one (x -0.06 m in 6 s; 29 of 32
+    robots in BENCHMARKS.md "After a hold"); the control loop's first observation now reads it as at reset."""
     from robot_rl.hardware.control_loop import ControlLoop
     from robot_rl.hardware.mujoco_robot import MujocoRobot
     from robot_rl.policies import load

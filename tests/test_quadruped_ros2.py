@@ -147,7 +147,7 @@ def test_the_zoo_quadruped_over_ros2_walks_forward_on_cmd_vel_without_falling(tm
     """Walks at >= 0.3 m/s when told 0.6 over cmd_vel. An episode in which the robot was held (a stale
     state at the deploy, a timed-out command at the bridge) runs again (up to 3 times): a long hold
     mid-walk is more than the zoo policy, trained without holds, recovers from (in simulation 10 held
-    periods at 0.6 m/s fell 32 of 32 worlds; 1-3 it walks on: BENCHMARKS.md, bench/quadruped_holds.py),
+    periods at 0.6 m/s fell 19 of 32 robots; after 1-3 it walks on: BENCHMARKS.md, bench/quadruped_holds.py),
     which is the policy's limit, not the node's. Ticks held before the policy's first command no longer
     stop it (it stood still for good after one: tests/test_quadruped.py holds the control loop to that);
     a deploy that fails to walk without a hold fails at once."""

@@ -1,14 +1,15 @@
 """Held periods: the `randomize.hold` term, the deploy's safe command in training.
 
 On a robot the safety layer answers a stale state with the safe command (a position servo holds the
-measured pose, a torque or velocity motor gets zero) instead of the policy's, and a driver whose
-command timed out does the same; a loaded host's first periods over ROS 2 often bring one. A policy that
-never saw such a period may not recover from it: the zoo quadruped stands still for good after one held
-period at the start (BENCHMARKS.md, bench/quadruped_holds.py). This term holds a world that way for a
-few control periods now and then, so that a policy learns to walk on. Like the push, it acts in the
-middle of an episode: this module holds what to draw and what the safe command is, the engine
-(`BatchedEngine`) decides when, and the world's `ctrl` (what a `last_action` term observes) is then the
-held command, as on the robot.
+measured pose, a torque or velocity motor gets zero) instead of the policy's, and a driver whose command
+timed out does the same; a loaded host's first periods over ROS 2 often bring one. A policy that never
+saw such a period may not recover from it: the zoo quadruped stands still for good after one held period
+at the start (in the engine; a deploy's control loop now shows the policy's first observation as at
+reset), and 19 of 32 robots fall after 10 held periods mid-walk (BENCHMARKS.md,
+bench/quadruped_holds.py). This term holds a world that way for a few control periods now and then, so
+that a policy learns to walk on. Like the push, it acts in the middle of an episode: this module holds
+what to draw and what the safe command is, the engine (`BatchedEngine`) decides when, and the world's
+`ctrl` (what a `last_action` term observes) is then the held command, as on the robot.
 
 Each world has its own hold generator (seeded from the world's seed and a fixed tag), so holds are
 reproducible and switching them on changes no other draw of the task.
