@@ -306,20 +306,23 @@ def _push_refusal(task: str, simulator: str, point: RandomizationConfig, err: Co
 
 def write_table(result: RobustnessResult, path: Path, only: Collection[tuple[int, ...]] | None = None
                 ) -> Path:
-    """One row per grid point: the terms' values, mean and std of the metric, episodes. `only`: the rows
-    of these points (a partial map's finished ones), in grid order. Written atomically."""
+    """One row per grid point: the terms' values, mean and std of the metric, episodes (and, for a push
+    map, the seconds between kicks, so the table alone says what was measured). `only`: the rows of
+    these points (a partial map's finished ones), in grid order. Written atomically."""
     from robot_rl.checkpoint import atomic_write_text
 
+    interval = ([] if result.push_interval is None
+                else [f"{result.push_interval[0]:.6g}", f"{result.push_interval[1]:.6g}"])
     with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*(a.term for a in result.axes), f"mean_{result.metric}", f"std_{result.metric}",
-                         "episodes"])
+                         "episodes", *(["push_interval_low", "push_interval_high"] if interval else [])])
         for index in itertools.product(*(range(len(a.values)) for a in result.axes)):
             if only is not None and index not in only:
                 continue
             values = [f"{a.values[i]:.6g}" for a, i in zip(result.axes, index, strict=True)]
             writer.writerow([*values, f"{result.mean[index]:.6g}", f"{result.std[index]:.6g}",
-                             result.episodes])
+                             result.episodes, *interval])
         text = f.getvalue()
     atomic_write_text(path, text)
     return path

@@ -166,7 +166,9 @@ def test_a_2x2_push_map_from_the_cli_writes_csv_png_and_json(
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(tmp_path / "push.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["push_x", "push_y", "mean_return", "std_return", "episodes"]
+    assert list(rows[0]) == ["push_x", "push_y", "mean_return", "std_return", "episodes", "push_interval_low",
+                             "push_interval_high"]
+    assert {(r["push_interval_low"], r["push_interval_high"]) for r in rows} == {("0.5", "1")}
     assert [(r["push_x"], r["push_y"]) for r in rows] == [("0", "-1.5"), ("0", "0"), ("1.5", "-1.5"),
                                                           ("1.5", "0")]
     np.testing.assert_allclose([float(r["mean_return"]) for r in rows], mean.ravel(), rtol=1e-5)
